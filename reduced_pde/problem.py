@@ -1,0 +1,108 @@
+"""What a reduced mean-field problem provides to a solver.
+
+A reduced problem lives on the invariant coordinates ``x`` (``r = |w|`` for MMN18; ``(a, s, r)``
+for single-index models) and provides
+
+* the reduced potential ``v(x)`` = V(θ) at any θ with invariants x, and its gradient;
+* the reduced interaction kernel ``u(x, x')`` = the average of U(θ, θ') over the relative
+  orientation of two independent θ, θ' with invariants x, x'.  Solvers use its *low-rank*
+  factorisation ``u(x, x') = Σ_k λ_k g_k(x) g_k(x')`` (:class:`LowRankKernel`), which makes
+  ``ψ(x; p) = v(x) + ∫ u(x, x') p(dx')`` cost O(cells × rank); ``interaction_kernel`` gives the
+  kernel directly (an independent reference, and a dense fall-back);
+* ``E[y²]``, so that ``R(p) = E[y²] + 2∫v dp + ∫∫u dp dp``;
+* the initial law of the invariants.
+
+The reduced density ``p`` is a density with respect to Lebesgue measure in the invariant
+coordinates, and evolves by ``∂_t p = 2ξ(t) ∇·(p ∇ψ(x; p))`` (design note §2–§3).
+Laws are passed to the functions below as weighted points: ``points`` (M, dim) or (M,) and
+``masses`` (M,) summing to one (cell centres and ``p_i |cell_i|`` for a grid, particles for SGD).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .initial_laws import InitialLaw
+
+__all__ = ["LowRankKernel", "ReducedProblem"]
+
+
+@dataclass(frozen=True)
+class LowRankKernel:
+    """``u(x, x') = Σ_k weights[k] features[k, i] features[k, j]`` on a set of points.
+
+    ``truncation_bound[i, j]``-type information is given by ``truncation_bound``: a vector ``b``
+    with ``|u_exact(x_i, x_j) - u_lowrank(x_i, x_j)| <= b_i b_j`` (zero when the rank is exact).
+    """
+
+    weights: np.ndarray  # (K,)
+    features: np.ndarray  # (K, M)
+    truncation_bound: np.ndarray  # (M,)
+
+    @property
+    def rank(self) -> int:
+        return int(self.weights.shape[0])
+
+    def apply(self, masses: np.ndarray) -> np.ndarray:
+        """``Σ_j u(x_i, x_j) masses_j`` for every point i."""
+        moments = self.features @ masses
+        return (self.weights * moments) @ self.features
+
+    def dense(self) -> np.ndarray:
+        return (self.features.T * self.weights) @ self.features
+
+
+class ReducedProblem(ABC):
+    """A symmetry-reduced mean-field problem (see module docstring)."""
+
+    #: names of the invariant coordinates, e.g. ("r",)
+    coordinate_names: tuple[str, ...]
+
+    @property
+    @abstractmethod
+    def target_second_moment(self) -> float:
+        """``E[y²]``."""
+
+    @abstractmethod
+    def reduced_potential(self, points: np.ndarray) -> np.ndarray:
+        """``v(x)``."""
+
+    @abstractmethod
+    def reduced_potential_gradient(self, points: np.ndarray) -> np.ndarray:
+        """``∇v(x)`` (same shape as ``points``)."""
+
+    @abstractmethod
+    def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
+        """Low-rank factorisation of ``u`` on ``points``."""
+
+    @abstractmethod
+    def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
+        """``∇g_k(x)`` for the features of :meth:`interaction_low_rank` (shape (K, M) in 1-D)."""
+
+    @abstractmethod
+    def interaction_kernel(self, points: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """``u(x_i, x'_j)`` evaluated directly (reference / dense fall-back)."""
+
+    @abstractmethod
+    def initial_law(self) -> InitialLaw:
+        """Law of the invariants at t = 0."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Parameters that rebuild the problem (stored as HDF5 attributes)."""
+
+    # ---- derived quantities (shared by all problems) -------------------------------------------
+    def potential(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:
+        """``ψ(x_i; p) = v(x_i) + Σ_j u(x_i, x_j) masses_j``."""
+        return self.reduced_potential(points) + self.interaction_low_rank(points).apply(masses)
+
+    def risk(self, points: np.ndarray, masses: np.ndarray) -> float:
+        """``R(p) = E[y²] + 2 Σ_i v(x_i) m_i + Σ_ij u(x_i, x_j) m_i m_j`` (the N = ∞ risk of the law)."""
+        kernel = self.interaction_low_rank(points)
+        moments = kernel.features @ masses
+        return float(self.target_second_moment + 2.0 * self.reduced_potential(points) @ masses
+                     + kernel.weights @ moments**2)

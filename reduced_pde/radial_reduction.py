@@ -1,0 +1,215 @@
+"""MMN18 reduction of the isotropic Gaussian mixture to the radius r = |w|.
+
+Data: :class:`~reduced_pde.data_models.IsotropicGaussianMixture`; neurons ``σ*(x; w) = σ(⟨w, x⟩)``.
+Given y, ``⟨w, x⟩ ~ N(0, n_y(r)²)`` with ``n_y(r) = (1 + yΔ) r``, and for two neurons the pair
+``(⟨w,x⟩/n_y(r), ⟨w',x⟩/n_y(r'))`` is standard bivariate normal with correlation c, the cosine
+between w and w'.  With ``α_k`` the normalized Hermite coefficients of σ (Mehler's formula):
+
+    v(r)      = −E[y σ(⟨w,x⟩)] = −½ α_0(n_+(r)) + ½ α_0(n_−(r)),
+    U(w, w')  = ½ Σ_{y=±} Σ_k α_k(n_y(r)) α_k(n_y(r')) c^k,
+    u(r, r')  = E_c U = ½ Σ_{y=±} Σ_{k even} E[c^k] α_k(n_y(r)) α_k(n_y(r')),
+
+where c is the cosine between two independent uniform directions of R^d (density ∝
+(1 − c²)^{(d−3)/2}; E c² = 1/d; :func:`~reduced_pde.hermite.cosine_moments`).  Every term is a
+product g(r) g(r'): the kernel is low-rank.  At d = ∞ only k = 0 survives and
+``u(r, r') = ½ q_+(r) q_+(r') + ½ q_−(r) q_−(r')`` (rank 2).  At finite d the series is
+truncated at an even degree K; since E c^k is non-increasing over even k, Cauchy–Schwarz bounds
+the error by ``E[c^{K+2}] sqrt(T(r) T(r'))`` with ``T = Σ_y ½ Σ_{k>K} α_k(n_y)²``; ``K`` is chosen
+so that this bound is below ``truncation_tolerance`` (relative to ``E σ²``) on the given points.
+
+The reduced density p(r) (w.r.t. dr) follows ``∂_t p = 2ξ ∂_r(p ∂_r ψ(r; p))``,
+``ψ(r; p) = v(r) + ∫ u(r, r') p(r') dr'``: because Ψ(w; ρ) depends on w only through |w|,
+``∇_w Ψ = ψ'(|w|) w/|w|`` and ``d|w|/dt = −2ξ ψ'(|w|)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.special import roots_jacobi
+
+from .activations import Activation, make_activation
+from .data_models import IsotropicGaussianMixture
+from .hermite import cosine_moments
+from .initial_laws import InitialLaw, make_initial_law
+from .problem import LowRankKernel, ReducedProblem
+
+__all__ = ["IsotropicMixtureRadialProblem"]
+
+_MAX_DEGREE = 400
+
+
+class IsotropicMixtureRadialProblem(ReducedProblem):
+    """The MMN18 radial reduction at finite d or d = ∞ (module docstring)."""
+
+    coordinate_names = ("r",)
+
+    def __init__(self, data: IsotropicGaussianMixture, activation: Activation | str | dict,
+                 kappa: float = 0.4, hermite_degree: int | None = None,
+                 truncation_tolerance: float = 1e-10) -> None:
+        self.data = data
+        self.activation = make_activation(activation)
+        self.kappa = float(kappa)
+        if hermite_degree is not None and (hermite_degree < 0 or hermite_degree % 2):
+            raise ValueError(f"reduction.hermite_degree = {hermite_degree} must be an even integer >= 0")
+        self.hermite_degree = hermite_degree
+        if not truncation_tolerance > 0:
+            raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance} must be > 0")
+        self.truncation_tolerance = float(truncation_tolerance)
+        self._degree_cache: dict[float, int] = {}
+        self._initial_law = make_initial_law(self.kappa, data.dimension)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def dimension(self) -> float:
+        return self.data.dimension
+
+    @property
+    def target_second_moment(self) -> float:
+        return self.data.target_second_moment
+
+    def _class_terms(self):
+        """(probability, label, scale factor 1 + yΔ) for each class."""
+        return [(p, y, s) for p, y, s in zip(self.data.label_probabilities, self.data.labels,
+                                             self.data.class_scales)]
+
+    def reduced_potential(self, points: np.ndarray) -> np.ndarray:
+        r = np.asarray(points, dtype=float)
+        return sum(-p * y * self.activation.gaussian_mean(s * r) for p, y, s in self._class_terms())
+
+    def reduced_potential_gradient(self, points: np.ndarray) -> np.ndarray:
+        r = np.asarray(points, dtype=float)
+        return sum(-p * y * s * self.activation.gaussian_mean_derivative(s * r)
+                   for p, y, s in self._class_terms())
+
+    # ---- interaction -------------------------------------------------------------------------
+    def series_degree(self, points: np.ndarray) -> int:
+        """Even truncation degree K of the c-series on ``points`` (0 at d = ∞)."""
+        if math.isinf(self.dimension):
+            return 0
+        if self.hermite_degree is not None:
+            return self.hermite_degree
+        r_max = float(np.max(points)) if np.size(points) else 0.0
+        if r_max not in self._degree_cache:
+            self._degree_cache[r_max] = self._choose_degree(r_max)
+        return self._degree_cache[r_max]
+
+    def _choose_degree(self, r_max: float) -> int:
+        probe = np.linspace(0.0, r_max, 17)
+        total = self._second_moment_sum(probe)
+        alpha_sq = sum(p * self.activation.hermite_coefficients(s * probe, _MAX_DEGREE) ** 2
+                       for p, _, s in self._class_terms())
+        tails = total[None, :] - np.cumsum(alpha_sq, axis=0)  # tails[K] = Σ_{k>K}
+        moments = cosine_moments(self.dimension, _MAX_DEGREE + 2)
+        scale = max(float(total.max()), 1e-300)
+        for degree in range(0, _MAX_DEGREE + 1, 2):
+            if moments[degree + 2] * max(float(tails[degree].max()), 0.0) <= self.truncation_tolerance * scale:
+                return degree
+        return _MAX_DEGREE
+
+    def _second_moment_sum(self, r: np.ndarray) -> np.ndarray:
+        """``Σ_y P(y) E[σ(n_y(r) G)²]``."""
+        return sum(p * self.activation.second_moment(s * r) for p, _, s in self._class_terms())
+
+    def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
+        r = np.asarray(points, dtype=float)
+        degree = self.series_degree(r)
+        moments = cosine_moments(self.dimension, degree)
+        even = np.arange(0, degree + 1, 2)
+        weights, features = [], []
+        for p, _, s in self._class_terms():
+            alpha = self.activation.hermite_coefficients(s * r, degree)
+            weights.append(p * moments[even])
+            features.append(alpha[even])
+        return LowRankKernel(np.concatenate(weights), np.concatenate(features),
+                             truncation_bound=np.zeros_like(r))
+
+    def interaction_truncation_bound(self, points: np.ndarray) -> np.ndarray:
+        """``b_i`` with ``|u − u_K|(r_i, r_j) <= b_i b_j`` (module docstring); zero at d = ∞."""
+        r = np.asarray(points, dtype=float)
+        if math.isinf(self.dimension):
+            return np.zeros_like(r)
+        degree = self.series_degree(r)
+        alpha_sq = sum(p * self.activation.hermite_coefficients(s * r, degree) ** 2
+                       for p, _, s in self._class_terms())
+        tail = np.maximum(self._second_moment_sum(r) - alpha_sq.sum(axis=0), 0.0)
+        return np.sqrt(cosine_moments(self.dimension, degree + 2)[degree + 2] * tail)
+
+    def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
+        r = np.asarray(points, dtype=float)
+        degree = self.series_degree(r)
+        even = np.arange(0, degree + 1, 2)
+        return np.concatenate([s * self.activation.hermite_coefficients_derivative(s * r, degree)[even]
+                               for _, _, s in self._class_terms()])
+
+    def interaction_kernel(self, points: np.ndarray, other: np.ndarray,
+                           cosine_nodes: int = 48) -> np.ndarray:
+        """``u(r, r')`` by Gauss–Jacobi quadrature over c of the exact bivariate expectation
+        (independent of the Hermite series; slow, for checks and small dense problems)."""
+        r = np.atleast_1d(np.asarray(points, dtype=float))
+        r2 = np.atleast_1d(np.asarray(other, dtype=float))
+        if math.isinf(self.dimension):
+            c_nodes, c_weights = np.array([0.0]), np.array([1.0])
+        else:
+            exponent = (self.dimension - 3.0) / 2.0
+            c_nodes, c_weights = roots_jacobi(cosine_nodes, exponent, exponent)
+            c_weights = c_weights / c_weights.sum()
+        out = np.zeros((r.size, r2.size))
+        for p, _, s in self._class_terms():
+            for i, ri in enumerate(r):
+                for j, rj in enumerate(r2):
+                    out[i, j] += p * sum(
+                        w * self.activation.bivariate_expectation(s * ri, s * rj, c)
+                        for c, w in zip(c_nodes, c_weights))
+        return out
+
+    # ---- finite networks -----------------------------------------------------------------------
+    def network_risk(self, weights: np.ndarray, degree: int = 200) -> tuple[float, float]:
+        """Exact population risk ``E[(y − (1/N) Σ_i σ(⟨w_i, x⟩))²]`` of a finite network and a bound
+        on its series truncation error.
+
+        Pairs i ≠ j use Mehler's series at their actual cosine ``c_ij`` (error
+        ``<= |c_ij|^{K+1} sqrt(T_i T_j)``); the diagonal uses ``E σ(n G)²`` directly.
+        """
+        w = np.asarray(weights, dtype=float)
+        n_neurons = w.shape[0]
+        norms = np.linalg.norm(w, axis=1)
+        unit = w / np.where(norms > 0, norms, 1.0)[:, None]
+        cosines = np.clip(unit @ unit.T, -1.0, 1.0)
+        np.fill_diagonal(cosines, 0.0)
+        off_diagonal = 0.0
+        bound = 0.0
+        diagonal = 0.0
+        abs_c_power = np.abs(cosines) ** (degree + 1)
+        for p, _, s in self._class_terms():
+            alpha = self.activation.hermite_coefficients(s * norms, degree)  # (K+1, N)
+            second = self.activation.second_moment(s * norms)
+            power = np.ones_like(cosines)
+            total = np.zeros_like(cosines)
+            for k in range(degree + 1):
+                total += np.outer(alpha[k], alpha[k]) * power
+                power *= cosines
+            np.fill_diagonal(total, 0.0)
+            off_diagonal += p * total.sum()
+            diagonal += p * second.sum()
+            tail = np.sqrt(np.maximum(second - (alpha**2).sum(axis=0), 0.0))
+            bound += p * float(np.sum(abs_c_power * np.outer(tail, tail)))
+        potential = self.reduced_potential(norms).sum()
+        risk = (self.target_second_moment + 2.0 * potential / n_neurons
+                + (off_diagonal + diagonal) / n_neurons**2)
+        return float(risk), bound / n_neurons**2
+
+    def initial_law(self) -> InitialLaw:
+        return self._initial_law
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "problem": "isotropic_mixture_radial",
+            **{f"data.{k}": v for k, v in self.data.config().items()},
+            **{f"activation.{k}": v for k, v in self.activation.config().items()},
+            "initial.kappa": self.kappa,
+            "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
+            "reduction.truncation_tolerance": self.truncation_tolerance,
+        }
