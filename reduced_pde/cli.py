@@ -1,0 +1,226 @@
+"""Command line: ``reduced-pde {pde,sgd,experiment,plot,law} ...``.
+
+    reduced-pde pde CONFIG [-o FILE] [--set table.key=value ...] [--resume]
+    reduced-pde sgd CONFIG [-o FILE] [--seed S] [--set ...] [--resume]
+    reduced-pde experiment CONFIG [--outdir DIR] [--set ...] [--skip-sgd]
+    reduced-pde plot FILE [FILE ...] -o FIGURE.png
+    reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
+
+``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
+run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
+Errors in the configuration are reported as one line naming the field and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from solvers.results import Trajectory
+
+from .config import (build_problem, build_schedule, flatten, load_config, output_times,
+                     sweep_cases)
+from .storage import read_trajectory, write_trajectory
+
+__all__ = ["main", "run_pde", "run_sgd_seed"]
+
+
+def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: bool = False,
+            progress: bool = True) -> Trajectory:
+    """Solve the reduced PDE described by ``config`` (finite-volume or Lagrangian)."""
+    from solvers.grid import UniformGrid1D
+
+    problem = build_problem(config)
+    schedule = build_schedule(config)
+    times = output_times(config)
+    pde = config["pde"]
+    flat = flatten(config)
+    if pde["solver"] == "lagrangian":
+        from solvers.lagrangian import solve_lagrangian
+
+        trajectory = solve_lagrangian(problem, times, n_particles=int(pde["n_particles"]),
+                                      schedule=schedule, progress=progress)
+        trajectory.config = {**trajectory.config, **flat}
+        return trajectory
+    from solvers.finite_volume import FiniteVolumeSolver1D
+
+    from .runner import run_simulation
+
+    grid = UniformGrid1D(0.0, float(pde["r_max"]), int(pde["cells"]))
+    solver = FiniteVolumeSolver1D(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]),
+                                  schedule=schedule, kernel=pde["kernel"])
+    static = {"r_centers": grid.centers, "r_edges": grid.edges}
+    return run_simulation(solver, times, kind="pde_finite_volume", config={**solver.config(), **flat},
+                          static_fields=static, checkpoint=checkpoint, resume=resume, progress=progress)
+
+
+def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None = None,
+                 resume: bool = False, progress: bool = True) -> Trajectory:
+    """Run full-dimensional SGD for ``config`` with one seed."""
+    from solvers.sgd import SGDSimulation
+
+    from .runner import run_simulation
+
+    problem = build_problem(config)
+    sgd = config["sgd"]
+    simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
+                               batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
+                               seed=int(seed))
+    flat = {**flatten(config), "sgd.seed": int(seed)}
+    flat.pop("sgd.seeds", None)
+    return run_simulation(simulation, output_times(config), kind="sgd", config=flat,
+                          checkpoint=checkpoint, resume=resume, progress=progress)
+
+
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".checkpoint")
+
+
+def _cmd_pde(args: argparse.Namespace) -> None:
+    config = load_config(args.config, args.set)
+    output = Path(args.output)
+    trajectory = run_pde(config, checkpoint=_checkpoint_path(output), resume=args.resume,
+                         progress=not args.quiet)
+    write_trajectory(output, trajectory)
+    _checkpoint_path(output).unlink(missing_ok=True)
+    print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
+          f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.2f} s)")
+
+
+def _cmd_sgd(args: argparse.Namespace) -> None:
+    config = load_config(args.config, args.set)
+    seed = args.seed if args.seed is not None else config["sgd"]["seeds"][0]
+    output = Path(args.output)
+    trajectory = run_sgd_seed(config, seed, checkpoint=_checkpoint_path(output), resume=args.resume,
+                              progress=not args.quiet)
+    write_trajectory(output, trajectory)
+    _checkpoint_path(output).unlink(missing_ok=True)
+    print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
+          f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.1f} s)")
+
+
+def _cmd_experiment(args: argparse.Namespace) -> None:
+    from .plotting import plot_law_evolution, plot_risk_comparison
+
+    config = load_config(args.config, args.set)
+    outdir = Path(args.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    trajectories: list[Trajectory] = []
+    timings = []
+    cases = sweep_cases(config)
+    for label, case in cases:
+        tag = label.replace("=", "").replace(".", "p") or "run"
+        began = time.perf_counter()
+        pde = run_pde(case, progress=not args.quiet)
+        timings.append(f"{label or 'run'}: PDE {time.perf_counter() - began:.2f} s")
+        write_trajectory(outdir / f"{tag}_pde.h5", pde)
+        trajectories.append(pde)
+        if args.skip_sgd:
+            continue
+        for seed in case["sgd"]["seeds"]:
+            began = time.perf_counter()
+            sgd_path = outdir / f"{tag}_sgd_seed{seed}.h5"
+            sgd = run_sgd_seed(case, seed, checkpoint=_checkpoint_path(sgd_path),
+                               resume=_checkpoint_path(sgd_path).exists(), progress=not args.quiet)
+            write_trajectory(sgd_path, sgd)
+            _checkpoint_path(sgd_path).unlink(missing_ok=True)
+            timings.append(f"{label or 'run'}: SGD seed {seed} {time.perf_counter() - began:.1f} s")
+            trajectories.append(sgd)
+    title = (f"d = {config['data']['dimension']}, Δ = {config['data']['delta']}, "
+             f"N = {config['sgd']['n_neurons']}, ε = {config['sgd']['step_size']}, "
+             f"B = {config['sgd']['batch_size']}")
+    risk_png = plot_risk_comparison(trajectories, outdir / "risk.png", title=title)
+    print(f"wrote {risk_png}")
+    first_pde = next(t for t in trajectories if t.kind != "sgd")
+    first_sgd = [t for t in trajectories if t.kind == "sgd" and
+                 t.config.get("initial.kappa") == first_pde.config.get("initial.kappa")]
+    t_final = float(config["output"]["t_final"])
+    law_times = [0.0] + list(np.geomspace(max(float(config["output"]["t_first"]) * 10, t_final / 1e3),
+                                          t_final, 3))
+    law_png = plot_law_evolution(first_pde, first_sgd, law_times, outdir / "law.png",
+                                 title=f"law of |w|, κ = {first_pde.config.get('initial.kappa')}; " + title)
+    print(f"wrote {law_png}")
+    for line in timings:
+        print("  " + line)
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from .plotting import plot_risk_comparison
+
+    trajectories = [read_trajectory(path) for path in args.files]
+    print(f"wrote {plot_risk_comparison(trajectories, args.output, title=args.title)}")
+
+
+def _cmd_law(args: argparse.Namespace) -> None:
+    from .plotting import plot_law_evolution
+
+    trajectories = [read_trajectory(path) for path in args.files]
+    pde = [t for t in trajectories if t.kind != "sgd"]
+    if len(pde) != 1:
+        raise ValueError(f"law: give exactly one PDE file, got {len(pde)}")
+    sgd = [t for t in trajectories if t.kind == "sgd"]
+    print(f"wrote {plot_law_evolution(pde[0], sgd, args.times, args.output, title=args.title)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="TOML configuration file")
+        p.add_argument("--set", action="append", default=[], metavar="table.key=value",
+                       help="override a configuration value (repeatable)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("pde", help="solve the reduced PDE")
+    common(p)
+    p.add_argument("-o", "--output", default="pde.h5")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
+    p.set_defaults(func=_cmd_pde)
+
+    p = sub.add_parser("sgd", help="run full-dimensional SGD")
+    common(p)
+    p.add_argument("-o", "--output", default="sgd.h5")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: first of sgd.seeds)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
+    p.set_defaults(func=_cmd_sgd)
+
+    p = sub.add_parser("experiment", help="PDE + SGD over the [sweep] table, with figures")
+    common(p)
+    p.add_argument("--outdir", default="results")
+    p.add_argument("--skip-sgd", action="store_true")
+    p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("plot", help="risk-vs-time comparison from result files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-o", "--output", default="risk.png")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("law", help="evolution of the law of |w| from result files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--times", type=float, nargs="+", required=True)
+    p.add_argument("-o", "--output", default="law.png")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_law)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as error:
+        print(f"reduced-pde: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

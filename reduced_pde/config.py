@@ -1,0 +1,218 @@
+"""TOML run configurations: parsing, validation, and construction of problems and solvers.
+
+A configuration has the tables below (all keys optional except where stated; defaults shown)::
+
+    [data]        model = "isotropic_gaussian_mixture", delta = 0.5, dimension = 320  # or "inf"
+    [activation]  name = "mmn18", t1 = 0.5, t2 = 1.5, s1 = -2.5, s2 = 7.5        # see activations
+    [initial]     kappa = 0.4                     # w ~ N(0, κ²/d I_d)
+    [schedule]    xi0 = 1.0, alpha = 0.0, t0 = 1.0  # ξ(t) = xi0 (1 + t/t0)^(-alpha)
+    [output]      t_final = 100.0, n_outputs = 60, spacing = "log", t_first = 1e-3
+    [pde]         solver = "finite_volume", r_max = 4.0, cells = 400, scheme = "muscl",
+                  cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400
+    [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2]
+    [sweep]       "initial.kappa" = [0.1, 0.4]    # experiment: one PDE + SGD run per value
+
+Unknown tables or keys are refused with a message naming them and listing what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data_models import IsotropicGaussianMixture
+from .radial_reduction import IsotropicMixtureRadialProblem
+from .schedules import LearningRateSchedule
+
+__all__ = ["DEFAULTS", "load_config", "validate_config", "build_problem", "build_schedule",
+           "output_times", "flatten", "apply_overrides"]
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"model": "isotropic_gaussian_mixture", "delta": 0.5, "dimension": 320},
+    "activation": {"name": "mmn18"},
+    "initial": {"kappa": 0.4},
+    "schedule": {"xi0": 1.0, "alpha": 0.0, "t0": 1.0},
+    "output": {"t_final": 100.0, "n_outputs": 60, "spacing": "log", "t_first": 1e-3},
+    "pde": {"solver": "finite_volume", "r_max": 4.0, "cells": 400, "scheme": "muscl", "cfl": 0.4,
+            "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400},
+    "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2]},
+    "sweep": {},
+}
+_FREE_TABLES = {"activation", "sweep"}  # keys checked by their own builders
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a TOML file, fill in defaults, apply ``key=value`` overrides, validate."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except FileNotFoundError:
+        raise ValueError(f"configuration file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"configuration file {str(path)!r} is not valid TOML: {error}") from None
+    config = _merge_defaults(raw)
+    apply_overrides(config, overrides or [])
+    validate_config(config)
+    return config
+
+
+def _merge_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown configuration table(s) {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    config = copy.deepcopy(DEFAULTS)
+    for table, values in raw.items():
+        if not isinstance(values, dict):
+            raise ValueError(f"[{table}] must be a table, got {values!r}")
+        if table not in _FREE_TABLES:
+            unknown_keys = set(values) - set(DEFAULTS[table])
+            if unknown_keys:
+                raise ValueError(f"unknown key(s) {sorted(unknown_keys)} in [{table}]; "
+                                 f"allowed: {sorted(DEFAULTS[table])}")
+        if table == "activation":
+            config[table] = dict(values)
+            config[table].setdefault("name", "mmn18")
+        else:
+            config[table].update(values)
+    return config
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> None:
+    """Apply ``table.key=value`` strings (value parsed as TOML, else kept as a string)."""
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"override {item!r} must look like table.key=value")
+        key, text = item.split("=", 1)
+        table, name = key.split(".", 1)
+        if table not in DEFAULTS:
+            raise ValueError(f"override {item!r}: unknown table {table!r}; allowed: {sorted(DEFAULTS)}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        config[table][name] = value
+
+
+def _dimension(value: Any) -> float:
+    if isinstance(value, str) and value.lower() in {"inf", "infinity"}:
+        return math.inf
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"data.dimension = {value!r} must be an integer >= 2 or \"inf\"")
+
+
+def _positive(table: str, key: str, value: Any, integer: bool = False, minimum: float = 0.0) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > minimum
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{table}.{key} = {value!r} must be {kind} > {minimum:g}")
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check every value; raise ValueError naming the field, its value and what is allowed."""
+    data = config["data"]
+    if data["model"] != "isotropic_gaussian_mixture":
+        raise ValueError(f"data.model = {data['model']!r} is not known; allowed: 'isotropic_gaussian_mixture'")
+    IsotropicGaussianMixture(float(data["delta"]), _dimension(data["dimension"]))
+    build_problem(config)  # validates activation, kappa, reduction options
+    build_schedule(config)
+    out = config["output"]
+    _positive("output", "t_final", out["t_final"])
+    _positive("output", "n_outputs", out["n_outputs"], integer=True, minimum=1)
+    if out["spacing"] not in {"log", "linear"}:
+        raise ValueError(f"output.spacing = {out['spacing']!r}; allowed: 'log', 'linear'")
+    _positive("output", "t_first", out["t_first"])
+    if out["spacing"] == "log" and not out["t_first"] < out["t_final"]:
+        raise ValueError(f"output.t_first = {out['t_first']} must be < output.t_final = {out['t_final']}")
+    pde = config["pde"]
+    if pde["solver"] not in {"finite_volume", "lagrangian"}:
+        raise ValueError(f"pde.solver = {pde['solver']!r}; allowed: 'finite_volume', 'lagrangian'")
+    _positive("pde", "r_max", pde["r_max"])
+    _positive("pde", "cells", pde["cells"], integer=True, minimum=3)
+    if pde["scheme"] not in {"upwind", "muscl"}:
+        raise ValueError(f"pde.scheme = {pde['scheme']!r}; allowed: 'upwind', 'muscl'")
+    if not (isinstance(pde["cfl"], (int, float)) and 0 < pde["cfl"] <= 0.5):
+        raise ValueError(f"pde.cfl = {pde['cfl']!r} must lie in (0, 0.5] (positivity bound of the scheme)")
+    if pde["kernel"] not in {"low_rank", "dense"}:
+        raise ValueError(f"pde.kernel = {pde['kernel']!r}; allowed: 'low_rank', 'dense'")
+    _positive("pde", "n_particles", pde["n_particles"], integer=True)
+    sgd = config["sgd"]
+    _positive("sgd", "n_neurons", sgd["n_neurons"], integer=True)
+    _positive("sgd", "step_size", sgd["step_size"])
+    _positive("sgd", "batch_size", sgd["batch_size"], integer=True)
+    seeds = sgd["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+        raise ValueError(f"sgd.seeds = {seeds!r} must be a non-empty list of integers >= 0")
+    for key, values in config["sweep"].items():
+        table, _, name = key.partition(".")
+        if table not in DEFAULTS or not name:
+            raise ValueError(f"sweep key {key!r} must be 'table.key' with table in {sorted(DEFAULTS)}")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"sweep.{key} = {values!r} must be a non-empty list")
+
+
+def build_problem(config: dict[str, Any]) -> IsotropicMixtureRadialProblem:
+    data = IsotropicGaussianMixture(float(config["data"]["delta"]), _dimension(config["data"]["dimension"]))
+    degree = config["pde"]["hermite_degree"]
+    if degree == "auto":
+        degree = None
+    elif not (isinstance(degree, int) and degree >= 0 and degree % 2 == 0):
+        raise ValueError(f"pde.hermite_degree = {degree!r} must be \"auto\" or an even integer >= 0")
+    kappa = config["initial"]["kappa"]
+    _positive("initial", "kappa", kappa)
+    return IsotropicMixtureRadialProblem(data, dict(config["activation"]), kappa=float(kappa),
+                                         hermite_degree=degree)
+
+
+def build_schedule(config: dict[str, Any]) -> LearningRateSchedule:
+    s = config["schedule"]
+    return LearningRateSchedule(float(s["xi0"]), float(s["alpha"]), float(s["t0"]))
+
+
+def output_times(config: dict[str, Any]) -> np.ndarray:
+    """Output times: ``n_outputs`` log- or linearly spaced points ending at t_final, plus t = 0."""
+    out = config["output"]
+    n, t_final = int(out["n_outputs"]), float(out["t_final"])
+    if out["spacing"] == "log":
+        times = np.geomspace(float(out["t_first"]), t_final, n)
+    else:
+        times = np.linspace(t_final / n, t_final, n)
+    return np.concatenate([[0.0], times])
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"table.key": value}`` for HDF5 attributes (sweep omitted; it is resolved per run)."""
+    flat = {}
+    for table, values in config.items():
+        if table == "sweep":
+            continue
+        for key, value in values.items():
+            flat[f"{table}.{key}"] = value
+    return flat
+
+
+def sweep_cases(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """One (label, config) per combination of the sweep values (a single case without a sweep)."""
+    cases = [("", copy.deepcopy(config))]
+    for key, values in config["sweep"].items():
+        table, name = key.split(".", 1)
+        new_cases = []
+        for label, case in cases:
+            for value in values:
+                variant = copy.deepcopy(case)
+                variant[table][name] = value
+                new_label = f"{label}_{name}={value}" if label else f"{name}={value}"
+                new_cases.append((new_label, variant))
+        cases = new_cases
+    for _, case in cases:
+        case["sweep"] = {}
+        validate_config(case)
+    return cases

@@ -1,0 +1,139 @@
+"""Configuration validation, HDF5 round trips, atomic writes, checkpoint/resume and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from reduced_pde.cli import main, run_pde
+from reduced_pde.config import load_config, sweep_cases
+from reduced_pde.storage import read_trajectory, write_trajectory
+from solvers.results import Trajectory
+
+SMALL = """
+[data]
+delta = 0.5
+dimension = 40
+[initial]
+kappa = 0.4
+[output]
+t_final = 2.0
+n_outputs = 8
+t_first = 0.01
+[pde]
+r_max = 4.0
+cells = 120
+[sgd]
+n_neurons = 40
+step_size = 1e-3
+batch_size = 4
+seeds = [0, 1]
+[sweep]
+"initial.kappa" = [0.2, 0.4]
+"""
+
+
+@pytest.fixture()
+def small_config(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pde.cfl=0.9", r"pde.cfl = 0.9 must lie in \(0, 0.5\]"),
+    ("sgd.n_neurons=-5", "sgd.n_neurons = -5 must be an integer > 0"),
+    ("data.dimension=1", "data.dimension = 1.0 must be >= 2"),
+    ("activation.name='softsign'", "activation.name = 'softsign' is not known"),
+    ("pde.scheme='weno'", "pde.scheme = 'weno'; allowed"),
+    ("output.spacing='cubic'", "output.spacing"),
+    ("pde.hermite_degree=3", "pde.hermite_degree = 3 must be"),
+])
+def test_invalid_configuration_names_field_value_and_allowed(small_config: Path, override: str,
+                                                             message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(small_config, [override])
+
+
+def test_unknown_keys_and_tables_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[pde]\ncels = 10\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['cels'\] in \[pde\]"):
+        load_config(path)
+    path.write_text("[solver]\nx = 1\n")
+    with pytest.raises(ValueError, match="unknown configuration table"):
+        load_config(path)
+
+
+def test_cli_reports_config_error_with_status_2(small_config: Path, capsys) -> None:
+    assert main(["pde", str(small_config), "--set", "pde.cells=2", "--quiet"]) == 2
+    assert "pde.cells = 2" in capsys.readouterr().err
+
+
+def test_sweep_expands_cases(small_config: Path) -> None:
+    cases = sweep_cases(load_config(small_config))
+    assert [label for label, _ in cases] == ["kappa=0.2", "kappa=0.4"]
+    assert [case["initial"]["kappa"] for _, case in cases] == [0.2, 0.4]
+
+
+def test_hdf5_round_trip_keeps_arrays_and_configuration(tmp_path: Path) -> None:
+    trajectory = Trajectory("sgd", [0.0, 1.0], [2.0, 1.0], [0.4, 0.5], [0.01, 0.02],
+                            fields={"norms": np.arange(6.0).reshape(2, 3)},
+                            config={"data.dimension": float("inf"), "sgd.seeds": [0, 1], "activation.name": "relu"},
+                            diagnostics={"steps": 10})
+    path = write_trajectory(tmp_path / "out.h5", trajectory)
+    back = read_trajectory(path)
+    np.testing.assert_array_equal(back.fields["norms"], trajectory.fields["norms"])
+    np.testing.assert_array_equal(back.risk, trajectory.risk)
+    assert back.config == trajectory.config and back.kind == "sgd" and back.diagnostics["steps"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]  # no temporary left behind
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path: Path) -> None:
+    good = Trajectory("sgd", [0.0], [1.0], [0.1], [0.0], config={"x": 1})
+    path = write_trajectory(tmp_path / "out.h5", good)
+    bad = Trajectory("sgd", [0.0], [1.0], [0.1], [0.0], config={"x": object()})  # unstorable attribute
+    with pytest.raises(TypeError):
+        write_trajectory(path, bad)
+    assert read_trajectory(path).config == {"x": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_pde_cli_writes_file_with_full_configuration(small_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pde.h5"
+    assert main(["pde", str(small_config), "-o", str(out), "--quiet", "--set", "pde.cells=100"]) == 0
+    with h5py.File(out) as file:
+        assert {"time", "risk", "mean_r", "std_r"} <= set(file)
+        assert file.attrs["config.pde.cells"] == 100
+        assert file.attrs["config.data.delta"] == 0.5
+        assert file["fields/density"].shape == (9, 100)
+    trajectory = read_trajectory(out)
+    assert np.all(np.diff(trajectory.risk) <= 1e-12)  # noiseless dynamics: risk non-increasing
+
+
+def test_pde_checkpoint_resume_matches_uninterrupted_run(small_config: Path, tmp_path: Path) -> None:
+    config = load_config(small_config, ["output.n_outputs=6"])
+    reference = run_pde(config, progress=False)
+    checkpoint = tmp_path / "run.checkpoint"
+    partial_config = load_config(small_config, ["output.n_outputs=6"])
+    # An interrupted run: advance through the first outputs only, checkpointing after each.
+    from reduced_pde.config import build_problem, build_schedule, flatten, output_times
+    from reduced_pde.runner import run_simulation
+    from solvers.finite_volume import FiniteVolumeSolver1D
+    from solvers.grid import UniformGrid1D
+
+    grid = UniformGrid1D(0.0, 4.0, 120)
+    def fresh() -> FiniteVolumeSolver1D:
+        return FiniteVolumeSolver1D(build_problem(partial_config), grid, scheme="muscl", cfl=0.4,
+                                    schedule=build_schedule(partial_config))
+    times = output_times(partial_config)
+    run_simulation(fresh(), times[:4], kind="pde_finite_volume", config=flatten(partial_config),
+                   checkpoint=checkpoint, checkpoint_every=0.0)
+    resumed = run_simulation(fresh(), times, kind="pde_finite_volume", config=flatten(partial_config),
+                             checkpoint=checkpoint, resume=True)
+    np.testing.assert_array_equal(resumed.time, reference.time)
+    np.testing.assert_allclose(resumed.risk, reference.risk, rtol=0, atol=0)
+    np.testing.assert_allclose(resumed.fields["density"], reference.fields["density"], rtol=0, atol=0)
