@@ -1,0 +1,61 @@
+"""Uniform 1-D grids for the finite-volume solvers.
+
+A :class:`UniformGrid1D` splits ``[lower, upper]`` into ``cells`` cells of equal width ``spacing``;
+densities on it are densities with respect to ``dr`` and cell masses are ``p_i * spacing``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["UniformGrid1D"]
+
+MIN_CELLS = 4
+
+
+@dataclass(frozen=True)
+class UniformGrid1D:
+    """``cells`` equal cells on ``[lower, upper]`` (edges ``lower + i h``, centres ``lower + (i+½) h``)."""
+
+    lower: float
+    upper: float
+    cells: int
+
+    def __post_init__(self) -> None:
+        for name in ("lower", "upper"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+                raise ValueError(f"grid.{name} = {value!r} must be a finite number")
+        if isinstance(self.cells, bool) or not isinstance(self.cells, (int, np.integer)):
+            raise ValueError(f"grid.cells = {self.cells!r} must be an integer >= {MIN_CELLS}")
+        if self.cells < MIN_CELLS:
+            raise ValueError(f"grid.cells = {self.cells} must be >= {MIN_CELLS}")
+        if not self.upper > self.lower:
+            raise ValueError(f"grid.upper = {self.upper} must be > grid.lower = {self.lower}")
+        object.__setattr__(self, "lower", float(self.lower))
+        object.__setattr__(self, "upper", float(self.upper))
+        object.__setattr__(self, "cells", int(self.cells))
+
+    @property
+    def spacing(self) -> float:
+        """Cell width ``h = (upper - lower) / cells``."""
+        return (self.upper - self.lower) / self.cells
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The ``cells + 1`` cell edges (first = lower, last = upper exactly)."""
+        edges = self.lower + self.spacing * np.arange(self.cells + 1, dtype=float)
+        edges[-1] = self.upper
+        return edges
+
+    @property
+    def centers(self) -> np.ndarray:
+        """The ``cells`` cell centres."""
+        return self.lower + self.spacing * (np.arange(self.cells, dtype=float) + 0.5)
+
+    def config(self) -> dict[str, Any]:
+        return {"grid.lower": self.lower, "grid.upper": self.upper, "grid.cells": self.cells}
