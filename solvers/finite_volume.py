@@ -459,6 +459,12 @@ class FiniteVolumeSolver1D:
             raise SolverError(f"time step underflow (dt = {value:.3g}) at t = {t:.6g}: velocity blow-up?")
         raise SolverError(f"unknown status {status} at t = {t:.6g}")
 
+    def diagnostics(self) -> dict[str, float]:
+        """steps, max_risk_increase (largest single-step change of R_h; negative if R_h decreased at
+        every step) and the kernel rank (cells for a dense matrix)."""
+        return {"steps": float(self.steps), "max_risk_increase": float(self.max_risk_increase),
+                "rank": float(self.rank)}
+
     # ---- observables -------------------------------------------------------------------------
     @property
     def masses(self) -> np.ndarray:
@@ -524,5 +530,4 @@ def solve_finite_volume(problem: ReducedProblem, grid: UniformGrid1D, output_tim
         fields={"density": densities, "r_centers": grid.centers, "r_edges": grid.edges,
                 "mass": records["mass"]},
         config=config,
-        diagnostics={"steps": float(solver.steps), "wall_time": wall,
-                     "max_risk_increase": float(solver.max_risk_increase), "rank": float(solver.rank)})
+        diagnostics={"wall_time": wall, **solver.diagnostics()})
