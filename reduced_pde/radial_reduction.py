@@ -15,7 +15,9 @@ product g(r) g(r'): the kernel is low-rank.  At d = ∞ only k = 0 survives and
 ``u(r, r') = ½ q_+(r) q_+(r') + ½ q_−(r) q_−(r')`` (rank 2).  At finite d the series is
 truncated at an even degree K; since E c^k is non-increasing over even k, Cauchy–Schwarz bounds
 the error by ``E[c^{K+2}] sqrt(T(r) T(r'))`` with ``T = Σ_y ½ Σ_{k>K} α_k(n_y)²``; ``K`` is chosen
-so that this bound is below ``truncation_tolerance`` (relative to ``E σ²``) on the given points.
+once so that this bound is below ``truncation_tolerance`` (relative to ``E σ²``) for all
+``r <= radius_bound`` (default ``max(4, 10κ)``), and re-chosen (for twice the radius) only if a
+point beyond the bound is ever requested — so the kernel does not change from call to call.
 
 The reduced density p(r) (w.r.t. dr) follows ``∂_t p = 2ξ ∂_r(p ∂_r ψ(r; p))``,
 ``ψ(r; p) = v(r) + ∫ u(r, r') p(r') dr'``: because Ψ(w; ρ) depends on w only through |w|,
@@ -48,7 +50,7 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
 
     def __init__(self, data: IsotropicGaussianMixture, activation: Activation | str | dict,
                  kappa: float = 0.4, hermite_degree: int | None = None,
-                 truncation_tolerance: float = 1e-10) -> None:
+                 truncation_tolerance: float = 1e-10, radius_bound: float | None = None) -> None:
         self.data = data
         self.activation = make_activation(activation)
         self.kappa = float(kappa)
@@ -58,7 +60,10 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         if not truncation_tolerance > 0:
             raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance} must be > 0")
         self.truncation_tolerance = float(truncation_tolerance)
-        self._degree_cache: dict[float, int] = {}
+        self.radius_bound = float(radius_bound) if radius_bound is not None else max(4.0, 10.0 * self.kappa)
+        if not self.radius_bound > 0:
+            raise ValueError(f"reduction.radius_bound = {radius_bound} must be > 0")
+        self._degree: int | None = None
         self._initial_law = make_initial_law(self.kappa, data.dimension)
 
     # ------------------------------------------------------------------------------------------
@@ -92,9 +97,12 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         if self.hermite_degree is not None:
             return self.hermite_degree
         r_max = float(np.max(points)) if np.size(points) else 0.0
-        if r_max not in self._degree_cache:
-            self._degree_cache[r_max] = self._choose_degree(r_max)
-        return self._degree_cache[r_max]
+        if r_max > self.radius_bound:
+            self.radius_bound = 2.0 * r_max
+            self._degree = None
+        if self._degree is None:
+            self._degree = self._choose_degree(self.radius_bound)
+        return self._degree
 
     def _choose_degree(self, r_max: float) -> int:
         probe = np.linspace(0.0, r_max, 17)

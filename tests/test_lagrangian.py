@@ -10,8 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reduced_pde import (GaussianBump, IsotropicGaussianMixture, IsotropicMixtureRadialProblem,
                          LearningRateSchedule)
