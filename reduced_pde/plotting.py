@@ -71,7 +71,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
                         fmt="o", ms=4.5, color=color, capsize=2,
                         label=f"SGD N={n_neurons} ({len(sgd)} seeds), R of law of |w|")
             ax.plot(t, network.mean(0), "o", ms=3, mfc="none", color=color, alpha=0.7,
-                    label=f"SGD, network risk R_N")
+                    label="SGD, network risk R_N")
             inset.plot(t, mean_r.mean(0), "o", ms=3, color=color)
     ax.set_xscale("log")
     ax.set_yscale("log")

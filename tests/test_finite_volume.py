@@ -4,8 +4,6 @@ risk dissipation, kernel paths, checkpoint/resume, input validation and error re
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest

@@ -4,8 +4,6 @@ within both solvers' measured discretisation errors, point-mass behaviour, valid
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
