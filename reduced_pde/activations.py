@@ -193,6 +193,25 @@ class PiecewiseLinearActivation(Activation):
         return d_alpha
 
     # -- direct Gaussian expectations -------------------------------------------------------------
+    def second_moment(self, scale: np.ndarray) -> np.ndarray:
+        """``E[σ(nG)²]`` in closed form.  With ``σ(nG) = c0 + s0 n G + n Σ_j a_j (G − τ_j)_+`` and
+        ``Φ̄ = 1 − Φ``: ``E(G−τ)_+ = φ(τ) − τΦ̄(τ)``, ``E[G (G−τ)_+] = Φ̄(τ)``, and for
+        ``m = max(τ, τ')``: ``E[(G−τ)_+(G−τ')_+] = mφ(m) + Φ̄(m) − (τ+τ')φ(m) + ττ'Φ̄(m)``."""
+        scale = _check_scale(scale)
+        n = np.where(scale > 0, scale, 1.0)
+        taus = [np.clip(knot / n, -1e6, 1e6) for knot in self.knots]
+        c0, s0 = self.intercept, self.slope
+        total = c0 * c0 + (s0 * n) ** 2
+        for a, tau in zip(self.jumps, taus):
+            total = total + 2.0 * c0 * a * n * (_gauss(tau) - tau * ndtr(-tau))
+            total = total + 2.0 * s0 * a * n * n * ndtr(-tau)
+            for b, tau2 in zip(self.jumps, taus):
+                m = np.maximum(tau, tau2)
+                tail, dens = ndtr(-m), _gauss(m)
+                total = total + a * b * n * n * (m * dens + tail - (tau + tau2) * dens + tau * tau2 * tail)
+        at_zero = float(self(np.array(0.0))) ** 2
+        return np.where(scale > 0, total, at_zero)
+
     def _smoothed(self, mean: np.ndarray, std: float) -> np.ndarray:
         """``E[σ(mean + std Z)]``, Z ~ N(0,1), in closed form."""
         out = self.intercept + self.slope * mean

@@ -104,48 +104,60 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
           f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.1f} s)")
 
 
+def _sgd_job(job: tuple[dict[str, Any], int, str]) -> tuple[str, float]:
+    """Worker: one SGD seed of one case, written to its file (resuming a left-over checkpoint)."""
+    case, seed, path = job
+    output = Path(path)
+    checkpoint = _checkpoint_path(output)
+    began = time.perf_counter()
+    trajectory = run_sgd_seed(case, seed, checkpoint=checkpoint, resume=checkpoint.exists(),
+                              progress=False)
+    write_trajectory(output, trajectory)
+    checkpoint.unlink(missing_ok=True)
+    return path, time.perf_counter() - began
+
+
 def _cmd_experiment(args: argparse.Namespace) -> None:
     from .plotting import plot_law_evolution, plot_risk_comparison
+    from .runner import map_in_processes
 
     config = load_config(args.config, args.set)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     trajectories: list[Trajectory] = []
     timings = []
-    cases = sweep_cases(config)
-    for label, case in cases:
+    jobs = []
+    for label, case in sweep_cases(config):
         tag = label.replace("=", "").replace(".", "p") or "run"
         began = time.perf_counter()
-        pde = run_pde(case, progress=not args.quiet)
-        timings.append(f"{label or 'run'}: PDE {time.perf_counter() - began:.2f} s")
+        pde = run_pde(case, progress=False)
+        timings.append(f"{label or 'run'}: PDE ({case['pde']['solver']}) {time.perf_counter() - began:.2f} s")
         write_trajectory(outdir / f"{tag}_pde.h5", pde)
         trajectories.append(pde)
-        if args.skip_sgd:
-            continue
-        for seed in case["sgd"]["seeds"]:
-            began = time.perf_counter()
-            sgd_path = outdir / f"{tag}_sgd_seed{seed}.h5"
-            sgd = run_sgd_seed(case, seed, checkpoint=_checkpoint_path(sgd_path),
-                               resume=_checkpoint_path(sgd_path).exists(), progress=not args.quiet)
-            write_trajectory(sgd_path, sgd)
-            _checkpoint_path(sgd_path).unlink(missing_ok=True)
-            timings.append(f"{label or 'run'}: SGD seed {seed} {time.perf_counter() - began:.1f} s")
-            trajectories.append(sgd)
+        if not args.skip_sgd:
+            jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5")) for seed in case["sgd"]["seeds"]]
+    print("\n".join("  " + line for line in timings))
+    if jobs:
+        print(f"running {len(jobs)} SGD runs on {min(args.processes, len(jobs))} process(es)")
+        for path, seconds in map_in_processes(_sgd_job, jobs, args.processes,
+                                              progress=None if args.quiet else "SGD runs"):
+            timings.append(f"{Path(path).name}: {seconds:.1f} s")
+            trajectories.append(read_trajectory(path))
     title = (f"d = {config['data']['dimension']}, Δ = {config['data']['delta']}, "
              f"N = {config['sgd']['n_neurons']}, ε = {config['sgd']['step_size']}, "
              f"B = {config['sgd']['batch_size']}")
     risk_png = plot_risk_comparison(trajectories, outdir / "risk.png", title=title)
     print(f"wrote {risk_png}")
-    first_pde = next(t for t in trajectories if t.kind != "sgd")
-    first_sgd = [t for t in trajectories if t.kind == "sgd" and
-                 t.config.get("initial.kappa") == first_pde.config.get("initial.kappa")]
+    law_pde = [t for t in trajectories if t.kind != "sgd"][-1]
+    law_sgd = [t for t in trajectories if t.kind == "sgd" and
+               t.config.get("initial.kappa") == law_pde.config.get("initial.kappa")]
     t_final = float(config["output"]["t_final"])
-    law_times = [0.0] + list(np.geomspace(max(float(config["output"]["t_first"]) * 10, t_final / 1e3),
-                                          t_final, 3))
-    law_png = plot_law_evolution(first_pde, first_sgd, law_times, outdir / "law.png",
-                                 title=f"law of |w|, κ = {first_pde.config.get('initial.kappa')}; " + title)
+    law_times = config["output"]["law_times"] or [0.0] + list(
+        np.geomspace(max(float(config["output"]["t_first"]) * 10, t_final / 1e3), t_final, 3))
+    law_png = plot_law_evolution(law_pde, law_sgd, law_times, outdir / "law.png",
+                                 title=f"law of |w|, κ = {law_pde.config.get('initial.kappa')}; " + title)
     print(f"wrote {law_png}")
-    for line in timings:
+    for line in timings[len(timings) - len(jobs):] if jobs else []:
         print("  " + line)
 
 
@@ -195,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--outdir", default="results")
     p.add_argument("--skip-sgd", action="store_true")
+    p.add_argument("--processes", type=int, default=2, help="parallel SGD runs (default 2)")
     p.set_defaults(func=_cmd_experiment)
 
     p = sub.add_parser("plot", help="risk-vs-time comparison from result files")

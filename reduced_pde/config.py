@@ -6,7 +6,8 @@ A configuration has the tables below (all keys optional except where stated; def
     [activation]  name = "mmn18", t1 = 0.5, t2 = 1.5, s1 = -2.5, s2 = 7.5        # see activations
     [initial]     kappa = 0.4                     # w ~ N(0, κ²/d I_d)
     [schedule]    xi0 = 1.0, alpha = 0.0, t0 = 1.0  # ξ(t) = xi0 (1 + t/t0)^(-alpha)
-    [output]      t_final = 100.0, n_outputs = 60, spacing = "log", t_first = 1e-3
+    [output]      t_final = 100.0, n_outputs = 60, spacing = "log", t_first = 1e-3,
+                  law_times = [0, 0.2, 1]         # panels of the law figure (experiment)
     [pde]         solver = "finite_volume", r_max = 4.0, cells = 400, scheme = "muscl",
                   cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400
     [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2]
@@ -37,7 +38,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "activation": {"name": "mmn18"},
     "initial": {"kappa": 0.4},
     "schedule": {"xi0": 1.0, "alpha": 0.0, "t0": 1.0},
-    "output": {"t_final": 100.0, "n_outputs": 60, "spacing": "log", "t_first": 1e-3},
+    "output": {"t_final": 100.0, "n_outputs": 60, "spacing": "log", "t_first": 1e-3,
+               "law_times": []},
     "pde": {"solver": "finite_volume", "r_max": 4.0, "cells": 400, "scheme": "muscl", "cfl": 0.4,
             "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400},
     "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2]},
@@ -132,6 +134,10 @@ def validate_config(config: dict[str, Any]) -> None:
     _positive("output", "t_first", out["t_first"])
     if out["spacing"] == "log" and not out["t_first"] < out["t_final"]:
         raise ValueError(f"output.t_first = {out['t_first']} must be < output.t_final = {out['t_final']}")
+    law_times = out["law_times"]
+    if not (isinstance(law_times, list) and all(isinstance(t, (int, float)) and 0 <= t <= out["t_final"]
+                                                for t in law_times)):
+        raise ValueError(f"output.law_times = {law_times!r} must be a list of times in [0, output.t_final]")
     pde = config["pde"]
     if pde["solver"] not in {"finite_volume", "lagrangian"}:
         raise ValueError(f"pde.solver = {pde['solver']!r}; allowed: 'finite_volume', 'lagrangian'")

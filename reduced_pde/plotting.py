@@ -91,6 +91,22 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     return path
 
 
+def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
+                              group: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Density of the law carried by ordered quantile particles: the mass of ``group`` consecutive
+    particles over the distance they span (1-D flows keep particles ordered)."""
+    order = np.argsort(positions)
+    r, m = positions[order], masses[order]
+    n = (len(r) - 1) // group
+    if n < 1:
+        return r, np.full_like(r, np.nan)
+    left, right = r[: n * group : group], r[group : n * group + 1 : group]
+    mass = np.add.reduceat(m[: n * group], np.arange(0, n * group, group))
+    with np.errstate(divide="ignore"):
+        density = np.where(right > left, mass / (right - left), np.nan)
+    return 0.5 * (left + right), density
+
+
 def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
                        path: str | Path, title: str | None = None) -> Path:
     if "density" not in pde.fields and "positions" not in pde.fields:
@@ -105,8 +121,8 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
         if "density" in pde.fields:
             ax.plot(pde.fields["r_centers"], pde.fields["density"][i_pde], "k-", lw=1.5, label="PDE")
         else:
-            ax.hist(pde.fields["positions"][i_pde], bins=40, density=True, histtype="step", color="k",
-                    label="PDE (particles)")
+            r, p = quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])
+            ax.plot(r, p, "k-", lw=1.5, label="PDE (characteristics)")
         ax.set_title(f"t = {pde.time[i_pde]:.3g}", fontsize=9)
         ax.set_xlabel("|w|")
         ax.tick_params(labelsize=7)

@@ -174,12 +174,15 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         return out
 
     # ---- finite networks -----------------------------------------------------------------------
-    def network_risk(self, weights: np.ndarray, degree: int = 200) -> tuple[float, float]:
+    def network_risk(self, weights: np.ndarray, degree: int | None = None,
+                     tolerance: float = 1e-12) -> tuple[float, float]:
         """Exact population risk ``E[(y − (1/N) Σ_i σ(⟨w_i, x⟩))²]`` of a finite network and a bound
         on its series truncation error.
 
         Pairs i ≠ j use Mehler's series at their actual cosine ``c_ij`` (error
-        ``<= |c_ij|^{K+1} sqrt(T_i T_j)``); the diagonal uses ``E σ(n G)²`` directly.
+        ``<= |c_ij|^{K+1} sqrt(T_i T_j)`` with ``T_i <= E σ²``); the diagonal uses ``E σ(n G)²``
+        directly.  By default the degree K is the smallest with ``max|c_ij|^{K+1} <= tolerance``
+        (capped at 400), so a high-dimensional network (small overlaps) costs a few terms.
         """
         w = np.asarray(weights, dtype=float)
         n_neurons = w.shape[0]
@@ -187,6 +190,10 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         unit = w / np.where(norms > 0, norms, 1.0)[:, None]
         cosines = np.clip(unit @ unit.T, -1.0, 1.0)
         np.fill_diagonal(cosines, 0.0)
+        if degree is None:
+            largest = float(np.max(np.abs(cosines))) if n_neurons > 1 else 0.0
+            degree = 0 if largest == 0.0 else int(min(_MAX_DEGREE, max(
+                1, math.ceil(math.log(tolerance) / math.log(largest) - 1.0)) if largest < 1 else _MAX_DEGREE))
         off_diagonal = 0.0
         bound = 0.0
         diagonal = 0.0

@@ -19,7 +19,7 @@ from solvers.results import Trajectory
 
 from .storage import read_checkpoint, write_checkpoint
 
-__all__ = ["Simulation", "run_simulation"]
+__all__ = ["Simulation", "run_simulation", "map_in_processes"]
 
 _CORE = ("risk", "mean_r", "std_r")
 
@@ -110,3 +110,49 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
     if callable(extra):
         diagnostics.update(extra())
     return _assemble(kind, times, records, static_fields, config, diagnostics)
+
+
+def map_in_processes(function, jobs: list, processes: int, progress: str | None = None) -> list:
+    """``[function(job) for job in jobs]``, in ``processes`` spawned worker processes with one BLAS
+    thread each (so that 2 workers use 2 cores); sequential when ``processes == 1``.  ``function``
+    must be importable (a module-level function) and jobs picklable.  Results keep job order.
+    ``progress``: a label for a progress bar over finished jobs (None: no bar)."""
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=progress, unit="run")
+    try:
+        if processes <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(function(job))
+                if bar is not None:
+                    bar.update(1)
+            return results
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawned workers read the environment when they import numpy: one BLAS thread each
+        saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update({k: "1" for k in saved})
+        try:
+            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
+                results = [None] * len(jobs)
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.update(1)
+                return results
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    finally:
+        if bar is not None:
+            bar.close()

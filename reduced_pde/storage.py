@@ -13,6 +13,7 @@ target (``os.replace``, atomic on POSIX), so a crash never leaves a half-written
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -25,6 +26,9 @@ import numpy as np
 from solvers.results import Trajectory
 
 __all__ = ["write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5"]
+
+
+_JSON_PREFIX = "json:"
 
 
 def _attr_value(value: Any) -> Any:
@@ -117,6 +121,8 @@ def write_checkpoint(path: str | Path, partial: Trajectory, state: dict[str, Any
         for key, value in state.items():
             if isinstance(value, np.ndarray):
                 group.create_dataset(key, data=value)
+            elif isinstance(value, dict):  # e.g. RNG bit-generator states (128-bit integers)
+                group.attrs[key] = _JSON_PREFIX + json.dumps(value)
             else:
                 group.attrs[key] = value
         file.attrs["next_output"] = next_output
@@ -128,5 +134,9 @@ def read_checkpoint(path: str | Path) -> tuple[Trajectory, dict[str, Any], int]:
     with h5py.File(path, "r") as file:
         partial = _read_trajectory_from(file["trajectory"])
         state: dict[str, Any] = {key: file["state"][key][()] for key in file["state"]}
-        state.update({key: _decode(value) for key, value in file["state"].attrs.items()})
+        for key, value in file["state"].attrs.items():
+            value = _decode(value)
+            if isinstance(value, str) and value.startswith(_JSON_PREFIX):
+                value = json.loads(value[len(_JSON_PREFIX):])
+            state[key] = value
         return partial, state, int(file.attrs["next_output"])

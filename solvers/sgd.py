@@ -348,28 +348,10 @@ def run_sgd_seeds(problem: IsotropicMixtureRadialProblem, output_times: Sequence
     processes = _check_int("processes", processes, 1)
     if processes == 1 or len(seeds) == 1:
         return [run_sgd(problem, output_times, seed=s, progress=progress, **kwargs) for s in seeds]
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    from reduced_pde.runner import map_in_processes
 
     jobs = [(problem, list(output_times), s, kwargs) for s in seeds]
-    # spawned workers read the environment when they import numpy: one BLAS thread each
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    os.environ.update({k: "1" for k in saved})
-    try:
-        with ProcessPoolExecutor(max_workers=min(processes, len(seeds)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            iterator = pool.map(_run_one, jobs)
-            if progress:
-                from tqdm.auto import tqdm
-                iterator = tqdm(iterator, total=len(jobs), desc="sgd seeds", unit="seed")
-            return list(iterator)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return map_in_processes(_run_one, jobs, processes)
 
 
 def seed_statistics(trajectories: Sequence[Trajectory], name: str = "reduced_risk"

@@ -144,3 +144,13 @@ def test_bad_inputs_are_refused_with_field_names() -> None:
         make_activation({"name": "mmn18", "t1": 2.0, "t2": 1.0})
     with pytest.raises(ValueError, match="unknown parameter"):
         make_activation({"name": "relu", "slope": 2.0})
+
+
+@pytest.mark.parametrize("name", ["mmn18", "relu"])
+def test_piecewise_linear_second_moment_closed_form(name: str) -> None:
+    """Closed-form E[σ(nG)²] vs composite Gauss–Legendre of σ² (exact to round-off on smooth pieces),
+    including the n → 0 limit σ(0)²."""
+    activation = make_activation(name)
+    n = np.array([0.0, 1e-9, 0.01, 0.3, 1.0, 2.5, 50.0])
+    direct = np.array([activation.bivariate_expectation(x, x, 1.0) for x in n])
+    np.testing.assert_allclose(activation.second_moment(n), direct, rtol=1e-11, atol=1e-14)
