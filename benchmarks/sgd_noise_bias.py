@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 from solvers.lagrangian import solve_lagrangian

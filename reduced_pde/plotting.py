@@ -26,6 +26,15 @@ __all__ = ["case_key", "group_cases", "plot_risk_comparison", "plot_law_evolutio
 _CASE_TABLES = ("data.", "activation.", "initial.", "schedule.")
 
 
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def case_key(trajectory: Trajectory) -> tuple:
     """The physical problem a file solves (data, activation, initial law, schedule)."""
     return tuple(sorted((k, str(v)) for k, v in trajectory.config.items() if k.startswith(_CASE_TABLES)))
@@ -83,12 +92,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     inset.set_xlabel("t", fontsize=7)
     inset.set_ylabel("mean |w|", fontsize=7)
     inset.tick_params(labelsize=6)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
@@ -130,9 +134,4 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

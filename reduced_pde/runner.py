@@ -1,7 +1,8 @@
 """The time-stepping controller shared by all stateful simulations (PDE grid solver, SGD).
 
 A simulation object provides ``time``, ``advance(t)``, ``observables() -> dict`` (with at least
-``risk``, ``mean_r``, ``std_r``), ``state() -> dict`` and ``set_state(dict)``.  The controller
+``risk``, ``mean_r``, ``std_r``, and optionally the actual ``time`` reached), ``state() -> dict``,
+``set_state(dict)`` and optionally ``diagnostics() -> dict``.  The controller
 advances it through the output times, records observables, shows a progress bar, and every
 ``checkpoint_every`` seconds writes an atomic checkpoint from which ``resume=True`` continues
 (the result is then identical to an uninterrupted run).
@@ -91,7 +92,8 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
         for index in range(start, len(output_times)):
             simulation.advance(float(output_times[index]))
             record = _record(simulation)
-            times.append(float(output_times[index]))
+            # a simulation may land near, not on, an output time (SGD: the nearest step kε)
+            times.append(float(record.pop("time", output_times[index])))
             records.append(record)
             if bar is not None:
                 bar.set_postfix_str(f"t={output_times[index]:.3g} risk={record['risk']:.4g}")

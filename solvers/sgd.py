@@ -171,6 +171,7 @@ class SGDSimulation:
         weights = problem.initial_law().sample_weights(self.n_neurons, self.dimension, init_rng)
         self._wt = np.ascontiguousarray(np.asarray(weights, dtype=float).T)  # (d, N)
         self.steps = 0
+        self.stepping_seconds = 0.0
         self.block_steps = max(1, _BLOCK_ENTRIES // (self.batch_size * self.dimension))
         b, n = self.batch_size, self.n_neurons
         self._z = np.empty((b, n))
@@ -227,6 +228,18 @@ class SGDSimulation:
     def step(self, n_steps: int) -> None:
         """Take ``n_steps`` SGD steps."""
         n_steps = _check_int("n_steps", n_steps, 0)
+        began = _time.perf_counter()
+        try:
+            self._take_steps(n_steps)
+        finally:
+            self.stepping_seconds += _time.perf_counter() - began
+
+    def diagnostics(self) -> dict[str, float]:
+        """Steps taken and the stepping rate (observables excluded)."""
+        rate = self.steps / self.stepping_seconds if self.stepping_seconds > 0 else math.nan
+        return {"steps": float(self.steps), "steps_per_second": rate}
+
+    def _take_steps(self, n_steps: int) -> None:
         while n_steps > 0:
             block = min(n_steps, self.block_steps)
             x, y = self._draw(block)
@@ -291,44 +304,14 @@ def run_sgd(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float
     is the actual kε).  Trajectory kind ``"sgd"``: ``risk`` = exact network risk; fields
     ``reduced_risk``, ``risk_bound`` (T,), ``norms`` (T, N); diagnostics ``steps``, ``wall_time``,
     ``steps_per_second`` (stepping only, observables excluded)."""
+    from reduced_pde.runner import run_simulation
+
     from .finite_volume import validate_output_times
 
     times = validate_output_times(output_times)
     sim = SGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, backend)
-    names = ("risk", "risk_bound", "reduced_risk", "mean_r", "std_r", "time")
-    records = {name: np.empty(times.size) for name in names}
-    norms = np.empty((times.size, sim.n_neurons))
-    iterator: Any = range(times.size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(iterator, desc=f"sgd seed {seed}", unit="output")
-        iterator = bar
-    start = _time.perf_counter()
-    stepping = 0.0
-    try:
-        for k in iterator:
-            t0 = _time.perf_counter()
-            sim.advance(times[k])
-            stepping += _time.perf_counter() - t0
-            obs = sim.observables()
-            for name in names:
-                records[name][k] = obs[name]
-            norms[k] = obs["norms"]
-            if bar is not None:
-                bar.set_postfix(t=f"{sim.time:.3g}", risk=f"{obs['risk']:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = _time.perf_counter() - start
     config = {**problem.config(), **sim.config(), "sgd.backend": sim.backend}
-    return Trajectory(kind="sgd", time=records["time"], risk=records["risk"], mean_r=records["mean_r"],
-                      std_r=records["std_r"],
-                      fields={"reduced_risk": records["reduced_risk"], "risk_bound": records["risk_bound"],
-                              "norms": norms},
-                      config=config,
-                      diagnostics={"steps": float(sim.steps), "wall_time": wall,
-                                   "steps_per_second": sim.steps / stepping if stepping > 0 else math.nan})
+    return run_simulation(sim, times, kind="sgd", config=config, progress=progress)
 
 
 def _run_one(args: tuple) -> Trajectory:
