@@ -1,7 +1,7 @@
 """Command line: ``reduced-pde {pde,sgd,experiment,plot,law} ...``.
 
-    reduced-pde pde CONFIG [-o FILE] [--set table.key=value ...] [--resume]
-    reduced-pde sgd CONFIG [-o FILE] [--seed S] [--set ...] [--resume]
+    reduced-pde pde CONFIG [-o FILE] [--set table.key=value ...] [--resume] [--checkpoint-every S]
+    reduced-pde sgd CONFIG [-o FILE] [--seed S] [--set ...] [--resume] [--checkpoint-every S]
     reduced-pde experiment CONFIG [--outdir DIR] [--set ...] [--skip-sgd]
     reduced-pde plot FILE [FILE ...] -o FIGURE.png
     reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
@@ -31,7 +31,7 @@ __all__ = ["main", "run_pde", "run_sgd_seed"]
 
 
 def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: bool = False,
-            progress: bool = True) -> Trajectory:
+            progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
     """Solve the reduced PDE described by ``config`` (finite-volume or Lagrangian)."""
     from solvers.grid import UniformGrid1D
 
@@ -56,11 +56,12 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
                                   schedule=schedule, kernel=pde["kernel"])
     static = {"r_centers": grid.centers, "r_edges": grid.edges}
     return run_simulation(solver, times, kind="pde_finite_volume", config={**solver.config(), **flat},
-                          static_fields=static, checkpoint=checkpoint, resume=resume, progress=progress)
+                          static_fields=static, checkpoint=checkpoint, resume=resume, progress=progress,
+                          checkpoint_every=checkpoint_every)
 
 
 def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None = None,
-                 resume: bool = False, progress: bool = True) -> Trajectory:
+                 resume: bool = False, progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
     """Run full-dimensional SGD for ``config`` with one seed."""
     from solvers.sgd import SGDSimulation
 
@@ -74,7 +75,8 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
     flat = {**flatten(config), "sgd.seed": int(seed)}
     flat.pop("sgd.seeds", None)
     return run_simulation(simulation, output_times(config), kind="sgd", config=flat,
-                          checkpoint=checkpoint, resume=resume, progress=progress)
+                          checkpoint=checkpoint, resume=resume, progress=progress,
+                          checkpoint_every=checkpoint_every)
 
 
 def _checkpoint_path(output: Path) -> Path:
@@ -85,7 +87,7 @@ def _cmd_pde(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.set)
     output = Path(args.output)
     trajectory = run_pde(config, checkpoint=_checkpoint_path(output), resume=args.resume,
-                         progress=not args.quiet)
+                         progress=not args.quiet, checkpoint_every=args.checkpoint_every)
     write_trajectory(output, trajectory)
     _checkpoint_path(output).unlink(missing_ok=True)
     print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
@@ -97,7 +99,7 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else config["sgd"]["seeds"][0]
     output = Path(args.output)
     trajectory = run_sgd_seed(config, seed, checkpoint=_checkpoint_path(output), resume=args.resume,
-                              progress=not args.quiet)
+                              progress=not args.quiet, checkpoint_every=args.checkpoint_every)
     write_trajectory(output, trajectory)
     _checkpoint_path(output).unlink(missing_ok=True)
     print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("-o", "--output", default="pde.h5")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="write OUTPUT.checkpoint at most this often (default 60 s)")
     p.set_defaults(func=_cmd_pde)
 
     p = sub.add_parser("sgd", help="run full-dimensional SGD")
@@ -201,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="sgd.h5")
     p.add_argument("--seed", type=int, default=None, help="seed (default: first of sgd.seeds)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="write OUTPUT.checkpoint at most this often (default 60 s)")
     p.set_defaults(func=_cmd_sgd)
 
     p = sub.add_parser("experiment", help="PDE + SGD over the [sweep] table, with figures")
