@@ -15,3 +15,10 @@ __all__ = [
     "make_initial_law", "LowRankKernel", "ReducedProblem", "IsotropicMixtureRadialProblem",
     "LearningRateSchedule",
 ]
+
+from .single_index import PolynomialActivation, SingleIndexInitialLaw, SingleIndexProblem  # noqa: E402
+from .targets import (ActivationTarget, CallableTarget, HermiteTarget, SingleIndexTarget,  # noqa: E402
+                      make_target)
+
+__all__ += ["PolynomialActivation", "SingleIndexInitialLaw", "SingleIndexProblem", "ActivationTarget",
+            "CallableTarget", "HermiteTarget", "SingleIndexTarget", "make_target"]

@@ -1,0 +1,799 @@
+"""Single-index reduction to the invariants (a, s, r) (design note §3b, §3c, §4).
+
+Data and network
+----------------
+``x ~ N(0, I_d)``, ``y = φ(z) + ε``, ``z = ⟨θ*, x⟩``, ``|θ*| = 1`` (:mod:`reduced_pde.targets`);
+neurons ``σ*(x; θ) = a σ(⟨w, x⟩)``, θ = (a, w).  Invariants under rotations fixing θ*:
+
+    s = ⟨w, θ*⟩,   r = |w − s θ*| >= 0,   n = |w| = sqrt(s² + r²),   ρ = s/n,  ϱ = r/n,
+
+and ``⟨w, x⟩ = s z + r g`` with z, g iid N(0, 1).  ``α_k(n) = E[σ(nG) h_k(G)]`` are the normalized
+Hermite coefficients of σ (:mod:`reduced_pde.activations`), ``φ̂_k = E[φ(z) h_k(z)]`` those of φ.
+
+Potential (Mehler: ``⟨w,x⟩/n`` and z are standard normals with correlation ρ)::
+
+    v(a, s, r) = −E[y a σ(⟨w,x⟩)] = −a Σ_k φ̂_k α_k(n) ρ^k.                                   (V)
+
+Interaction.  For two neurons ``⟨w, w'⟩ = s s' + r r' c`` with c the cosine between the orthogonal
+parts, uniform directions of the (d − 1)-dimensional complement of θ*: density ∝
+``(1 − c²)^{(d−4)/2}`` on [−1, 1], ``E[c^j] = m_j`` = ``cosine_moments(d − 1, ·)`` (odd moments 0,
+m_2 = 1/(d−1); at d = 2, c = ±1; at d = ∞, c = 0).  With ``γ = ⟨w,w'⟩/(n n') = ρρ' + ϱϱ'c``,
+``U = a a' Σ_k α_k(n) α_k(n') γ^k`` and, expanding ``γ^k`` binomially and averaging over c,
+
+    u(x, x') = Σ_{k>=0} Σ_{j even <= k} m_j g_kj(x) g_kj(x'),
+    g_kj(a, s, r) = a α_k(n) sqrt(C(k, j)) ρ^{k−j} ϱ^j.                                       (U)
+
+For each k the j-sum is *exact* (finite).  The weights ``m_j`` are >= 0, so (U) is a sum of
+rank-one PSD kernels, and the features are well scaled: ``Σ_j g_kj² <= a² α_k²``
+(``Σ_j C(k,j) ρ^{2(k−j)} ϱ^{2j} = 1``).  At d = ∞ only j = 0 survives (rank K + 1); at finite d we
+keep ``k <= K`` and ``j <= J`` (rank ``Σ_{k<=K} (⌊min(k,J)/2⌋ + 1)``, ~K²/4 when J = K).
+
+Truncation bound (proof)
+------------------------
+Let D be the set of dropped indices (k, j): all k > K, and k <= K with j > J.  Because every
+dropped term is ``m_j g_kj(x) g_kj(x')`` with ``m_j >= 0``, Cauchy–Schwarz over D gives
+
+    |u − u_{K,J}|(x, x') <= b(x) b(x'),     b(x)² = Σ_D m_j g_kj(x)²  (the dropped diagonal).
+
+For the k > K part, ``Σ_{j} m_j g_kj(x)² = a² α_k² E_c[(ρ² + ϱ² c)^k] <= a² α_k² P_k(x)`` with
+``P_k = E_c[(ρ² + ϱ²|c|)^k]``, which is non-increasing in k because ``0 <= ρ² + ϱ²|c| <= 1``; hence
+
+    b(x)² <= a² [ T_K(n) P_{K+1}(ρ, ϱ) + Σ_{k<=K} α_k(n)² Σ_{j even, J<j<=k} C(k,j) m_j ρ^{2(k−j)} ϱ^{2j} ],
+
+``T_K(n) = Σ_{k>K} α_k(n)² = E σ(nG)² − Σ_{k<=K} α_k(n)²``,
+``P_{K+1} = Σ_i C(K+1, i) ρ^{2(K+1−i)} ϱ^{2i} E|c|^i``, ``E|c|^i = Γ((i+1)/2) Γ(m/2) / (√π Γ((m+i)/2))``,
+m = d − 1 (P = ρ^{2(K+1)} at d = ∞).  This is :meth:`interaction_truncation_bound` (also stored in
+``LowRankKernel.truncation_bound``).  K is chosen as the smallest degree with
+``sup_{n <= n_max} T_K(n) <= (tol/2) S`` (S = ``sup_{n <= n_max} E σ(nG)²``; the sup over ρ of
+P is 1, at ρ = ±1: aligned neurons have |γ| = 1 whatever d, so K cannot depend on d), and J as the
+smallest even J with the second term ``<= (tol/2) S`` on a probe grid of (n, ρ).  Both are capped
+(``max_degree``); if the cap is hit, the achieved relative bound is ``self.relative_truncation_error``
+and a warning is issued.  For polynomial σ of degree p the series terminates: K = J = p, bound 0.
+Likewise (V) is truncated at degree P_V with
+``|v − v_P| <= |a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` (:meth:`potential_truncation_bound`), P_V chosen
+so that ``sup_n sqrt(T^φ_P T_P(n)) <= tol sqrt(E φ² S)``; exact for polynomial φ or σ.
+
+Conventions for solvers (generalisation of :class:`~reduced_pde.problem.ReducedProblem`)
+----------------------------------------------------------------------------------------
+Coordinates, in this order: ``("a", "s", "r")`` (ball, trained second layer), ``("s", "r")`` (ball,
+a fixed to ``second_layer``), ``("a", "s")`` (sphere |w| = 1), ``("s",)`` (sphere, a fixed).
+``points`` have shape (M, dim) (a 1-D array is accepted when dim = 1); ``reduced_potential`` returns
+(M,), ``reduced_potential_gradient`` (M, dim), ``interaction_low_rank`` a :class:`LowRankKernel` with
+weights (R,) and features (R, M), ``interaction_features_gradient`` (R, M, dim).
+
+The reduced density p (w.r.t. Lebesgue measure da ds dr) evolves without Jacobian factors:
+``ds/dt = −2ξ ∂_s ψ`` and ``dr/dt = −2ξ ∂_r ψ`` because ``∇_w Ψ = ∂_s ψ θ* + ∂_r ψ e_⊥``, and
+``da/dt = −2ξ ∂_a ψ``; so ``∂_t p = 2ξ ∇·(p ∇ψ)`` in (a, s, r) (times a per-layer rate on a if
+desired).  r = 0 is reached only with zero flux (∂_r ψ has the sign that keeps r >= 0 for a
+gradient flow started at r > 0 — the solver must impose zero flux there).  At n = 0 the
+coordinates are evaluated in the limit s = 0, r → 0+ (ρ = 0, ϱ = 1, ``α_k(n)/n → α_k'(0)``).
+On the sphere (n = 1, ``r = sqrt(1 − s²)``) the s-gradient is the derivative of the restriction,
+``d/ds v(s, sqrt(1−s²))``, and the projected gradient flow moves s with velocity
+``−2ξ (1 − s²) ∂_s ψ`` (a moves with ``−2ξ ∂_a ψ``); all features are polynomials in s there.
+
+Initial law: :class:`SingleIndexInitialLaw` — a product law (a, s, r independent) with exact cell
+masses on tensor grids; samples of full-dimensional (a, W) for SGD.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.polynomial import hermite_e
+from scipy import stats
+from scipy.special import gammaln, roots_jacobi
+
+from .activations import Activation, PiecewiseLinearActivation, make_activation
+from .hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from .problem import LowRankKernel, ReducedProblem
+from .targets import SingleIndexTarget, make_target
+
+__all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw",
+           "absolute_cosine_moments", "gaussian_second_moment"]
+
+_DEFAULT_MAX_DEGREE = 96
+_PROBE_DEGREE = 400
+
+
+# --------------------------------------------------------------------------------------------
+# Polynomial activations (finite Hermite expansions)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolynomialActivation(Activation):
+    """``σ(t) = Σ_m c_m He_m(t)`` (probabilists' Hermite basis; ``PolynomialActivation.hermite(k)``
+    is ``He_k``, ``from_monomials`` converts from ``Σ p_m t^m``).
+
+    All Gaussian expectations are exact: ``σ(nG)`` is a polynomial of degree p in G, so
+    ``α_k(n) = 0`` for k > p and Gauss–Hermite rules with ``⌈(p + k + 1)/2⌉`` nodes integrate
+    ``σ(nG) h_k(G)`` and ``G σ'(nG) h_k(G)`` exactly; ``bivariate_expectation`` uses a tensor
+    Gauss–Hermite rule exact for the degree-2p integrand (independent of Mehler's series).
+    """
+
+    he_coefficients: tuple[float, ...]
+    name: str = "polynomial"
+
+    def __post_init__(self) -> None:
+        c = tuple(float(x) for x in self.he_coefficients)
+        if not c or not all(math.isfinite(x) for x in c):
+            raise ValueError(f"activation.he_coefficients = {list(self.he_coefficients)!r} must be a "
+                             "non-empty list of finite numbers")
+        while len(c) > 1 and c[-1] == 0.0:
+            c = c[:-1]
+        object.__setattr__(self, "he_coefficients", c)
+
+    @classmethod
+    def hermite(cls, degree: int) -> "PolynomialActivation":
+        return cls(tuple([0.0] * degree + [1.0]), name=f"he{degree}")
+
+    @classmethod
+    def from_monomials(cls, coefficients: list[float], name: str = "polynomial") -> "PolynomialActivation":
+        return cls(tuple(hermite_e.poly2herme(np.asarray(coefficients, dtype=float))), name=name)
+
+    @property
+    def polynomial_degree(self) -> int:
+        return len(self.he_coefficients) - 1
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        return hermite_e.hermeval(np.asarray(t, dtype=float), self.he_coefficients)
+
+    def derivative(self, t: np.ndarray) -> np.ndarray:
+        return hermite_e.hermeval(np.asarray(t, dtype=float),
+                                  hermite_e.hermeder(np.asarray(self.he_coefficients)))
+
+    def _project(self, values_fn, scale: np.ndarray, degree: int, extra: int) -> np.ndarray:
+        scale = np.asarray(scale, dtype=float)
+        if np.any(scale < 0) or not np.all(np.isfinite(scale)):
+            raise ValueError("activation scale n must be finite and >= 0")
+        p = self.polynomial_degree
+        top = min(degree, p)
+        nodes, weights = gauss_hermite_rule(max(2, (p + top + extra) // 2 + 2))
+        basis = normalized_hermite(nodes, top) * weights
+        out = np.zeros((degree + 1,) + scale.shape)
+        out[: top + 1] = np.moveaxis(values_fn(np.multiply.outer(scale, nodes), nodes) @ basis.T, -1, 0)
+        return out
+
+    def hermite_coefficients(self, scale: np.ndarray, degree: int) -> np.ndarray:
+        return self._project(lambda t, g: self(t), scale, degree, 1)
+
+    def hermite_coefficients_derivative(self, scale: np.ndarray, degree: int) -> np.ndarray:
+        return self._project(lambda t, g: g * self.derivative(t), scale, degree, 2)
+
+    def bivariate_expectation(self, scale1: float, scale2: float, correlation: float) -> float:
+        c = float(np.clip(correlation, -1.0, 1.0))
+        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
+        x = nodes[:, None]
+        y = c * x + math.sqrt(max(0.0, 1.0 - c * c)) * nodes[None, :]
+        return float(weights @ (self(scale1 * x) * self(scale2 * y)) @ weights)
+
+    def second_moment(self, scale: np.ndarray) -> np.ndarray:
+        scale = np.asarray(scale, dtype=float)
+        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
+        return self(np.multiply.outer(scale, nodes)) ** 2 @ weights
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "polynomial", "he_coefficients": list(self.he_coefficients)}
+
+
+def make_single_index_activation(spec: Any) -> Activation:
+    """:func:`~reduced_pde.activations.make_activation`, plus ``{"name": "polynomial",
+    "he_coefficients": [...]}`` and ``"he<k>"`` (σ = He_k)."""
+    if isinstance(spec, str) and spec.startswith("he") and spec[2:].isdigit():
+        return PolynomialActivation.hermite(int(spec[2:]))
+    if isinstance(spec, dict) and spec.get("name") == "polynomial":
+        unknown = set(spec) - {"name", "he_coefficients"}
+        if unknown:
+            raise ValueError(f"activation 'polynomial': unknown parameter(s) {sorted(unknown)}; "
+                             "allowed: ['he_coefficients']")
+        return PolynomialActivation(tuple(spec.get("he_coefficients", ())))
+    return make_activation(spec)
+
+
+def gaussian_second_moment(activation: Activation, scale: np.ndarray) -> np.ndarray:
+    """``E[σ(nG)²]``: closed form for piecewise-linear and polynomial σ, else a 1-D Gauss–Hermite
+    rule of order 400 (spectrally accurate for smooth σ; the generic ``Activation.second_moment``
+    integrates in 2-D and is slow on many points)."""
+    scale = np.asarray(scale, dtype=float)
+    if isinstance(activation, (PiecewiseLinearActivation, PolynomialActivation)):
+        return np.asarray(activation.second_moment(scale), dtype=float)
+    nodes, weights = gauss_hermite_rule(400)
+    return activation(np.multiply.outer(scale, nodes)) ** 2 @ weights
+
+
+def absolute_cosine_moments(dimension: float, degree: int) -> np.ndarray:
+    """``E|c|^i``, i = 0..degree, for the cosine c between two uniform directions of R^dimension:
+    ``Γ((i+1)/2) Γ(m/2) / (√π Γ((m+i)/2))`` (m = dimension; all ones at m = 1; δ_{i0} at m = ∞)."""
+    i = np.arange(degree + 1, dtype=float)
+    if math.isinf(dimension):
+        return (i == 0).astype(float)
+    m = float(dimension)
+    return np.exp(gammaln((i + 1) / 2) + gammaln(m / 2) - 0.5 * math.log(math.pi) - gammaln((m + i) / 2))
+
+
+def _log_binomial(k: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return gammaln(k + 1.0) - gammaln(j + 1.0) - gammaln(k - j + 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Initial law
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Marginal:
+    """A 1-D law: a frozen scipy distribution, or a point mass at ``location``."""
+
+    name: str
+    distribution: Any = None
+    location: float = 0.0
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """``P(X < x)`` (left limits, so that cells are ``[e_i, e_{i+1})`` also for point masses)."""
+        x = np.asarray(x, dtype=float)
+        if self.distribution is None:
+            return (x > self.location).astype(float)
+        return self.distribution.cdf(x)
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=float)
+        if self.distribution is None:
+            return np.full_like(u, self.location)
+        return self.distribution.ppf(u)
+
+
+@dataclass(frozen=True)
+class SingleIndexInitialLaw:
+    """Product law of the invariants at t = 0.
+
+    * ``a ~ N(a0, σ_a²)`` (point mass at a0 if σ_a = 0); absent when the second layer is fixed.
+    * ball: ``w ~ N(0, κ²/d I_d)`` → ``s ~ N(0, κ²/d)`` and, independently,
+      ``r = κ sqrt(χ²_{d−1}/d)``; at d = ∞ the point mass (s, r) = (0, κ).
+    * sphere: w uniform on S^{d−1} → ``(1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)`` (density
+      ∝ (1 − s²)^{(d−3)/2}); at d = ∞ the point mass s = 0.
+    """
+
+    dimension: float
+    coordinate_names: tuple[str, ...]
+    weight_scale: float = 1.0
+    second_layer: float = 1.0
+    second_layer_std: float = 0.0
+    sphere: bool = False
+    marginals: tuple[_Marginal, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        d = self.dimension
+        finite = not math.isinf(d)
+        out = []
+        for name in self.coordinate_names:
+            if name == "a":
+                out.append(_Marginal("a", stats.norm(self.second_layer, self.second_layer_std))
+                           if self.second_layer_std > 0 else _Marginal("a", None, self.second_layer))
+            elif name == "s" and self.sphere:
+                half = (d - 1.0) / 2.0
+                out.append(_Marginal("s", stats.beta(half, half, loc=-1.0, scale=2.0)) if finite
+                           else _Marginal("s", None, 0.0))
+            elif name == "s":
+                out.append(_Marginal("s", stats.norm(0.0, self.weight_scale / math.sqrt(d))) if finite
+                           else _Marginal("s", None, 0.0))
+            elif name == "r":
+                out.append(_Marginal("r", stats.chi(d - 1.0, scale=self.weight_scale / math.sqrt(d)))
+                           if finite else _Marginal("r", None, self.weight_scale))
+        object.__setattr__(self, "marginals", tuple(out))
+
+    def cell_masses(self, edges: list[np.ndarray] | tuple[np.ndarray, ...]) -> np.ndarray:
+        """Exact masses of the cells of a tensor grid, shape ``(len(e)-1 for e in edges)``; mass
+        outside the grid beyond 1e-12 is an error naming the coordinate."""
+        if len(edges) != len(self.marginals):
+            raise ValueError(f"initial law: {len(edges)} edge arrays for coordinates {self.coordinate_names}")
+        masses = np.ones(())
+        for marginal, e in zip(self.marginals, edges):
+            e = np.asarray(e, dtype=float)
+            cdf = marginal.cdf(e)
+            outside = 1.0 - cdf[-1] + cdf[0]
+            if outside > 1e-12:
+                raise ValueError(f"grid.{marginal.name} = [{e[0]:g}, {e[-1]:g}] cuts off {outside:.2e} "
+                                 f"of the initial law of {marginal.name}; widen the grid")
+            masses = np.multiply.outer(masses, np.diff(cdf))
+        return masses
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        """Map uniforms ``u`` of shape (M, dim) to reduced points (M, dim), coordinate-wise."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        return np.stack([m.quantile(u[:, i]) for i, m in enumerate(self.marginals)], axis=1)
+
+    def sample_reduced(self, n_points: int, rng: np.random.Generator) -> np.ndarray:
+        return self.quantile(rng.random((n_points, len(self.marginals))))
+
+    def sample_network(self, n_neurons: int, rng: np.random.Generator,
+                       theta_star: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Full-dimensional ``(a (N,), W (N, d))``: ``W ~ N(0, κ²/d I_d)`` rows (or uniform on the
+        sphere), a ~ N(a0, σ_a²) (or the constant a0).  θ* only fixes the frame (the law of W is
+        rotation invariant), it is accepted for symmetry with the problem's API."""
+        if math.isinf(self.dimension):
+            raise ValueError("initial law: cannot sample full-dimensional weights at dimension = inf")
+        d = int(self.dimension)
+        if theta_star is not None and np.shape(theta_star) != (d,):
+            raise ValueError(f"theta_star has shape {np.shape(theta_star)}, expected ({d},)")
+        g = rng.standard_normal((n_neurons, d))
+        w = g / np.linalg.norm(g, axis=1, keepdims=True) if self.sphere else g * (self.weight_scale / math.sqrt(d))
+        a = (self.second_layer + self.second_layer_std * rng.standard_normal(n_neurons)
+             if self.second_layer_std > 0 else np.full(n_neurons, self.second_layer))
+        return a, w
+
+    def config(self) -> dict[str, Any]:
+        return {"law": "single_index_product", "dimension": self.dimension,
+                "weight_scale": self.weight_scale, "second_layer": self.second_layer,
+                "second_layer_std": self.second_layer_std, "sphere": self.sphere}
+
+
+# --------------------------------------------------------------------------------------------
+# The reduction
+# --------------------------------------------------------------------------------------------
+
+
+def _check_dimension(dimension: Any) -> float:
+    try:
+        d = float(dimension)
+    except (TypeError, ValueError):
+        d = float("nan")
+    if not (math.isinf(d) and d > 0) and not (math.isfinite(d) and d == int(d) and d >= 2):
+        raise ValueError(f"data.dimension = {dimension!r} must be an integer >= 2 or inf")
+    return d
+
+
+class SingleIndexProblem(ReducedProblem):
+    """The single-index reduction (module docstring) at finite d or d = ∞, in the ball (s, r) or on
+    the sphere (s), with a trained (coordinate a) or fixed (``second_layer``) second layer."""
+
+    def __init__(self, target: Any, activation: Any, dimension: Any, *,
+                 train_second_layer: bool = True, sphere: bool = False,
+                 second_layer: float = 1.0, second_layer_std: float = 0.0,
+                 weight_scale: float = 1.0, truncation_tolerance: float = 1e-6,
+                 scale_bound: float | None = None, max_degree: int = _DEFAULT_MAX_DEGREE,
+                 hermite_degree: int | None = None, binomial_degree: int | None = None,
+                 noise_variance: float | None = None) -> None:
+        self.dimension = _check_dimension(dimension)
+        self.target: SingleIndexTarget = make_target(target, noise_variance)
+        self.activation = make_single_index_activation(activation)
+        self.train_second_layer = bool(train_second_layer)
+        self.sphere = bool(sphere)
+        self.second_layer = float(second_layer)
+        self.second_layer_std = float(second_layer_std)
+        if not math.isfinite(self.second_layer):
+            raise ValueError(f"initial.second_layer = {second_layer!r} must be finite")
+        if not (self.second_layer_std >= 0 and math.isfinite(self.second_layer_std)):
+            raise ValueError(f"initial.second_layer_std = {second_layer_std!r} must be finite and >= 0")
+        if not self.train_second_layer and self.second_layer_std > 0:
+            raise ValueError(f"initial.second_layer_std = {second_layer_std!r} requires a trained second "
+                             "layer (train_second_layer = True)")
+        self.weight_scale = float(weight_scale)
+        if not (self.weight_scale > 0 and math.isfinite(self.weight_scale)):
+            raise ValueError(f"initial.weight_scale = {weight_scale!r} must be finite and > 0")
+        if not truncation_tolerance > 0:
+            raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance!r} must be > 0")
+        self.truncation_tolerance = float(truncation_tolerance)
+        if not (isinstance(max_degree, (int, np.integer)) and 0 <= max_degree <= _PROBE_DEGREE):
+            raise ValueError(f"reduction.max_degree = {max_degree!r} must be an integer in [0, {_PROBE_DEGREE}]")
+        self.max_degree = int(max_degree)
+        for field_name, value in (("hermite_degree", hermite_degree), ("binomial_degree", binomial_degree)):
+            if value is not None and not (isinstance(value, (int, np.integer)) and value >= 0):
+                raise ValueError(f"reduction.{field_name} = {value!r} must be an integer >= 0")
+        self.hermite_degree = hermite_degree
+        self.binomial_degree = binomial_degree
+        if self.sphere:
+            self.scale_bound = 1.0
+        else:
+            self.scale_bound = float(scale_bound) if scale_bound is not None else max(4.0, 4.0 * self.weight_scale)
+            if not self.scale_bound > 0:
+                raise ValueError(f"reduction.scale_bound = {scale_bound!r} must be > 0")
+        names = ("a",) if self.train_second_layer else ()
+        self.coordinate_names = names + (("s",) if self.sphere else ("s", "r"))
+        self._degrees: tuple[int, int] | None = None
+        self._potential_degree: int | None = None
+        self.relative_truncation_error = 0.0
+        self._initial_law = SingleIndexInitialLaw(self.dimension, self.coordinate_names, self.weight_scale,
+                                                  self.second_layer, self.second_layer_std, self.sphere)
+
+    # ---- coordinates -----------------------------------------------------------------------------
+    @property
+    def target_second_moment(self) -> float:
+        return self.target.label_second_moment
+
+    @property
+    def orthogonal_dimension(self) -> float:
+        """m = d − 1, the dimension of the complement of θ*."""
+        return self.dimension - 1.0
+
+    def _split(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(a, s, r)`` arrays of shape (M,) from points of shape (M, dim)."""
+        x = np.asarray(points, dtype=float)
+        dim = len(self.coordinate_names)
+        if x.ndim == 1 and dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise ValueError(f"points have shape {np.shape(points)}; expected (M, {dim}) for "
+                             f"coordinates {self.coordinate_names}")
+        cols = dict(zip(self.coordinate_names, x.T))
+        a = cols.get("a", np.full(x.shape[0], self.second_layer))
+        s = cols["s"]
+        if self.sphere:
+            if np.any(np.abs(s) > 1.0 + 1e-12):
+                raise ValueError(f"sphere coordinate s must lie in [-1, 1], got max |s| = {np.max(np.abs(s))}")
+            s = np.clip(s, -1.0, 1.0)
+            r = np.sqrt(np.maximum(1.0 - s * s, 0.0))
+        else:
+            r = cols["r"]
+            if np.any(r < 0):
+                raise ValueError(f"coordinate r = |w − sθ*| must be >= 0, got min {r.min()}")
+        return a, s, r
+
+    def _geometry(self, s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(n, ρ, ϱ)`` with the n = 0 convention ρ = 0, ϱ = 1."""
+        if self.sphere:
+            return np.ones_like(s), s, r
+        n = np.hypot(s, r)
+        safe = np.where(n > 0, n, 1.0)
+        rho = np.where(n > 0, s / safe, 0.0)
+        vrho = np.where(n > 0, r / safe, 1.0)
+        return n, rho, vrho
+
+    def _check_scale(self, n: np.ndarray) -> None:
+        n_max = float(np.max(n)) if n.size else 0.0
+        if n_max > self.scale_bound:
+            self.scale_bound = 2.0 * n_max
+            self._degrees = None
+            self._potential_degree = None
+
+    @staticmethod
+    def _powers(x: np.ndarray, top: int) -> np.ndarray:
+        out = np.empty((top + 1,) + x.shape)
+        out[0] = 1.0
+        for p in range(1, top + 1):
+            out[p] = out[p - 1] * x
+        return out
+
+    # ---- degree selection ----------------------------------------------------------------------
+    def _probe_scales(self) -> np.ndarray:
+        return np.array([1.0]) if self.sphere else np.linspace(0.0, self.scale_bound, 33)[1:]
+
+    def series_degrees(self) -> tuple[int, int]:
+        """``(K, J)``: Hermite degree and largest binomial index j of the interaction (module doc)."""
+        if self._degrees is None:
+            self._degrees = self._choose_degrees()
+        return self._degrees
+
+    def _choose_degrees(self) -> tuple[int, int]:
+        exact = getattr(self.activation, "polynomial_degree", None)
+        probe = self._probe_scales()
+        second = gaussian_second_moment(self.activation, probe)
+        scale = max(float(second.max()), 1e-300)
+        tol = self.truncation_tolerance
+        if self.hermite_degree is not None:
+            degree = int(self.hermite_degree)
+        elif exact is not None:
+            degree = exact
+        else:
+            alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
+            tails = second[None, :] - np.cumsum(alpha_sq, axis=0)
+            worst = np.max(tails, axis=1)
+            ok = np.nonzero(worst[: self.max_degree + 1] <= 0.5 * tol * scale)[0]
+            degree = int(ok[0]) if ok.size else self.max_degree
+        if math.isinf(self.dimension):
+            binomial = 0
+        elif self.binomial_degree is not None:
+            binomial = min(int(self.binomial_degree), degree)
+        elif exact is not None and self.hermite_degree is None:
+            binomial = degree
+        else:
+            binomial = self._choose_binomial(probe, degree, 0.5 * tol * scale)
+        self._degrees = (degree, binomial)
+        # achieved relative bound (sup over the probe of b², relative to S)
+        rho = np.linspace(-1.0, 1.0, 41)
+        n_grid, rho_grid = np.meshgrid(probe, rho, indexing="ij")
+        b2 = self._bound_squared(n_grid.ravel(), rho_grid.ravel(), np.sqrt(1 - rho_grid.ravel() ** 2),
+                                 np.ones(n_grid.size))
+        self.relative_truncation_error = float(b2.max() / scale)
+        if self.relative_truncation_error > tol * (1 + 1e-6) and exact is None:
+            warnings.warn(f"single-index reduction: interaction truncated at K = {degree}, J = {binomial} "
+                          f"(max_degree = {self.max_degree}); relative bound "
+                          f"{self.relative_truncation_error:.2e} exceeds truncation_tolerance = {tol:g}",
+                          stacklevel=3)
+        return self._degrees
+
+    def _choose_binomial(self, probe: np.ndarray, degree: int, budget: float) -> int:
+        rho = np.linspace(0.0, 1.0, 41)
+        vrho = np.sqrt(1.0 - rho**2)
+        alpha_sq = self.activation.hermite_coefficients(probe, degree) ** 2  # (K+1, P)
+        per_j = self._binomial_contributions(alpha_sq[:, :, None], rho[None, :], vrho[None, :], degree)
+        dropped = np.cumsum(per_j[::-1], axis=0)[::-1]  # dropped[j0] = Σ_{j >= j0}
+        for binomial in range(0, degree + 1, 2):
+            if binomial + 2 > degree or float(dropped[binomial + 2].max()) <= budget:
+                return binomial
+        return degree - degree % 2
+
+    def _binomial_contributions(self, alpha_sq: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
+                                degree: int) -> np.ndarray:
+        """``c_j = Σ_{j<=k<=K} α_k² C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}`` for j = 0..K (zero for odd j);
+        alpha_sq has shape (K+1, ...).  Dropping all j > J costs ``Σ_{j>J} c_j`` in b²."""
+        moments = cosine_moments(self.orthogonal_dimension, degree)
+        shape = np.broadcast_shapes(alpha_sq.shape[1:], np.shape(rho))
+        out = np.zeros((degree + 1,) + shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_rho, log_vrho = np.log(np.abs(rho)), np.log(vrho)
+            for j in range(2, degree + 1, 2):
+                for k in range(j, degree + 1):
+                    log_term = (_log_binomial(np.float64(k), np.float64(j))
+                                + (2 * (k - j) * log_rho if k > j else 0.0) + 2 * j * log_vrho)
+                    out[j] += alpha_sq[k] * np.exp(log_term)
+                out[j] *= moments[j]
+        return out
+
+    def _bound_squared(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray, a: np.ndarray) -> np.ndarray:
+        degree, binomial = self._degrees  # type: ignore[misc]
+        exact = getattr(self.activation, "polynomial_degree", None)
+        alpha = self.activation.hermite_coefficients(n, degree)
+        if exact is not None and degree >= exact:
+            tail = np.zeros_like(n)
+        else:
+            tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, axis=0), 0.0)
+        abs_moments = absolute_cosine_moments(self.orthogonal_dimension, degree + 1)
+        i = np.arange(degree + 2, dtype=float)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_rho, log_vrho = np.log(np.abs(rho))[None, :], np.log(vrho)[None, :]
+            log_terms = (_log_binomial(np.float64(degree + 1), i)
+                         + np.where(i == degree + 1, 0.0, 2 * (degree + 1 - i) * log_rho)
+                         + np.where(i == 0, 0.0, 2 * i * log_vrho))
+        power = np.sum(abs_moments[:, None] * np.exp(log_terms), axis=0)
+        dropped = 0.0
+        if not math.isinf(self.dimension) and binomial + 2 <= degree:
+            dropped = self._binomial_contributions(alpha**2, rho, vrho, degree)[binomial + 1:].sum(axis=0)
+        return a * a * (tail * power + dropped)
+
+    def rank(self) -> int:
+        degree, binomial = self.series_degrees()
+        return sum(min(k, binomial) // 2 + 1 for k in range(degree + 1))
+
+    def _index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        degree, binomial = self.series_degrees()
+        pairs = [(k, j) for k in range(degree + 1) for j in range(0, min(k, binomial) + 1, 2)]
+        arr = np.array(pairs, dtype=int).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    # ---- potential -------------------------------------------------------------------------------
+    def potential_degree(self) -> int:
+        """Truncation degree P_V of the potential series (V) (module docstring)."""
+        if self._potential_degree is not None:
+            return self._potential_degree
+        degrees = [d for d in (self.target.exact_degree, getattr(self.activation, "polynomial_degree", None))
+                   if d is not None]
+        if degrees:
+            self._potential_degree = min(degrees)
+            return self._potential_degree
+        probe = self._probe_scales()
+        second = gaussian_second_moment(self.activation, probe)
+        alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
+        sigma_tails = np.maximum(second[None, :] - np.cumsum(alpha_sq, axis=0), 0.0).max(axis=1)
+        phi_hat = self.target.coefficients(_PROBE_DEGREE)
+        phi_tails = np.maximum(self.target.second_moment - np.cumsum(phi_hat**2), 0.0)
+        budget = self.truncation_tolerance**2 * self.target.second_moment * max(float(second.max()), 1e-300)
+        ok = np.nonzero(phi_tails * sigma_tails <= budget)[0]
+        self._potential_degree = int(ok[0]) if ok.size else _PROBE_DEGREE
+        return self._potential_degree
+
+    def _potential_parts(self, points: np.ndarray):
+        a, s, r = self._split(points)
+        n, rho, vrho = self._geometry(s, r)
+        self._check_scale(n)
+        return a, s, r, n, rho, vrho
+
+    def reduced_potential(self, points: np.ndarray) -> np.ndarray:
+        """(V): ``v = −a Σ_{k<=P} φ̂_k α_k(n) ρ^k``."""
+        a, _, _, n, rho, _ = self._potential_parts(points)
+        degree = self.potential_degree()
+        phi_hat = self.target.coefficients(degree)
+        alpha = self.activation.hermite_coefficients(n, degree)
+        return -a * np.einsum("k,km,km->m", phi_hat, alpha, self._powers(rho, degree))
+
+    def potential_truncation_bound(self, points: np.ndarray) -> np.ndarray:
+        """``|a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` (zero if the series terminates)."""
+        a, _, _, n, rho, _ = self._potential_parts(points)
+        degree = self.potential_degree()
+        target_tail = self.target.tail(degree)
+        if target_tail == 0.0 or getattr(self.activation, "polynomial_degree", math.inf) <= degree:
+            return np.zeros_like(n)
+        alpha = self.activation.hermite_coefficients(n, degree)
+        sigma_tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, 0), 0.0)
+        return np.abs(a) * np.abs(rho) ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
+
+    def _feature_derivatives(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
+                             ks: np.ndarray, js: np.ndarray, top: int
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``f_kj = sqrt(C(k,j)) α_k ρ^{k−j} ϱ^j`` and its derivatives in s and r (ball) or the
+        derivative of the restriction in s (sphere; second array, third is zeros)."""
+        alpha = self.activation.hermite_coefficients(n, top)
+        d_alpha = self.activation.hermite_coefficients_derivative(n, top)
+        P = self._powers(rho, top + 2)
+        Q = self._powers(vrho, top + 2)
+        root_binom = np.exp(0.5 * _log_binomial(ks.astype(float), js.astype(float)))[:, None]
+        kj = ks - js
+        value = root_binom * alpha[ks] * P[kj] * Q[js]
+        km1 = np.maximum(kj - 1, 0)
+        jm1 = np.maximum(js - 1, 0)
+        cf_kj = kj[:, None].astype(float)
+        cf_j = js[:, None].astype(float)
+        if self.sphere:
+            # d/ds [s^{k−j} (1−s²)^{j/2}] = (k−j) s^{k−j−1} ϱ^j − j s^{k−j+1} ϱ^{j−2}
+            jm2 = np.maximum(js - 2, 0)
+            ds = root_binom * alpha[ks] * (cf_kj * P[km1] * Q[js] - cf_j * P[kj + 1] * Q[jm2])
+            return value, ds, np.zeros_like(ds)
+        safe = np.where(n > 0, n, 1.0)
+        ratio = np.where(n > 0, alpha / safe, d_alpha)  # α_k(n)/n, limit α_k'(0) (α_k(0) = 0, k >= 1)
+        ds = root_binom * (d_alpha[ks] * P[kj + 1] * Q[js]
+                           + ratio[ks] * (cf_kj * P[km1] * Q[js + 2] - cf_j * P[kj + 1] * Q[js]))
+        dr = root_binom * (d_alpha[ks] * P[kj] * Q[js + 1]
+                           + ratio[ks] * (cf_j * P[kj + 2] * Q[jm1] - cf_kj * P[kj] * Q[js + 1]))
+        return value, ds, dr
+
+    def _assemble_gradient(self, a: np.ndarray, value: np.ndarray, ds: np.ndarray, dr: np.ndarray
+                           ) -> np.ndarray:
+        """Stack ``(∂_a, ∂_s[, ∂_r])`` of ``a · f`` in coordinate order; shape (..., M, dim)."""
+        parts = []
+        for name in self.coordinate_names:
+            parts.append({"a": value, "s": a * ds, "r": a * dr}[name])
+        return np.stack(parts, axis=-1)
+
+    def reduced_potential_gradient(self, points: np.ndarray) -> np.ndarray:
+        """``∇v`` in the problem's coordinates, shape (M, dim) (analytic chain rule, module doc)."""
+        a, _, _, n, rho, vrho = self._potential_parts(points)
+        degree = self.potential_degree()
+        ks = np.arange(degree + 1)
+        value, ds, dr = self._feature_derivatives(n, rho, vrho, ks, np.zeros_like(ks), degree)
+        phi_hat = -self.target.coefficients(degree)
+        return self._assemble_gradient(a, phi_hat @ value, phi_hat @ ds, phi_hat @ dr)
+
+    # ---- interaction -----------------------------------------------------------------------------
+    def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
+        """(U) truncated at (K, J): weights ``m_j`` (R,), features ``g_kj`` (R, M), and the
+        rigorous bound vector b (M,) with ``|u − u_{K,J}| <= b_i b_j``."""
+        a, _, _, n, rho, vrho = self._potential_parts(points)
+        degree, _ = self.series_degrees()
+        ks, js = self._index_pairs()
+        value, _, _ = self._feature_derivatives(n, rho, vrho, ks, js, degree)
+        moments = cosine_moments(self.orthogonal_dimension, degree)
+        weights = moments[js]
+        bound = np.sqrt(np.maximum(self._bound_squared(n, rho, vrho, a), 0.0))
+        return LowRankKernel(weights, a * value, truncation_bound=bound)
+
+    def interaction_truncation_bound(self, points: np.ndarray) -> np.ndarray:
+        a, _, _, n, rho, vrho = self._potential_parts(points)
+        self.series_degrees()
+        return np.sqrt(np.maximum(self._bound_squared(n, rho, vrho, a), 0.0))
+
+    def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
+        """``∇g_kj`` in the problem's coordinates, shape (R, M, dim)."""
+        a, _, _, n, rho, vrho = self._potential_parts(points)
+        degree, _ = self.series_degrees()
+        ks, js = self._index_pairs()
+        value, ds, dr = self._feature_derivatives(n, rho, vrho, ks, js, degree)
+        return self._assemble_gradient(a[None, :], value, ds, dr)
+
+    def potential_gradient(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:
+        """``∇ψ(x_i; p) = ∇v(x_i) + Σ_kj m_j (Σ_l g_kj(x_l) masses_l) ∇g_kj(x_i)``, shape (M, dim)."""
+        kernel = self.interaction_low_rank(points)
+        moments = kernel.weights * (kernel.features @ np.asarray(masses, dtype=float))
+        return self.reduced_potential_gradient(points) + np.einsum(
+            "k,kmd->md", moments, self.interaction_features_gradient(points))
+
+    def _cosine_rule(self, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Quadrature for the law of c: Gauss–Jacobi with exponent (d−4)/2 (two atoms ±1 at d = 2,
+        the atom 0 at d = ∞)."""
+        if math.isinf(self.dimension):
+            return np.array([0.0]), np.array([1.0])
+        if self.dimension == 2:
+            return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+        exponent = (self.dimension - 4.0) / 2.0
+        c, w = roots_jacobi(nodes, exponent, exponent)
+        return c, w / w.sum()
+
+    def interaction_kernel(self, points: np.ndarray, other: np.ndarray, cosine_nodes: int = 64
+                           ) -> np.ndarray:
+        """``u(x_i, x'_j) = a a' E_c E[σ(n X) σ(n' Y)]`` with correlation ``γ = ρρ' + ϱϱ'c``, by
+        Gauss–Jacobi quadrature over c of ``activation.bivariate_expectation`` (independent of the
+        Hermite series; slow — a reference and a dense fall-back for small problems)."""
+        a1, s1, r1 = self._split(points)
+        a2, s2, r2 = self._split(other)
+        n1, p1, q1 = self._geometry(s1, r1)
+        n2, p2, q2 = self._geometry(s2, r2)
+        c_nodes, c_weights = self._cosine_rule(cosine_nodes)
+        out = np.zeros((a1.size, a2.size))
+        for i in range(a1.size):
+            for j in range(a2.size):
+                gammas = np.clip(p1[i] * p2[j] + q1[i] * q2[j] * c_nodes, -1.0, 1.0)
+                out[i, j] = a1[i] * a2[j] * sum(
+                    w * self.activation.bivariate_expectation(float(n1[i]), float(n2[j]), float(g))
+                    for g, w in zip(gammas, c_weights))
+        return out
+
+    # ---- finite networks ---------------------------------------------------------------------
+    def reduced_coordinates(self, a: np.ndarray, weights: np.ndarray, theta_star: np.ndarray) -> np.ndarray:
+        """Invariants of full-dimensional neurons ``(a_i, w_i)``, shape (N, dim)."""
+        w = np.atleast_2d(np.asarray(weights, dtype=float))
+        theta = np.asarray(theta_star, dtype=float)
+        s = w @ theta
+        cols = {"a": np.broadcast_to(np.asarray(a, dtype=float), s.shape), "s": s,
+                "r": np.linalg.norm(w - np.outer(s, theta), axis=1)}
+        return np.stack([cols[name] for name in self.coordinate_names], axis=1)
+
+    def network_risk(self, a: np.ndarray | float, weights: np.ndarray, theta_star: np.ndarray,
+                     tolerance: float = 1e-12) -> tuple[float, float]:
+        """Exact population risk ``E[(y − (1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` and a bound on its series
+        truncation error.
+
+        ``R_N = E y² + (2/N) Σ_i v(θ_i) + (1/N²) [Σ_{i≠j} a_i a_j Σ_k α_k(n_i) α_k(n_j) γ_ij^k
+        + Σ_i a_i² E σ(n_i G)²]`` with the actual cosines ``γ_ij = ⟨w_i,w_j⟩/(n_i n_j)``.  Pairs are
+        summed to the degree K with ``max |γ_ij|^{K+1} <= tolerance`` (capped at 400; error
+        ``<= |a_i a_j| |γ_ij|^{K+1} sqrt(T_i T_j)``), v uses (V) with its bound.
+        """
+        theta = np.asarray(theta_star, dtype=float)
+        if not math.isclose(float(np.linalg.norm(theta)), 1.0, rel_tol=1e-10):
+            raise ValueError(f"theta_star must be a unit vector, |theta_star| = {np.linalg.norm(theta)}")
+        w = np.atleast_2d(np.asarray(weights, dtype=float))
+        n_neurons = w.shape[0]
+        a_vec = np.broadcast_to(np.asarray(a, dtype=float), (n_neurons,)).copy()
+        norms = np.linalg.norm(w, axis=1)
+        unit = w / np.where(norms > 0, norms, 1.0)[:, None]
+        cosines = np.clip(unit @ unit.T, -1.0, 1.0)
+        np.fill_diagonal(cosines, 0.0)
+        largest = float(np.max(np.abs(cosines))) if n_neurons > 1 else 0.0
+        if largest == 0.0:
+            degree = 0
+        elif largest >= 1.0:
+            degree = _PROBE_DEGREE
+        else:
+            degree = int(min(_PROBE_DEGREE, max(1, math.ceil(math.log(tolerance) / math.log(largest) - 1))))
+        exact = getattr(self.activation, "polynomial_degree", None)
+        if exact is not None:
+            degree = min(degree, exact)
+        alpha = self.activation.hermite_coefficients(norms, degree)  # (K+1, N)
+        total = np.zeros_like(cosines)
+        power = np.ones_like(cosines)
+        for k in range(degree + 1):
+            total += np.outer(alpha[k], alpha[k]) * power
+            power *= cosines
+        np.fill_diagonal(total, 0.0)
+        second = gaussian_second_moment(self.activation, norms)
+        pair = float(a_vec @ total @ a_vec) + float(np.sum(a_vec**2 * second))
+        tail = np.sqrt(np.maximum(second - np.sum(alpha**2, 0), 0.0)) * np.abs(a_vec)
+        if exact is not None:
+            tail = np.zeros_like(tail)
+        pair_bound = float(tail @ (np.abs(cosines) ** (degree + 1)) @ tail)
+        x = self.reduced_coordinates(a_vec, w, theta)
+        potential = float(self.reduced_potential(x).sum())
+        potential_bound = float(self.potential_truncation_bound(x).sum())
+        risk = self.target_second_moment + 2.0 * potential / n_neurons + pair / n_neurons**2
+        return float(risk), 2.0 * potential_bound / n_neurons + pair_bound / n_neurons**2
+
+    def initial_law(self) -> SingleIndexInitialLaw:  # type: ignore[override]
+        return self._initial_law
+
+    def config(self) -> dict[str, Any]:
+        degree, binomial = self.series_degrees()
+        return {
+            "problem": "single_index_sphere" if self.sphere else "single_index",
+            "data.dimension": self.dimension,
+            **{f"target.{k}": v for k, v in self.target.config().items()},
+            **{f"activation.{k}": v for k, v in self.activation.config().items()},
+            "network.train_second_layer": self.train_second_layer,
+            "initial.second_layer": self.second_layer,
+            "initial.second_layer_std": self.second_layer_std,
+            "initial.weight_scale": self.weight_scale,
+            "reduction.truncation_tolerance": self.truncation_tolerance,
+            "reduction.max_degree": self.max_degree,
+            "reduction.hermite_degree": degree,
+            "reduction.binomial_degree": binomial,
+        }
