@@ -34,6 +34,16 @@ sequentially, so the data seen at step k do not depend on how the run is split i
 :meth:`SGDSimulation.set_state` is bitwise identical to an uninterrupted one.
 Note the labels/x are drawn directly here (same law as ``IsotropicGaussianMixture.sample``, but
 split into two streams for this block invariance).
+
+Noisy SGD (design note §2): with weight decay λ (``weight_decay``) and inverse temperature β
+(``beta``; default ``inf`` and λ = 0: the plain SGD above, bitwise unchanged)::
+
+    w_i ← (1 − 2 s_k λ) w_i + (2 s_k / B) Σ_b (y_b − f_b) σ'(⟨w_i, x_b⟩) x_b + sqrt(4 s_k / β) g_i,
+
+g_i ~ N(0, I_d) independent over neurons and steps, drawn from a fourth stream of
+``SeedSequence(seed)`` (the first three are unchanged) in blocks of steps, so that blocking and
+checkpoint/resume stay bitwise invariant.  Its mean-field limit is
+``∂_t ρ = 2ξ[∇·(ρ∇Ψ_λ) + β⁻¹Δρ]`` (:mod:`solvers.fokker_planck` solves its radial reduction).
 """
 
 from __future__ import annotations
@@ -68,9 +78,11 @@ class SGDError(RuntimeError):
 # compiled kernel (piecewise-linear activations)
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g):
+def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g, noisy, decay,
+                  noise, noise_scale):
     """Run ``len(step_sizes)`` SGD steps in place on ``wt`` (d, N); x (S, B, d) already scaled by
-    (1 + yΔ); y (S, B).  Returns the index of the first step whose network output is non-finite
+    (1 + yΔ); y (S, B).  If ``noisy``: ``wt ← decay[k] wt + update + noise_scale[k] noise[k]``
+    (noise (S, d, N)).  Returns the index of the first step whose network output is non-finite
     (then ``wt`` holds the weights after that step), or -1."""
     n_steps, batch, dim = x.shape
     n_neurons = wt.shape[1]
@@ -105,12 +117,22 @@ def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g):
             coef = 2.0 * step_sizes[k] * residual / batch
             for i in range(n_neurons):
                 g[b, i] *= coef
+        if noisy:  # weight decay, on the weights the gradient was evaluated at
+            dk = decay[k]
+            for j in range(dim):
+                for i in range(n_neurons):
+                    wt[j, i] *= dk
         # update: wt[j, i] += Σ_b x[b, j] g[b, i]
         for j in range(dim):
             for b in range(batch):
                 xbj = x[k, b, j]
                 for i in range(n_neurons):
                     wt[j, i] += xbj * g[b, i]
+        if noisy:
+            sk = noise_scale[k]
+            for j in range(dim):
+                for i in range(n_neurons):
+                    wt[j, i] += sk * noise[k, j, i]
         if bad:
             return k
     return -1
@@ -132,7 +154,7 @@ class SGDSimulation:
 
     def __init__(self, problem: IsotropicMixtureRadialProblem, n_neurons: int, step_size: float,
                  batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", beta: float = math.inf, weight_decay: float = 0.0) -> None:
         self.n_neurons = _check_int("sgd.n_neurons", n_neurons, 1)
         self.batch_size = _check_int("sgd.batch_size", batch_size, 1)
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.floating)) \
@@ -146,6 +168,10 @@ class SGDSimulation:
             raise ValueError(f"data.dimension = {dimension} cannot be simulated by SGD; "
                              "it needs a finite integer dimension d >= 2")
         self.dimension = int(dimension)
+        from reduced_pde.free_energy import check_noise_parameters
+
+        self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, dimension)
+        self.noisy = math.isfinite(self.beta) or self.weight_decay > 0.0
         self.problem = problem
         self.schedule = schedule if schedule is not None else LearningRateSchedule()
         self.delta = float(problem.data.delta)
@@ -164,15 +190,19 @@ class SGDSimulation:
             self._pl = (float(activation.intercept), float(activation.slope),
                         np.asarray(activation.knots, dtype=float), np.asarray(activation.jumps, dtype=float))
 
-        init_seq, x_seq, y_seq = np.random.SeedSequence(self.seed).spawn(3)
+        # spawn(4): the first three children are those of spawn(3) (noiseless runs unchanged)
+        init_seq, x_seq, y_seq, noise_seq = np.random.SeedSequence(self.seed).spawn(4)
         init_rng = np.random.Generator(np.random.PCG64(init_seq))
         self._x_rng = np.random.Generator(np.random.PCG64(x_seq))
         self._y_rng = np.random.Generator(np.random.PCG64(y_seq))
+        self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
         weights = problem.initial_law().sample_weights(self.n_neurons, self.dimension, init_rng)
         self._wt = np.ascontiguousarray(np.asarray(weights, dtype=float).T)  # (d, N)
         self.steps = 0
         self.stepping_seconds = 0.0
         self.block_steps = max(1, _BLOCK_ENTRIES // (self.batch_size * self.dimension))
+        if self.noisy:  # the (steps, d, N) noise block stays below ~16 MB too
+            self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // (self.dimension * self.n_neurons)))
         b, n = self.batch_size, self.n_neurons
         self._z = np.empty((b, n))
         self._g = np.empty((b, n))
@@ -196,7 +226,7 @@ class SGDSimulation:
         """Everything needed to resume bitwise: weights, step counter, the two data-stream states."""
         return {"weights": self.weights, "steps": int(self.steps),
                 "x_rng": self._x_rng.bit_generator.state, "y_rng": self._y_rng.bit_generator.state,
-                "config": self.config()}
+                "noise_rng": self._noise_rng.bit_generator.state, "config": self.config()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         weights = np.asarray(state["weights"], dtype=float)
@@ -204,7 +234,8 @@ class SGDSimulation:
             raise ValueError(f"state weights have shape {weights.shape}, expected "
                              f"{(self.n_neurons, self.dimension)} (sgd.n_neurons, data.dimension)")
         saved = state.get("config", {})
-        for key in ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons"):
+        for key in ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta",
+                    "noise.weight_decay"):
             if key in saved and saved[key] != self.config()[key]:
                 raise ValueError(f"state was saved with {key} = {saved[key]}, this run has "
                                  f"{self.config()[key]}")
@@ -212,10 +243,13 @@ class SGDSimulation:
         self.steps = _check_int("state.steps", state["steps"], 0)
         self._x_rng.bit_generator.state = state["x_rng"]
         self._y_rng.bit_generator.state = state["y_rng"]
+        if "noise_rng" in state:
+            self._noise_rng.bit_generator.state = state["noise_rng"]
 
     def config(self) -> dict[str, Any]:
         return {"sgd.n_neurons": self.n_neurons, "sgd.step_size": self.step_size,
                 "sgd.batch_size": self.batch_size, "sgd.seed": self.seed,
+                "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
                 **{f"schedule.{k}": v for k, v in self.schedule.config().items()}}
 
     # ---- stepping ------------------------------------------------------------------------------
@@ -245,10 +279,19 @@ class SGDSimulation:
             x, y = self._draw(block)
             sizes = self.step_size * np.asarray(
                 self.schedule(np.arange(self.steps, self.steps + block) * self.step_size), dtype=float)
-            if self.backend == "numba":
-                bad = _sgd_block_pl(self._wt, x, y, sizes, *self._pl, self._z, self._g)
+            if self.noisy:
+                decay = 1.0 - 2.0 * self.weight_decay * sizes
+                noise_scale = np.sqrt(4.0 * sizes / self.beta)  # 0 at β = inf
+                noise = (self._noise_rng.standard_normal((block, self.dimension, self.n_neurons))
+                         if math.isfinite(self.beta) else np.zeros((block, self.dimension, self.n_neurons)))
             else:
-                bad = self._block_numpy(x, y, sizes)
+                decay = noise_scale = np.zeros(0)
+                noise = np.zeros((0, 0, 0))
+            if self.backend == "numba":
+                bad = _sgd_block_pl(self._wt, x, y, sizes, *self._pl, self._z, self._g, self.noisy,
+                                    decay, noise, noise_scale)
+            else:
+                bad = self._block_numpy(x, y, sizes, decay, noise, noise_scale)
             if bad >= 0:
                 step = self.steps + bad + 1
                 self.steps = step
@@ -261,7 +304,8 @@ class SGDSimulation:
             raise SGDError(f"SGD produced non-finite weights by step {self.steps} "
                            f"(t = {self.time:.6g}); reduce sgd.step_size = {self.step_size:g}")
 
-    def _block_numpy(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> int:
+    def _block_numpy(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, decay: np.ndarray,
+                     noise: np.ndarray, noise_scale: np.ndarray) -> int:
         wt, z, update = self._wt, self._z, self._update
         act = self.activation
         scale = 2.0 / self.batch_size
@@ -274,7 +318,12 @@ class SGDSimulation:
             g = act.derivative(z)
             g *= (scale * sizes[k] * residual)[:, None]
             np.dot(xk.T, g, out=update)
-            wt += update
+            if self.noisy:
+                wt *= decay[k]
+                wt += update
+                wt += noise_scale[k] * noise[k]
+            else:
+                wt += update
         return -1
 
     def advance(self, t_target: float) -> None:
@@ -299,7 +348,8 @@ class SGDSimulation:
 # ------------------------------------------------------------------------------------------------
 def run_sgd(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float], *, n_neurons: int,
             step_size: float, batch_size: int = 1, schedule: LearningRateSchedule | None = None,
-            seed: int = 0, progress: bool = False, backend: str = "auto") -> Trajectory:
+            seed: int = 0, progress: bool = False, backend: str = "auto", beta: float = math.inf,
+            weight_decay: float = 0.0) -> Trajectory:
     """SGD observables at ``output_times`` (each rounded to the nearest step; the recorded ``time``
     is the actual kε).  Trajectory kind ``"sgd"``: ``risk`` = exact network risk; fields
     ``reduced_risk``, ``risk_bound`` (T,), ``norms`` (T, N); diagnostics ``steps``, ``wall_time``,
@@ -309,7 +359,8 @@ def run_sgd(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float
     from .finite_volume import validate_output_times
 
     times = validate_output_times(output_times)
-    sim = SGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, backend)
+    sim = SGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, backend,
+                        beta=beta, weight_decay=weight_decay)
     config = {**problem.config(), **sim.config(), "sgd.backend": sim.backend}
     return run_simulation(sim, times, kind="sgd", config=config, progress=progress)
 
