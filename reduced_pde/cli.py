@@ -5,6 +5,7 @@
     reduced-pde experiment CONFIG [--outdir DIR] [--set ...] [--skip-sgd]
     reduced-pde plot FILE [FILE ...] -o FIGURE.png
     reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
+    reduced-pde gibbs CONFIG -o FILE [--betas B ...] [--figure PNG]   # Gibbs fixed point (noise)
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
 run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
@@ -40,6 +41,24 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
     times = output_times(config)
     pde = config["pde"]
     flat = flatten(config)
+    from .config import uses_fokker_planck
+
+    if uses_fokker_planck(config):  # noise, weight decay or implicit stepping: Scharfetter–Gummel
+        from solvers.fokker_planck import FokkerPlanckSolver1D
+
+        from .config import noise_parameters
+        from .runner import run_simulation
+
+        beta, lam = noise_parameters(config)
+        stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
+        grid = UniformGrid1D(0.0, float(pde["r_max"]), int(pde["cells"]))
+        solver = FokkerPlanckSolver1D(problem, grid, beta, lam, time_stepping=stepping,
+                                      cfl=float(pde["cfl"]), schedule=schedule)
+        return run_simulation(solver, times, kind="pde_fokker_planck",
+                              config={**solver.config(), **flat},
+                              static_fields={"r_centers": grid.centers, "r_edges": grid.edges},
+                              checkpoint=checkpoint, resume=resume, progress=progress,
+                              checkpoint_every=checkpoint_every)
     if pde["solver"] == "lagrangian":
         from solvers.lagrangian import solve_lagrangian
 
@@ -65,13 +84,15 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
     """Run full-dimensional SGD for ``config`` with one seed."""
     from solvers.sgd import SGDSimulation
 
+    from .config import noise_parameters
     from .runner import run_simulation
 
     problem = build_problem(config)
+    beta, lam = noise_parameters(config)
     sgd = config["sgd"]
     simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
                                batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
-                               seed=int(seed))
+                               seed=int(seed), beta=beta, weight_decay=lam)
     flat = {**flatten(config), "sgd.seed": int(seed)}
     flat.pop("sgd.seeds", None)
     return run_simulation(simulation, output_times(config), kind="sgd", config=flat,
@@ -181,6 +202,54 @@ def _cmd_law(args: argparse.Namespace) -> None:
     print(f"wrote {plot_law_evolution(pde[0], sgd, args.times, args.output, title=args.title)}")
 
 
+def _cmd_gibbs(args: argparse.Namespace) -> None:
+    """Self-consistent Gibbs state p* ∝ J e^{−βψ_λ(·; p*)} on the [pde] grid, optionally over a β sweep
+    (with the noiseless optimum of ½R + (λ/2)E r² for comparison), written to one HDF5 file."""
+    import math
+
+    from solvers.grid import UniformGrid1D
+
+    from .config import noise_parameters
+    from .free_energy import gibbs_fixed_point, noiseless_optimum
+    from .storage import atomic_h5
+
+    config = load_config(args.config, args.set)
+    problem = build_problem(config)
+    beta, lam = noise_parameters(config)
+    grid = UniformGrid1D(0.0, float(config["pde"]["r_max"]), int(config["pde"]["cells"]))
+    betas = list(args.betas or []) or [beta]
+    if any(not (math.isfinite(b) and b > 0) for b in betas):
+        raise ValueError(f"gibbs: needs finite β > 0 (noise.beta or --betas), got {betas}")
+    points = [gibbs_fixed_point(problem, grid.centers, grid.spacing, b, lam) for b in betas]
+    best = noiseless_optimum(problem, grid.centers, grid.spacing, lam) if args.betas else None
+
+    def write(file) -> None:
+        file.create_dataset("r_centers", data=grid.centers)
+        file.create_dataset("r_edges", data=grid.edges)
+        file.create_dataset("beta", data=np.array(betas))
+        file.create_dataset("density", data=np.array([p.density for p in points]))
+        for key in ("risk", "free_energy", "second_moment", "entropy"):
+            file.create_dataset(key, data=np.array([p.terms[key] for p in points]))
+        file.create_dataset("mean_r", data=np.array([p.mean_r() for p in points]))
+        file.create_dataset("residual", data=np.array([p.residual for p in points]))
+        file.attrs["kind"] = "gibbs_fixed_point"
+        for key, value in {**flatten(config), **problem.config()}.items():
+            file.attrs[f"config.{key}"] = value if not isinstance(value, list) else np.asarray(value)
+        if best is not None:
+            for key in ("risk", "objective", "gap", "mean_r"):
+                file.attrs[f"noiseless_optimum.{key}"] = best[key]
+            file.create_dataset("noiseless_optimum_masses", data=best["masses"])
+
+    atomic_h5(args.output, write)
+    for b, p in zip(betas, points):
+        print(f"beta = {b:g}: risk {p.risk:.6g}, free energy {p.free_energy:.6g}, mean r "
+              f"{p.mean_r():.4f}, residual {p.residual:.1e} ({p.iterations} Newton steps)")
+    if best is not None:
+        print(f"noiseless optimum (beta = inf): risk {best['risk']:.6g}, objective "
+              f"{best['objective']:.6g} (certified gap {best['gap']:.1e})")
+    print(f"wrote {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-sgd", action="store_true")
     p.add_argument("--processes", type=int, default=2, help="parallel SGD runs (default 2)")
     p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("gibbs", help="Gibbs fixed point of the noisy dynamics (optionally a β sweep)")
+    common(p)
+    p.add_argument("-o", "--output", default="gibbs.h5")
+    p.add_argument("--betas", type=float, nargs="+", default=None,
+                   help="β sweep (default: noise.beta only); adds the noiseless optimum")
+    p.set_defaults(func=_cmd_gibbs)
 
     p = sub.add_parser("plot", help="risk-vs-time comparison from result files")
     p.add_argument("files", nargs="+")

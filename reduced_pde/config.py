@@ -10,6 +10,7 @@ A configuration has the tables below (all keys optional except where stated; def
                   law_times = [0, 0.2, 1]         # panels of the law figure (experiment)
     [pde]         solver = "finite_volume", r_max = 4.0, cells = 400, scheme = "muscl",
                   cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400
+    [noise]       beta = "inf", weight_decay = 0.0  # noisy SGD / Fokker–Planck (finite d only)
     [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2]
     [sweep]       "initial.kappa" = [0.1, 0.4]    # experiment: one PDE + SGD run per value
 
@@ -41,7 +42,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "output": {"t_final": 100.0, "n_outputs": 60, "spacing": "log", "t_first": 1e-3,
                "law_times": []},
     "pde": {"solver": "finite_volume", "r_max": 4.0, "cells": 400, "scheme": "muscl", "cfl": 0.4,
-            "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400},
+            "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400,
+            "time_stepping": "auto"},
+    "noise": {"beta": "inf", "weight_decay": 0.0},
     "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2]},
     "sweep": {},
 }
@@ -150,6 +153,10 @@ def validate_config(config: dict[str, Any]) -> None:
     if pde["kernel"] not in {"low_rank", "dense"}:
         raise ValueError(f"pde.kernel = {pde['kernel']!r}; allowed: 'low_rank', 'dense'")
     _positive("pde", "n_particles", pde["n_particles"], integer=True)
+    if pde["time_stepping"] not in {"auto", "explicit", "implicit"}:
+        raise ValueError(f"pde.time_stepping = {pde['time_stepping']!r}; allowed: 'auto', 'explicit', "
+                         "'implicit'")
+    noise_parameters(config)
     sgd = config["sgd"]
     _positive("sgd", "n_neurons", sgd["n_neurons"], integer=True)
     _positive("sgd", "step_size", sgd["step_size"])
@@ -176,6 +183,28 @@ def build_problem(config: dict[str, Any]) -> IsotropicMixtureRadialProblem:
     _positive("initial", "kappa", kappa)
     return IsotropicMixtureRadialProblem(data, dict(config["activation"]), kappa=float(kappa),
                                          hermite_degree=degree)
+
+
+def noise_parameters(config: dict[str, Any]) -> tuple[float, float]:
+    """(β, λ) from ``[noise]`` (β = "inf": no noise), validated; noise at d = inf is refused."""
+    from .free_energy import check_noise_parameters
+
+    beta = config["noise"]["beta"]
+    if isinstance(beta, str) and beta.lower() in {"inf", "infinity"}:
+        beta = math.inf
+    elif isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise ValueError(f"noise.beta = {beta!r} must be a number > 0 or \"inf\"")
+    lam = config["noise"]["weight_decay"]
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise ValueError(f"noise.weight_decay = {lam!r} must be a number >= 0")
+    return check_noise_parameters(beta, lam, _dimension(config["data"]["dimension"]))
+
+
+def uses_fokker_planck(config: dict[str, Any]) -> bool:
+    """The ``pde`` command uses the Scharfetter–Gummel solver when noise or weight decay is on, or
+    when implicit time stepping is asked for."""
+    beta, lam = noise_parameters(config)
+    return math.isfinite(beta) or lam > 0 or config["pde"]["time_stepping"] == "implicit"
 
 
 def build_schedule(config: dict[str, Any]) -> LearningRateSchedule:
