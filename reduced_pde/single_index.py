@@ -26,7 +26,9 @@ m_2 = 1/(d−1); at d = 2, c = ±1; at d = ∞, c = 0).  With ``γ = ⟨w,w'⟩/
 For each k the j-sum is *exact* (finite).  The weights ``m_j`` are >= 0, so (U) is a sum of
 rank-one PSD kernels, and the features are well scaled: ``Σ_j g_kj² <= a² α_k²``
 (``Σ_j C(k,j) ρ^{2(k−j)} ϱ^{2j} = 1``).  At d = ∞ only j = 0 survives (rank K + 1); at finite d we
-keep ``k <= K`` and ``j <= J`` (rank ``Σ_{k<=K} (⌊min(k,J)/2⌋ + 1)``, ~K²/4 when J = K).
+keep ``k <= K`` and ``j <= J`` (rank ``Σ_{k<=K} (⌊min(k,J)/2⌋ + 1)``, ~K²/4 when J = K), leaving
+out degrees whose α_k vanishes identically on the probe scales (odd k >= 3 for ReLU: α_k(n) = n α_k(1);
+their α_k² is added to the bound below, so it stays rigorous).
 
 Truncation bound (proof)
 ------------------------
@@ -394,6 +396,7 @@ class SingleIndexProblem(ReducedProblem):
         names = ("a",) if self.train_second_layer else ()
         self.coordinate_names = names + (("s",) if self.sphere else ("s", "r"))
         self._degrees: tuple[int, int] | None = None
+        self._skipped_degrees = np.zeros(0, dtype=int)
         self._potential_degree: int | None = None
         self.relative_truncation_error = 0.0
         self._initial_law = SingleIndexInitialLaw(self.dimension, self.coordinate_names, self.weight_scale,
@@ -492,6 +495,10 @@ class SingleIndexProblem(ReducedProblem):
         else:
             binomial = self._choose_binomial(probe, degree, 0.5 * tol * scale)
         self._degrees = (degree, binomial)
+        # degrees whose coefficient vanishes identically on the probe (e.g. odd k >= 3 for ReLU) are
+        # left out of the features; their α_k² is added to the bound, so it stays rigorous anywhere
+        alpha_probe = self.activation.hermite_coefficients(probe, degree)
+        self._skipped_degrees = np.nonzero(np.all(alpha_probe == 0.0, axis=1))[0]
         # achieved relative bound (sup over the probe of b², relative to S)
         rho = np.linspace(-1.0, 1.0, 41)
         n_grid, rho_grid = np.meshgrid(probe, rho, indexing="ij")
@@ -536,6 +543,11 @@ class SingleIndexProblem(ReducedProblem):
     def _bound_squared(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray, a: np.ndarray) -> np.ndarray:
         degree, binomial = self._degrees  # type: ignore[misc]
         exact = getattr(self.activation, "polynomial_degree", None)
+        if (exact is not None and degree >= exact and exact < 32
+                and (binomial >= degree or math.isinf(self.dimension))):
+            # the series terminates; skipped α_k vanish identically (a polynomial in n of degree
+            # <= p < 32 vanishing at the 32 probe scales; on the sphere n = 1 is the only scale)
+            return np.zeros_like(n)
         alpha = self.activation.hermite_coefficients(n, degree)
         if exact is not None and degree >= exact:
             tail = np.zeros_like(n)
@@ -551,16 +563,26 @@ class SingleIndexProblem(ReducedProblem):
         power = np.sum(abs_moments[:, None] * np.exp(log_terms), axis=0)
         dropped = 0.0
         if not math.isinf(self.dimension) and binomial + 2 <= degree:
-            dropped = self._binomial_contributions(alpha**2, rho, vrho, degree)[binomial + 1:].sum(axis=0)
-        return a * a * (tail * power + dropped)
+            # Σ_{k<=K} α_k² Σ_{j even, J<j<=k} C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}, by powers (no logs)
+            moments = cosine_moments(self.orthogonal_dimension, degree)
+            rho2, vrho2 = self._powers(rho * rho, degree), self._powers(vrho * vrho, degree)
+            alpha_sq = alpha**2
+            dropped = np.zeros_like(n)
+            for j in range(binomial + 2, degree + 1, 2):
+                k = np.arange(j, degree + 1, dtype=float)
+                binom = np.exp(_log_binomial(k, np.float64(j)))[:, None]
+                dropped += moments[j] * vrho2[j] * np.sum(binom * alpha_sq[j:] * rho2[: degree + 1 - j], axis=0)
+        skipped = np.sum(alpha[self._skipped_degrees] ** 2, axis=0)
+        return a * a * (tail * power + dropped + skipped)
 
     def rank(self) -> int:
-        degree, binomial = self.series_degrees()
-        return sum(min(k, binomial) // 2 + 1 for k in range(degree + 1))
+        return int(self._index_pairs()[0].size)
 
     def _index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         degree, binomial = self.series_degrees()
-        pairs = [(k, j) for k in range(degree + 1) for j in range(0, min(k, binomial) + 1, 2)]
+        skipped = set(int(k) for k in self._skipped_degrees)
+        pairs = [(k, j) for k in range(degree + 1) if k not in skipped
+                 for j in range(0, min(k, binomial) + 1, 2)]
         arr = np.array(pairs, dtype=int).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
 
@@ -611,17 +633,19 @@ class SingleIndexProblem(ReducedProblem):
         return np.abs(a) * np.abs(rho) ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
 
     def _feature_derivatives(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
-                             ks: np.ndarray, js: np.ndarray, top: int
+                             ks: np.ndarray, js: np.ndarray, top: int, derivatives: bool = True
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``f_kj = sqrt(C(k,j)) α_k ρ^{k−j} ϱ^j`` and its derivatives in s and r (ball) or the
         derivative of the restriction in s (sphere; second array, third is zeros)."""
         alpha = self.activation.hermite_coefficients(n, top)
-        d_alpha = self.activation.hermite_coefficients_derivative(n, top)
+        d_alpha = self.activation.hermite_coefficients_derivative(n, top) if derivatives else alpha
         P = self._powers(rho, top + 2)
         Q = self._powers(vrho, top + 2)
         root_binom = np.exp(0.5 * _log_binomial(ks.astype(float), js.astype(float)))[:, None]
         kj = ks - js
         value = root_binom * alpha[ks] * P[kj] * Q[js]
+        if not derivatives:
+            return value, value, value
         km1 = np.maximum(kj - 1, 0)
         jm1 = np.maximum(js - 1, 0)
         cf_kj = kj[:, None].astype(float)
@@ -657,17 +681,27 @@ class SingleIndexProblem(ReducedProblem):
         return self._assemble_gradient(a, phi_hat @ value, phi_hat @ ds, phi_hat @ dr)
 
     # ---- interaction -----------------------------------------------------------------------------
+    def _chunks(self, size: int, rows: int) -> list[slice]:
+        """Point blocks of about 2·10^6 / rows points (bounded temporaries for large M and rank)."""
+        step = max(256, int(2_000_000 // max(rows, 1)))
+        return [slice(i, min(i + step, size)) for i in range(0, size, step)]
+
     def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
         """(U) truncated at (K, J): weights ``m_j`` (R,), features ``g_kj`` (R, M), and the
         rigorous bound vector b (M,) with ``|u − u_{K,J}| <= b_i b_j``."""
         a, _, _, n, rho, vrho = self._potential_parts(points)
         degree, _ = self.series_degrees()
         ks, js = self._index_pairs()
-        value, _, _ = self._feature_derivatives(n, rho, vrho, ks, js, degree)
-        moments = cosine_moments(self.orthogonal_dimension, degree)
-        weights = moments[js]
-        bound = np.sqrt(np.maximum(self._bound_squared(n, rho, vrho, a), 0.0))
-        return LowRankKernel(weights, a * value, truncation_bound=bound)
+        features = np.empty((ks.size, n.size))
+        bound = np.empty(n.size)
+        for block in self._chunks(n.size, ks.size + degree):
+            value, _, _ = self._feature_derivatives(n[block], rho[block], vrho[block], ks, js, degree,
+                                                    derivatives=False)
+            features[:, block] = a[block] * value
+            bound[block] = np.sqrt(np.maximum(self._bound_squared(n[block], rho[block], vrho[block],
+                                                                  a[block]), 0.0))
+        weights = cosine_moments(self.orthogonal_dimension, degree)[js]
+        return LowRankKernel(weights, features, truncation_bound=bound)
 
     def interaction_truncation_bound(self, points: np.ndarray) -> np.ndarray:
         a, _, _, n, rho, vrho = self._potential_parts(points)
@@ -679,8 +713,11 @@ class SingleIndexProblem(ReducedProblem):
         a, _, _, n, rho, vrho = self._potential_parts(points)
         degree, _ = self.series_degrees()
         ks, js = self._index_pairs()
-        value, ds, dr = self._feature_derivatives(n, rho, vrho, ks, js, degree)
-        return self._assemble_gradient(a[None, :], value, ds, dr)
+        out = np.empty((ks.size, n.size, len(self.coordinate_names)))
+        for block in self._chunks(n.size, 3 * ks.size + degree):
+            value, ds, dr = self._feature_derivatives(n[block], rho[block], vrho[block], ks, js, degree)
+            out[:, block] = self._assemble_gradient(a[None, block], value, ds, dr)
+        return out
 
     def potential_gradient(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:
         """``∇ψ(x_i; p) = ∇v(x_i) + Σ_kj m_j (Σ_l g_kj(x_l) masses_l) ∇g_kj(x_i)``, shape (M, dim)."""
