@@ -28,7 +28,7 @@ import numpy as np
 
 from .initial_laws import InitialLaw
 
-__all__ = ["LowRankKernel", "ReducedProblem"]
+__all__ = ["LowRankKernel", "ReducedProblem", "NoInteraction"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,19 @@ class ReducedProblem(ABC):
         moments = kernel.features @ masses
         return float(self.target_second_moment + 2.0 * self.reduced_potential(points) @ masses
                      + kernel.weights @ moments**2)
+
+
+class NoInteraction:
+    """Mixin for 1-D reduced problems without interaction (u = 0, a rank-0 kernel), so ψ = v: the
+    exact test problems (transport by a given velocity, radial Brownian motion, Gibbs states of
+    U = 0) and non-interacting studies.  Combine as ``class P(NoInteraction, ReducedProblem)``."""
+
+    def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
+        m = np.size(points)
+        return LowRankKernel(np.zeros(0), np.zeros((0, m)), np.zeros(m))
+
+    def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
+        return np.zeros((0, np.size(points)))
+
+    def interaction_kernel(self, points: np.ndarray, other: np.ndarray) -> np.ndarray:
+        return np.zeros((np.size(points), np.size(other)))

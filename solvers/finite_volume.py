@@ -44,7 +44,7 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .grid import UniformGrid1D
+from .grid import MonitoredDensityState, UniformGrid1D
 from .results import Trajectory
 
 __all__ = ["FiniteVolumeSolver1D", "solve_finite_volume", "SolverError",
@@ -302,12 +302,14 @@ def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> 
     return times
 
 
-class FiniteVolumeSolver1D:
+class FiniteVolumeSolver1D(MonitoredDensityState):
     """Stateful finite-volume solver (module docstring for the equation and the scheme).
 
     Attributes: ``time``, ``density`` (cell averages, w.r.t. dr), ``steps`` (accepted steps so far),
     ``max_risk_increase`` (largest single-step increase of R_h so far).
     """
+
+    monitored = "risk"
 
     def __init__(self, problem: ReducedProblem, grid: UniformGrid1D, scheme: str = "muscl",
                  cfl: float = 0.4, schedule: LearningRateSchedule | None = None,
@@ -374,31 +376,13 @@ class FiniteVolumeSolver1D:
                 raise ValueError(f"initial_density has shape {density.shape}, expected ({grid.cells},)")
             if not np.all(np.isfinite(density)) or np.any(density < 0) or density.sum() <= 0:
                 raise ValueError("initial_density must be finite, >= 0, with positive mass")
-        self.density = np.ascontiguousarray(density, dtype=float)
-        self.time = 0.0
-        self.steps = 0
-        self.max_risk_increase = -math.inf
-        self._last_risk = math.nan
+        self._reset_state(density)
 
-    # ---- state / checkpointing ------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        """Everything needed to resume bit-for-bit: time, density, steps, risk diagnostics."""
-        return {"time": float(self.time), "density": self.density.copy(), "steps": int(self.steps),
-                "max_risk_increase": float(self.max_risk_increase),
-                "last_risk": float(self._last_risk)}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        density = np.array(state["density"], dtype=float)
-        if density.shape != (self.grid.cells,):
-            raise ValueError(f"state density has shape {density.shape}, expected ({self.grid.cells},)")
-        t = float(state["time"])
-        if not (math.isfinite(t) and t >= 0):
-            raise ValueError(f"state time = {t} must be finite and >= 0")
-        self.density = np.ascontiguousarray(density)
-        self.time = t
-        self.steps = int(state.get("steps", 0))
-        self.max_risk_increase = float(state.get("max_risk_increase", -math.inf))
-        self._last_risk = float(state.get("last_risk", math.nan))
+    # ---- state / checkpointing: state() and set_state() from MonitoredDensityState --------------
+    @property
+    def max_risk_increase(self) -> float:
+        """Largest single-step increase of the discrete risk R_h so far (negative if it always fell)."""
+        return self.max_increase
 
     @classmethod
     def from_state(cls, problem: ReducedProblem, grid: UniformGrid1D, state: dict[str, Any],
@@ -433,12 +417,12 @@ class FiniteVolumeSolver1D:
             self._features, self._dense, self._use_dense, self.scheme == "muscl",
             TIME_STEPPERS[self.time_stepper], self.cfl,
             math.inf if self.max_dt is None else self.max_dt, float(xi0), float(alpha), float(t0),
-            float(self.problem.target_second_moment), self._last_risk, self.max_risk_increase,
+            float(self.problem.target_second_moment), self.last_value, self.max_increase,
             self.max_steps_per_output)
         self.time = float(t)
         self.steps += int(steps)
-        self._last_risk = float(risk)
-        self.max_risk_increase = float(max_inc)
+        self.last_value = float(risk)
+        self.max_increase = float(max_inc)
         if status != _OK:
             self._raise(status, t_fail, cell, value)
 
@@ -462,7 +446,7 @@ class FiniteVolumeSolver1D:
     def diagnostics(self) -> dict[str, float]:
         """steps, max_risk_increase (largest single-step change of R_h; negative if R_h decreased at
         every step) and the kernel rank (cells for a dense matrix)."""
-        return {"steps": float(self.steps), "max_risk_increase": float(self.max_risk_increase),
+        return {"steps": float(self.steps), "max_risk_increase": float(self.max_increase),
                 "rank": float(self.rank)}
 
     # ---- observables -------------------------------------------------------------------------

@@ -59,3 +59,40 @@ class UniformGrid1D:
 
     def config(self) -> dict[str, Any]:
         return {"grid.lower": self.lower, "grid.upper": self.upper, "grid.cells": self.cells}
+
+
+class MonitoredDensityState:
+    """Checkpoint state shared by the 1-D grid solvers: ``time``, the cell averages ``density`` (w.r.t.
+    dr), accepted ``steps``, and the discrete Lyapunov functional the solver monitors (``risk`` R_h
+    without noise, ``free_energy`` F_h with it): its value after the last step (``last_value``) and
+    the largest single-step increase so far (``max_increase``; negative when it always decreased)."""
+
+    grid: UniformGrid1D
+    #: name of the monitored functional, used in the state keys ``max_<name>_increase``, ``last_<name>``
+    monitored: str
+
+    def _reset_state(self, density: np.ndarray) -> None:
+        self.density = np.ascontiguousarray(density, dtype=float)
+        self.time = 0.0
+        self.steps = 0
+        self.max_increase = -math.inf
+        self.last_value = math.nan
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit."""
+        return {"time": float(self.time), "density": self.density.copy(), "steps": int(self.steps),
+                f"max_{self.monitored}_increase": float(self.max_increase),
+                f"last_{self.monitored}": float(self.last_value)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        density = np.array(state["density"], dtype=float)
+        if density.shape != (self.grid.cells,):
+            raise ValueError(f"state density has shape {density.shape}, expected ({self.grid.cells},)")
+        t = float(state["time"])
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"state time = {t} must be finite and >= 0")
+        self.density = np.ascontiguousarray(density)
+        self.time = t
+        self.steps = int(state.get("steps", 0))
+        self.max_increase = float(state.get(f"max_{self.monitored}_increase", -math.inf))
+        self.last_value = float(state.get(f"last_{self.monitored}", math.nan))

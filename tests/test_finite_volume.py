@@ -12,12 +12,12 @@ import pytest
 from reduced_pde import (GaussianBump, IsotropicGaussianMixture, IsotropicMixtureRadialProblem,
                          LearningRateSchedule, PointMass)
 from reduced_pde.initial_laws import InitialLaw
-from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.problem import NoInteraction, ReducedProblem
 from solvers.finite_volume import FiniteVolumeSolver1D, SolverError, solve_finite_volume
 from solvers.grid import UniformGrid1D
 
 
-class LinearVelocityProblem(ReducedProblem):
+class LinearVelocityProblem(NoInteraction, ReducedProblem):
     """u = 0 (rank 0) and v(r) = −a r²/(4 xi0): with ξ ≡ xi0 the velocity −2ξ v'(r) = a r is linear,
     characteristics r(t) = r0 e^{at} and p(r, t) = e^{−at} p0(r e^{−at}), i.e. F(r, t) = F0(r e^{−at}).
     With a schedule ξ(t) the velocity is (ξ(t)/xi0) a r and e^{at} becomes e^{a Ξ(t)/xi0}, Ξ = ∫ξ."""
@@ -44,16 +44,6 @@ class LinearVelocityProblem(ReducedProblem):
         if self.nan_at is not None:
             g = np.where(np.abs(r - self.nan_at) < 1e-9, np.nan, g)
         return g
-
-    def interaction_low_rank(self, points):
-        m = np.size(points)
-        return LowRankKernel(np.zeros(0), np.zeros((0, m)), np.zeros(m))
-
-    def interaction_features_gradient(self, points):
-        return np.zeros((0, np.size(points)))
-
-    def interaction_kernel(self, points, other):
-        return np.zeros((np.size(points), np.size(other)))
 
     def initial_law(self):
         return self.law

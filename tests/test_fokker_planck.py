@@ -13,7 +13,7 @@ from scipy import stats
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem, LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum
-from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.problem import NoInteraction, ReducedProblem
 from solvers.finite_volume import FiniteVolumeSolver1D, SolverError
 from solvers.fokker_planck import FokkerPlanckSolver1D, bernoulli
 from solvers.grid import UniformGrid1D
@@ -21,7 +21,7 @@ from solvers.grid import UniformGrid1D
 EPS = np.finfo(float).eps
 
 
-class NoInteractionProblem(ReducedProblem):
+class NoInteractionProblem(NoInteraction, ReducedProblem):
     """u = 0 (rank-0 kernel) and a given v (default 0): a free radial Brownian motion in R^d."""
 
     coordinate_names = ("r",)
@@ -44,16 +44,6 @@ class NoInteractionProblem(ReducedProblem):
 
     def reduced_potential_gradient(self, points):
         raise NotImplementedError
-
-    def interaction_low_rank(self, points):
-        m = np.size(points)
-        return LowRankKernel(np.zeros(0), np.zeros((0, m)), np.zeros(m))
-
-    def interaction_features_gradient(self, points):
-        return np.zeros((0, np.size(points)))
-
-    def interaction_kernel(self, points, other):
-        return np.zeros((np.size(points), np.size(other)))
 
     def initial_law(self):
         raise NotImplementedError("tests pass initial_density")
