@@ -16,6 +16,13 @@ The reduced density ``p`` is a density with respect to Lebesgue measure in the i
 coordinates, and evolves by ``∂_t p = 2ξ(t) ∇·(p ∇ψ(x; p))`` (design note §2–§3).
 Laws are passed to the functions below as weighted points: ``points`` (M, dim) or (M,) and
 ``masses`` (M,) summing to one (cell centres and ``p_i |cell_i|`` for a grid, particles for SGD).
+
+Shapes for ``dim`` coordinates: ``reduced_potential`` → (M,); ``reduced_potential_gradient`` → (M,)
+in 1-D, (M, dim) otherwise; ``interaction_low_rank`` → weights (K,), features (K, M);
+``interaction_features_gradient`` → (K, M) in 1-D, (K, M, dim) otherwise.  ``initial_law`` returns
+an object with ``cell_masses`` (edges, or one edge array per axis), ``quantile`` and samples of the
+full-dimensional parameters (:class:`~reduced_pde.initial_laws.InitialLaw` in 1-D,
+:class:`~reduced_pde.single_index.SingleIndexInitialLaw` for (a, s, r)).
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ class ReducedProblem(ABC):
 
     @abstractmethod
     def reduced_potential_gradient(self, points: np.ndarray) -> np.ndarray:
-        """``∇v(x)`` (same shape as ``points``)."""
+        """``∇v(x)``: (M,) in 1-D, (M, dim) otherwise."""
 
     @abstractmethod
     def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
@@ -81,7 +88,7 @@ class ReducedProblem(ABC):
 
     @abstractmethod
     def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
-        """``∇g_k(x)`` for the features of :meth:`interaction_low_rank` (shape (K, M) in 1-D)."""
+        """``∇g_k(x)`` for the features of :meth:`interaction_low_rank`: (K, M) in 1-D, (K, M, dim) otherwise."""
 
     @abstractmethod
     def interaction_kernel(self, points: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -89,7 +96,7 @@ class ReducedProblem(ABC):
 
     @abstractmethod
     def initial_law(self) -> InitialLaw:
-        """Law of the invariants at t = 0."""
+        """Law of the invariants at t = 0 (see the module docstring for the multi-dimensional case)."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
