@@ -261,21 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a configuration value (repeatable)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    def resumable(p: argparse.ArgumentParser, default_output: str) -> None:
+        p.add_argument("-o", "--output", default=default_output)
+        p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
+        p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                       help="write OUTPUT.checkpoint at most this often (default 60 s)")
+
     p = sub.add_parser("pde", help="solve the reduced PDE")
     common(p)
-    p.add_argument("-o", "--output", default="pde.h5")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
-    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                   help="write OUTPUT.checkpoint at most this often (default 60 s)")
+    resumable(p, "pde.h5")
     p.set_defaults(func=_cmd_pde)
 
     p = sub.add_parser("sgd", help="run full-dimensional SGD")
     common(p)
-    p.add_argument("-o", "--output", default="sgd.h5")
+    resumable(p, "sgd.h5")
     p.add_argument("--seed", type=int, default=None, help="seed (default: first of sgd.seeds)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.checkpoint")
-    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                   help="write OUTPUT.checkpoint at most this often (default 60 s)")
     p.set_defaults(func=_cmd_sgd)
 
     p = sub.add_parser("experiment", help="PDE + SGD over the [sweep] table, with figures")
