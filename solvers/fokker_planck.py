@@ -6,7 +6,16 @@ derives it from noisy SGD, design note §2)::
     ∂_t p = 2ξ(t) ∂_r[ p ∂_r ψ_λ(r; p) + β⁻¹ J ∂_r(p/J) ] = D ∂_r[ e^{−Φ} ∂_r(e^{Φ} p) ],
     D = 2ξ/β,   Φ = β ψ_λ − log J,   J = r^{d−1},   ψ_λ = v + ∫u p + (λ/2) r²,
 
-with zero flux at r = 0 and r = r_max.
+with zero flux at r = 0 and r = r_max.  The same code solves the noisy SPHERE equation of the
+single-index problem with a fixed second layer (coordinate s = ⟨w, θ*⟩ ∈ [−1, 1])::
+
+    ∂_t p = 2ξ ∂_s[ (1 − s²) ( p ∂_s ψ + β⁻¹ J ∂_s(p/J) ) ],   J = (1 − s²)^{(d−3)/2},
+
+through a :class:`~reduced_pde.free_energy.Geometry` giving the domain, ``log J`` at cell centres
+and a face mobility ``M_{i+½}`` (radial: 1, bit-for-bit the radial scheme; sphere: ``1 − s²``,
+zero at s = ±1).  The mobility multiplies the whole flux below (``F → M F``), so every statement
+about Gibbs states, mass, positivity and dissipation holds unchanged; the upwind limit uses the
+velocity ``−2ξ M ∂_sψ``.
 
 Flux (Scharfetter–Gummel).  On the face i+½, ``z = Φ_{i+1} − Φ_i`` and ``B(z) = z/(e^z − 1)``::
 
@@ -51,8 +60,8 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
-from reduced_pde.free_energy import (GridOperators, check_noise_parameters, discrete_gibbs_density,
-                                     free_energy_terms)
+from reduced_pde.free_energy import (Geometry, GridOperators, check_noise_parameters,
+                                     discrete_gibbs_density, free_energy_terms, geometry_of)
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
@@ -114,21 +123,21 @@ def _potential_and_free_energy(p, h, v, quad, log_j, weights, features, beta, mo
 
 
 @njit(cache=True)
-def _coefficients(psi, log_j, beta, diffusion_over_h2, drift_over_h2, a, b):
-    """a_i = D B(z)/h², b_i = D B(−z)/h² on face i+½ (β = inf: the upwind limit)."""
+def _coefficients(psi, log_j, mobility, beta, diffusion_over_h2, drift_over_h2, a, b):
+    """a_i = D M B(z)/h², b_i = D M B(−z)/h² on face i+½ (β = inf: the upwind limit)."""
     for i in range(psi.shape[0] - 1):
         dpsi = psi[i + 1] - psi[i]
         if beta < np.inf:
             z = beta * dpsi - (log_j[i + 1] - log_j[i])
-            a[i] = diffusion_over_h2 * bernoulli(z)
-            b[i] = diffusion_over_h2 * bernoulli(-z)
+            a[i] = diffusion_over_h2 * mobility[i] * bernoulli(z)
+            b[i] = diffusion_over_h2 * mobility[i] * bernoulli(-z)
         else:
-            a[i] = drift_over_h2 * max(-dpsi, 0.0)
-            b[i] = drift_over_h2 * max(dpsi, 0.0)
+            a[i] = drift_over_h2 * mobility[i] * max(-dpsi, 0.0)
+            b[i] = drift_over_h2 * mobility[i] * max(dpsi, 0.0)
 
 
 @njit(cache=True)
-def _fp_loop(p, t, t_end, h, v, quad, log_j, weights, features, beta, implicit, cfl, fixed_dt,
+def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, implicit, cfl, fixed_dt,
              max_dt, xi0, alpha, t0, free_prev, max_increase, max_steps):
     """Advance ``p`` in place from t to t_end.  Returns
     (status, t, steps, free_energy − ½E y², max_increase, cell, value, t_fail, bound)."""
@@ -156,7 +165,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, weights, features, beta, implicit, 
             return _MAX_STEPS, t, steps, free, max_increase, -1, 0.0, t, 0.0
         xi = _xi(t, xi0, alpha, t0)
         diffusion = 2.0 * xi / beta if beta < np.inf else 0.0
-        _coefficients(psi, log_j, beta, diffusion / (h * h), 2.0 * xi / (h * h), a, b)
+        _coefficients(psi, log_j, mobility, beta, diffusion / (h * h), 2.0 * xi / (h * h), a, b)
         for i in range(n):
             if not math.isfinite(psi[i]):
                 return _NONFINITE, t, steps, free, max_increase, i, psi[i], t, 0.0
@@ -176,7 +185,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, weights, features, beta, implicit, 
         elif implicit:
             umax = 0.0
             for i in range(n - 1):
-                u = 2.0 * xi * abs(psi[i + 1] - psi[i]) / h
+                u = 2.0 * xi * mobility[i] * abs(psi[i + 1] - psi[i]) / h
                 if u > umax:
                     umax = u
             dt = cfl * h / umax if umax > 0.0 else np.inf
@@ -232,10 +241,11 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, weights, features, beta, implicit, 
 
 # ------------------------------------------------------------------------------------------------
 class FokkerPlanckSolver1D(MonitoredDensityState):
-    """Stateful Scharfetter–Gummel solver of the noisy radial equation (module docstring).
+    """Stateful Scharfetter–Gummel solver of the noisy radial or sphere equation (module docstring).
 
-    ``problem`` must expose ``dimension`` (finite, >= 2, for J = r^{d−1}) unless ``dimension`` is
-    given.  Same interface as :class:`~solvers.finite_volume.FiniteVolumeSolver1D` for the shared
+    ``problem`` must expose ``dimension`` (finite, >= 2, for J) unless ``dimension`` is given.
+    ``geometry``: ``"radial"``, ``"sphere"`` or a :class:`~reduced_pde.free_energy.Geometry`;
+    default detected from the problem (:func:`~reduced_pde.free_energy.geometry_of`).  Same interface as :class:`~solvers.finite_volume.FiniteVolumeSolver1D` for the shared
     run controller: ``time``, ``density``, :meth:`advance`, :meth:`observables`, :meth:`state`,
     :meth:`set_state`, :meth:`diagnostics`, :meth:`config`.
     """
@@ -247,18 +257,20 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
                  dt: float | None = None, max_dt: float | None = None,
                  schedule: LearningRateSchedule | None = None,
                  initial_density: np.ndarray | None = None, dimension: float | None = None,
-                 max_steps_per_output: int = 50_000_000) -> None:
+                 max_steps_per_output: int = 50_000_000, geometry: Geometry | str | None = None) -> None:
         if not isinstance(grid, UniformGrid1D):
             raise TypeError(f"grid must be a UniformGrid1D, got {type(grid).__name__}")
-        if grid.lower != 0.0:
-            raise ValueError(f"grid.lower = {grid.lower} must be 0 (radial domain [0, r_max])")
         d = float(getattr(problem, "dimension", math.nan) if dimension is None else dimension)
         if math.isnan(d):
             raise ValueError("the problem has no dimension; pass dimension= (J = r^{d-1})")
+        kind = geometry_of(problem, d, geometry).kind
+        Geometry(kind, d).check_grid(grid.lower, grid.upper)
         self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, d)
+        Geometry(kind, d).check_weight_decay(self.weight_decay)
         if math.isinf(d):
-            d = 2.0 if math.isinf(self.beta) else d  # β = inf: J unused
+            d = (2.0 if kind == "radial" else 3.0) if math.isinf(self.beta) else d  # β = inf: J unused
         self.dimension = d
+        self.geometry = Geometry(kind, d)
         if time_stepping not in TIME_STEPPING:
             raise ValueError(f"pde.time_stepping = {time_stepping!r} must be one of {TIME_STEPPING}")
         self.time_stepping = time_stepping
@@ -275,10 +287,12 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         self.grid = grid
         self.schedule = schedule if schedule is not None else LearningRateSchedule()
         self.max_steps_per_output = int(max_steps_per_output)
-        self.ops = GridOperators.build(problem, grid.centers, grid.spacing, self.dimension)
+        self.ops = GridOperators.build(problem, grid.centers, grid.spacing, geometry=self.geometry)
+        self._mobility = np.ascontiguousarray(self.geometry.mobility(grid.edges[1:-1]))
         self._quad = 0.5 * self.weight_decay * grid.centers**2
         if initial_density is None:
-            density = problem.initial_law().cell_masses(grid.edges) / grid.spacing
+            edges = grid.edges if kind == "radial" else [grid.edges]  # single-index law: per axis
+            density = np.reshape(problem.initial_law().cell_masses(edges), grid.cells) / grid.spacing
         else:
             density = np.array(initial_density, dtype=float)
             if density.shape != (grid.cells,):
@@ -309,7 +323,7 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
                 "solver.dt": math.nan if self.fixed_dt is None else self.fixed_dt,
                 "solver.max_dt": math.inf if self.max_dt is None else self.max_dt,
                 "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
-                "solver.jacobian_dimension": self.dimension,
+                "solver.jacobian_dimension": self.dimension, "solver.geometry": self.geometry.kind,
                 **self.grid.config(),
                 **{f"schedule.{k}": val for k, val in self.schedule.config().items()}}
 
@@ -323,7 +337,7 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         half_ey2 = 0.5 * self.ops.target_second_moment
         status, t, steps, free, max_inc, cell, value, t_fail, bound = _fp_loop(
             self.density, self.time, t_target, self.grid.spacing, self.ops.v, self._quad,
-            self.ops.log_j, self.ops.weights, self.ops.features, self.beta,
+            self.ops.log_j, self._mobility, self.ops.weights, self.ops.features, self.beta,
             self.time_stepping == "implicit", self.cfl,
             0.0 if self.fixed_dt is None else self.fixed_dt,
             math.inf if self.max_dt is None else self.max_dt, float(xi0), float(alpha), float(t0),
@@ -333,7 +347,8 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         self.last_value = float(free) + half_ey2
         self.max_increase = float(max_inc)
         if status != _OK:
-            where = f" in cell {cell} (r = {self.grid.centers[cell]:.6g})" if cell >= 0 else ""
+            coordinate = "r" if self.geometry.kind == "radial" else "s"
+            where = f" in cell {cell} ({coordinate} = {self.grid.centers[cell]:.6g})" if cell >= 0 else ""
             kept = f" (state kept at t = {self.time:.6g})"
             if status == _NONFINITE:
                 raise SolverError(f"density or potential became non-finite ({value}){where} at "
@@ -366,8 +381,11 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         terms = free_energy_terms(self.ops, self.density, self.beta, self.weight_decay)
         gibbs = (float(np.sum(np.abs(self.density - self.gibbs_density())) * self.grid.spacing)
                  if math.isfinite(self.beta) else math.nan)
-        return {**terms, "mean_r": mean, "std_r": math.sqrt(max(var, 0.0)), "mass": mass,
-                "gibbs_l1": gibbs}
+        out = {**terms, "mean_r": mean, "std_r": math.sqrt(max(var, 0.0)), "mass": mass,
+               "gibbs_l1": gibbs}
+        if self.geometry.kind == "sphere":  # mean_r/std_r are those of the coordinate, here s
+            out.update(mean_s=mean, std_s=out["std_r"])
+        return out
 
 
 def solve_fokker_planck(problem: ReducedProblem, grid: UniformGrid1D, output_times: Sequence[float],
