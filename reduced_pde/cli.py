@@ -25,8 +25,8 @@ import numpy as np
 from solvers.results import Trajectory
 
 from .config import (build_problem, build_schedule, flatten, load_config, output_times,
-                     sweep_cases)
-from .storage import read_trajectory, write_trajectory
+                     solution_grid, sweep_cases)
+from .storage import read_trajectory, write_config_attributes, write_trajectory
 
 __all__ = ["main", "run_pde", "run_sgd_seed"]
 
@@ -34,8 +34,6 @@ __all__ = ["main", "run_pde", "run_sgd_seed"]
 def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: bool = False,
             progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
     """Solve the reduced PDE described by ``config`` (finite-volume or Lagrangian)."""
-    from solvers.grid import UniformGrid1D
-
     problem = build_problem(config)
     schedule = build_schedule(config)
     times = output_times(config)
@@ -51,7 +49,7 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
 
         beta, lam = noise_parameters(config)
         stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
-        grid = UniformGrid1D(0.0, float(pde["r_max"]), int(pde["cells"]))
+        grid = solution_grid(config)
         solver = FokkerPlanckSolver1D(problem, grid, beta, lam, time_stepping=stepping,
                                       cfl=float(pde["cfl"]), schedule=schedule)
         return run_simulation(solver, times, kind="pde_fokker_planck",
@@ -70,7 +68,7 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
 
     from .runner import run_simulation
 
-    grid = UniformGrid1D(0.0, float(pde["r_max"]), int(pde["cells"]))
+    grid = solution_grid(config)
     solver = FiniteVolumeSolver1D(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]),
                                   schedule=schedule, kernel=pde["kernel"])
     static = {"r_centers": grid.centers, "r_edges": grid.edges}
@@ -81,7 +79,8 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
 
 def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None = None,
                  resume: bool = False, progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
-    """Run full-dimensional SGD for ``config`` with one seed."""
+    """Run full-dimensional SGD for ``config`` with one seed (projected SGD on the sphere for
+    ``data.model = "single_index_sphere"``)."""
     from solvers.sgd import SGDSimulation
 
     from .config import noise_parameters
@@ -90,6 +89,8 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
     problem = build_problem(config)
     beta, lam = noise_parameters(config)
     sgd = config["sgd"]
+    if config["data"]["model"] == "single_index_sphere":  # projected SGD on S^{d-1}
+        from solvers.sphere_sgd import SphereSGDSimulation as SGDSimulation  # noqa: F811
     simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
                                batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
                                seed=int(seed), beta=beta, weight_decay=lam)
@@ -207,7 +208,6 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
     (with the noiseless optimum of ½R + (λ/2)E r² for comparison), written to one HDF5 file."""
     import math
 
-    from solvers.grid import UniformGrid1D
 
     from .config import noise_parameters
     from .free_energy import gibbs_fixed_point, noiseless_optimum
@@ -216,7 +216,7 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.set)
     problem = build_problem(config)
     beta, lam = noise_parameters(config)
-    grid = UniformGrid1D(0.0, float(config["pde"]["r_max"]), int(config["pde"]["cells"]))
+    grid = solution_grid(config)
     betas = list(args.betas or []) or [beta]
     if any(not (math.isfinite(b) and b > 0) for b in betas):
         raise ValueError(f"gibbs: needs finite β > 0 (noise.beta or --betas), got {betas}")
@@ -233,8 +233,7 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
         file.create_dataset("mean_r", data=np.array([p.mean_r() for p in points]))
         file.create_dataset("residual", data=np.array([p.residual for p in points]))
         file.attrs["kind"] = "gibbs_fixed_point"
-        for key, value in {**flatten(config), **problem.config()}.items():
-            file.attrs[f"config.{key}"] = value if not isinstance(value, list) else np.asarray(value)
+        write_config_attributes(file, {**flatten(config), **problem.config()})
         if best is not None:
             for key in ("risk", "objective", "gap", "mean_r"):
                 file.attrs[f"noiseless_optimum.{key}"] = best[key]

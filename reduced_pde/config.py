@@ -3,6 +3,8 @@
 A configuration has the tables below (all keys optional except where stated; defaults shown)::
 
     [data]        model = "isotropic_gaussian_mixture", delta = 0.5, dimension = 320  # or "inf"
+                  # or model = "single_index_sphere", dimension = 10, second_layer = 1.0,
+                  #    target = {name = "he", degree = 2}   (|w| = 1, coordinate s = ⟨w, θ*⟩)
     [activation]  name = "mmn18", t1 = 0.5, t2 = 1.5, s1 = -2.5, s2 = 7.5        # see activations
     [initial]     kappa = 0.4                     # w ~ N(0, κ²/d I_d)
     [schedule]    xi0 = 1.0, alpha = 0.0, t0 = 1.0  # ξ(t) = xi0 (1 + t/t0)^(-alpha)
@@ -28,14 +30,19 @@ from typing import Any
 import numpy as np
 
 from .data_models import IsotropicGaussianMixture
+from .problem import ReducedProblem
 from .radial_reduction import IsotropicMixtureRadialProblem
 from .schedules import LearningRateSchedule
 
-__all__ = ["DEFAULTS", "load_config", "validate_config", "build_problem", "build_schedule",
+DATA_MODELS = ("isotropic_gaussian_mixture", "single_index_sphere")
+
+__all__ = ["DEFAULTS", "DATA_MODELS", "load_config", "validate_config", "build_problem", "build_schedule",
+           "solution_grid",
            "output_times", "flatten", "apply_overrides"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"model": "isotropic_gaussian_mixture", "delta": 0.5, "dimension": 320},
+    "data": {"model": "isotropic_gaussian_mixture", "delta": 0.5, "dimension": 320,
+             "target": {}, "second_layer": 1.0},
     "activation": {"name": "mmn18"},
     "initial": {"kappa": 0.4},
     "schedule": {"xi0": 1.0, "alpha": 0.0, "t0": 1.0},
@@ -124,9 +131,15 @@ def _positive(table: str, key: str, value: Any, integer: bool = False, minimum: 
 def validate_config(config: dict[str, Any]) -> None:
     """Check every value; raise ValueError naming the field, its value and what is allowed."""
     data = config["data"]
-    if data["model"] != "isotropic_gaussian_mixture":
-        raise ValueError(f"data.model = {data['model']!r} is not known; allowed: 'isotropic_gaussian_mixture'")
-    IsotropicGaussianMixture(float(data["delta"]), _dimension(data["dimension"]))
+    if data["model"] not in DATA_MODELS:
+        raise ValueError(f"data.model = {data['model']!r} is not known; allowed: {', '.join(map(repr, DATA_MODELS))}")
+    if data["model"] == "isotropic_gaussian_mixture":
+        IsotropicGaussianMixture(float(data["delta"]), _dimension(data["dimension"]))
+        if data["target"]:
+            raise ValueError(f"data.target = {data['target']!r} is for data.model = 'single_index_sphere'")
+    elif not data["target"]:
+        raise ValueError("data.target is required for data.model = 'single_index_sphere' "
+                         "(e.g. {name = \"he\", degree = 2} or {hermite = [0, 0, 1]})")
     build_problem(config)  # validates activation, kappa, reduction options
     build_schedule(config)
     out = config["output"]
@@ -172,7 +185,18 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ValueError(f"sweep.{key} = {values!r} must be a non-empty list")
 
 
-def build_problem(config: dict[str, Any]) -> IsotropicMixtureRadialProblem:
+def build_problem(config: dict[str, Any]) -> ReducedProblem:
+    """The reduced problem of ``[data]``: the MMN18 radial reduction, or the single-index model on the
+    sphere with a fixed second layer (coordinate s = ⟨w, θ*⟩, :mod:`reduced_pde.single_index`)."""
+    if config["data"]["model"] == "single_index_sphere":
+        from .single_index import SingleIndexProblem
+
+        activation = config["activation"]
+        if set(activation) == {"name"}:
+            activation = activation["name"]  # "he2"-style names
+        return SingleIndexProblem(config["data"]["target"], activation, _dimension(config["data"]["dimension"]),
+                                  train_second_layer=False, sphere=True,
+                                  second_layer=float(config["data"]["second_layer"]))
     data = IsotropicGaussianMixture(float(config["data"]["delta"]), _dimension(config["data"]["dimension"]))
     degree = config["pde"]["hermite_degree"]
     if degree == "auto":
@@ -202,9 +226,19 @@ def noise_parameters(config: dict[str, Any]) -> tuple[float, float]:
 
 def uses_fokker_planck(config: dict[str, Any]) -> bool:
     """The ``pde`` command uses the Scharfetter–Gummel solver when noise or weight decay is on, or
-    when implicit time stepping is asked for."""
+    when implicit time stepping is asked for, and always on the sphere (its mobility 1 − s²)."""
     beta, lam = noise_parameters(config)
-    return math.isfinite(beta) or lam > 0 or config["pde"]["time_stepping"] == "implicit"
+    return (math.isfinite(beta) or lam > 0 or config["pde"]["time_stepping"] == "implicit"
+            or config["data"]["model"] == "single_index_sphere")
+
+
+def solution_grid(config: dict[str, Any]):
+    """The 1-D grid of the reduced coordinate: [0, pde.r_max] for r = |w|, [−1, 1] for s on the sphere."""
+    from solvers.grid import UniformGrid1D
+
+    lower, upper = ((-1.0, 1.0) if config["data"]["model"] == "single_index_sphere"
+                    else (0.0, float(config["pde"]["r_max"])))
+    return UniformGrid1D(lower, upper, int(config["pde"]["cells"]))
 
 
 def build_schedule(config: dict[str, Any]) -> LearningRateSchedule:

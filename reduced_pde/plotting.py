@@ -90,7 +90,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     ax.set_title(title or "Reduced PDE (lines) vs SGD (symbols)", fontsize=10)
     inset.set_xscale("log")
     inset.set_xlabel("t", fontsize=7)
-    inset.set_ylabel("mean |w|", fontsize=7)
+    inset.set_ylabel("mean |w| (or s)", fontsize=7)
     inset.tick_params(labelsize=6)
     return _save(fig, path)
 
@@ -111,6 +111,11 @@ def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
     return 0.5 * (left + right), density
 
 
+def _coordinate_samples(trajectory: Trajectory) -> np.ndarray:
+    """(T, N) samples of the reduced coordinate of an SGD run: |w_i| (radial) or s_i (sphere)."""
+    return trajectory.fields["norms"] if "norms" in trajectory.fields else trajectory.fields["s"]
+
+
 def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
                        path: str | Path, title: str | None = None) -> Path:
     if "density" not in pde.fields and "positions" not in pde.fields:
@@ -120,7 +125,7 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
         i_pde = int(np.argmin(np.abs(pde.time - t)))
         if sgd:
             i_sgd = int(np.argmin(np.abs(sgd[0].time - t)))
-            norms = np.concatenate([s.fields["norms"][i_sgd] for s in sgd])
+            norms = np.concatenate([_coordinate_samples(s)[i_sgd] for s in sgd])
             ax.hist(norms, bins=40, density=True, color="0.75", label=f"SGD ({len(sgd)} seeds)")
         if "density" in pde.fields:
             ax.plot(pde.fields["r_centers"], pde.fields["density"][i_pde], "k-", lw=1.5, label="PDE")
@@ -128,7 +133,7 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
             r, p = quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])
             ax.plot(r, p, "k-", lw=1.5, label="PDE (characteristics)")
         ax.set_title(f"t = {pde.time[i_pde]:.3g}", fontsize=9)
-        ax.set_xlabel("|w|")
+        ax.set_xlabel("s = ⟨w, θ*⟩" if sgd and "s" in sgd[0].fields else "|w|")
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=7)

@@ -25,7 +25,7 @@ import numpy as np
 
 from solvers.results import Trajectory
 
-__all__ = ["write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5"]
+__all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5"]
 
 
 _JSON_PREFIX = "json:"
@@ -34,6 +34,8 @@ _JSON_PREFIX = "json:"
 def _attr_value(value: Any) -> Any:
     if value is None:
         return "none"
+    if isinstance(value, dict):  # e.g. a target specification table
+        return _JSON_PREFIX + json.dumps(value)
     if isinstance(value, (list, tuple)):
         return np.asarray(value) if len(value) else np.zeros(0)
     if isinstance(value, float) and np.isinf(value):
@@ -43,7 +45,11 @@ def _attr_value(value: Any) -> Any:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode()
+        value = value.decode()
+    if isinstance(value, str) and value.startswith(_JSON_PREFIX):
+        return json.loads(value[len(_JSON_PREFIX):])
+    if isinstance(value, str):
+        return value
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -71,6 +77,12 @@ def atomic_h5(path: str | Path, write: Callable[[h5py.File], None]) -> Path:
     return path
 
 
+def write_config_attributes(group: h5py.Group, config: dict[str, Any]) -> None:
+    """Store a flat configuration as attributes ``config.<key>`` (lists as arrays, tables as JSON)."""
+    for key, value in config.items():
+        group.attrs[f"config.{key}"] = _attr_value(value)
+
+
 def _write_trajectory_into(group: h5py.Group, trajectory: Trajectory) -> None:
     from . import __version__
 
@@ -82,8 +94,7 @@ def _write_trajectory_into(group: h5py.Group, trajectory: Trajectory) -> None:
     group.attrs["kind"] = trajectory.kind
     group.attrs["package_version"] = __version__
     group.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    for key, value in trajectory.config.items():
-        group.attrs[f"config.{key}"] = _attr_value(value)
+    write_config_attributes(group, trajectory.config)
     for key, value in trajectory.diagnostics.items():
         group.attrs[f"diagnostics.{key}"] = _attr_value(value)
 
@@ -121,10 +132,8 @@ def write_checkpoint(path: str | Path, partial: Trajectory, state: dict[str, Any
         for key, value in state.items():
             if isinstance(value, np.ndarray):
                 group.create_dataset(key, data=value)
-            elif isinstance(value, dict):  # e.g. RNG bit-generator states (128-bit integers)
-                group.attrs[key] = _JSON_PREFIX + json.dumps(value)
-            else:
-                group.attrs[key] = value
+            else:  # scalars; dicts (e.g. RNG states with 128-bit integers) as JSON
+                group.attrs[key] = _attr_value(value)
         file.attrs["next_output"] = next_output
 
     return atomic_h5(path, write)
@@ -134,9 +143,5 @@ def read_checkpoint(path: str | Path) -> tuple[Trajectory, dict[str, Any], int]:
     with h5py.File(path, "r") as file:
         partial = _read_trajectory_from(file["trajectory"])
         state: dict[str, Any] = {key: file["state"][key][()] for key in file["state"]}
-        for key, value in file["state"].attrs.items():
-            value = _decode(value)
-            if isinstance(value, str) and value.startswith(_JSON_PREFIX):
-                value = json.loads(value[len(_JSON_PREFIX):])
-            state[key] = value
+        state.update({key: _decode(value) for key, value in file["state"].attrs.items()})
         return partial, state, int(file.attrs["next_output"])

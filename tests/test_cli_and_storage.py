@@ -164,3 +164,58 @@ def test_sgd_checkpoint_resume_through_files_is_bitwise_identical(small_config: 
     np.testing.assert_array_equal(resumed_sim.weights, reference_sim.weights)
     np.testing.assert_array_equal(resumed.risk, reference.risk)
     np.testing.assert_array_equal(resumed.fields["norms"], reference.fields["norms"])
+
+
+SPHERE = """
+[data]
+model = "single_index_sphere"
+dimension = 10
+target = {name = "he", degree = 2}
+[activation]
+name = "he2"
+[noise]
+beta = 5.0
+[output]
+t_final = 4.0
+n_outputs = 4
+spacing = "linear"
+[pde]
+cells = 200
+[sgd]
+n_neurons = 400
+step_size = 1e-3
+batch_size = 32
+seeds = [3]
+"""
+
+
+def test_sphere_single_index_model_through_the_cli(tmp_path: Path) -> None:
+    """data.model = "single_index_sphere": `pde` (sphere Fokker–Planck), `sgd` (projected noisy SGD) and
+    `gibbs` from one TOML file; the target table survives the HDF5 round trip."""
+    config = tmp_path / "sphere.toml"
+    config.write_text(SPHERE)
+    for command in (["pde", str(config), "-o", str(tmp_path / "pde.h5")],
+                    ["sgd", str(config), "-o", str(tmp_path / "sgd.h5")],
+                    ["gibbs", str(config), "-o", str(tmp_path / "gibbs.h5")]):
+        assert main(command + ["--quiet"] * (command[0] != "gibbs")) == 0
+    pde, sgd = read_trajectory(tmp_path / "pde.h5"), read_trajectory(tmp_path / "sgd.h5")
+    assert pde.config["data.target"] == {"name": "he", "degree": 2}
+    assert pde.config["solver.geometry"] == "sphere"
+    with h5py.File(tmp_path / "gibbs.h5") as file:
+        fixed_point_risk = float(file["risk"][0])
+    # relaxation at d = 10, β = 5 is fast: by t = 4 the PDE sits on p* (measured gap 4e-12)
+    assert abs(pde.risk[-1] - fixed_point_risk) < 1e-8
+    # std of s over N = 400 iid-like neurons: s.e. ≈ σ/√(2N) = 0.021; 4 s.e. + minibatch temperature bias
+    # (δ ≈ 0.4% at ε/B = 3e-5, tests/test_noisy_sgd.py) ≈ 0.09
+    assert abs(sgd.std_r[-1] - pde.std_r[-1]) < 4 * pde.std_r[-1] / np.sqrt(800) + 0.005
+    assert sgd.fields["s"].shape == (5, 400)
+
+
+def test_sphere_model_requires_a_target(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(SPHERE.replace('target = {name = "he", degree = 2}\n', ""))
+    with pytest.raises(ValueError, match="data.target is required"):
+        load_config(path)
+    path.write_text(SPHERE.replace("single_index_sphere", "two_moons"))
+    with pytest.raises(ValueError, match="data.model = 'two_moons' is not known"):
+        load_config(path)
