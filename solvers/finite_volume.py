@@ -73,6 +73,25 @@ def _xi(t: float, xi0: float, alpha: float, t0: float) -> float:
 
 
 @njit(cache=True)
+def low_rank_potential(p, h, v, weights, features, moments, psi):
+    """``ψ_i = v_i + Σ_k λ_k g_k(r_i) M_k`` into ``psi``, with the moments ``M_k = Σ_j g_k(r_j) p_j h``
+    into ``moments``: O(cells × rank).  Shared by the compiled loops of all 1-D grid solvers."""
+    n = p.shape[0]
+    rank = weights.shape[0]
+    for k in range(rank):
+        acc = 0.0
+        for j in range(n):
+            acc += features[k, j] * p[j]
+        moments[k] = acc * h
+    for i in range(n):
+        psi[i] = v[i]
+    for k in range(rank):
+        c = weights[k] * moments[k]
+        for i in range(n):
+            psi[i] += c * features[k, i]
+
+
+@njit(cache=True)
 def _potential(p, h, v, weights, features, dense, use_dense, moments, psi):
     """ψ_i = v_i + Σ_k λ_k g_k(r_i) M_k (or v + U m); returns R_h = E y² − (...) pieces:
     ``Σ_i m_i (v_i + ψ_i)`` which equals ``2 Σ v m + Σ_k λ_k M_k²`` (= ``2 v·m + m·U·m``)."""
@@ -84,18 +103,7 @@ def _potential(p, h, v, weights, features, dense, use_dense, moments, psi):
                 acc += dense[i, j] * p[j]
             psi[i] = v[i] + acc * h
     else:
-        rank = weights.shape[0]
-        for k in range(rank):
-            acc = 0.0
-            for j in range(n):
-                acc += features[k, j] * p[j]
-            moments[k] = acc * h
-        for i in range(n):
-            psi[i] = v[i]
-        for k in range(rank):
-            c = weights[k] * moments[k]
-            for i in range(n):
-                psi[i] += c * features[k, i]
+        low_rank_potential(p, h, v, weights, features, moments, psi)
     energy = 0.0
     for i in range(n):
         energy += p[i] * h * (v[i] + psi[i])

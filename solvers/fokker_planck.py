@@ -65,7 +65,7 @@ from reduced_pde.free_energy import (Geometry, GridOperators, check_noise_parame
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .finite_volume import SolverError, validate_output_times
+from .finite_volume import SolverError, low_rank_potential, validate_output_times
 from .grid import MonitoredDensityState, UniformGrid1D
 from .results import Trajectory
 
@@ -98,18 +98,7 @@ def _xi(t: float, xi0: float, alpha: float, t0: float) -> float:
 def _potential_and_free_energy(p, h, v, quad, log_j, weights, features, beta, moments, psi):
     """ψ_λ,i into ``psi``; returns (F_h − ½E[y²], R_h − E[y²])."""
     n = p.shape[0]
-    rank = weights.shape[0]
-    for k in range(rank):
-        acc = 0.0
-        for j in range(n):
-            acc += features[k, j] * p[j]
-        moments[k] = acc * h
-    for i in range(n):
-        psi[i] = v[i]
-    for k in range(rank):
-        c = weights[k] * moments[k]
-        for i in range(n):
-            psi[i] += c * features[k, i]
+    low_rank_potential(p, h, v, weights, features, moments, psi)
     risk = 0.0
     free = 0.0
     for i in range(n):
