@@ -145,12 +145,46 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-class SGDSimulation:
+class ParticleCheckpoint:
+    """Checkpoint state shared by the SGD simulations: the weights (kept transposed, ``_wt`` (d, N)),
+    the step counter and the three random streams (data x, labels y, noise), so that a resumed run
+    is bitwise identical to an uninterrupted one; ``resume_keys`` lists the parameters a checkpoint
+    must share with the run that loads it."""
+
+    resume_keys: tuple[str, ...] = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta")
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume bitwise."""
+        return {"weights": self.weights, "steps": int(self.steps),
+                "x_rng": self._x_rng.bit_generator.state, "y_rng": self._y_rng.bit_generator.state,
+                "noise_rng": self._noise_rng.bit_generator.state, "config": self.config()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        weights = np.asarray(state["weights"], dtype=float)
+        if weights.shape != (self.n_neurons, self.dimension):
+            raise ValueError(f"state weights have shape {weights.shape}, expected "
+                             f"{(self.n_neurons, self.dimension)} (sgd.n_neurons, data.dimension)")
+        saved = state.get("config", {})
+        for key in self.resume_keys:
+            if key in saved and saved[key] != self.config()[key]:
+                raise ValueError(f"state was saved with {key} = {saved[key]}, this run has "
+                                 f"{self.config()[key]}")
+        self._wt = np.ascontiguousarray(weights.T)
+        self.steps = _check_int("state.steps", state["steps"], 0)
+        self._x_rng.bit_generator.state = state["x_rng"]
+        self._y_rng.bit_generator.state = state["y_rng"]
+        if "noise_rng" in state:  # checkpoints written before noise existed
+            self._noise_rng.bit_generator.state = state["noise_rng"]
+
+
+class SGDSimulation(ParticleCheckpoint):
     """Stateful online SGD (module docstring).
 
     ``time`` = kε (k = ``steps``), ``weights`` (N, d) (a copy), :meth:`advance`, :meth:`observables`,
     :meth:`state` / :meth:`set_state` for bitwise checkpoint/resume.
     """
+
+    resume_keys = ParticleCheckpoint.resume_keys + ("noise.weight_decay",)
 
     def __init__(self, problem: IsotropicMixtureRadialProblem, n_neurons: int, step_size: float,
                  batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
@@ -221,30 +255,6 @@ class SGDSimulation:
     @property
     def norms(self) -> np.ndarray:
         return np.sqrt(np.einsum("ji,ji->i", self._wt, self._wt))
-
-    def state(self) -> dict[str, Any]:
-        """Everything needed to resume bitwise: weights, step counter, the two data-stream states."""
-        return {"weights": self.weights, "steps": int(self.steps),
-                "x_rng": self._x_rng.bit_generator.state, "y_rng": self._y_rng.bit_generator.state,
-                "noise_rng": self._noise_rng.bit_generator.state, "config": self.config()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        weights = np.asarray(state["weights"], dtype=float)
-        if weights.shape != (self.n_neurons, self.dimension):
-            raise ValueError(f"state weights have shape {weights.shape}, expected "
-                             f"{(self.n_neurons, self.dimension)} (sgd.n_neurons, data.dimension)")
-        saved = state.get("config", {})
-        for key in ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta",
-                    "noise.weight_decay"):
-            if key in saved and saved[key] != self.config()[key]:
-                raise ValueError(f"state was saved with {key} = {saved[key]}, this run has "
-                                 f"{self.config()[key]}")
-        self._wt = np.ascontiguousarray(weights.T)
-        self.steps = _check_int("state.steps", state["steps"], 0)
-        self._x_rng.bit_generator.state = state["x_rng"]
-        self._y_rng.bit_generator.state = state["y_rng"]
-        if "noise_rng" in state:
-            self._noise_rng.bit_generator.state = state["noise_rng"]
 
     def config(self) -> dict[str, Any]:
         return {"sgd.n_neurons": self.n_neurons, "sgd.step_size": self.step_size,

@@ -40,19 +40,14 @@ import numpy as np
 from reduced_pde.schedules import LearningRateSchedule
 
 from .results import Trajectory
+from .sgd import ParticleCheckpoint, _check_int
 
 __all__ = ["SphereSGDSimulation", "run_sphere_sgd"]
 
 _BLOCK_ENTRIES = 2 * 1024 * 1024
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} = {value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-class SphereSGDSimulation:
+class SphereSGDSimulation(ParticleCheckpoint):
     """Stateful noisy projected SGD on S^{d−1} (module docstring): ``time``, :meth:`advance`,
     :meth:`observables`, :meth:`state`, :meth:`set_state`, :meth:`diagnostics`, :meth:`config`."""
 
@@ -119,28 +114,6 @@ class SphereSGDSimulation:
     def s(self) -> np.ndarray:
         """Reduced coordinates ``s_i = ⟨w_i, θ*⟩`` (θ* = e_1)."""
         return self._wt[0].copy()
-
-    def state(self) -> dict[str, Any]:
-        """Everything needed to resume bitwise."""
-        return {"weights": self.weights, "steps": int(self.steps),
-                "x_rng": self._x_rng.bit_generator.state, "y_rng": self._y_rng.bit_generator.state,
-                "noise_rng": self._noise_rng.bit_generator.state, "config": self.config()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        weights = np.asarray(state["weights"], dtype=float)
-        if weights.shape != (self.n_neurons, self.dimension):
-            raise ValueError(f"state weights have shape {weights.shape}, expected "
-                             f"{(self.n_neurons, self.dimension)} (sgd.n_neurons, data.dimension)")
-        saved = state.get("config", {})
-        for key in ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta"):
-            if key in saved and saved[key] != self.config()[key]:
-                raise ValueError(f"state was saved with {key} = {saved[key]}, this run has "
-                                 f"{self.config()[key]}")
-        self._wt = np.ascontiguousarray(weights.T)
-        self.steps = _check_int("state.steps", state["steps"], 0)
-        self._x_rng.bit_generator.state = state["x_rng"]
-        self._y_rng.bit_generator.state = state["y_rng"]
-        self._noise_rng.bit_generator.state = state["noise_rng"]
 
     def config(self) -> dict[str, Any]:
         return {"sgd.name": "sphere_projected", "sgd.n_neurons": self.n_neurons,
