@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem  # noqa: E402
 from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum  # noqa: E402
 from solvers.fokker_planck import FokkerPlanckSolver1D  # noqa: E402
-from solvers.grid import UniformGrid1D  # noqa: E402
+from solvers.grid import UniformGrid1D, ks_distance  # noqa: E402
 from solvers.sgd import SGDSimulation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +37,6 @@ def problem_for(d: int) -> IsotropicMixtureRadialProblem:
     return IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=1.0)
 
 
-def ks_distance(samples: np.ndarray, edges: np.ndarray, density: np.ndarray) -> float:
-    cdf = np.concatenate([[0.0], np.cumsum(density * np.diff(edges))])
-    x = np.sort(samples)
-    model = np.interp(x, edges, cdf)
-    n = x.size
-    return float(max(np.max(np.arange(1, n + 1) / n - model), np.max(model - np.arange(n) / n)))
 
 
 def main() -> None:

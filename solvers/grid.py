@@ -96,3 +96,13 @@ class MonitoredDensityState:
         self.steps = int(state.get("steps", 0))
         self.max_increase = float(state.get(f"max_{self.monitored}_increase", -math.inf))
         self.last_value = float(state.get(f"last_{self.monitored}", math.nan))
+
+
+def ks_distance(samples: np.ndarray, edges: np.ndarray, density: np.ndarray) -> float:
+    """Kolmogorov distance sup |F_N − F| between the empirical CDF of ``samples`` and the
+    piecewise-linear CDF of a grid density (cell averages ``density`` on cells ``edges``)."""
+    cdf = np.concatenate([[0.0], np.cumsum(density * np.diff(edges))])
+    x = np.sort(samples)
+    model = np.interp(x, edges, cdf)
+    n = x.size
+    return float(max(np.max(np.arange(1, n + 1) / n - model), np.max(model - np.arange(n) / n)))

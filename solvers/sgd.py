@@ -153,6 +153,16 @@ class ParticleCheckpoint:
 
     resume_keys: tuple[str, ...] = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta")
 
+    @property
+    def time(self) -> float:
+        """PDE time t = kε."""
+        return self.steps * self.step_size
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Current weights, shape (N, d) (a copy)."""
+        return self._wt.T.copy()
+
     def state(self) -> dict[str, Any]:
         """Everything needed to resume bitwise."""
         return {"weights": self.weights, "steps": int(self.steps),
@@ -242,16 +252,7 @@ class SGDSimulation(ParticleCheckpoint):
         self._g = np.empty((b, n))
         self._update = np.empty((self.dimension, n))
 
-    # ---- state ---------------------------------------------------------------------------------
-    @property
-    def time(self) -> float:
-        return self.steps * self.step_size
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Current weights, shape (N, d) (a copy)."""
-        return self._wt.T.copy()
-
+    # ---- state (time, weights, state(), set_state() from ParticleCheckpoint) --------------------
     @property
     def norms(self) -> np.ndarray:
         return np.sqrt(np.einsum("ji,ji->i", self._wt, self._wt))

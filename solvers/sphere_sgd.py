@@ -100,16 +100,7 @@ class SphereSGDSimulation(ParticleCheckpoint):
         self._update = np.empty((d, n))
         self._dots = np.empty(n)
 
-    # ---- state ---------------------------------------------------------------------------------
-    @property
-    def time(self) -> float:
-        return self.steps * self.step_size
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Current weights, shape (N, d) (a copy; rows of norm 1)."""
-        return self._wt.T.copy()
-
+    # ---- state (time, weights (rows of norm 1), state(), set_state() from ParticleCheckpoint) -----
     @property
     def s(self) -> np.ndarray:
         """Reduced coordinates ``s_i = ⟨w_i, θ*⟩`` (θ* = e_1)."""

@@ -11,7 +11,7 @@ import pytest
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem, LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point
 from solvers.fokker_planck import FokkerPlanckSolver1D
-from solvers.grid import UniformGrid1D
+from solvers.grid import UniformGrid1D, ks_distance
 from solvers.sgd import SGDSimulation
 
 BACKENDS = ["numba", "numpy"]
@@ -74,13 +74,6 @@ def test_noise_refused_at_infinite_dimension_and_bad_values() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-def ks_distance(samples: np.ndarray, edges: np.ndarray, density: np.ndarray) -> float:
-    """sup |F_N − F| with F the piecewise-linear CDF of the grid density."""
-    cdf = np.concatenate([[0.0], np.cumsum(density * np.diff(edges))])
-    x = np.sort(samples)
-    model = np.interp(x, edges, cdf)
-    n = x.size
-    return float(max(np.max(np.arange(1, n + 1) / n - model), np.max(model - np.arange(n) / n)))
 
 
 def test_stationary_law_of_noisy_sgd_matches_gibbs_fixed_point() -> None:

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from reduced_pde.activations import SmoothActivation, make_activation
+from reduced_pde.activations import SmoothActivation
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.single_index import (PolynomialActivation, SingleIndexProblem, absolute_cosine_moments,
                                       make_single_index_activation)
