@@ -68,6 +68,10 @@ class ReducedProblem(ABC):
 
     #: names of the invariant coordinates, e.g. ("r",)
     coordinate_names: tuple[str, ...]
+    #: name of a coordinate in which v and every interaction feature are *linear*
+    #: (``v(a, y) = a v₁(y)``, ``g_k(a, y) = a f_k(y)``: the second layer a of ``a σ(⟨w, x⟩)``), or
+    #: None.  Grid solvers use it to evaluate features on the remaining coordinates only.
+    linear_coordinate: str | None = None
 
     @property
     @abstractmethod
@@ -101,6 +105,13 @@ class ReducedProblem(ABC):
     @abstractmethod
     def config(self) -> dict[str, Any]:
         """Parameters that rebuild the problem (stored as HDF5 attributes)."""
+
+    # ---- geometry of the flow -------------------------------------------------------------------
+    def mobility(self, points: np.ndarray) -> np.ndarray:
+        """Diagonal mobility ``M(x)`` of the reduced flow ``dx/dt = −2ξ M(x) ∇ψ(x; p)``, shape (M, dim):
+        ones (Euclidean coordinates); ``1 − s²`` for the coordinate s of neurons on the sphere."""
+        x = np.asarray(points, dtype=float)
+        return np.ones((x.shape[0], len(self.coordinate_names)))
 
     # ---- derived quantities (shared by all problems) -------------------------------------------
     def potential(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:

@@ -253,8 +253,9 @@ class SingleIndexInitialLaw:
     """Product law of the invariants at t = 0.
 
     * ``a ~ N(a0, σ_a²)`` (point mass at a0 if σ_a = 0); absent when the second layer is fixed.
-    * ball: ``w ~ N(0, κ²/d I_d)`` → ``s ~ N(0, κ²/d)`` and, independently,
-      ``r = κ sqrt(χ²_{d−1}/d)``; at d = ∞ the point mass (s, r) = (0, κ).
+    * ball: ``w = s₀θ* + g``, ``g ~ N(0, κ²/d I_d)`` → ``s ~ N(s₀, κ²/d)`` and, independently,
+      ``r = κ sqrt(χ²_{d−1}/d)``; at d = ∞ the point mass (s, r) = (s₀, κ).  ``s₀`` is the
+      ``initial_alignment`` (default 0: the uninformed initialisation).
     * sphere: w uniform on S^{d−1} → ``(1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)`` (density
       ∝ (1 − s²)^{(d−3)/2}); at d = ∞ the point mass s = 0.
     """
@@ -265,6 +266,7 @@ class SingleIndexInitialLaw:
     second_layer: float = 1.0
     second_layer_std: float = 0.0
     sphere: bool = False
+    initial_alignment: float = 0.0
     marginals: tuple[_Marginal, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -280,8 +282,9 @@ class SingleIndexInitialLaw:
                 out.append(_Marginal("s", stats.beta(half, half, loc=-1.0, scale=2.0)) if finite
                            else _Marginal("s", None, 0.0))
             elif name == "s":
-                out.append(_Marginal("s", stats.norm(0.0, self.weight_scale / math.sqrt(d))) if finite
-                           else _Marginal("s", None, 0.0))
+                s0 = self.initial_alignment
+                out.append(_Marginal("s", stats.norm(s0, self.weight_scale / math.sqrt(d))) if finite
+                           else _Marginal("s", None, s0))
             elif name == "r":
                 out.append(_Marginal("r", stats.chi(d - 1.0, scale=self.weight_scale / math.sqrt(d)))
                            if finite else _Marginal("r", None, self.weight_scale))
@@ -315,7 +318,8 @@ class SingleIndexInitialLaw:
                        theta_star: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Full-dimensional ``(a (N,), W (N, d))``: ``W ~ N(0, κ²/d I_d)`` rows (or uniform on the
         sphere), a ~ N(a0, σ_a²) (or the constant a0).  θ* only fixes the frame (the law of W is
-        rotation invariant), it is accepted for symmetry with the problem's API."""
+        rotation invariant) unless ``initial_alignment`` s₀ ≠ 0, when it is required
+        (``w = s₀θ* + g``)."""
         if math.isinf(self.dimension):
             raise ValueError("initial law: cannot sample full-dimensional weights at dimension = inf")
         d = int(self.dimension)
@@ -323,6 +327,10 @@ class SingleIndexInitialLaw:
             raise ValueError(f"theta_star has shape {np.shape(theta_star)}, expected ({d},)")
         g = rng.standard_normal((n_neurons, d))
         w = g / np.linalg.norm(g, axis=1, keepdims=True) if self.sphere else g * (self.weight_scale / math.sqrt(d))
+        if self.initial_alignment != 0.0:
+            if theta_star is None:
+                raise ValueError("initial law: initial_alignment != 0 needs theta_star to place the weights")
+            w = w + self.initial_alignment * np.asarray(theta_star, dtype=float)[None, :]
         a = (self.second_layer + self.second_layer_std * rng.standard_normal(n_neurons)
              if self.second_layer_std > 0 else np.full(n_neurons, self.second_layer))
         return a, w
@@ -330,7 +338,8 @@ class SingleIndexInitialLaw:
     def config(self) -> dict[str, Any]:
         return {"law": "single_index_product", "dimension": self.dimension,
                 "weight_scale": self.weight_scale, "second_layer": self.second_layer,
-                "second_layer_std": self.second_layer_std, "sphere": self.sphere}
+                "second_layer_std": self.second_layer_std, "sphere": self.sphere,
+                "initial_alignment": self.initial_alignment}
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +364,8 @@ class SingleIndexProblem(ReducedProblem):
     def __init__(self, target: Any, activation: Any, dimension: Any, *,
                  train_second_layer: bool = True, sphere: bool = False,
                  second_layer: float = 1.0, second_layer_std: float = 0.0,
-                 weight_scale: float = 1.0, truncation_tolerance: float = 1e-6,
+                 weight_scale: float = 1.0, initial_alignment: float = 0.0,
+                 truncation_tolerance: float = 1e-6,
                  scale_bound: float | None = None, max_degree: int = _DEFAULT_MAX_DEGREE,
                  hermite_degree: int | None = None, binomial_degree: int | None = None,
                  noise_variance: float | None = None) -> None:
@@ -376,6 +386,10 @@ class SingleIndexProblem(ReducedProblem):
         self.weight_scale = float(weight_scale)
         if not (self.weight_scale > 0 and math.isfinite(self.weight_scale)):
             raise ValueError(f"initial.weight_scale = {weight_scale!r} must be finite and > 0")
+        self.initial_alignment = float(initial_alignment)
+        if not math.isfinite(self.initial_alignment) or (sphere and self.initial_alignment != 0.0):
+            raise ValueError(f"initial.alignment = {initial_alignment!r} must be finite (and 0 on the sphere, "
+                             "where w is uniform)")
         if not truncation_tolerance > 0:
             raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance!r} must be > 0")
         self.truncation_tolerance = float(truncation_tolerance)
@@ -399,8 +413,10 @@ class SingleIndexProblem(ReducedProblem):
         self._skipped_degrees = np.zeros(0, dtype=int)
         self._potential_degree: int | None = None
         self.relative_truncation_error = 0.0
+        self.linear_coordinate = "a" if self.train_second_layer else None
         self._initial_law = SingleIndexInitialLaw(self.dimension, self.coordinate_names, self.weight_scale,
-                                                  self.second_layer, self.second_layer_std, self.sphere)
+                                                  self.second_layer, self.second_layer_std, self.sphere,
+                                                  self.initial_alignment)
 
     # ---- coordinates -----------------------------------------------------------------------------
     @property
@@ -434,6 +450,15 @@ class SingleIndexProblem(ReducedProblem):
             if np.any(r < 0):
                 raise ValueError(f"coordinate r = |w − sθ*| must be >= 0, got min {r.min()}")
         return a, s, r
+
+    def mobility(self, points: np.ndarray) -> np.ndarray:
+        """``(M, dim)`` diagonal mobility: ones, except ``1 − s²`` in the s column on the sphere
+        (projected gradient flow, module docstring)."""
+        out = super().mobility(points)
+        if self.sphere:
+            _, s, _ = self._split(points)
+            out[:, self.coordinate_names.index("s")] = 1.0 - s * s
+        return out
 
     def _geometry(self, s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, ρ, ϱ)`` with the n = 0 convention ρ = 0, ϱ = 1."""
@@ -829,6 +854,7 @@ class SingleIndexProblem(ReducedProblem):
             "initial.second_layer": self.second_layer,
             "initial.second_layer_std": self.second_layer_std,
             "initial.weight_scale": self.weight_scale,
+            "initial.alignment": self.initial_alignment,
             "reduction.truncation_tolerance": self.truncation_tolerance,
             "reduction.max_degree": self.max_degree,
             "reduction.hermite_degree": degree,
