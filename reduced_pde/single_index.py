@@ -782,6 +782,14 @@ class SingleIndexProblem(ReducedProblem):
         return out
 
     # ---- finite networks ---------------------------------------------------------------------
+    #: k, the number of target directions (the rows of ``theta_star``); 1 here.
+    index_dimension: int = 1
+
+    def sample_labels(self, projections: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Labels ``y = φ(z) + noise`` for the projections ``z = Θ* x``, shape (B, k) (k = 1) or (B,)."""
+        z = np.asarray(projections, dtype=float)
+        return self.target.sample_labels(z[:, 0] if z.ndim == 2 else z, rng)
+
     def reduced_coordinates(self, a: np.ndarray, weights: np.ndarray, theta_star: np.ndarray) -> np.ndarray:
         """Invariants of full-dimensional neurons ``(a_i, w_i)``, shape (N, dim)."""
         w = np.atleast_2d(np.asarray(weights, dtype=float))
