@@ -3,10 +3,20 @@
 A configuration has the tables below (all keys optional except where stated; defaults shown)::
 
     [data]        model = "isotropic_gaussian_mixture", delta = 0.5, dimension = 320  # or "inf"
-                  # or model = "single_index_sphere", dimension = 10, second_layer = 1.0,
-                  #    target = {name = "he", degree = 2}   (|w| = 1, coordinate s = ⟨w, θ*⟩)
+                  # or model = "single_index" (coordinates (a, s, r) or (s, r)), "single_index_sphere"
+                  #    (|w| = 1: (a, s) or (s,)), "multi_index" (s ∈ R^k); their keys:
+                  #    target = {name = "he", degree = 2}, second_layer = 1.0 (a, or the mean of a at t = 0),
+                  #    index_dimension = 2 (multi_index)
     [activation]  name = "mmn18", t1 = 0.5, t2 = 1.5, s1 = -2.5, s2 = 7.5        # see activations
     [initial]     kappa = 0.4                     # w ~ N(0, κ²/d I_d)
+                  second_layer_std = 0.0, alignment = 0.0   # a ~ N(a0, σ_a²); w = s0 θ* + N(0, κ²/d I)
+    [network]     train_second_layer = "auto", second_layer_rate = 1.0
+                  # "auto": trained for single_index / multi_index, fixed on the sphere; the rate
+                  # multiplies the second layer's velocity (per-layer learning rates)
+    [grid]        a = {lower = -1.0, upper = 3.0, cells = 40}, s = {lower = -1.5, upper = 1.5, cells = 60,
+                  spacing = "stretched", min_spacing = 0.01}, r = {lower = 0.0, upper = 2.0, cells = 40}
+                  # multi-dimensional finite volumes: one table per coordinate (spacing "uniform" or
+                  # "stretched": sinh map, spacing min_spacing at `center`, default 0)
     [schedule]    xi0 = 1.0, alpha = 0.0, t0 = 1.0  # ξ(t) = xi0 (1 + t/t0)^(-alpha)
     [output]      t_final = 100.0, n_outputs = 60, spacing = "log", t_first = 1e-3,
                   law_times = [0, 0.2, 1]         # panels of the law figure (experiment)
@@ -34,7 +44,8 @@ from .problem import ReducedProblem
 from .radial_reduction import IsotropicMixtureRadialProblem
 from .schedules import LearningRateSchedule
 
-DATA_MODELS = ("isotropic_gaussian_mixture", "single_index_sphere")
+DATA_MODELS = ("isotropic_gaussian_mixture", "single_index", "single_index_sphere")
+INDEX_MODELS = ("single_index", "single_index_sphere", "multi_index")
 
 __all__ = ["DEFAULTS", "DATA_MODELS", "load_config", "validate_config", "build_problem", "build_schedule",
            "solution_grid",
@@ -42,20 +53,22 @@ __all__ = ["DEFAULTS", "DATA_MODELS", "load_config", "validate_config", "build_p
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"model": "isotropic_gaussian_mixture", "delta": 0.5, "dimension": 320,
-             "target": {}, "second_layer": 1.0},
+             "target": {}, "second_layer": 1.0, "index_dimension": 2},
     "activation": {"name": "mmn18"},
-    "initial": {"kappa": 0.4},
+    "initial": {"kappa": 0.4, "second_layer_std": 0.0, "alignment": 0.0},
+    "network": {"train_second_layer": "auto", "second_layer_rate": 1.0},
+    "grid": {},
     "schedule": {"xi0": 1.0, "alpha": 0.0, "t0": 1.0},
     "output": {"t_final": 100.0, "n_outputs": 60, "spacing": "log", "t_first": 1e-3,
                "law_times": []},
     "pde": {"solver": "finite_volume", "r_max": 4.0, "cells": 400, "scheme": "muscl", "cfl": 0.4,
             "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400,
-            "time_stepping": "auto"},
+            "time_stepping": "auto", "truncation_tolerance": 1e-6},
     "noise": {"beta": "inf", "weight_decay": 0.0},
     "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2]},
     "sweep": {},
 }
-_FREE_TABLES = {"activation", "sweep"}  # keys checked by their own builders
+_FREE_TABLES = {"activation", "sweep", "grid"}  # keys checked by their own builders
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -136,10 +149,15 @@ def validate_config(config: dict[str, Any]) -> None:
     if data["model"] == "isotropic_gaussian_mixture":
         IsotropicGaussianMixture(float(data["delta"]), _dimension(data["dimension"]))
         if data["target"]:
-            raise ValueError(f"data.target = {data['target']!r} is for data.model = 'single_index_sphere'")
+            raise ValueError(f"data.target = {data['target']!r} is for the models {', '.join(INDEX_MODELS)}")
+        if config["network"]["train_second_layer"] not in ("auto", False):
+            raise ValueError("network.train_second_layer = true is not available for data.model = "
+                             "'isotropic_gaussian_mixture' (neurons σ(⟨w, x⟩) without a second layer)")
     elif not data["target"]:
-        raise ValueError("data.target is required for data.model = 'single_index_sphere' "
+        raise ValueError(f"data.target is required for data.model = {data['model']!r} "
                          "(e.g. {name = \"he\", degree = 2} or {hermite = [0, 0, 1]})")
+    train_second_layer(config)
+    _positive("network", "second_layer_rate", config["network"]["second_layer_rate"])
     build_problem(config)  # validates activation, kappa, reduction options
     build_schedule(config)
     out = config["output"]
@@ -185,24 +203,52 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ValueError(f"sweep.{key} = {values!r} must be a non-empty list")
 
 
+def train_second_layer(config: dict[str, Any]) -> bool:
+    """``network.train_second_layer`` resolved: "auto" trains a for the single-/multi-index models in
+    the ball and keeps it fixed on the sphere and for MMN18."""
+    value = config["network"]["train_second_layer"]
+    if value == "auto":
+        return config["data"]["model"] in ("single_index", "multi_index")
+    if not isinstance(value, bool):
+        raise ValueError(f"network.train_second_layer = {value!r}; allowed: true, false, \"auto\"")
+    return value
+
+
+def _hermite_degree(config: dict[str, Any], even: bool) -> int | None:
+    degree = config["pde"]["hermite_degree"]
+    if degree == "auto":
+        return None
+    if not (isinstance(degree, int) and not isinstance(degree, bool) and degree >= 0
+            and (degree % 2 == 0 or not even)):
+        raise ValueError(f"pde.hermite_degree = {degree!r} must be \"auto\" or an "
+                         f"{'even ' if even else ''}integer >= 0")
+    return degree
+
+
 def build_problem(config: dict[str, Any]) -> ReducedProblem:
-    """The reduced problem of ``[data]``: the MMN18 radial reduction, or the single-index model on the
-    sphere with a fixed second layer (coordinate s = ⟨w, θ*⟩, :mod:`reduced_pde.single_index`)."""
-    if config["data"]["model"] == "single_index_sphere":
+    """The reduced problem of ``[data]``: the MMN18 radial reduction (coordinate r = |w|), or the
+    single-index reduction (:mod:`reduced_pde.single_index`) in the ball — coordinates (a, s, r),
+    or (s, r) with a fixed second layer — or on the sphere — (a, s) or (s,)."""
+    if config["data"]["model"] in INDEX_MODELS:
         from .single_index import SingleIndexProblem
 
         activation = config["activation"]
         if set(activation) == {"name"}:
             activation = activation["name"]  # "he2"-style names
+        initial = config["initial"]
+        sphere = config["data"]["model"] == "single_index_sphere"
+        if not sphere:
+            _positive("initial", "kappa", initial["kappa"])
         return SingleIndexProblem(config["data"]["target"], activation, _dimension(config["data"]["dimension"]),
-                                  train_second_layer=False, sphere=True,
-                                  second_layer=float(config["data"]["second_layer"]))
+                                  train_second_layer=train_second_layer(config), sphere=sphere,
+                                  second_layer=float(config["data"]["second_layer"]),
+                                  second_layer_std=float(initial["second_layer_std"]),
+                                  weight_scale=1.0 if sphere else float(initial["kappa"]),
+                                  initial_alignment=float(initial["alignment"]),
+                                  truncation_tolerance=float(config["pde"]["truncation_tolerance"]),
+                                  hermite_degree=_hermite_degree(config, even=False))
     data = IsotropicGaussianMixture(float(config["data"]["delta"]), _dimension(config["data"]["dimension"]))
-    degree = config["pde"]["hermite_degree"]
-    if degree == "auto":
-        degree = None
-    elif not (isinstance(degree, int) and degree >= 0 and degree % 2 == 0):
-        raise ValueError(f"pde.hermite_degree = {degree!r} must be \"auto\" or an even integer >= 0")
+    degree = _hermite_degree(config, even=True)
     kappa = config["initial"]["kappa"]
     _positive("initial", "kappa", kappa)
     return IsotropicMixtureRadialProblem(data, dict(config["activation"]), kappa=float(kappa),

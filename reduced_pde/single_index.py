@@ -855,6 +855,7 @@ class SingleIndexProblem(ReducedProblem):
         degree, binomial = self.series_degrees()
         return {
             "problem": "single_index_sphere" if self.sphere else "single_index",
+            "reduction.coordinates": list(self.coordinate_names),
             "data.dimension": self.dimension,
             **{f"target.{k}": v for k, v in self.target.config().items()},
             **{f"activation.{k}": v for k, v in self.activation.config().items()},
