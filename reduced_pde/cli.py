@@ -34,18 +34,17 @@ __all__ = ["main", "run_pde", "run_sgd_seed"]
 def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: bool = False,
             progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
     """Solve the reduced PDE described by ``config`` (finite-volume or Lagrangian)."""
+    from .config import coordinate_rates, noise_parameters, pde_solver_name, tensor_grid
+    from .runner import run_simulation
+
     problem = build_problem(config)
     schedule = build_schedule(config)
     times = output_times(config)
     pde = config["pde"]
-    flat = flatten(config)
-    from .config import uses_fokker_planck
-
-    if uses_fokker_planck(config):  # noise, weight decay or implicit stepping: Scharfetter–Gummel
+    flat = {**flatten(config), **problem.config()}
+    route = pde_solver_name(config, problem)
+    if route == "fokker_planck":  # noise, weight decay or implicit stepping: Scharfetter–Gummel
         from solvers.fokker_planck import FokkerPlanckSolver1D
-
-        from .config import noise_parameters
-        from .runner import run_simulation
 
         beta, lam = noise_parameters(config)
         stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
@@ -57,16 +56,25 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
                               static_fields={"r_centers": grid.centers, "r_edges": grid.edges},
                               checkpoint=checkpoint, resume=resume, progress=progress,
                               checkpoint_every=checkpoint_every)
-    if pde["solver"] == "lagrangian":
+    if route == "lagrangian":
         from solvers.lagrangian import solve_lagrangian
 
         trajectory = solve_lagrangian(problem, times, n_particles=int(pde["n_particles"]),
                                       schedule=schedule, progress=progress)
         trajectory.config = {**trajectory.config, **flat}
         return trajectory
-    from solvers.finite_volume import FiniteVolumeSolver1D
+    if route == "finite_volume_nd":
+        from solvers.finite_volume_nd import FiniteVolumeSolverND
 
-    from .runner import run_simulation
+        grid = tensor_grid(config, problem)
+        solver = FiniteVolumeSolverND(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]),
+                                      schedule=schedule, kernel=pde["kernel"],
+                                      rates=coordinate_rates(config, problem))
+        return run_simulation(solver, times, kind="pde_finite_volume_nd",
+                              config={**solver.config(), **flat}, static_fields=solver.static_fields(),
+                              checkpoint=checkpoint, resume=resume, progress=progress,
+                              checkpoint_every=checkpoint_every)
+    from solvers.finite_volume import FiniteVolumeSolver1D
 
     grid = solution_grid(config)
     solver = FiniteVolumeSolver1D(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]),

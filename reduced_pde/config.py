@@ -272,10 +272,51 @@ def noise_parameters(config: dict[str, Any]) -> tuple[float, float]:
 
 def uses_fokker_planck(config: dict[str, Any]) -> bool:
     """The ``pde`` command uses the Scharfetter–Gummel solver when noise or weight decay is on, or
-    when implicit time stepping is asked for, and always on the sphere (its mobility 1 − s²)."""
+    when implicit time stepping is asked for (1-D problems: MMN18's r, the sphere's s)."""
     beta, lam = noise_parameters(config)
-    return (math.isfinite(beta) or lam > 0 or config["pde"]["time_stepping"] == "implicit"
-            or config["data"]["model"] == "single_index_sphere")
+    return math.isfinite(beta) or lam > 0 or config["pde"]["time_stepping"] == "implicit"
+
+
+def pde_solver_name(config: dict[str, Any], problem: ReducedProblem | None = None) -> str:
+    """Which solver the ``pde`` command runs: "fokker_planck" (noise, weight decay or implicit
+    stepping; 1-D problems only), "lagrangian" (``pde.solver``), "finite_volume" (MMN18's 1-D
+    solver) or "finite_volume_nd" (the tensor-grid solver, for the single-/multi-index models)."""
+    problem = problem if problem is not None else build_problem(config)
+    dimension = len(problem.coordinate_names)
+    if uses_fokker_planck(config):
+        if dimension != 1:
+            raise ValueError(f"[noise] / pde.time_stepping = 'implicit' need a one-coordinate reduction "
+                             f"(MMN18's r, the sphere's s with a fixed second layer); this problem has "
+                             f"coordinates {problem.coordinate_names}")
+        return "fokker_planck"
+    if config["pde"]["solver"] == "lagrangian":
+        return "lagrangian"
+    return "finite_volume" if config["data"]["model"] == "isotropic_gaussian_mixture" else "finite_volume_nd"
+
+
+def tensor_grid(config: dict[str, Any], problem: ReducedProblem):
+    """The ``[grid]`` table as a :class:`~solvers.tensor_grid.TensorGrid` over the problem's
+    coordinates; for the sphere coordinate s the default axis is [−1, 1] with ``pde.cells`` cells."""
+    from solvers.tensor_grid import TensorGrid
+
+    table = dict(config["grid"])
+    names = tuple(problem.coordinate_names)
+    if "s" in names and "s" not in table and config["data"]["model"] == "single_index_sphere":
+        table["s"] = {"lower": -1.0, "upper": 1.0, "cells": int(config["pde"]["cells"])}
+    missing = [name for name in names if name not in table]
+    if missing:
+        raise ValueError(f"[grid] needs a table for coordinate(s) {missing} of this problem "
+                         f"{names}, e.g. grid.{missing[0]} = {{lower = ..., upper = ..., cells = ...}}")
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ValueError(f"[grid] has table(s) {unknown} that are not coordinates of this problem {names}")
+    return TensorGrid.from_table(table, names)
+
+
+def coordinate_rates(config: dict[str, Any], problem: ReducedProblem) -> dict[str, float]:
+    """Per-coordinate velocity factors: ``network.second_layer_rate`` on the second layer a."""
+    rate = float(config["network"]["second_layer_rate"])
+    return {"a": rate} if "a" in problem.coordinate_names else {}
 
 
 def solution_grid(config: dict[str, Any]):

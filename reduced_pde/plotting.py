@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 
 from solvers.results import Trajectory  # noqa: E402
 
-__all__ = ["case_key", "group_cases", "plot_risk_comparison", "plot_law_evolution"]
+__all__ = ["case_key", "group_cases", "plot_risk_comparison", "plot_law_evolution", "coordinate_names",
+           "marginal_density", "plot_marginals"]
 
 _CASE_TABLES = ("data.", "activation.", "initial.", "schedule.")
 
@@ -136,6 +137,91 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
         ax.set_xlabel("s = ⟨w, θ*⟩" if sgd and "s" in sgd[0].fields else "|w|")
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# several reduced coordinates (single-/multi-index models)
+# ------------------------------------------------------------------------------------------------
+def coordinate_names(trajectory: Trajectory) -> tuple[str, ...]:
+    """The reduced coordinates a result file is written in (``reduction.coordinates``; ``("r",)``
+    for the MMN18 files, which predate the attribute)."""
+    names = trajectory.config.get("reduction.coordinates")
+    if names is None:
+        return ("s",) if trajectory.config.get("problem") == "single_index_sphere" else ("r",)
+    return tuple(names.split(",")) if isinstance(names, str) else tuple(str(n) for n in names)
+
+
+def _weighted_points(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(points (M, D), masses (M,)) of a particle law at output ``index``: SGD neurons
+    (``points``) or characteristics particles (``positions`` with ``masses``)."""
+    fields = trajectory.fields
+    for key in ("points", "positions"):
+        if key in fields:
+            x = np.asarray(fields[key][index], dtype=float)
+            x = x[:, None] if x.ndim == 1 else x
+            masses = np.asarray(fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])), dtype=float)
+            return x, masses
+    return None
+
+
+def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
+                     bins: np.ndarray | int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal density of ``coordinate`` at output ``index``: from a grid solution's
+    ``marginal_<name>`` (with ``<name>_centers``), else a mass-weighted histogram of its particles."""
+    names = coordinate_names(trajectory)
+    if coordinate not in names:
+        raise ValueError(f"coordinate {coordinate!r} is not one of the file's coordinates {names}")
+    fields = trajectory.fields
+    if f"marginal_{coordinate}" in fields:
+        return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields[f"marginal_{coordinate}"][index])
+    if "density" in fields and len(names) == 1:
+        return np.asarray(fields["r_centers"]), np.asarray(fields["density"][index])
+    law = _weighted_points(trajectory, index)
+    if law is None:
+        raise ValueError(f"the {trajectory.kind} file holds neither marginals nor particles")
+    x, masses = law
+    values, edges = np.histogram(x[:, names.index(coordinate)], bins=bins, weights=masses, density=True)
+    return 0.5 * (edges[1:] + edges[:-1]), values
+
+
+def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
+                   path: str | Path, coordinates: Sequence[str] | None = None,
+                   title: str | None = None) -> Path:
+    """Evolution of the marginal laws (rows: coordinates, columns: times): the reduced solution as a
+    line, SGD (pooled over seeds, histogram on the same bins) as symbols with ± one binomial
+    standard error."""
+    names = tuple(coordinates) if coordinates else tuple(n for n in coordinate_names(pde) if n != "r") \
+        or coordinate_names(pde)
+    fig, axes = plt.subplots(len(names), len(times), figsize=(3.1 * len(times), 2.6 * len(names)),
+                             squeeze=False)
+    for row, name in enumerate(names):
+        for col, t in enumerate(times):
+            ax = axes[row][col]
+            i_pde = int(np.argmin(np.abs(pde.time - t)))
+            x, p = marginal_density(pde, name, i_pde)
+            ax.plot(x, p, "k-", lw=1.5, label="reduced PDE")
+            if sgd:
+                i_sgd = int(np.argmin(np.abs(sgd[0].time - t)))
+                samples = np.concatenate([_weighted_points(s, i_sgd)[0][:, coordinate_names(s).index(name)]
+                                          for s in sgd])
+                lo, hi = float(np.min(samples)), float(np.max(samples))
+                span = max(hi - lo, 1e-3)
+                edges = np.linspace(lo - 0.02 * span, hi + 0.02 * span, 31)
+                counts, _ = np.histogram(samples, bins=edges)
+                width = np.diff(edges)
+                density = counts / (samples.size * width)
+                error = np.sqrt(counts) / (samples.size * width)
+                ax.errorbar(0.5 * (edges[1:] + edges[:-1]), density, yerr=error, fmt="o", ms=3,
+                            color="C3", capsize=1.5, label=f"SGD ({len(sgd)} seeds)")
+            if row == 0:
+                ax.set_title(f"t = {pde.time[i_pde]:.3g}", fontsize=9)
+            ax.set_xlabel(name, fontsize=9)
+            ax.tick_params(labelsize=7)
+        axes[row][0].set_ylabel(f"density of {name}", fontsize=9)
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

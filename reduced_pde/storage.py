@@ -36,6 +36,8 @@ def _attr_value(value: Any) -> Any:
         return "none"
     if isinstance(value, dict):  # e.g. a target specification table
         return _JSON_PREFIX + json.dumps(value)
+    if isinstance(value, (list, tuple)) and any(not isinstance(v, (int, float, bool, np.number)) for v in value):
+        return _JSON_PREFIX + json.dumps(list(value))  # e.g. coordinate names (h5py cannot store <U arrays)
     if isinstance(value, (list, tuple)):
         return np.asarray(value) if len(value) else np.zeros(0)
     if isinstance(value, float) and np.isinf(value):
