@@ -44,7 +44,7 @@ from .problem import ReducedProblem
 from .radial_reduction import IsotropicMixtureRadialProblem
 from .schedules import LearningRateSchedule
 
-DATA_MODELS = ("isotropic_gaussian_mixture", "single_index", "single_index_sphere")
+DATA_MODELS = ("isotropic_gaussian_mixture", "single_index", "single_index_sphere", "multi_index")
 INDEX_MODELS = ("single_index", "single_index_sphere", "multi_index")
 
 __all__ = ["DEFAULTS", "DATA_MODELS", "load_config", "validate_config", "build_problem", "build_schedule",
@@ -230,8 +230,6 @@ def build_problem(config: dict[str, Any]) -> ReducedProblem:
     single-index reduction (:mod:`reduced_pde.single_index`) in the ball — coordinates (a, s, r),
     or (s, r) with a fixed second layer — or on the sphere — (a, s) or (s,)."""
     if config["data"]["model"] in INDEX_MODELS:
-        from .single_index import SingleIndexProblem
-
         activation = config["activation"]
         if set(activation) == {"name"}:
             activation = activation["name"]  # "he2"-style names
@@ -239,14 +237,24 @@ def build_problem(config: dict[str, Any]) -> ReducedProblem:
         sphere = config["data"]["model"] == "single_index_sphere"
         if not sphere:
             _positive("initial", "kappa", initial["kappa"])
-        return SingleIndexProblem(config["data"]["target"], activation, _dimension(config["data"]["dimension"]),
-                                  train_second_layer=train_second_layer(config), sphere=sphere,
-                                  second_layer=float(config["data"]["second_layer"]),
-                                  second_layer_std=float(initial["second_layer_std"]),
-                                  weight_scale=1.0 if sphere else float(initial["kappa"]),
-                                  initial_alignment=float(initial["alignment"]),
-                                  truncation_tolerance=float(config["pde"]["truncation_tolerance"]),
-                                  hermite_degree=_hermite_degree(config, even=False))
+        common = dict(train_second_layer=train_second_layer(config),
+                      second_layer=float(config["data"]["second_layer"]),
+                      second_layer_std=float(initial["second_layer_std"]),
+                      weight_scale=1.0 if sphere else float(initial["kappa"]),
+                      truncation_tolerance=float(config["pde"]["truncation_tolerance"]),
+                      hermite_degree=_hermite_degree(config, even=False))
+        dimension = _dimension(config["data"]["dimension"])
+        if config["data"]["model"] == "multi_index":
+            from .multi_index import MultiIndexProblem
+
+            k = config["data"]["index_dimension"]
+            _positive("data", "index_dimension", k, integer=True, minimum=1)
+            return MultiIndexProblem(config["data"]["target"], activation, dimension, index_dimension=int(k),
+                                     initial_alignment=initial["alignment"], **common)
+        from .single_index import SingleIndexProblem
+
+        return SingleIndexProblem(config["data"]["target"], activation, dimension, sphere=sphere,
+                                  initial_alignment=float(initial["alignment"]), **common)
     data = IsotropicGaussianMixture(float(config["data"]["delta"]), _dimension(config["data"]["dimension"]))
     degree = _hermite_degree(config, even=True)
     kappa = config["initial"]["kappa"]
