@@ -15,6 +15,7 @@ Errors in the configuration are reported as one line naming the field and exit w
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -97,12 +98,27 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
     problem = build_problem(config)
     beta, lam = noise_parameters(config)
     sgd = config["sgd"]
-    if config["data"]["model"] == "single_index_sphere":  # projected SGD on S^{d-1}
-        from solvers.sphere_sgd import SphereSGDSimulation as SGDSimulation  # noqa: F811
-    simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
-                               batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
-                               seed=int(seed), beta=beta, weight_decay=lam)
-    flat = {**flatten(config), "sgd.seed": int(seed)}
+    names = tuple(problem.coordinate_names)
+    if config["data"]["model"] != "isotropic_gaussian_mixture" and names != ("s",):
+        # single-/multi-index SGD in full dimension (trained second layer, ball or sphere)
+        from solvers.index_sgd import IndexSGDSimulation
+
+        from .config import coordinate_rates
+
+        if math.isfinite(beta) or lam > 0:
+            raise ValueError(f"[noise] is implemented for the one-coordinate reductions only; this problem "
+                             f"has coordinates {names} (noise.beta = {beta}, noise.weight_decay = {lam})")
+        simulation = IndexSGDSimulation(problem, n_neurons=int(sgd["n_neurons"]),
+                                        step_size=float(sgd["step_size"]), batch_size=int(sgd["batch_size"]),
+                                        schedule=build_schedule(config), seed=int(seed),
+                                        second_layer_rate=coordinate_rates(config, problem).get("a", 1.0))
+    else:
+        if config["data"]["model"] == "single_index_sphere":  # projected SGD on S^{d-1}
+            from solvers.sphere_sgd import SphereSGDSimulation as SGDSimulation  # noqa: F811
+        simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
+                                   batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
+                                   seed=int(seed), beta=beta, weight_decay=lam)
+    flat = {**flatten(config), **problem.config(), "sgd.seed": int(seed)}
     flat.pop("sgd.seeds", None)
     return run_simulation(simulation, output_times(config), kind="sgd", config=flat,
                           checkpoint=checkpoint, resume=resume, progress=progress,
