@@ -166,7 +166,7 @@ def _sgd_job(job: tuple[dict[str, Any], int, str]) -> tuple[str, float]:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:
-    from .plotting import plot_law_evolution, plot_risk_comparison
+    from .plotting import case_key, coordinate_names, plot_law_evolution, plot_marginals, plot_risk_comparison
     from .runner import map_in_processes
 
     config = load_config(args.config, args.set)
@@ -191,19 +191,26 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
                                               progress=None if args.quiet else "SGD runs"):
             timings.append(f"{Path(path).name}: {seconds:.1f} s")
             trajectories.append(read_trajectory(path))
-    title = (f"d = {config['data']['dimension']}, Δ = {config['data']['delta']}, "
-             f"N = {config['sgd']['n_neurons']}, ε = {config['sgd']['step_size']}, "
-             f"B = {config['sgd']['batch_size']}")
+    sgd_table = config["sgd"]
+    if config["data"]["model"] == "isotropic_gaussian_mixture":
+        title = f"d = {config['data']['dimension']}, Δ = {config['data']['delta']}, "
+    else:
+        activation = config["activation"].get("name", "?")
+        title = f"{config['data']['model']}, d = {config['data']['dimension']}, σ = {activation}, "
+    title += f"N = {sgd_table['n_neurons']}, ε = {sgd_table['step_size']}, B = {sgd_table['batch_size']}"
     risk_png = plot_risk_comparison(trajectories, outdir / "risk.png", title=title)
     print(f"wrote {risk_png}")
     law_pde = [t for t in trajectories if t.kind != "sgd"][-1]
-    law_sgd = [t for t in trajectories if t.kind == "sgd" and
-               t.config.get("initial.kappa") == law_pde.config.get("initial.kappa")]
+    law_sgd = [t for t in trajectories if t.kind == "sgd" and case_key(t) == case_key(law_pde)]
     t_final = float(config["output"]["t_final"])
     law_times = config["output"]["law_times"] or [0.0] + list(
         np.geomspace(max(float(config["output"]["t_first"]) * 10, t_final / 1e3), t_final, 3))
-    law_png = plot_law_evolution(law_pde, law_sgd, law_times, outdir / "law.png",
-                                 title=f"law of |w|, κ = {law_pde.config.get('initial.kappa')}; " + title)
+    if coordinate_names(law_pde) == ("r",):
+        law_png = plot_law_evolution(law_pde, law_sgd, law_times, outdir / "law.png",
+                                     title=f"law of |w|, κ = {law_pde.config.get('initial.kappa')}; " + title)
+    else:
+        law_png = plot_marginals(law_pde, law_sgd, law_times, outdir / "law.png",
+                                 title="marginal laws of the invariants; " + title)
     print(f"wrote {law_png}")
     for line in timings[len(timings) - len(jobs):] if jobs else []:
         print("  " + line)
@@ -217,14 +224,17 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _cmd_law(args: argparse.Namespace) -> None:
-    from .plotting import plot_law_evolution
+    from .plotting import coordinate_names, plot_law_evolution, plot_marginals
 
     trajectories = [read_trajectory(path) for path in args.files]
     pde = [t for t in trajectories if t.kind != "sgd"]
     if len(pde) != 1:
         raise ValueError(f"law: give exactly one PDE file, got {len(pde)}")
     sgd = [t for t in trajectories if t.kind == "sgd"]
-    print(f"wrote {plot_law_evolution(pde[0], sgd, args.times, args.output, title=args.title)}")
+    if coordinate_names(pde[0]) == ("r",):
+        print(f"wrote {plot_law_evolution(pde[0], sgd, args.times, args.output, title=args.title)}")
+    else:
+        print(f"wrote {plot_marginals(pde[0], sgd, args.times, args.output, title=args.title)}")
 
 
 def _cmd_gibbs(args: argparse.Namespace) -> None:
@@ -321,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("law", help="evolution of the law of |w| from result files")
+    p = sub.add_parser("law", help="evolution of the law of |w| (or the marginals of (a, s, r)) from result files")
     p.add_argument("files", nargs="+")
     p.add_argument("--times", type=float, nargs="+", required=True)
     p.add_argument("-o", "--output", default="law.png")

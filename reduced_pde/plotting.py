@@ -59,6 +59,15 @@ def _positive_times(trajectory: Trajectory) -> np.ndarray:
     return trajectory.time > 0
 
 
+def _summary(trajectory: Trajectory) -> tuple[str, np.ndarray]:
+    """(label, values) of the inset's summary statistic: the mean of s (s1) when the file has it,
+    else mean |w| (MMN18)."""
+    for name in ("s", "s1"):
+        if f"mean_{name}" in trajectory.fields:
+            return f"mean {name}", np.asarray(trajectory.fields[f"mean_{name}"])
+    return "mean |w| (or s)", trajectory.mean_r
+
+
 def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
                          title: str | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(7.0, 5.0))
@@ -69,19 +78,27 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
         if pde is not None:
             keep = _positive_times(pde)
             ax.plot(pde.time[keep], pde.risk[keep], "-", color=color, lw=1.8, label=f"PDE, {label}")
-            inset.plot(pde.time[keep], pde.mean_r[keep], "-", color=color, lw=1.5)
+            inset_label, summary = _summary(pde)
+            inset.plot(pde.time[keep], summary[keep], "-", color=color, lw=1.5)
         if sgd:
             keep = _positive_times(sgd[0])
             t = sgd[0].time[keep]
             reduced = np.array([s.fields.get("reduced_risk", s.risk)[keep] for s in sgd])
-            network = np.array([s.risk[keep] for s in sgd])
-            mean_r = np.array([s.mean_r[keep] for s in sgd])
+            network_key = "network_risk" if "network_risk" in sgd[0].fields else None
+            if "reduced_risk" in sgd[0].fields:  # MMN18 files: risk = R_N, reduced_risk = R(law)
+                network = np.array([s.risk[keep] for s in sgd])
+            elif network_key:
+                network = np.array([s.fields[network_key][keep] for s in sgd])
+            else:
+                network = None
+            mean_r = np.array([_summary(s)[1][keep] for s in sgd])
             n_neurons = sgd[0].config.get("sgd.n_neurons", "?")
             ax.errorbar(t, reduced.mean(0), yerr=[reduced.mean(0) - reduced.min(0), reduced.max(0) - reduced.mean(0)],
                         fmt="o", ms=4.5, color=color, capsize=2,
-                        label=f"SGD N={n_neurons} ({len(sgd)} seeds), R of law of |w|")
-            ax.plot(t, network.mean(0), "o", ms=3, mfc="none", color=color, alpha=0.7,
-                    label="SGD, network risk R_N")
+                        label=f"SGD N={n_neurons} ({len(sgd)} seeds), R of the law of the invariants")
+            if network is not None:
+                ax.plot(t, network.mean(0), "o", ms=3, mfc="none", color=color, alpha=0.7,
+                        label="SGD, network risk R_N")
             inset.plot(t, mean_r.mean(0), "o", ms=3, color=color)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -91,7 +108,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     ax.set_title(title or "Reduced PDE (lines) vs SGD (symbols)", fontsize=10)
     inset.set_xscale("log")
     inset.set_xlabel("t", fontsize=7)
-    inset.set_ylabel("mean |w| (or s)", fontsize=7)
+    inset.set_ylabel(_summary(trajectories[0])[0] if trajectories else "", fontsize=7)
     inset.tick_params(labelsize=6)
     return _save(fig, path)
 
