@@ -92,9 +92,10 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
     ``data.model = "single_index_sphere"``)."""
     from solvers.sgd import SGDSimulation
 
-    from .config import noise_parameters
+    from .config import noise_parameters, sgd_config
     from .runner import run_simulation
 
+    config = sgd_config(config)
     problem = build_problem(config)
     beta, lam = noise_parameters(config)
     sgd = config["sgd"]

@@ -23,7 +23,8 @@ A configuration has the tables below (all keys optional except where stated; def
     [pde]         solver = "finite_volume", r_max = 4.0, cells = 400, scheme = "muscl",
                   cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400
     [noise]       beta = "inf", weight_decay = 0.0  # noisy SGD / Fokker–Planck (finite d only)
-    [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2]
+    [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2],
+                  dimension = "data"   # or an integer: SGD at this d (e.g. against the d = inf reduction)
     [sweep]       "initial.kappa" = [0.1, 0.4]    # experiment: one PDE + SGD run per value
 
 Unknown tables or keys are refused with a message naming them and listing what is allowed.
@@ -65,7 +66,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400,
             "time_stepping": "auto", "truncation_tolerance": 1e-6},
     "noise": {"beta": "inf", "weight_decay": 0.0},
-    "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2]},
+    "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2],
+            "dimension": "data"},
     "sweep": {},
 }
 _FREE_TABLES = {"activation", "sweep", "grid"}  # keys checked by their own builders
@@ -192,6 +194,8 @@ def validate_config(config: dict[str, Any]) -> None:
     _positive("sgd", "n_neurons", sgd["n_neurons"], integer=True)
     _positive("sgd", "step_size", sgd["step_size"])
     _positive("sgd", "batch_size", sgd["batch_size"], integer=True)
+    if sgd["dimension"] != "data":
+        _positive("sgd", "dimension", sgd["dimension"], integer=True, minimum=1)
     seeds = sgd["seeds"]
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
         raise ValueError(f"sgd.seeds = {seeds!r} must be a non-empty list of integers >= 0")
@@ -261,6 +265,16 @@ def build_problem(config: dict[str, Any]) -> ReducedProblem:
     _positive("initial", "kappa", kappa)
     return IsotropicMixtureRadialProblem(data, dict(config["activation"]), kappa=float(kappa),
                                          hermite_degree=degree)
+
+
+def sgd_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration SGD runs: ``data.dimension`` replaced by ``sgd.dimension`` when that is set
+    (full-dimensional SGD at a large finite d against the d = inf reduction)."""
+    if config["sgd"]["dimension"] == "data":
+        return config
+    out = copy.deepcopy(config)
+    out["data"]["dimension"] = int(config["sgd"]["dimension"])
+    return out
 
 
 def noise_parameters(config: dict[str, Any]) -> tuple[float, float]:

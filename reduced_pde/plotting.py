@@ -37,8 +37,11 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def case_key(trajectory: Trajectory) -> tuple:
-    """The physical problem a file solves (data, activation, initial law, schedule)."""
-    return tuple(sorted((k, str(v)) for k, v in trajectory.config.items() if k.startswith(_CASE_TABLES)))
+    """The physical problem a file solves (data, activation, initial law, schedule); with
+    ``sgd.dimension`` set (SGD at a finite d against a d = inf reduction) the dimension is left out."""
+    skip = {"data.dimension"} if str(trajectory.config.get("sgd.dimension", "data")) != "data" else set()
+    return tuple(sorted((k, str(v)) for k, v in trajectory.config.items()
+                        if k.startswith(_CASE_TABLES) and k not in skip))
 
 
 def group_cases(trajectories: Sequence[Trajectory]) -> list[tuple[str, Trajectory | None, list[Trajectory]]]:
@@ -176,7 +179,7 @@ def _weighted_points(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np
     """(points (M, D), masses (M,)) of a particle law at output ``index``: SGD neurons
     (``points``) or characteristics particles (``positions`` with ``masses``)."""
     fields = trajectory.fields
-    for key in ("points", "positions"):
+    for key in ("points", "positions", "s", "norms"):
         if key in fields:
             x = np.asarray(fields[key][index], dtype=float)
             x = x[:, None] if x.ndim == 1 else x
