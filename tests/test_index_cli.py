@@ -1,0 +1,131 @@
+"""The single-/multi-index models through the configuration and the command line: `pde` (3-D tensor-grid
+finite volumes), `sgd` (full-dimensional SGD), `experiment` (figures), `law`, and configuration errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reduced_pde.cli import main
+from reduced_pde.config import build_problem, load_config, tensor_grid
+from reduced_pde.storage import read_trajectory
+
+SINGLE_INDEX = """
+[data]
+model = "single_index"
+dimension = 10
+target = {he = [0.0, 1.0, 0.5]}
+second_layer = 0.5
+[activation]
+name = "tanh"
+[initial]
+kappa = 1.0
+second_layer_std = 0.3
+[network]
+second_layer_rate = 2.0
+[grid]
+a = {lower = -1.8, upper = 2.8, cells = 14}
+s = {lower = -2.5, upper = 2.5, cells = 18, spacing = "stretched", min_spacing = 0.15}
+r = {lower = 0.0, upper = 3.0, cells = 14}
+[pde]
+truncation_tolerance = 1e-3
+[output]
+t_final = 0.4
+n_outputs = 4
+spacing = "linear"
+law_times = [0.0, 0.4]
+[sgd]
+n_neurons = 300
+step_size = 2e-3
+batch_size = 10
+seeds = [0, 1]
+"""
+
+
+def _write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_single_index_pde_sgd_experiment(tmp_path):
+    config_path = _write(tmp_path, SINGLE_INDEX)
+    assert main(["pde", str(config_path), "-o", str(tmp_path / "pde.h5"), "--quiet"]) == 0
+    pde = read_trajectory(tmp_path / "pde.h5")
+    assert pde.kind == "pde_finite_volume_nd"
+    assert pde.config["reduction.coordinates"] == ["a", "s", "r"]
+    assert pde.config["solver.rates"] == [2.0, 1.0, 1.0]  # network.second_layer_rate on a
+    assert pde.fields["density"].shape == (5, 14, 18, 14)
+    assert abs(pde.fields["mass"][-1] - 1.0) < 1e-13  # mass to round-off
+    assert np.all(np.diff(pde.risk) <= 0)  # the discrete risk never increases
+    assert main(["sgd", str(config_path), "-o", str(tmp_path / "sgd.h5"), "--quiet", "--seed", "1"]) == 0
+    sgd = read_trajectory(tmp_path / "sgd.h5")
+    assert sgd.fields["points"].shape == (5, 300, 3)
+    assert sgd.config["network.second_layer_rate"] == 2.0
+    assert main(["experiment", str(config_path), "--outdir", str(tmp_path / "exp"), "--quiet",
+                 "--processes", "1"]) == 0
+    for name in ("risk.png", "law.png", "run_pde.h5", "run_sgd_seed0.h5", "run_sgd_seed1.h5"):
+        assert (tmp_path / "exp" / name).exists()
+    assert main(["law", str(tmp_path / "pde.h5"), str(tmp_path / "sgd.h5"), "--times", "0", "0.4",
+                 "-o", str(tmp_path / "law.png")]) == 0
+
+
+def test_sgd_dimension_against_the_infinite_dimensional_reduction(tmp_path):
+    text = SINGLE_INDEX.replace("dimension = 10", 'dimension = "inf"').replace(
+        "seeds = [0, 1]", "seeds = [0]\ndimension = 40").replace("[initial]", "[initial]\nalignment = 0.3")
+    config = load_config(_write(tmp_path, text))
+    assert math.isinf(build_problem(config).dimension)
+    assert main(["sgd", str(tmp_path / "run.toml"), "-o", str(tmp_path / "sgd.h5"), "--quiet"]) == 0
+    sgd = read_trajectory(tmp_path / "sgd.h5")
+    assert sgd.config["data.dimension"] == 40
+    # w = s0 θ* + N(0, κ²/d I): mean s at t = 0 is s0 up to 1/sqrt(N d)
+    assert abs(sgd.fields["mean_s"][0] - 0.3) < 4 * 1.0 / math.sqrt(300 * 40)
+
+
+def test_multi_index_configuration(tmp_path):
+    text = """
+[data]
+model = "multi_index"
+index_dimension = 2
+dimension = 8
+target = {hermite = {"1,0" = 1.0, "1,1" = 1.0}}
+[network]
+train_second_layer = false
+[activation]
+name = "polynomial"
+he_coefficients = [0.0, 1.0, 0.5]
+[grid]
+s1 = {lower = -2.0, upper = 2.0, cells = 8}
+s2 = {lower = -2.0, upper = 2.0, cells = 8}
+r = {lower = 0.0, upper = 3.0, cells = 8}
+[output]
+t_final = 0.1
+n_outputs = 2
+spacing = "linear"
+"""
+    config = load_config(_write(tmp_path, text))
+    problem = build_problem(config)
+    assert problem.coordinate_names == ("s1", "s2", "r")
+    assert tensor_grid(config, problem).shape == (8, 8, 8)
+    assert main(["pde", str(tmp_path / "run.toml"), "-o", str(tmp_path / "pde.h5"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ('grid.x={lower=0,upper=1,cells=4}', "not coordinates of this problem"),
+    ('data.model="two_moons"', "data.model"),
+    ("network.second_layer_rate=-1", "network.second_layer_rate"),
+    ("network.train_second_layer=3", "network.train_second_layer"),
+    ("noise.beta=10", "need a one-coordinate reduction"),
+])
+def test_configuration_errors_name_the_field(tmp_path, capsys, override, message):
+    config_path = _write(tmp_path, SINGLE_INDEX)
+    assert main(["pde", str(config_path), "-o", str(tmp_path / "x.h5"), "--quiet", "--set", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_grid_axis_is_named(tmp_path, capsys):
+    config_path = _write(tmp_path, SINGLE_INDEX.replace('r = {lower = 0.0, upper = 3.0, cells = 14}\n', ""))
+    assert main(["pde", str(config_path), "-o", str(tmp_path / "x.h5"), "--quiet"]) == 2
+    assert "[grid] needs a table for coordinate(s) ['r']" in capsys.readouterr().err
