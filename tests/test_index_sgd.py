@@ -163,3 +163,33 @@ def test_sgd_follows_the_reduced_solution():
         assert np.all(gap <= bound), (name, gap, bound)
     # the dynamics is not trivial over the window: the risk falls by a lot more than the tolerance
     assert fine[-1, 0] < 0.8 * fine[0, 0]
+
+
+def test_projected_sgd_with_trained_second_layer_follows_the_sphere_reduction():
+    """Sphere with a trained second layer: coordinates (a, s), mobility (1, 1 − s²); He_2 target and
+    σ = He_2 at d = 10 (exact rank-3 kernel), 2-D finite volumes against projected SGD, t <= 0.5."""
+    problem = SingleIndexProblem({"name": "he", "degree": 2}, "he2", 10, sphere=True, second_layer=0.3,
+                                 second_layer_std=0.2)
+    assert problem.coordinate_names == ("a", "s")
+    times = np.array([0.0, 0.1, 0.25, 0.5])
+    runs = [run_index_sgd(problem, times, n_neurons=1500, step_size=2e-4, batch_size=20, seed=seed)
+            for seed in range(3)]
+
+    def fv(cells):
+        grid = TensorGrid([GridAxis.uniform("a", -1.2, 2.0, cells), GridAxis.uniform("s", -1.0, 1.0, 2 * cells)])
+        solver = FiniteVolumeSolverND(problem, grid, scheme="muscl", cfl=0.4)
+        out = []
+        for t in times:
+            solver.advance(t)
+            obs = solver.observables()
+            out.append((obs["risk"], obs["mean_a"], obs["std_s"]))
+        return np.array(out)
+
+    coarse, fine = fv(40), fv(80)
+    sgd = np.array([[r.risk, r.fields["mean_a"], r.fields["std_s"]] for r in runs]).transpose(0, 2, 1)
+    stderr = sgd.std(0, ddof=1) / math.sqrt(sgd.shape[0])
+    gap = np.abs(sgd.mean(0) - fine)
+    # 99% Student-t interval of the 3-seed mean (t_{0.995,2} = 9.92) + grid error + O(ε/B) = 1e-5 bias
+    bound = 9.92 * stderr + np.abs(fine - coarse) + 2e-3 * np.abs(fine) + 1e-3
+    assert np.all(gap <= bound), (gap, bound)
+    assert fine[-1, 0] < 0.7 * fine[0, 0]  # the second layer and s have moved: a real test
