@@ -126,7 +126,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="data.dimension"):
         IndexSGDSimulation(SingleIndexProblem("relu", "relu", math.inf), 10, 1e-3)
     unstable = IndexSGDSimulation(problem, 10, 1e3, batch_size=1, seed=0)
-    with pytest.raises(IndexSGDError, match="non-finite"):
+    with pytest.raises(IndexSGDError, match="non-finite"), np.errstate(over="ignore", invalid="ignore"):
         unstable.step(200)
 
 
