@@ -58,12 +58,17 @@ def run_pde(config: dict[str, Any], *, checkpoint: Path | None = None, resume: b
                               checkpoint=checkpoint, resume=resume, progress=progress,
                               checkpoint_every=checkpoint_every)
     if route == "lagrangian":
-        from solvers.lagrangian import solve_lagrangian
+        from solvers.lagrangian import LagrangianSolver
 
-        trajectory = solve_lagrangian(problem, times, n_particles=int(pde["n_particles"]),
-                                      schedule=schedule, progress=progress)
-        trajectory.config = {**trajectory.config, **flat}
-        return trajectory
+        particles = pde["n_particles"]
+        particles = [int(c) for c in particles] if isinstance(particles, list) else int(particles)
+        solver = LagrangianSolver(problem, n_particles=particles, sampling=pde["sampling"],
+                                  schedule=schedule, rates=coordinate_rates(config, problem),
+                                  rtol=float(pde["rtol"]), atol=1e-3 * float(pde["rtol"]),
+                                  method=pde["ode_method"])
+        return run_simulation(solver, times, kind="pde_lagrangian", config={**solver.config(), **flat},
+                              static_fields=solver.static_fields(), checkpoint=checkpoint, resume=resume,
+                              progress=progress, checkpoint_every=checkpoint_every)
     if route == "finite_volume_nd":
         from solvers.finite_volume_nd import FiniteVolumeSolverND
 
@@ -198,6 +203,8 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     else:
         activation = config["activation"].get("name", "?")
         title = f"{config['data']['model']}, d = {config['data']['dimension']}, σ = {activation}, "
+    if sgd_table["dimension"] != "data":
+        title += f"SGD at d = {sgd_table['dimension']}, "
     title += f"N = {sgd_table['n_neurons']}, ε = {sgd_table['step_size']}, B = {sgd_table['batch_size']}"
     risk_png = plot_risk_comparison(trajectories, outdir / "risk.png", title=title)
     print(f"wrote {risk_png}")

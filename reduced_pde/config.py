@@ -64,6 +64,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "law_times": []},
     "pde": {"solver": "finite_volume", "r_max": 4.0, "cells": 400, "scheme": "muscl", "cfl": 0.4,
             "kernel": "low_rank", "hermite_degree": "auto", "n_particles": 400,
+            "sampling": "quantile", "ode_method": "DOP853", "rtol": 1e-9,
             "time_stepping": "auto", "truncation_tolerance": 1e-6},
     "noise": {"beta": "inf", "weight_decay": 0.0},
     "sgd": {"n_neurons": 800, "step_size": 1e-4, "batch_size": 10, "seeds": [0, 1, 2],
@@ -185,7 +186,20 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ValueError(f"pde.cfl = {pde['cfl']!r} must lie in (0, 0.5] (positivity bound of the scheme)")
     if pde["kernel"] not in {"low_rank", "dense"}:
         raise ValueError(f"pde.kernel = {pde['kernel']!r}; allowed: 'low_rank', 'dense'")
-    _positive("pde", "n_particles", pde["n_particles"], integer=True)
+    particles = pde["n_particles"]
+    if isinstance(particles, list):
+        if not (particles and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in particles)):
+            raise ValueError(f"pde.n_particles = {particles!r} must be an integer >= 1 or a list of them "
+                             "(one per coordinate)")
+    else:
+        _positive("pde", "n_particles", particles, integer=True)
+    from solvers.lagrangian import METHODS, SAMPLINGS
+
+    if pde["sampling"] not in SAMPLINGS:
+        raise ValueError(f"pde.sampling = {pde['sampling']!r}; allowed: {', '.join(map(repr, SAMPLINGS))}")
+    if pde["ode_method"] not in METHODS:
+        raise ValueError(f"pde.ode_method = {pde['ode_method']!r}; allowed: {', '.join(map(repr, METHODS))}")
+    _positive("pde", "rtol", pde["rtol"])
     if pde["time_stepping"] not in {"auto", "explicit", "implicit"}:
         raise ValueError(f"pde.time_stepping = {pde['time_stepping']!r}; allowed: 'auto', 'explicit', "
                          "'implicit'")

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Sequence
 
@@ -53,9 +55,16 @@ def group_cases(trajectories: Sequence[Trajectory]) -> list[tuple[str, Trajector
     out = []
     for key, (pde, sgd) in groups.items():
         config = dict(key)
-        label = f"κ = {config.get('initial.kappa', '?')}, d = {config.get('data.dimension', '?')}"
+        first = pde[0] if pde else sgd[0]
+        label = f"κ = {config.get('initial.kappa', '?')}, d = {_dimension_label(first)}"
         out.append((label, pde[0] if pde else None, sgd))
     return out
+
+
+def _dimension_label(trajectory: Trajectory) -> str:
+    """The data dimension a file was run at ("inf" for the d = ∞ reductions)."""
+    d = trajectory.config.get("data.dimension", "?")
+    return str(int(d)) if isinstance(d, (int, float)) and math.isfinite(d) else str(d).replace("inf", "∞")
 
 
 def _positive_times(trajectory: Trajectory) -> np.ndarray:
@@ -98,7 +107,8 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
             n_neurons = sgd[0].config.get("sgd.n_neurons", "?")
             ax.errorbar(t, reduced.mean(0), yerr=[reduced.mean(0) - reduced.min(0), reduced.max(0) - reduced.mean(0)],
                         fmt="o", ms=4.5, color=color, capsize=2,
-                        label=f"SGD N={n_neurons} ({len(sgd)} seeds), R of the law of the invariants")
+                        label=f"SGD N={n_neurons}, d = {_dimension_label(sgd[0])} ({len(sgd)} seeds), "
+                              "R of the law of the invariants")
             if network is not None:
                 ax.plot(t, network.mean(0), "o", ms=3, mfc="none", color=color, alpha=0.7,
                         label="SGD, network risk R_N")

@@ -1,31 +1,51 @@
-"""Characteristics (particle / quantile) solver for the 1-D reduced mean-field equation.
+"""Characteristics (reduced-particle / quantile) solver of the reduced mean-field equation.
 
-Same equation as :mod:`solvers.finite_volume` (density ``p`` w.r.t. ``dr``)::
+Same equation as the grid solvers (:mod:`solvers.finite_volume`, :mod:`solvers.finite_volume_nd`),
+for a density ``p`` w.r.t. Lebesgue measure in the invariant coordinates ``x ∈ R^D``::
 
-    ∂_t p = 2ξ(t) ∂_r( p ∂_r ψ(r; p) ),      ψ(r; p) = v(r) + ∫ u(r, r') p(r') dr',
+    ∂_t p = 2ξ(t) ∇·( p  C M(x) ∇ψ(x; p) ),      ψ(x; p) = v(x) + ∫ u(x, x') p(dx'),
 
-solved along its characteristics: the law is represented by particles ``r_i`` with masses ``m_i``
-(``p̂ = Σ_i m_i δ_{r_i}``), which move with the velocity field,
+with ``M(x)`` the problem's diagonal mobility (ones; ``1 − s²`` for s on the sphere) and ``C`` a
+constant diagonal matrix of per-coordinate rates (``rates``, e.g. the second-layer rate on a).
+It is solved along its characteristics: the law is represented by particles ``x_i`` with masses
+``m_i`` (``p̂ = Σ_i m_i δ_{x_i}``) moving with the velocity field,
 
-    dr_i/dt = −2ξ(t) ∂_r ψ(r_i; p̂),   ∂_r ψ(r; p̂) = v'(r) + Σ_k λ_k g_k'(r) M_k,   M_k = Σ_j g_k(r_j) m_j,
+    dx_i/dt = −2ξ(t) C M(x_i) ∇ψ(x_i; p̂),
+    ∇ψ(x; p̂) = ∇v(x) + Σ_k λ_k ∇g_k(x) Φ_k,     Φ_k = Σ_j g_k(x_j) m_j,
 
-with ``λ_k, g_k`` from :meth:`ReducedProblem.interaction_low_rank` and ``g_k'`` from
-:meth:`ReducedProblem.interaction_features_gradient` evaluated at the particles.  Default
-particles: the mid-quantiles ``(i + ½)/n`` of ``problem.initial_law()`` with equal masses ``1/n``
-(a point mass gives n identical particles).  The ODE system is integrated by
-:func:`scipy.integrate.solve_ivp` (DOP853) between consecutive output times; ``r`` is kept >= 0
-(a particle at r = 0 cannot move to negative r; ``r = |w|``).
+with ``λ_k, g_k`` from :meth:`ReducedProblem.interaction_low_rank` and ``∇g_k`` from
+:meth:`ReducedProblem.interaction_features_gradient` evaluated at the particles (cost O(n · rank)
+per evaluation).  For the reductions of this package these characteristics are *exact*: a neuron's
+invariants (r = |w|, or (a, s, r)) move by exactly this law under the mean-field flow, so a point
+mass stays a point mass and the solver represents laws that concentrate into atoms (the
+well-specified single-index model converging to a point mass) without numerical diffusion.
 
-The truncation degree of the Hermite series in ``interaction_low_rank`` may depend on the largest
-point it is given (as in the MMN18 reduction); to keep the right-hand side a smooth function of the
-positions, the features are evaluated with one extra fixed point ``degree_radius`` appended (and
-dropped again), so the degree stays fixed as long as the particles stay below it.
+Particles.  In 1-D the default particles are the mid-quantiles ``Q((i + ½)/n)`` of
+``problem.initial_law()`` with equal masses ``1/n``.  For a product initial law in D coordinates
+(:class:`~reduced_pde.single_index.SingleIndexInitialLaw`), ``sampling = "quantile"`` takes the
+tensor product of mid-quantile rules, one per coordinate (a point-mass marginal gets one level; the
+others ``n_axis ≈ n^(1/D')``, D' the number of non-atomic marginals), with masses ``Π 1/n_axis``;
+``sampling = "sobol"`` maps n scrambled Sobol points through the coordinate quantiles (equal
+masses).  ``initial_positions`` (e.g. the reduced coordinates of an SGD network) overrides both.
+
+Boundaries.  ``r ≥ 0`` (a particle at r = 0 cannot move inwards; r = |w − sθ*|), and ``|s| ≤ 1``
+for neurons on the sphere (the mobility ``1 − s²`` vanishes there, so exact characteristics never
+cross; round-off is clipped).
+
+Integration: :func:`scipy.integrate.solve_ivp` (``method``: DOP853 by default; "Radau"/"BDF"/"LSODA"
+for stiff rate ratios) between consecutive output times.  The 1-D radial reductions choose their
+Hermite degree from the largest point they are given; to keep the right-hand side a smooth function
+of the positions, their features are evaluated with one extra fixed point ``degree_radius`` appended
+(and dropped again).  The index reductions fix their series degrees from ``scale_bound`` at
+construction, and no point is appended.
+
+Solver state is ``(time, positions)``: the solver follows the ``Simulation`` protocol of
+:mod:`reduced_pde.runner`, so CLI runs checkpoint and resume like the grid solvers.
 """
 
 from __future__ import annotations
 
 import math
-import time as _time
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,132 +57,319 @@ from reduced_pde.schedules import LearningRateSchedule
 from .finite_volume import SolverError, validate_output_times
 from .results import Trajectory
 
-__all__ = ["ParticleVelocity", "solve_lagrangian", "initial_particles"]
+__all__ = ["LagrangianSolver", "ParticleVelocity", "solve_lagrangian", "initial_particles"]
+
+SAMPLINGS = ("quantile", "sobol")
+METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 
 
-def initial_particles(problem: ReducedProblem, n_particles: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mid-quantile particles ``Q((i + ½)/n)`` of the initial law and equal masses ``1/n``."""
-    if isinstance(n_particles, bool) or int(n_particles) != n_particles or n_particles < 1:
-        raise ValueError(f"solver.n_particles = {n_particles!r} must be an integer >= 1")
-    n = int(n_particles)
-    levels = (np.arange(n, dtype=float) + 0.5) / n
-    positions = np.asarray(problem.initial_law().quantile(levels), dtype=float)
-    if positions.shape != (n,) or not np.all(np.isfinite(positions)):
+def _is_product_law(law: Any) -> bool:
+    """True for the multi-coordinate product laws (``quantile`` maps (M, D) uniforms)."""
+    return hasattr(law, "marginals")
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} = {value!r} must be an integer >= 1")
+    return int(value)
+
+
+def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int], *,
+                      sampling: str = "quantile", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Particles and masses representing ``problem.initial_law()`` (module docstring).
+
+    Returns positions of shape (n,) for one coordinate, (n, D) otherwise, and masses (n,) summing
+    to one.  ``n_particles``: the total (an integer) or, with ``sampling = "quantile"``, one count per
+    coordinate (point-mass marginals always get one level).
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"solver.sampling = {sampling!r}; allowed: {', '.join(SAMPLINGS)}")
+    law = problem.initial_law()
+    dimension = len(problem.coordinate_names)
+    if not _is_product_law(law):  # 1-D law with a scalar quantile function
+        n = _check_count("solver.n_particles", n_particles)
+        if sampling == "sobol":
+            from scipy.stats import qmc
+
+            levels = np.sort(qmc.Sobol(1, scramble=True, seed=seed).random(n)[:, 0])
+        else:
+            levels = (np.arange(n, dtype=float) + 0.5) / n
+        positions = np.asarray(law.quantile(levels), dtype=float)
+        if positions.shape != (n,) or not np.all(np.isfinite(positions)):
+            raise ValueError("initial law quantiles must be finite")
+        return np.maximum(positions, 0.0), np.full(n, 1.0 / n)
+
+    atomic = [m.distribution is None for m in law.marginals]
+    if sampling == "sobol":
+        from scipy.stats import qmc
+
+        n = _check_count("solver.n_particles", n_particles)
+        uniforms = qmc.Sobol(dimension, scramble=True, seed=seed).random(n)
+        masses = np.full(n, 1.0 / n)
+    else:
+        if isinstance(n_particles, (list, tuple, np.ndarray)):
+            if len(n_particles) != dimension:
+                raise ValueError(f"solver.n_particles = {list(n_particles)!r} needs one count per coordinate "
+                                 f"{problem.coordinate_names}")
+            counts = [1 if atom else _check_count(f"solver.n_particles[{name}]", c)
+                      for atom, name, c in zip(atomic, problem.coordinate_names, n_particles)]
+        else:
+            total = _check_count("solver.n_particles", n_particles)
+            free = max(1, dimension - sum(atomic))
+            per_axis = max(1, int(round(total ** (1.0 / free))))
+            counts = [1 if atom else per_axis for atom in atomic]
+        levels = [(np.arange(c, dtype=float) + 0.5) / c for c in counts]
+        mesh = np.meshgrid(*levels, indexing="ij")
+        uniforms = np.stack([m.ravel() for m in mesh], axis=1)
+        masses = np.full(uniforms.shape[0], 1.0 / uniforms.shape[0])
+    positions = np.asarray(law.quantile(uniforms), dtype=float)
+    if not np.all(np.isfinite(positions)):
         raise ValueError("initial law quantiles must be finite")
-    return np.maximum(positions, 0.0), np.full(n, 1.0 / n)
+    positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
+    return (positions[:, 0] if dimension == 1 else positions), masses
+
+
+def _is_sphere(problem: ReducedProblem) -> bool:
+    return bool(getattr(problem, "sphere", False))
+
+
+def _project_to_domain(names: Sequence[str], x: np.ndarray, sphere: bool) -> np.ndarray:
+    """Clip round-off: r ≥ 0 for every radial coordinate, |s| ≤ 1 on the sphere."""
+    x = np.array(x, dtype=float)
+    for d, name in enumerate(names):
+        if name == "r":
+            x[:, d] = np.maximum(x[:, d], 0.0)
+        elif sphere and name == "s":
+            x[:, d] = np.clip(x[:, d], -1.0, 1.0)
+    return x
 
 
 class ParticleVelocity:
-    """``f(t, r) = −2ξ(t) ∂_r ψ(r_i; p̂)`` for fixed masses (module docstring); counts evaluations."""
+    """``f(t, x) = −2ξ(t) C M(x) ∇ψ(x_i; p̂)`` for fixed masses (module docstring), on the flattened
+    state ``x.ravel()`` of shape (n·D,); counts evaluations."""
 
     def __init__(self, problem: ReducedProblem, masses: np.ndarray, schedule: LearningRateSchedule,
-                 degree_radius: float) -> None:
+                 degree_radius: float | None = None, rates: np.ndarray | None = None) -> None:
         self.problem = problem
         self.masses = np.asarray(masses, dtype=float)
         self.schedule = schedule
-        self.degree_radius = float(degree_radius)
+        self.names = tuple(problem.coordinate_names)
+        self.dimension = len(self.names)
+        self.degree_radius = None if degree_radius is None else float(degree_radius)
+        self.rates = np.ones(self.dimension) if rates is None else np.asarray(rates, dtype=float)
+        self.sphere = _is_sphere(problem)
+        self.legacy = not _is_product_law(problem.initial_law())  # 1-D radial reductions
         self.evaluations = 0
         self.rank = 0
 
-    def potential_gradient(self, r: np.ndarray) -> np.ndarray:
-        """``∂_r ψ(r_i; p̂)`` at the particles themselves."""
-        n = r.size
-        points = np.append(r, self.degree_radius)
+    def _problem_points(self, x: np.ndarray) -> np.ndarray:
+        """Points in the problem's convention: (n,) for the 1-D radial reductions, (n, D) otherwise."""
+        return x[:, 0] if self.legacy else x
+
+    def potential_gradient(self, x: np.ndarray) -> np.ndarray:
+        """``∇ψ(x_i; p̂)`` at the particles themselves, shape (n, D)."""
+        n = x.shape[0]
+        points = self._problem_points(x)
+        if self.degree_radius is not None and self.legacy:
+            points = np.append(points, self.degree_radius)
+        m = points.shape[0]
         kernel = self.problem.interaction_low_rank(points)
         self.rank = kernel.rank
-        features = kernel.features.reshape(kernel.rank, n + 1)[:, :n]
-        gradients = np.asarray(self.problem.interaction_features_gradient(points)).reshape(kernel.rank, n + 1)[:, :n]
-        moments = features @ self.masses
-        return (np.asarray(self.problem.reduced_potential_gradient(r), dtype=float)
-                + (kernel.weights * moments) @ gradients)
+        features = kernel.features.reshape(kernel.rank, m)[:, :n]
+        gradients = np.asarray(self.problem.interaction_features_gradient(points), dtype=float)
+        gradients = gradients.reshape(kernel.rank, m, self.dimension)[:, :n]
+        potential = np.asarray(self.problem.reduced_potential_gradient(points), dtype=float)
+        potential = potential.reshape(m, self.dimension)[:n]
+        moments = kernel.weights * (features @ self.masses)
+        return potential + np.einsum("k,knd->nd", moments, gradients)
 
-    def __call__(self, t: float, r: np.ndarray) -> np.ndarray:
-        self.evaluations += 1
-        r = np.maximum(r, 0.0)
-        velocity = -2.0 * float(self.schedule(t)) * self.potential_gradient(r)
-        # r = |w| >= 0: a particle at the origin cannot move inwards
-        velocity = np.where((r <= 0.0) & (velocity < 0.0), 0.0, velocity)
+    def velocity(self, t: float, x: np.ndarray) -> np.ndarray:
+        """Velocities (n, D) of particles at positions ``x`` (n, D), with the boundary rules."""
+        x = _project_to_domain(self.names, x, self.sphere)
+        mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
+        velocity = -2.0 * float(self.schedule(t)) * self.rates * mobility * self.potential_gradient(x)
+        for d, name in enumerate(self.names):
+            if name == "r":  # r ≥ 0: a particle at the origin cannot move inwards
+                velocity[:, d] = np.where((x[:, d] <= 0.0) & (velocity[:, d] < 0.0), 0.0, velocity[:, d])
+            elif self.sphere and name == "s":
+                outward = ((x[:, d] >= 1.0) & (velocity[:, d] > 0.0)) | ((x[:, d] <= -1.0) & (velocity[:, d] < 0.0))
+                velocity[:, d] = np.where(outward, 0.0, velocity[:, d])
         if not np.all(np.isfinite(velocity)):
-            i = int(np.argmax(~np.isfinite(velocity)))
-            raise SolverError(f"particle velocity became non-finite ({velocity[i]}) for particle {i} "
-                              f"(r = {r[i]:.6g}) at t = {t:.6g}")
+            i, d = np.argwhere(~np.isfinite(velocity))[0]
+            raise SolverError(f"particle velocity became non-finite ({velocity[i, d]}) for particle {i}, "
+                              f"coordinate {self.names[d]} (position {x[i].tolist()}) at t = {t:.6g}")
         return velocity
+
+    def __call__(self, t: float, state: np.ndarray) -> np.ndarray:
+        self.evaluations += 1
+        return self.velocity(t, state.reshape(-1, self.dimension)).ravel()
+
+
+class LagrangianSolver:
+    """Characteristics solver (module docstring) following the ``Simulation`` protocol of
+    :mod:`reduced_pde.runner`: ``advance(t)``, ``observables()``, ``state()``/``set_state()``.
+
+    Parameters: ``problem``; ``n_particles`` (total, or per coordinate) and ``sampling``
+    ("quantile" | "sobol") for the default particles, or ``initial_positions`` ((n,) / (n, D)) with
+    optional ``initial_masses``; ``schedule`` ξ(t); ``rates`` {coordinate: factor} (per-layer
+    learning rates); ``rtol``/``atol``/``method`` passed to :func:`scipy.integrate.solve_ivp`;
+    ``degree_radius`` (1-D radial reductions: fixes their Hermite degree; default 10 × the largest
+    initial point, at least 1).
+    """
+
+    def __init__(self, problem: ReducedProblem, *, n_particles: int | Sequence[int] = 400,
+                 sampling: str = "quantile", seed: int = 0,
+                 schedule: LearningRateSchedule | None = None, rates: dict[str, float] | None = None,
+                 rtol: float = 1e-9, atol: float = 1e-12, method: str = "DOP853",
+                 initial_positions: np.ndarray | None = None, initial_masses: np.ndarray | None = None,
+                 degree_radius: float | None = None) -> None:
+        self.problem = problem
+        self.names = tuple(problem.coordinate_names)
+        self.dimension = len(self.names)
+        self.schedule = schedule if schedule is not None else LearningRateSchedule()
+        for name, value in (("solver.rtol", rtol), ("solver.atol", atol)):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                               and value > 0):
+                raise ValueError(f"{name} = {value!r} must be a finite number > 0")
+        if method not in METHODS:
+            raise ValueError(f"solver.method = {method!r}; allowed: {', '.join(METHODS)}")
+        self.rtol, self.atol, self.method = float(rtol), float(atol), method
+        self.rates = np.ones(self.dimension)
+        for name, value in (rates or {}).items():
+            if name not in self.names:
+                raise ValueError(f"rates: coordinate {name!r} is not one of {self.names}")
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"rates[{name!r}] = {value!r} must be a finite number > 0")
+            self.rates[self.names.index(name)] = float(value)
+        self.sampling = sampling
+        if initial_positions is None:
+            positions, masses = initial_particles(problem, n_particles, sampling=sampling, seed=seed)
+        else:
+            positions, masses = self._given_particles(initial_positions, initial_masses)
+        positions = np.asarray(positions, dtype=float).reshape(-1, self.dimension)
+        self.masses = np.asarray(masses, dtype=float)
+        self.total_mass = float(self.masses.sum())
+        self.positions = positions.copy()
+        self.initial_positions = positions.copy()
+        legacy = not _is_product_law(problem.initial_law())
+        if degree_radius is None and legacy:
+            degree_radius = max(1.0, 10.0 * float(positions.max()))
+        self.degree_radius = degree_radius
+        self.velocity = ParticleVelocity(problem, self.masses, self.schedule, degree_radius, self.rates)
+        self.time = 0.0
+
+    def _given_particles(self, positions: Any, masses: Any) -> tuple[np.ndarray, np.ndarray]:
+        x = np.array(positions, dtype=float)
+        x = x.reshape(-1, 1) if x.ndim == 1 and self.dimension == 1 else x
+        if x.ndim != 2 or x.shape[1] != self.dimension or x.shape[0] == 0:
+            raise ValueError(f"initial_positions has shape {np.shape(positions)}; expected (n, {self.dimension}) "
+                             f"for coordinates {self.names}")
+        m = np.full(x.shape[0], 1.0 / x.shape[0]) if masses is None else np.array(masses, dtype=float).ravel()
+        if m.shape != (x.shape[0],):
+            raise ValueError(f"initial_masses has shape {m.shape}; expected ({x.shape[0]},)")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("initial_positions must be finite")
+        for d, name in enumerate(self.names):
+            if name == "r" and np.any(x[:, d] < 0):
+                raise ValueError(f"initial_positions: coordinate r must be >= 0, got min {x[:, d].min():g}")
+            if name == "s" and _is_sphere(self.problem) and np.any(np.abs(x[:, d]) > 1):
+                raise ValueError(f"initial_positions: sphere coordinate s must lie in [-1, 1], "
+                                 f"got max |s| = {np.abs(x[:, d]).max():g}")
+        if not (np.all(np.isfinite(m)) and np.all(m >= 0) and m.sum() > 0):
+            raise ValueError("initial_masses must be finite, >= 0, with positive sum")
+        return x, m
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.masses.size)
+
+    @property
+    def summary_coordinate(self) -> str:
+        """Coordinate reported as ``mean_r``/``std_r``: r if present, else s, else the last one
+        (as :class:`~solvers.finite_volume_nd.FiniteVolumeSolverND`)."""
+        return "r" if "r" in self.names else ("s" if "s" in self.names else self.names[-1])
+
+    def advance(self, t_target: float) -> None:
+        """Integrate the characteristics from ``self.time`` to ``t_target``."""
+        if not t_target > self.time:
+            return
+        solution = solve_ivp(self.velocity, (self.time, float(t_target)), self.positions.ravel(),
+                             method=self.method, rtol=self.rtol, atol=self.atol)
+        if not solution.success:
+            raise SolverError(f"solve_ivp ({self.method}) failed between t = {self.time:.6g} and "
+                              f"{t_target:.6g}: {solution.message}")
+        state = solution.y[:, -1].reshape(-1, self.dimension)
+        if not np.all(np.isfinite(state)):
+            i = int(np.argwhere(~np.isfinite(state))[0, 0])
+            raise SolverError(f"particle {i} became non-finite between t = {self.time:.6g} and {t_target:.6g}")
+        self.positions = _project_to_domain(self.names, state, _is_sphere(self.problem))
+        self.time = float(t_target)
+
+    def _problem_points(self) -> np.ndarray:
+        return self.velocity._problem_points(self.positions)
+
+    def observables(self) -> dict[str, Any]:
+        """``risk`` R(p̂), ``mean_<x>``/``std_<x>`` of every coordinate, ``mean_r``/``std_r`` (of
+        :attr:`summary_coordinate`) and ``positions`` ((n,) in 1-D, (n, D) otherwise)."""
+        out: dict[str, Any] = {"risk": float(self.problem.risk(self._problem_points(), self.masses))}
+        for d, name in enumerate(self.names):
+            mean = float(self.positions[:, d] @ self.masses / self.total_mass)
+            var = float(((self.positions[:, d] - mean) ** 2) @ self.masses / self.total_mass)
+            out[f"mean_{name}"] = mean
+            out[f"std_{name}"] = math.sqrt(max(var, 0.0))
+        out["mean_r"] = out[f"mean_{self.summary_coordinate}"]
+        out["std_r"] = out[f"std_{self.summary_coordinate}"]
+        out["positions"] = (self.positions[:, 0] if self.dimension == 1 else self.positions).copy()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"time": self.time, "positions": self.positions.copy()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        positions = np.asarray(state["positions"], dtype=float).reshape(-1, self.dimension)
+        if positions.shape != self.positions.shape:
+            raise ValueError(f"checkpoint holds {positions.shape[0]} particles, the solver {self.n_particles}")
+        self.positions = positions.copy()
+        self.time = float(np.asarray(state["time"]))
+
+    def diagnostics(self) -> dict[str, float]:
+        return {"evaluations": float(self.velocity.evaluations), "rank": float(self.velocity.rank)}
+
+    def static_fields(self) -> dict[str, np.ndarray]:
+        return {"masses": self.masses.copy()}
+
+    def config(self) -> dict[str, Any]:
+        out = {**self.problem.config(), "solver.name": "lagrangian", "solver.method": self.method,
+               "solver.n_particles": self.n_particles, "solver.sampling": self.sampling,
+               "solver.rtol": self.rtol, "solver.atol": self.atol,
+               **{f"solver.rate_{name}": float(c) for name, c in zip(self.names, self.rates)},
+               **{f"schedule.{key}": val for key, val in self.schedule.config().items()}}
+        if self.degree_radius is not None:
+            out["solver.degree_radius"] = float(self.degree_radius)
+        return out
 
 
 def solve_lagrangian(problem: ReducedProblem, output_times: Sequence[float], *,
-                     n_particles: int = 400, schedule: LearningRateSchedule | None = None,
+                     n_particles: int | Sequence[int] = 400, schedule: LearningRateSchedule | None = None,
                      rtol: float = 1e-9, atol: float = 1e-12, progress: bool = False,
                      initial_positions: np.ndarray | None = None,
                      initial_masses: np.ndarray | None = None,
-                     degree_radius: float | None = None, method: str = "DOP853") -> Trajectory:
+                     degree_radius: float | None = None, method: str = "DOP853",
+                     sampling: str = "quantile", seed: int = 0,
+                     rates: dict[str, float] | None = None) -> Trajectory:
     """Particle solution of the reduced equation at ``output_times`` (module docstring).
 
-    ``initial_positions``/``initial_masses`` override the default mid-quantile particles.
-    ``degree_radius`` (default: 10 × the largest initial radius, at least 1) fixes the Hermite
-    truncation degree.  Returns a :class:`Trajectory` of kind ``"pde_lagrangian"`` with fields
-    ``positions`` (T, n) and ``masses`` (n,); diagnostics ``evaluations``, ``wall_time``, ``rank``.
+    Returns a :class:`Trajectory` of kind ``"pde_lagrangian"`` with ``fields``: ``positions``
+    (T, n) in 1-D or (T, n, D), ``masses`` (n,), ``mean_<x>``/``std_<x>`` (T,) per coordinate;
+    diagnostics ``evaluations``, ``wall_time``, ``rank``.  Keyword arguments as
+    :class:`LagrangianSolver`.
     """
-    times = validate_output_times(output_times)
-    schedule = schedule if schedule is not None else LearningRateSchedule()
-    for name, value in (("solver.rtol", rtol), ("solver.atol", atol)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} = {value!r} must be a finite number > 0")
-    if initial_positions is None:
-        positions, masses = initial_particles(problem, n_particles)
-    else:
-        positions = np.array(initial_positions, dtype=float).ravel()
-        masses = (np.full(positions.size, 1.0 / positions.size) if initial_masses is None
-                  else np.array(initial_masses, dtype=float).ravel())
-        if positions.size == 0 or masses.shape != positions.shape:
-            raise ValueError(f"initial_positions {positions.shape} and initial_masses {masses.shape} "
-                             "must be non-empty with equal shapes")
-        if not (np.all(np.isfinite(positions)) and np.all(positions >= 0)):
-            raise ValueError("initial_positions must be finite and >= 0")
-        if not (np.all(np.isfinite(masses)) and np.all(masses >= 0) and masses.sum() > 0):
-            raise ValueError("initial_masses must be finite, >= 0, with positive sum")
-    n = positions.size
-    if degree_radius is None:
-        degree_radius = max(1.0, 10.0 * float(positions.max()))
-    rhs = ParticleVelocity(problem, masses, schedule, degree_radius)
+    from reduced_pde.runner import run_simulation
 
-    records = {name: np.empty(times.size) for name in ("risk", "mean_r", "std_r")}
-    history = np.empty((times.size, n))
-    bar = None
-    iterator: Any = range(times.size)
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(iterator, desc="lagrangian", unit="output")
-        iterator = bar
-    start = _time.perf_counter()
-    t = 0.0
-    state = positions.copy()
-    total_mass = float(masses.sum())
-    try:
-        for k in iterator:
-            if times[k] > t:
-                solution = solve_ivp(rhs, (t, times[k]), state, method=method, rtol=rtol, atol=atol)
-                if not solution.success:
-                    raise SolverError(f"solve_ivp failed between t = {t:.6g} and {times[k]:.6g}: "
-                                      f"{solution.message}")
-                state = np.maximum(solution.y[:, -1], 0.0)
-                t = float(times[k])
-            history[k] = state
-            mean = float(state @ masses / total_mass)
-            records["mean_r"][k] = mean
-            records["std_r"][k] = math.sqrt(max(float(((state - mean) ** 2) @ masses / total_mass), 0.0))
-            records["risk"][k] = problem.risk(state, masses)
-            if bar is not None:
-                bar.set_postfix(t=f"{t:.3g}", risk=f"{records['risk'][k]:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = _time.perf_counter() - start
-    config = {**problem.config(), "solver.name": "lagrangian", "solver.method": method,
-              "solver.n_particles": int(n), "solver.rtol": float(rtol), "solver.atol": float(atol),
-              "solver.degree_radius": float(degree_radius),
-              **{f"schedule.{key}": val for key, val in schedule.config().items()}}
-    return Trajectory(kind="pde_lagrangian", time=times, risk=records["risk"],
-                      mean_r=records["mean_r"], std_r=records["std_r"],
-                      fields={"positions": history, "masses": masses}, config=config,
-                      diagnostics={"evaluations": float(rhs.evaluations), "wall_time": wall,
-                                   "rank": float(rhs.rank)})
+    times = validate_output_times(output_times)
+    solver = LagrangianSolver(problem, n_particles=n_particles, sampling=sampling, seed=seed,
+                              schedule=schedule, rates=rates, rtol=rtol, atol=atol, method=method,
+                              initial_positions=initial_positions, initial_masses=initial_masses,
+                              degree_radius=degree_radius)
+    return run_simulation(solver, times, kind="pde_lagrangian", config=solver.config(),
+                          static_fields=solver.static_fields(), progress=progress)

@@ -95,5 +95,5 @@ def test_nan_velocity_stops_with_time_and_particle() -> None:
     problem = LinearVelocityProblem(0.5, law)
     r0, _ = initial_particles(problem, 5)
     bad = LinearVelocityProblem(0.5, law, nan_at=float(r0[3]))
-    with pytest.raises(SolverError, match=r"non-finite \(nan\) for particle 3 \(r = .*\) at t = 0"):
+    with pytest.raises(SolverError, match=r"non-finite \(nan\) for particle 3, coordinate r \(position \[.*\]\) at t = 0"):
         solve_lagrangian(bad, [1.0], n_particles=5)
