@@ -21,7 +21,8 @@ A configuration has the tables below (all keys optional except where stated; def
     [output]      t_final = 100.0, n_outputs = 60, spacing = "log", t_first = 1e-3,
                   law_times = [0, 0.2, 1]         # panels of the law figure (experiment)
     [pde]         solver = "finite_volume", r_max = 4.0, cells = 400, scheme = "muscl",
-                  cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400
+                  cfl = 0.4, kernel = "low_rank", hermite_degree = "auto", n_particles = 400,
+                  sampling = "quantile", ode_method = "DOP853", rtol = 1e-9   # lagrangian
     [noise]       beta = "inf", weight_decay = 0.0  # noisy SGD / Fokker–Planck (finite d only)
     [sgd]         n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2],
                   dimension = "data"   # or an integer: SGD at this d (e.g. against the d = inf reduction)
