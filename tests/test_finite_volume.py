@@ -8,9 +8,13 @@ import math
 import numpy as np
 import pytest
 
-
-from reduced_pde import (GaussianBump, IsotropicGaussianMixture, IsotropicMixtureRadialProblem,
-                         LearningRateSchedule, PointMass)
+from reduced_pde import (
+    GaussianBump,
+    IsotropicGaussianMixture,
+    IsotropicMixtureRadialProblem,
+    LearningRateSchedule,
+    PointMass,
+)
 from reduced_pde.initial_laws import InitialLaw
 from reduced_pde.problem import NoInteraction, ReducedProblem
 from solvers.finite_volume import FiniteVolumeSolver1D, SolverError, solve_finite_volume
@@ -193,6 +197,95 @@ def test_max_dt_caps_the_step() -> None:
     solver = FiniteVolumeSolver1D(problem, grid, scheme="upwind", max_dt=1e-3)
     solver.advance(0.1)
     assert solver.steps >= 100  # 0.1 / 1e-3 steps at least
+
+
+
+# ---- interaction-rate time-step bound --------------------------------------------------------------
+def risk_round_off(solver: FiniteVolumeSolver1D, problem: IsotropicMixtureRadialProblem) -> float:
+    """Worst-case round-off of one difference of two R_h evaluations: each is a sum over the cells
+    (error <= cells · eps · Σ|terms|, Higham's bound for recursive summation) of the terms of
+    ``E[y²] + 2 Σ v_i m_i + Σ_k λ_k M_k²``; the difference of two evaluations doubles it."""
+    masses = solver.masses
+    low_rank = problem.interaction_low_rank(solver.grid.centers)
+    moments = low_rank.features @ masses
+    scale = (problem.target_second_moment + 2.0 * np.abs(problem.reduced_potential(solver.grid.centers))
+             @ masses + np.abs(low_rank.weights) @ moments**2)
+    return 2.0 * solver.grid.cells * np.finfo(float).eps * float(scale)
+
+
+@pytest.mark.parametrize("scheme", ["upwind", "muscl"])
+def test_mmn18_dinf_long_run_risk_never_increases(scheme: str) -> None:
+    """MMN18 at d = ∞, t up to 1000: near the steady state the Courant rate tends to 0 while the
+    cells stay coupled through the rank-2 moments at rate K ≈ 2 (module docstring).  Without the
+    interaction-rate bound dt grew like 1/max|u| and R_h rose by up to 4.0e-5 (upwind) / 7.7e-6
+    (MUSCL) in one step after t ≈ 100; with dt = cfl / max(C, K) the largest single-step change of
+    R_h is round-off (measured 1.1e-15 / 1.2e-15), for 6019 / 6303 steps instead of 1412 / 2428."""
+    problem = mmn18(math.inf)
+    solver = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, 200), scheme=scheme)
+    times = [1.0, 10.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0]
+    risks = []
+    for t in times:
+        solver.advance(t)
+        risks.append(solver.observables()["risk"])
+    tolerance = risk_round_off(solver, problem)  # ≈ 3.6e-13 here
+    assert solver.max_risk_increase <= tolerance, (solver.max_risk_increase, tolerance)
+    assert np.all(np.diff(risks) <= tolerance)
+    # the bound is the active one at the end: the Courant rate has decayed below the coupling rate
+    rates = solver.rates_of_change()
+    assert rates["courant"] < 1e-3 * rates["interaction"]
+
+
+def test_interaction_rate_is_the_trace_of_the_linearised_operator() -> None:
+    """K = 2ξ(t) Σ_f Q_f max(p_i, p_{i+1}) equals trace(L U), L the graph Laplacian of the faces with
+    weights 2ξ max(p_i, p_{i+1}) / h and U the kernel matrix acting on the masses, built here
+    densely from U = Σ_k λ_k g_k g_kᵀ (the solver uses the feature jumps instead).  The eigenvalues
+    of L U are real (L U is similar to L^½ U L^½), >= 0 (U positive semi-definite) and <= K.  Checked
+    with a decaying schedule (ξ ≠ 1) on the low-rank path and on an explicit matrix."""
+    problem = mmn18(math.inf)
+    grid = UniformGrid1D(0.0, 4.0, 80)
+    schedule = LearningRateSchedule(xi0=0.7, alpha=0.5, t0=2.0)
+    low_rank = problem.interaction_low_rank(grid.centers)
+    matrix = low_rank.dense()
+    low = FiniteVolumeSolver1D(problem, grid, schedule=schedule)
+    low.advance(3.0)  # a spread-out density (std ≈ 0.1)
+    explicit = FiniteVolumeSolver1D(problem, grid, schedule=schedule, kernel=matrix,
+                                    initial_density=low.density)
+    explicit.set_state(low.state())
+    face_density = np.maximum(low.density[:-1], low.density[1:])
+    weights = 2.0 * schedule(low.time) * face_density / grid.spacing
+    laplacian = np.zeros((grid.cells, grid.cells))
+    for f, w in enumerate(weights):
+        laplacian[f, f] += w
+        laplacian[f + 1, f + 1] += w
+        laplacian[f, f + 1] -= w
+        laplacian[f + 1, f] -= w
+    operator = laplacian @ matrix
+    trace = float(np.trace(operator))
+    # round-off: the face increments U_ii − 2 U_ij + U_jj cancel O(|U|) terms, error <= 4 eps |U| per
+    # face; the matrix itself carries Σ_k |λ_k| |g_k|² · eps per entry from its rank-R sum
+    magnitude = np.abs(low_rank.weights) @ low_rank.features**2  # Σ_k |λ_k| g_k(r_i)²
+    tolerance = 16.0 * np.finfo(float).eps * float(weights @ (magnitude[:-1] + magnitude[1:]))
+    for solver in (low, explicit):
+        assert solver.rates_of_change()["interaction"] == pytest.approx(trace, abs=tolerance)
+    eigenvalues = np.linalg.eigvals(operator)
+    assert np.all(np.abs(eigenvalues.imag) <= tolerance)
+    assert np.all(eigenvalues.real >= -tolerance) and np.max(eigenvalues.real) <= trace + tolerance
+
+
+def test_interaction_rate_sets_the_step_at_the_steady_state() -> None:
+    """Near the d = ∞ steady state the Courant rate is ~1e-12 and K is constant to ~1e-9, so every
+    step is dt = cfl / K: over [500, 1000] the step count is 500 K / cfl rounded up, plus at most one
+    for the round-off of Σ dt and the last (output-time) step."""
+    problem = mmn18(math.inf)
+    cfl = 0.4
+    solver = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, 100), scheme="upwind", cfl=cfl)
+    solver.advance(500.0)
+    rates = solver.rates_of_change()
+    assert rates["courant"] < 1e-6 * rates["interaction"]
+    steps_before = solver.steps
+    solver.advance(1000.0)
+    expected = math.ceil(500.0 * rates["interaction"] / cfl)
+    assert expected <= solver.steps - steps_before <= expected + 1
 
 
 # ---- input validation and error reporting --------------------------------------------------------
