@@ -389,7 +389,7 @@ def test_low_rank_potential_within_its_truncation_bound() -> None:
 
 def test_one_dimensional_run_equals_the_1d_solver() -> None:
     """MMN18 (r,): the 3-axis kernel with two singleton axes reproduces FiniteVolumeSolver1D.  The 1-D
-    solver has no interaction-rate bound and a different Courant rule, so both take dt = max_dt, below
+    solver has the same interaction-rate bound but a different Courant rule (max|u|/h), so both take dt = max_dt, below
     both bounds (checked: the step counts are exactly T / max_dt); the remaining differences are
     round-off (1/h vs 1/Δx from the edges, summation order of the moments)."""
     problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, 40), "mmn18", kappa=0.4)
