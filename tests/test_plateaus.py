@@ -1,0 +1,391 @@
+"""Tests of reduced_pde.plateaus: detection on synthetic staircases, theory levels, order parameters.
+
+Staircase construction (exactly known):  R(t) = h_L + Σ_j (h_j − h_{j+1}) / (1 + (t/T_j)^p).
+The detector's definition (module docstring) is the Gaussian-smoothed log-log slope
+S_σ = S ∗ φ_σ (σ = smoothing · ln 10 in ln t) and smoothed log-risk ȳ = ln R ∗ φ_σ; both are computed
+here independently, by Gauss–Hermite quadrature of the exact S and ln R, and the detected plateaus
+are compared with the crossings |S_σ| = threshold of that reference.  Error budget of the detector
+against the reference (Δ = bin width in ln t):
+  * linear interpolation of S between bin centres: <= Δ² max|S_σ''| / 8;
+  * bin averaging (ln of the bin mean of R at the mean x instead of y(x)): a bias of
+    Δ² (y'' + y'²) / 24 in ȳ, hence <= Δ² max|(y'' + y'²)'| / 24 = Δ² max|S'' + 2 S S'| / 24 in S;
+  * the discrete Gaussian sum over bins of spacing Δ = σ/5 against the integral: aliasing error
+    ~ exp(−2π² (σ/Δ)²) = e^{−493}, nil.
+A slope error δS moves a crossing by δS / |S_σ'|; we allow twice the sum (higher-order terms).
+With multiplicative noise η per sample and c samples per bin, the slope has standard error
+SE_S = η sqrt(Δ₁₀ / (4 sqrt(π) c σ₁₀³)) / ln 10 (σ₁₀, Δ₁₀ in decades; weighted least squares with
+Gaussian weights, continuum limit) and the smoothed log-risk SE_y = η sqrt(Δ₁₀ / (2 sqrt(π) c σ₁₀));
+noisy tolerances add 4 standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
+from reduced_pde.plateaus import (
+    detect_plateaus,
+    hermite_component_residuals,
+    hermite_order_parameters,
+    hermite_plateau_heights,
+    match_plateaus,
+    risk_slope,
+)
+from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.targets import make_target
+
+THRESHOLD = 0.1
+SMOOTHING = 0.1  # decades
+BINS = 5
+SIGMA = SMOOTHING * math.log(10.0)  # in ln t
+DELTA = SIGMA / BINS  # bin width in ln t
+POWER = 3.0
+# BMZ-type target y = He_0 − He_1 + (2/3) He_2 + noise of variance 0.1 (seed 000); levels
+# R_ℓ = τ² + Σ_{k>ℓ} k! c_k²:  E y² = 0.1 + 1 + 1 + 8/9,  R_0 = 0.1 + 1 + 8/9,  R_1 = 0.1 + 8/9,  R_2 = 0.1.
+BMZ = {"he": [1.0, -1.0, 2.0 / 3.0], "noise_variance": 0.1}
+BMZ_LEVELS = [0.1 + 2.0 + 8.0 / 9.0, 0.1 + 1.0 + 8.0 / 9.0, 0.1 + 8.0 / 9.0, 0.1]
+
+
+class Staircase:
+    """R(t) = h_L + Σ_j (h_j − h_{j+1}) / (1 + (t/T_j)^p) and its exact derivatives in ln t."""
+
+    def __init__(self, levels: list[float], times: list[float]) -> None:
+        self.levels = np.array(levels)
+        self.times = np.array(times)
+        self.jumps = self.levels[:-1] - self.levels[1:]
+
+    def risk(self, t: np.ndarray) -> np.ndarray:
+        u = (np.asarray(t)[..., None] / self.times) ** POWER
+        return self.levels[-1] + np.sum(self.jumps / (1.0 + u), axis=-1)
+
+    def slope(self, t: np.ndarray) -> np.ndarray:
+        """S = d ln R / d ln t."""
+        u = (np.asarray(t)[..., None] / self.times) ** POWER
+        return -np.sum(self.jumps * POWER * u / (1.0 + u) ** 2, axis=-1) / self.risk(t)
+
+    def smoothed(self, log_t: np.ndarray, function) -> np.ndarray:
+        """(function ∘ exp) ∗ φ_σ at ln t = log_t, by 80-point Gauss–Hermite quadrature (spectral)."""
+        nodes, weights = gauss_hermite_rule(80)
+        return function(np.exp(np.add.outer(log_t, SIGMA * nodes))) @ weights
+
+    def smoothed_slope(self, log_t):
+        return self.smoothed(np.asarray(log_t, dtype=float), self.slope)
+
+    def smoothed_log_risk(self, log_t):
+        return self.smoothed(np.asarray(log_t, dtype=float), lambda t: np.log(self.risk(t)))
+
+    def reference(self, log_lo: float, log_hi: float):
+        """Crossings of |S_σ| = THRESHOLD (ln t) and the error bound of the module docstring."""
+        grid = np.linspace(log_lo, log_hi, 20001)
+        s = self.smoothed_slope(grid)
+        h = grid[1] - grid[0]
+        ds, d2s = np.gradient(s, h), np.gradient(np.gradient(s, h), h)
+        exact = self.slope(np.exp(grid))
+        de, d2e = np.gradient(exact, h), np.gradient(np.gradient(exact, h), h)
+        slope_error = DELTA**2 * (np.max(np.abs(d2s)) / 8.0 + np.max(np.abs(d2e + 2.0 * exact * de)) / 24.0)
+        sign = np.abs(s) - THRESHOLD
+        crossings = []
+        for i in np.flatnonzero(np.sign(sign[1:]) != np.sign(sign[:-1])):
+            root = brentq(lambda v: abs(self.smoothed_slope([v])[0]) - THRESHOLD, grid[i], grid[i + 1])
+            crossings.append((root, abs(float(np.interp(root, grid, ds)))))
+        return crossings, slope_error, (grid, s, d2s)
+
+
+def _noise_errors(noise: float, per_bin: float) -> tuple[float, float]:
+    """(SE_S, SE_y) of the module docstring."""
+    delta10, sigma10 = SMOOTHING / BINS, SMOOTHING
+    se_s = noise * math.sqrt(delta10 / (4.0 * math.sqrt(math.pi) * per_bin * sigma10**3)) / math.log(10.0)
+    se_y = noise * math.sqrt(delta10 / (2.0 * math.sqrt(math.pi) * per_bin * sigma10))
+    return se_s, se_y
+
+
+CASES = {
+    # log-spaced grid, 100 points per decade (2 per bin), three drops
+    "log": (np.logspace(-2.0, 6.0, 801), [3.0, 300.0, 3e4], 2.0),
+    # uniform grid (an SGD-like log of risks), two drops; >= 1 sample per bin beyond t = 0.25/0.046
+    "uniform": (np.arange(0.0, 3e5, 0.25), [100.0, 1e4], None),
+}
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+@pytest.mark.parametrize("grid", ["log", "uniform"])
+def test_staircase_recovered(grid: str, noise: float) -> None:
+    time, drop_times, per_bin = CASES[grid]
+    levels = BMZ_LEVELS[: len(drop_times) + 1]
+    stairs = Staircase(levels, drop_times)
+    risk = stairs.risk(time)
+    if noise:
+        risk = risk * (1.0 + noise * np.random.default_rng(7).standard_normal(time.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1 % noise must not make the slope noisy (no warning)
+        plateaus = detect_plateaus(time, risk, threshold=THRESHOLD, smoothing=SMOOTHING, bins_per_smoothing=BINS)
+    assert len(plateaus) == len(levels)
+    assert plateaus[-1].drop_time is None and plateaus[-1].risk_after is None
+    assert plateaus[0].entry_time == time[time > 0][0]
+    first, last = math.log(time[time > 0][0]), math.log(time[-1])
+    crossings, slope_error, (grid_x, s_ref, d2s) = stairs.reference(first + 3 * SIGMA, last - 3 * SIGMA)
+    assert len(crossings) == 2 * len(drop_times)
+    # per-bin sample count at a crossing: log grid 2; uniform grid t Δ / dt (dense, thousands)
+    for j, plateau in enumerate(plateaus):
+        for detected, which in ((plateau.exit_time, 2 * j), (plateau.entry_time, 2 * j - 1)):
+            if which < 0 or which >= len(crossings):
+                continue
+            root, derivative = crossings[which]
+            count = per_bin if per_bin is not None else math.exp(root) * DELTA / 0.25
+            se_s, _ = _noise_errors(noise, count)
+            # interpolation + binning error (×2), plus 4 standard errors of the noisy slope
+            tolerance = (2.0 * slope_error + 4.0 * se_s) / derivative
+            assert abs(math.log(detected) - root) <= tolerance, (j, which, math.log(detected), root, tolerance)
+        # height: median over log time of the reference smoothed risk on the detected plateau.  The
+        # discrete median picks a bin value: |ȳ'| < threshold there, so it is off by <= threshold · Δ,
+        # plus the bin-averaging bias Δ² max|y'' + y'²| / 24 <= slope_error · Δ, plus 4 SE_y.
+        lo = math.log(plateau.entry_time)
+        hi = math.log(plateau.exit_time)
+        inside = np.linspace(lo, hi, 2001)
+        reference_height = float(np.median(stairs.smoothed_log_risk(inside)))
+        count = per_bin if per_bin is not None else math.exp(lo) * DELTA / 0.25
+        _, se_y = _noise_errors(noise, count)
+        tolerance = THRESHOLD * DELTA + slope_error * DELTA + 4.0 * se_y
+        assert abs(math.log(plateau.height) - reference_height) <= tolerance, (j, plateau.height)
+        # against the construction's level: the smoothed curve itself departs from h_j on the plateau
+        departure = float(np.max(np.abs(stairs.smoothed_log_risk(inside) - math.log(levels[j]))))
+        assert abs(math.log(plateau.height / levels[j])) <= departure + tolerance
+        if plateau.drop_time is not None:
+            # steepest point of S_σ between this exit and the next entry; a perturbation δ of S moves
+            # the argmin by <= sqrt(4 δ / S_σ''), δ = slope error + Δ² |S_σ''| / 8 (parabola) + 4 SE_S
+            between = (grid_x > crossings[2 * j][0]) & (grid_x < crossings[2 * j + 1][0])
+            k = np.flatnonzero(between)[np.argmin(s_ref[between])]
+            curvature = abs(d2s[k])
+            count = per_bin if per_bin is not None else math.exp(grid_x[k]) * DELTA / 0.25
+            se_s, se_y = _noise_errors(noise, count)
+            delta = slope_error + DELTA**2 * curvature / 8.0 + 4.0 * se_s
+            assert abs(math.log(plateau.drop_time) - grid_x[k]) <= math.sqrt(4.0 * delta / curvature)
+            # risk after the drop: ȳ at the next entry; |ȳ'| = threshold there, so an entry error ε
+            # changes it by threshold · ε, plus the height-type errors
+            root, derivative = crossings[2 * j + 1]
+            entry_error = (2.0 * slope_error + 4.0 * se_s) / derivative
+            expected = float(stairs.smoothed_log_risk([root])[0])
+            tolerance = THRESHOLD * entry_error + slope_error * DELTA + 4.0 * se_y
+            assert abs(math.log(plateau.risk_after) - expected) <= tolerance
+
+
+def test_time_unit_and_ignore_before() -> None:
+    """Plateaus live on a log-time axis: rescaling time rescales entry/exit exactly (the bins move
+    with it only up to their origin, so to one bin Δ); ignore_before drops the first plateau."""
+    time, drop_times, _ = CASES["log"]
+    stairs = Staircase(BMZ_LEVELS, drop_times)
+    base = detect_plateaus(time, stairs.risk(time))
+    scaled = detect_plateaus(time * 7.0, stairs.risk(time))
+    for p, q in zip(base, scaled):
+        # the same bins (origin at the first time) and the same values: identical up to round-off
+        assert math.isclose(q.exit_time, 7.0 * p.exit_time, rel_tol=1e-9)
+    late = detect_plateaus(time, stairs.risk(time), ignore_before=10.0)
+    assert len(late) == len(base) - 1
+    assert late[0].entry_time >= 10.0
+    # the second plateau's exit is not affected (it is > 3σ from t = 10): within one bin
+    assert abs(math.log(late[0].exit_time / base[1].exit_time)) <= DELTA
+
+
+def test_no_plateau_in_power_law_and_min_duration() -> None:
+    """R = t^{-1/2} has slope −1/2 everywhere: no plateau; a flat stretch shorter than min_duration
+    is not reported."""
+    time = np.logspace(-1, 4, 500)
+    assert detect_plateaus(time, time**-0.5) == []
+    # a single plateau of the staircase has ~1 decade; asking for 3 decades removes all but the last
+    stairs = Staircase([2.0, 1.0, 0.5], [1.0, 100.0])
+    long = detect_plateaus(time, stairs.risk(time), min_duration=2.0)
+    assert all(p.duration_decades >= 2.0 for p in long)
+    assert len(long) < len(detect_plateaus(time, stairs.risk(time)))
+
+
+def test_round_off_floor_is_not_a_plateau() -> None:
+    """Exponential convergence to 0 flattens at round-off; that floor is not reported."""
+    time = np.logspace(-2, 3, 600)
+    risk = np.maximum(np.exp(-time), 1e-300) + 0.0
+    plateaus = detect_plateaus(time, risk, risk_floor=1e-15)
+    assert len(plateaus) == 1 and plateaus[0].height > 0.5  # only the initial flat part at R ≈ 1
+
+
+def test_noise_warning() -> None:
+    """20 % noise with a tiny smoothing makes the slope noisy: the detector says so."""
+    time = np.logspace(-2, 4, 600)
+    stairs = Staircase([2.0, 1.0], [10.0])
+    risk = stairs.risk(time) * (1.0 + 0.2 * np.random.default_rng(3).standard_normal(time.size))
+    with pytest.warns(RuntimeWarning, match="increase smoothing"):
+        detect_plateaus(time, np.abs(risk), smoothing=0.02)
+
+
+# ---- theory levels -----------------------------------------------------------------------------
+
+
+def test_bmz_levels_and_monte_carlo() -> None:
+    levels = hermite_plateau_heights(BMZ)
+    assert [level.fitted_degree for level in levels] == [-1, 0, 1, 2]
+    assert [level.next_degree for level in levels] == [0, 1, 2, None]
+    for level, expected in zip(levels, BMZ_LEVELS):
+        assert math.isclose(level.height, expected, rel_tol=1e-14)  # hand-derived (module constant)
+    # Monte-Carlo of the energy of the unfitted components plus label noise
+    rng = np.random.default_rng(11)
+    target = make_target(BMZ)
+    z = rng.standard_normal(400_000)
+    y = target.sample_labels(z, rng)
+    basis = normalized_hermite(z, 2)
+    coefficients = target.coefficients(2)
+    for level in levels:
+        fitted = coefficients[: level.fitted_degree + 1] @ basis[: level.fitted_degree + 1]
+        sample = (y - fitted) ** 2
+        error = sample.std() / math.sqrt(sample.size)
+        assert abs(sample.mean() - level.height) <= 4.0 * error  # 4 standard errors
+
+
+def test_levels_from_problem_relu_target_and_zero_coefficients() -> None:
+    problem = SingleIndexProblem({"name": "relu"}, "relu", "inf", sphere=True)
+    levels = hermite_plateau_heights(problem, max_degree=4)
+    # ReLU: α_3(1) = 0, so degree 3 is not a level; degrees 0, 1, 2, 4 are
+    assert [level.fitted_degree for level in levels] == [-1, 0, 1, 2, 4]
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(400_000)
+    phi = np.maximum(z, 0.0)
+    basis = normalized_hermite(z, 4)
+    coefficients = problem.target.coefficients(4)
+    for level in levels:
+        sample = (phi - coefficients[: level.fitted_degree + 1] @ basis[: level.fitted_degree + 1]) ** 2
+        assert abs(sample.mean() - level.height) <= 4.0 * sample.std() / math.sqrt(sample.size)
+    with pytest.raises(ValueError, match="max_degree"):
+        hermite_plateau_heights({"name": "relu"})
+    with pytest.raises(ValueError, match="max_degree"):
+        hermite_plateau_heights(BMZ, max_degree=-1)
+
+
+def test_match_plateaus_bmz_staircase() -> None:
+    """Heights off by a few per cent are matched to the right level; each drop learns the next
+    degree; the final plateau at τ² is open."""
+    time = np.logspace(-2, 6, 801)
+    perturbed = [h * f for h, f in zip(BMZ_LEVELS, (1.03, 0.96, 1.05, 1.02))]
+    detected = detect_plateaus(time, Staircase(perturbed, [3.0, 300.0, 3e4]).risk(time))
+    matches = match_plateaus(detected, hermite_plateau_heights(BMZ))
+    assert [m.level.fitted_degree for m in matches] == [-1, 0, 1, 2]
+    assert [m.degrees_learnt for m in matches] == [(0,), (1,), (2,), ()]
+    for m, factor in zip(matches, (1.03, 0.96, 1.05, 1.02)):
+        # the detected height is within the plateau departure (< 1 %, test above) of the perturbed level
+        assert abs(m.log_error - math.log(factor)) < 0.01
+    # noiseless target: the last level is 0 and hosts no plateau, but is reached by the last drop
+    noiseless = hermite_plateau_heights({"he": [1.0, -1.0, 2.0 / 3.0]})
+    stairs = Staircase([2 + 8 / 9, 1 + 8 / 9, 8 / 9, 1e-6], [3.0, 300.0, 3e4])
+    found = detect_plateaus(time, stairs.risk(time))
+    matches = match_plateaus(found, noiseless)
+    assert matches[2].level_after.fitted_degree == 2 and matches[2].degrees_learnt == (2,)
+    # skipping a level: a single drop from E y² to R_1 learns degrees 0 and 1
+    jump = detect_plateaus(time, Staircase([2 + 8 / 9, 8 / 9], [3.0]).risk(time))
+    assert match_plateaus(jump, noiseless)[0].degrees_learnt == (0, 1)
+
+
+# ---- order parameters --------------------------------------------------------------------------
+
+
+def _network(rng: np.random.Generator, dimension: int, neurons: int, sphere: bool):
+    theta = np.zeros(dimension)
+    theta[0] = 1.0
+    w = rng.standard_normal((neurons, dimension))
+    w[:, 0] += 1.0  # some alignment, so that high degrees are not negligible
+    if sphere:
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+    else:
+        w *= rng.uniform(0.5, 1.5, neurons)[:, None] / np.linalg.norm(w, axis=1, keepdims=True)
+    a = rng.normal(1.0, 0.5, neurons)
+    return a, w, theta
+
+
+@pytest.mark.parametrize("activation,sphere,trained", [
+    ("relu", False, True),
+    ("tanh", False, True),
+    ({"name": "polynomial", "he_coefficients": [0.2, 1.0, 0.0, 0.5]}, False, True),
+    ("relu", True, True),
+    ("he3", True, False),
+])
+def test_order_parameters_against_monte_carlo(activation, sphere: bool, trained: bool) -> None:
+    """m_k = E[f(x) He_k(z)] / k! of a full-dimensional network f = (1/N) Σ a_i σ(⟨w_i, x⟩), by
+    Monte-Carlo (4 standard errors), against the reduced formula at the network's invariants."""
+    dimension, neurons, samples = 6, 5, 200_000
+    rng = np.random.default_rng(17)
+    problem = SingleIndexProblem(BMZ, activation, dimension, sphere=sphere, train_second_layer=trained,
+                                 second_layer=0.7)
+    a, w, theta = _network(rng, dimension, neurons, sphere)
+    if not trained:
+        a = np.full(neurons, 0.7)
+    degrees = [0, 1, 2, 3, 4]
+    points = problem.reduced_coordinates(a, w, theta)
+    predicted = hermite_order_parameters(problem, points, np.full(neurons, 1.0 / neurons), degrees)
+    x = rng.standard_normal((samples, dimension))
+    f = problem.activation(x @ w.T) @ a / neurons
+    basis = normalized_hermite(x @ theta, 4)
+    for k in degrees:
+        sample = f * basis[k] / math.sqrt(math.factorial(k))  # He_k / k! = h_k / sqrt(k!)
+        error = sample.std() / math.sqrt(samples)
+        assert abs(sample.mean() - predicted[k]) <= 4.0 * error, (k, sample.mean(), predicted[k], error)
+
+
+def test_component_residuals_bessel_and_fit() -> None:
+    """(φ̂_k − m̂_k)² sums to at most R − τ² (Bessel), exactly for a law that fits φ; and every
+    residual is φ̂_k² for the law at a = 0."""
+    # a polynomial activation makes every series of the problem exact (risk to round-off)
+    problem = SingleIndexProblem(BMZ, {"name": "polynomial", "he_coefficients": [0.3, 1.0, 0.5, 0.2]}, "inf",
+                                 sphere=True)
+    rng = np.random.default_rng(2)
+    points = np.column_stack([rng.normal(0.5, 1.0, 40), rng.uniform(-1.0, 1.0, 40)])
+    masses = np.full(40, 1.0 / 40)
+    residuals = hermite_component_residuals(problem, points, masses, range(13))
+    excess = problem.risk(points, masses) - problem.target.noise_variance
+    assert residuals.sum() <= excess + 1e-12  # Bessel; 1e-12: round-off of O(1) sums
+    zero = points.copy()
+    zero[:, 0] = 0.0
+    expected = problem.target.coefficients(12) ** 2
+    assert np.allclose(hermite_component_residuals(problem, zero, masses, range(13)), expected, atol=0, rtol=1e-15)
+    # He_2 network on the sphere at s = 1 with a = 2/3 · sqrt(2!)/α_2(1) = 2/3 fits the He_2 part
+    he2 = SingleIndexProblem(BMZ, "he2", "inf", sphere=True)
+    m = hermite_order_parameters(he2, np.array([[2.0 / 3.0, 1.0]]), np.array([1.0]), [0, 1, 2])
+    assert np.allclose(m, [0.0, 0.0, 2.0 / 3.0], atol=1e-14)  # He_2(G) = He_2(z) exactly at s = 1
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_field() -> None:
+    time = np.logspace(-1, 2, 50)
+    risk = np.ones(50)
+    bad = risk.copy()
+    bad[7] = np.nan
+    with pytest.raises(ValueError, match=r"risk\[7\] = nan"):
+        detect_plateaus(time, bad)
+    backwards = time.copy()
+    backwards[10] = backwards[9]
+    with pytest.raises(ValueError, match=r"time must be strictly increasing: time\[9\]"):
+        detect_plateaus(backwards, risk)
+    with pytest.raises(ValueError, match="time has shape"):
+        detect_plateaus(time, risk[:-1])
+    with pytest.raises(ValueError, match="1-D"):
+        detect_plateaus(time[:, None], risk[:, None])
+    negative = risk.copy()
+    negative[3] = -0.5
+    with pytest.raises(ValueError, match=r"risk\[3\] = -0.5 at time .* is negative"):
+        detect_plateaus(time, negative)
+    with pytest.raises(ValueError, match="threshold"):
+        detect_plateaus(time, risk, threshold=0.0)
+    with pytest.raises(ValueError, match="smoothing"):
+        detect_plateaus(time, risk, smoothing=float("nan"))
+    with pytest.raises(ValueError, match="time\\[0\\]"):
+        detect_plateaus(time - 1.0, risk)
+    with pytest.raises(ValueError, match="ignore_before"):
+        risk_slope(time, risk, ignore_before=1e3)
+    problem = SingleIndexProblem(BMZ, "relu", "inf")
+    with pytest.raises(ValueError, match=r"masses\[1\] = -0.1"):
+        hermite_order_parameters(problem, np.ones((2, 3)), np.array([1.1, -0.1]), [0])
+    with pytest.raises(ValueError, match="degrees"):
+        hermite_order_parameters(problem, np.ones((2, 3)), np.array([0.5, 0.5]), [-1])
+    with pytest.raises(ValueError, match="expected \\(M, 3\\)"):
+        hermite_order_parameters(problem, np.ones((2, 2)), np.array([0.5, 0.5]), [0])
