@@ -6,6 +6,7 @@
     reduced-pde plot FILE [FILE ...] -o FIGURE.png
     reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
     reduced-pde gibbs CONFIG -o FILE [--betas B ...] [--figure PNG]   # Gibbs fixed point (noise)
+    reduced-pde plateaus FILE [...] [-o FIGURE.png] [--threshold S] [--smoothing D] [--min-duration D]
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
 run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
@@ -245,6 +246,98 @@ def _cmd_law(args: argparse.Namespace) -> None:
         print(f"wrote {plot_marginals(pde[0], sgd, args.times, args.output, title=args.title)}")
 
 
+def _particle_law(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(points (M, D), masses) of a particle file at output ``index`` (Lagrangian or SGD), else None."""
+    for key in ("positions", "points"):
+        if key in trajectory.fields:
+            x = np.asarray(trajectory.fields[key][index], dtype=float)
+            x = x[:, None] if x.ndim == 1 else x
+            masses = np.asarray(trajectory.fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])))
+            return x, masses
+    return None
+
+
+def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing: float = 0.1,
+                   min_duration: float = 0.3, ignore_before: float | None = None,
+                   max_degree: int | None = None) -> dict[str, Any]:
+    """Plateaus of a stored risk curve, matched to the Hermite theory levels of its target, and the
+    network's Hermite coefficients m̂_k(t) along θ* when the file holds the law as particles.
+
+    Returns ``{"plateaus", "theory", "matches", "order_parameters" (time, degrees, (T, K)) or None,
+    "target_coefficients"}``."""
+    from .config import unflatten
+    from .plateaus import detect_plateaus, hermite_order_parameters, hermite_plateau_heights, match_plateaus
+
+    plateaus = detect_plateaus(trajectory.time, trajectory.risk, threshold=threshold, smoothing=smoothing,
+                               min_duration=min_duration, ignore_before=ignore_before)
+    out: dict[str, Any] = {"plateaus": plateaus, "theory": [], "matches": [], "order_parameters": None,
+                           "target_coefficients": None}
+    if "data.target" not in trajectory.config and not any(k.startswith("data.target.") for k in trajectory.config):
+        return out
+    problem = build_problem(unflatten(trajectory.config))
+    theory = hermite_plateau_heights(problem, max_degree=max_degree)
+    out["theory"] = theory
+    out["matches"] = match_plateaus(plateaus, theory)
+    degrees = [level.next_degree for level in theory if level.next_degree is not None]
+    if degrees and getattr(problem, "index_dimension", 1) == 1 and _particle_law(trajectory, 0) is not None:
+        values = np.array([hermite_order_parameters(problem, *_particle_law(trajectory, i), degrees,
+                                                    normalized=True) for i in range(trajectory.time.size)])
+        out["order_parameters"] = (trajectory.time, np.array(degrees), values)
+        out["target_coefficients"] = np.asarray(problem.target.coefficients(max(degrees)))
+    return out
+
+
+def _cmd_plateaus(args: argparse.Namespace) -> None:
+    from .plotting import plot_plateaus
+
+    for index, path in enumerate(args.files):
+        trajectory = read_trajectory(path)
+        report = plateau_report(trajectory, threshold=args.threshold, smoothing=args.smoothing,
+                                min_duration=args.min_duration, ignore_before=args.ignore_before,
+                                max_degree=args.max_degree)
+        print(f"{path} ({trajectory.kind}): {len(report['plateaus'])} plateau(s)")
+        header = f"{'#':>2} {'entry':>10} {'exit':>10} {'height':>10} {'theory':>10} {'rel.err':>8} " \
+                 f"{'drop at':>10} {'risk after':>10}  learnt"
+        print(header)
+        matches = report["matches"] or [None] * len(report["plateaus"])
+        for plateau, match in zip(report["plateaus"], matches):
+            theory = f"{match.level.height:10.4g} {match.relative_error:8.1%}" if match else f"{'-':>10} {'-':>8}"
+            learnt = ", ".join(f"He_{k}" for k in match.degrees_learnt) if match and match.degrees_learnt else "-"
+            drop = f"{plateau.drop_time:10.4g}" if plateau.drop_time is not None else f"{'-':>10}"
+            after = f"{plateau.risk_after:10.4g}" if plateau.risk_after is not None else f"{'-':>10}"
+            print(f"{plateau.index:>2} {plateau.entry_time:10.4g} {plateau.exit_time:10.4g} {plateau.height:10.4g} "
+                  f"{theory} {drop} {after}  {learnt}")
+            if report["order_parameters"] is not None and plateau.drop_time is not None:
+                time, degrees, values = report["order_parameters"]
+                before = int(np.searchsorted(time, plateau.exit_time))
+                after_index = min(int(np.searchsorted(time, 10 * plateau.drop_time - 9 * plateau.exit_time)),
+                                  time.size - 1)
+                changes = ", ".join(f"m̂_{k}: {values[min(before, time.size - 1), j]:+.3f} → "
+                                    f"{values[after_index, j]:+.3f}" for j, k in enumerate(degrees))
+                print(f"   network Hermite coefficients across the drop: {changes}")
+        if report["theory"]:
+            levels = ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = {lvl.height:.4g}"
+                               for lvl in report["theory"])
+            print(f"   theory levels: {levels}")
+        if args.output:
+            output = Path(args.output)
+            if len(args.files) > 1:
+                output = output.with_name(f"{output.stem}_{index}{output.suffix}")
+            matches = report["matches"] or [_Unmatched(p) for p in report["plateaus"]]
+            plot_plateaus(trajectory, matches, report["theory"], output,
+                          order_parameters=report["order_parameters"],
+                          target_coefficients=report["target_coefficients"], title=args.title or str(path))
+            print(f"wrote {output}")
+
+
+class _Unmatched:
+    """A plateau without a theory level (targets without a Hermite expansion), for the plot."""
+
+    def __init__(self, plateau: Any) -> None:
+        self.plateau = plateau
+        self.degrees_learnt: tuple[int, ...] = ()
+
+
 def _cmd_gibbs(args: argparse.Namespace) -> None:
     """Self-consistent Gibbs state p* ∝ J e^{−βψ_λ(·; p*)} on the [pde] grid, optionally over a β sweep
     (with the noiseless optimum of ½R + (λ/2)E r² for comparison), written to one HDF5 file."""
@@ -345,6 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="law.png")
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_law)
+
+    p = sub.add_parser("plateaus", help="plateaus of the risk: table (height, entry, exit, theory level, "
+                                        "Hermite degree learnt at the drop) and the annotated loss curve")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-o", "--output", default="plateaus.png", help="figure (one per file; '' for none)")
+    p.add_argument("--threshold", type=float, default=0.1, help="largest |d ln R/d ln t| on a plateau")
+    p.add_argument("--smoothing", type=float, default=0.1, help="smoothing width in decades of time")
+    p.add_argument("--min-duration", type=float, default=0.3, help="shortest plateau, in decades")
+    p.add_argument("--ignore-before", type=float, default=None, help="skip the transient before this time")
+    p.add_argument("--max-degree", type=int, default=None, help="last Hermite degree of the theory levels")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_plateaus)
     return parser
 
 

@@ -392,6 +392,26 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten` for a stored file's attributes: the configuration that rebuilds its
+    problem (keys outside the configuration tables — solver and problem attributes — are dropped;
+    the activation table keeps only what the configuration gave, its ``name`` and parameters)."""
+    config = copy.deepcopy(DEFAULTS)
+    for key, value in flat.items():
+        table, _, name = key.partition(".")
+        if table not in config or table == "sweep" or not name:
+            continue
+        if table in _FREE_TABLES or name in config[table]:
+            config[table][name] = value
+    # the problem also stores derived activation attributes (knots, jumps of a ReLU): keep the inputs
+    inputs = {"mmn18": {"t1", "t2", "s1", "s2"}, "piecewise_linear": {"intercept", "slope", "knots", "jumps"},
+              "polynomial": {"he_coefficients"}}
+    activation = config["activation"]
+    name = activation.get("name")
+    config["activation"] = {"name": name, **{k: v for k, v in activation.items() if k in inputs.get(name, ())}}
+    return config
+
+
 def sweep_cases(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """One (label, config) per combination of the sweep values (a single case without a sweep)."""
     cases = [("", copy.deepcopy(config))]

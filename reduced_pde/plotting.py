@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -256,3 +256,66 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_plateaus(trajectory: Trajectory, matches: Sequence[Any], theory: Sequence[Any], path: str | Path,
+                  order_parameters: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                  target_coefficients: np.ndarray | None = None, title: str | None = None) -> Path:
+    """Annotated loss curve: the risk on a linear and a logarithmic time axis, detected plateaus shaded
+    (label: the theory level they sit on), theory levels ``R_ℓ`` dashed ("ℓ fitted"), drops marked with
+    the Hermite degrees learnt there; optionally a third panel with the network's Hermite coefficients
+    ``m̂_k(t)`` (``order_parameters = (time, degrees, values (T, K))``) against the target's
+    ``φ̂_k`` (``target_coefficients``, dotted).  ``matches``: :class:`~reduced_pde.plateaus.PlateauMatch`
+    (or plateaus wrapped without a theory), ``theory``: :class:`~reduced_pde.plateaus.TheoryLevel`."""
+
+    panels = 3 if order_parameters is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
+    keep = trajectory.time > 0
+    t, risk = trajectory.time[keep], trajectory.risk[keep]
+    for ax, log_time in zip(axes[:2], (False, True)):
+        ax.plot(t, risk, "k-", lw=1.5, label="risk")
+        for level in theory:
+            if level.height > 0:
+                ax.axhline(level.height, color="0.5", ls="--", lw=0.8)
+                ax.annotate("nothing fitted" if level.fitted_degree < 0 else f"≤ {level.fitted_degree} fitted",
+                            (t[0] if log_time else t[-1], level.height), fontsize=7, color="0.35",
+                            ha="left" if log_time else "right", va="bottom")
+        for match in matches:
+            plateau = match.plateau
+            ax.axvspan(plateau.entry_time, plateau.exit_time, color="C0", alpha=0.15)
+            if plateau.drop_time is not None and match.degrees_learnt:
+                learnt = ", ".join(f"He{k}" for k in match.degrees_learnt)
+                ax.axvline(plateau.drop_time, color="C3", lw=0.8, ls=":")
+                ax.annotate(learnt, (plateau.drop_time, plateau.height), fontsize=7, color="C3",
+                            rotation=90, ha="right", va="top")
+        ax.set_yscale("log")
+        if log_time:
+            ax.set_xscale("log")
+        else:  # linear axis: up to a few times the last drop (the tail is visible on the log axis)
+            drops = [m.plateau.drop_time for m in matches if m.plateau.drop_time is not None]
+            if drops:
+                ax.set_xlim(0.0, min(float(t[-1]), 5.0 * max(drops)))
+        ax.set_xlabel("time t" + (" (log)" if log_time else ""))
+        ax.set_ylabel("population risk")
+    if order_parameters is not None:
+        time, degrees, values = order_parameters
+        ax = axes[2]
+        positive = time > 0
+        for j, k in enumerate(degrees):
+            line, = ax.plot(time[positive], values[positive, j], lw=1.4, label=f"network m̂_{k}")
+            if target_coefficients is not None and k < len(target_coefficients):
+                ax.axhline(target_coefficients[k], color=line.get_color(), ls=":", lw=1)
+        for match in matches:
+            if match.plateau.drop_time is not None:
+                ax.axvline(match.plateau.drop_time, color="C3", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("time t (log)")
+        ax.set_ylabel("Hermite coefficient along θ* (dotted: target)")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -155,3 +155,56 @@ def test_missing_grid_axis_is_named(tmp_path, capsys):
     config_path = _write(tmp_path, SINGLE_INDEX.replace('r = {lower = 0.0, upper = 3.0, cells = 14}\n', ""))
     assert main(["pde", str(config_path), "-o", str(tmp_path / "x.h5"), "--quiet"]) == 2
     assert "[grid] needs a table for coordinate(s) ['r']" in capsys.readouterr().err
+
+
+def test_plateaus_command(tmp_path, capsys):
+    """`reduced-pde plateaus` on a BMZ-type run (sphere, d = ∞, He_0 − He_1 + (2/3)He_2, ReLU,
+    second layer 10⁴ faster; Radau): the He_0 plateau at R_0 = 1.889 is found and matched to its theory
+    level within 1% (the second layer fits He_0 at t ~ ε, the first layer needs t ~ 1e-2 to move), the
+    degrees learnt at the drops come out in order, and the network's Hermite coefficients are reported."""
+    text = """
+[data]
+model = "single_index_sphere"
+dimension = "inf"
+target = {he = [1.0, -1.0, 0.6666666666666666]}
+second_layer = 0.0
+[activation]
+name = "relu"
+[initial]
+second_layer_std = 0.5
+[network]
+train_second_layer = true
+second_layer_rate = 1e4
+[pde]
+solver = "lagrangian"
+n_particles = 8
+ode_method = "Radau"
+rtol = 1e-6
+truncation_tolerance = 1e-3
+[output]
+t_final = 100.0
+t_first = 1e-6
+n_outputs = 100
+spacing = "log"
+"""
+    config_path = _write(tmp_path, text)
+    assert main(["pde", str(config_path), "-o", str(tmp_path / "bmz.h5"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["plateaus", str(tmp_path / "bmz.h5"), "-o", str(tmp_path / "plateaus.png")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "plateaus.png").exists()
+    from reduced_pde.cli import plateau_report
+
+    report = plateau_report(read_trajectory(tmp_path / "bmz.h5"))
+    heights = [m.level.height for m in report["matches"]]
+    assert any(abs(h - 17 / 9) < 1e-12 for h in heights), heights  # R_0 = 1 + 2 (2/3)² = 1.889
+    for match in report["matches"]:
+        if abs(match.level.height - 17 / 9) < 1e-12:
+            # deterministic; measured −1.9% (ε = 1e-3), −0.8% (ε = 1e-4), −0.03% (ε = 1e-6): the first layer
+            # starts moving during the plateau, less so as ε → 0
+            assert abs(match.relative_error) < 0.01
+            assert match.degrees_learnt[0] == 1  # He_1 is learnt at the drop out of R_0
+    assert "network Hermite coefficients across the drop" in out and "theory levels" in out
+    _, degrees, values = report["order_parameters"]
+    assert list(degrees) == [0, 1, 2]
+    np.testing.assert_allclose(values[-1], [1.0, -1.0, 2 / 3 * math.sqrt(2)], atol=0.1)  # learnt at t = 100
