@@ -1,4 +1,4 @@
-"""Command line: ``reduced-pde {pde,sgd,experiment,plot,law} ...``.
+"""Command line: ``reduced-pde {pde,sgd,experiment,gibbs,plot,law,plateaus,escape-times} ...``.
 
     reduced-pde pde CONFIG [-o FILE] [--set table.key=value ...] [--resume] [--checkpoint-every S]
     reduced-pde sgd CONFIG [-o FILE] [--seed S] [--set ...] [--resume] [--checkpoint-every S]
@@ -7,6 +7,7 @@
     reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
     reduced-pde gibbs CONFIG -o FILE [--betas B ...] [--figure PNG]   # Gibbs fixed point (noise)
     reduced-pde plateaus FILE [...] [-o FIGURE.png] [--threshold S] [--smoothing D] [--min-duration D]
+    reduced-pde escape-times -k K -d D [D ...] [--level Q] [--particles N] [-o FILE.h5] [--figure PNG]
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
 run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
@@ -19,15 +20,23 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from solvers.results import Trajectory
 
-from .config import (build_problem, build_schedule, flatten, load_config, output_times,
-                     solution_grid, sweep_cases)
+from .config import (
+    build_problem,
+    build_schedule,
+    flatten,
+    load_config,
+    output_times,
+    solution_grid,
+    sweep_cases,
+)
 from .storage import read_trajectory, write_config_attributes, write_trajectory
 
 __all__ = ["main", "run_pde", "run_sgd_seed"]
@@ -121,7 +130,7 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: Path | None =
                                         second_layer_rate=coordinate_rates(config, problem).get("a", 1.0))
     else:
         if config["data"]["model"] == "single_index_sphere":  # projected SGD on S^{d-1}
-            from solvers.sphere_sgd import SphereSGDSimulation as SGDSimulation  # noqa: F811
+            from solvers.sphere_sgd import SphereSGDSimulation as SGDSimulation
         simulation = SGDSimulation(problem, n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
                                    batch_size=int(sgd["batch_size"]), schedule=build_schedule(config),
                                    seed=int(seed), beta=beta, weight_decay=lam)
@@ -173,7 +182,13 @@ def _sgd_job(job: tuple[dict[str, Any], int, str]) -> tuple[str, float]:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:
-    from .plotting import case_key, coordinate_names, plot_law_evolution, plot_marginals, plot_risk_comparison
+    from .plotting import (
+        case_key,
+        coordinate_names,
+        plot_law_evolution,
+        plot_marginals,
+        plot_risk_comparison,
+    )
     from .runner import map_in_processes
 
     config = load_config(args.config, args.set)
@@ -266,7 +281,12 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     Returns ``{"plateaus", "theory", "matches", "order_parameters" (time, degrees, (T, K)) or None,
     "target_coefficients"}``."""
     from .config import unflatten
-    from .plateaus import detect_plateaus, hermite_order_parameters, hermite_plateau_heights, match_plateaus
+    from .plateaus import (
+        detect_plateaus,
+        hermite_order_parameters,
+        hermite_plateau_heights,
+        match_plateaus,
+    )
 
     plateaus = detect_plateaus(trajectory.time, trajectory.risk, threshold=threshold, smoothing=smoothing,
                                min_duration=min_duration, ignore_before=ignore_before)
@@ -343,7 +363,6 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
     (with the noiseless optimum of ½R + (λ/2)E r² for comparison), written to one HDF5 file."""
     import math
 
-
     from .config import noise_parameters
     from .free_energy import gibbs_fixed_point, noiseless_optimum
     from .storage import atomic_h5
@@ -382,6 +401,97 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
         print(f"noiseless optimum (beta = inf): risk {best['risk']:.6g}, objective "
               f"{best['objective']:.6g} (certified gap {best['gap']:.1e})")
     print(f"wrote {args.output}")
+
+
+def _cmd_escape_times(args: argparse.Namespace) -> None:
+    """d-sweep of the escape time of the He_k sphere model (σ = φ = He_k, fixed a = 1): one
+    characteristics solve per d (optionally repeated with twice the particles), the predicted law,
+    a power-law fit; table on stdout, HDF5 file, figure."""
+    from .plotting import plot_escape_times
+    from .storage import atomic_h5
+    from .timescales import (
+        EscapeTimeSweep,
+        fit_power_law,
+        local_exponents,
+        predicted_escape_time,
+        solve_escape_time,
+    )
+
+    k, q = args.degree, args.level
+    if not (isinstance(k, int) and k >= 2):
+        raise ValueError(f"--degree = {k!r} must be an integer >= 2 (information exponent of He_k)")
+    if not (0.0 < q < 1.0):
+        raise ValueError(f"--level = {q!r} must be in (0, 1) (fraction of R_0 lost at the escape time)")
+    dimensions = sorted(set(args.dimensions))
+    if any(d < 3 for d in dimensions):
+        raise ValueError(f"--dimensions = {args.dimensions!r}: every d must be an integer >= 3")
+    if args.particles < 10:
+        raise ValueError(f"--particles = {args.particles!r} must be >= 10")
+    predicted = [predicted_escape_time(k, d, q) for d in dimensions]   # validates k, q before any solve
+    iterator: Any = dimensions
+    if not args.quiet:
+        from tqdm import tqdm
+
+        iterator = tqdm(dimensions, desc=f"He{k} escape times", unit="d")
+    values, checks, walls = [], [], []
+    for d in iterator:
+        run = solve_escape_time(k, d, level=q, n_particles=args.particles, rtol=args.rtol, atol=args.rtol * 1e-3)
+        values.append(run["escape_time"])
+        wall = run["wall_time"]
+        if args.check_particles:
+            check = solve_escape_time(k, d, level=q, n_particles=2 * args.particles, rtol=args.rtol,
+                                      atol=args.rtol * 1e-3)
+            checks.append(check["escape_time"])
+            wall += check["wall_time"]
+        walls.append(wall)
+    sweep = EscapeTimeSweep(k=k, level=q, dimensions=np.array(dimensions, dtype=float),
+                            escape_times=np.array(values), predicted=np.array(predicted),
+                            n_particles=args.particles,
+                            check_escape_times=np.array(checks) if args.check_particles else None,
+                            wall_times=np.array(walls))
+    fit = fit_power_law(sweep.dimensions, sweep.escape_times) if len(dimensions) >= 3 else None
+    slopes = local_exponents(sweep.dimensions, sweep.escape_times) if len(dimensions) >= 2 else np.zeros(0)
+    law = "exact quadrature (ln d)/16 + c" if k == 2 else f"tau d^{(k - 2) / 2:g}, tau = {predicted[0] / dimensions[0] ** ((k - 2) / 2):.6g}"
+    print(f"He_{k} on the sphere: escape time T_{q:g} (risk down to (1 - {q:g}) R_0); prediction: {law}")
+    header = f"{'d':>8} {'T':>12} {'T_pred':>12} {'T/T_pred-1':>12} {'local exp.':>11}"
+    if sweep.check_escape_times is not None:
+        header += f" {'|T(2n)-T(n)|/T':>15}"
+    print(header + f" {'wall s':>8}")
+    for i, d in enumerate(dimensions):
+        line = (f"{d:8d} {values[i]:12.6g} {predicted[i]:12.6g} {values[i] / predicted[i] - 1:+12.3e} "
+                f"{(slopes[i - 1] if i else math.nan):11.5f}")
+        if sweep.check_escape_times is not None:
+            line += f" {sweep.particle_relative_change[i]:15.2e}"
+        print(line + f" {walls[i]:8.1f}")
+    if fit is not None:
+        print(f"power-law fit on all d: exponent {fit.exponent:.5f} +- {fit.exponent_stderr:.5f} "
+              f"(predicted {(k - 2) / 2:g}{'; k = 2 is logarithmic' if k == 2 else ''}); the residual "
+              "s.e. measures the curvature of log T (finite-d corrections), not noise")
+    settings = {"degree": k, "level": q, "n_particles": args.particles, "rtol": args.rtol,
+                "solver": "lagrangian", "model": "single_index_sphere", "activation": f"he{k}",
+                "target": f"he{k}", "second_layer": 1.0}
+
+    def write(file) -> None:
+        from . import __version__
+
+        file.attrs["kind"] = "escape_time_sweep"
+        file.attrs["package_version"] = __version__
+        write_config_attributes(file, settings)
+        file.create_dataset("dimensions", data=sweep.dimensions)
+        file.create_dataset("escape_times", data=sweep.escape_times)
+        file.create_dataset("predicted", data=sweep.predicted)
+        file.create_dataset("wall_times", data=sweep.wall_times)
+        if sweep.check_escape_times is not None:
+            file.create_dataset("check_escape_times", data=sweep.check_escape_times)
+        if fit is not None:
+            file.attrs["fit.exponent"] = fit.exponent
+            file.attrs["fit.exponent_stderr"] = fit.exponent_stderr
+            file.attrs["fit.prefactor"] = fit.prefactor
+
+    atomic_h5(args.output, write)
+    print(f"wrote {args.output}")
+    if args.figure:
+        print(f"wrote {plot_escape_times(sweep.dimensions, sweep.escape_times, sweep.predicted, k, args.figure, fit=fit, level=q)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,6 +560,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-degree", type=int, default=None, help="last Hermite degree of the theory levels")
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_plateaus)
+
+    p = sub.add_parser("escape-times", help="d-sweep of the escape time from the initial plateau for the He_k "
+                                            "sphere model, against the predicted d^((k-2)/2) law")
+    p.add_argument("--degree", "-k", type=int, required=True, help="k: σ = φ = He_k (information exponent)")
+    p.add_argument("--dimensions", "-d", type=int, nargs="+", required=True)
+    p.add_argument("--level", type=float, default=0.5, help="escape when the risk has lost this fraction of R_0")
+    p.add_argument("--particles", type=int, default=500, help="quantile particles of the law of s")
+    p.add_argument("--check-particles", action="store_true", help="repeat each solve with twice the particles")
+    p.add_argument("--rtol", type=float, default=1e-8)
+    p.add_argument("-o", "--output", default="escape_times.h5")
+    p.add_argument("--figure", default=None, help="PNG: T vs d with the prediction and the fit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_escape_times)
     return parser
 
 

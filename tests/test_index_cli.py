@@ -208,3 +208,29 @@ spacing = "log"
     _, degrees, values = report["order_parameters"]
     assert list(degrees) == [0, 1, 2]
     np.testing.assert_allclose(values[-1], [1.0, -1.0, 2 / 3 * math.sqrt(2)], atol=0.1)  # learnt at t = 100
+
+
+def test_escape_times_command(tmp_path, capsys):
+    """`reduced-pde escape-times`: the He_3 sphere d-sweep through the CLI writes the same escape times
+    as the Python API (`solve_escape_time`, deterministic: equal to round-off), the predicted law
+    τ₃ √d, and an HDF5 file with its settings; the escape times stay within the finite-d correction
+    of the prediction (measured T/T_pred − 1 ≤ 1.7% for d ≤ 3200, benchmarks/escape_time_results.txt,
+    so 5% here at 80 particles, whose own error is < 1e-4)."""
+    import h5py
+
+    from reduced_pde.timescales import predicted_escape_time, solve_escape_time
+
+    out_file, figure = tmp_path / "escape.h5", tmp_path / "escape.png"
+    assert main(["escape-times", "-k", "3", "-d", "40", "80", "160", "--particles", "80", "-o", str(out_file),
+                 "--figure", str(figure), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "power-law fit" in out and figure.exists()
+    with h5py.File(out_file) as file:
+        assert file.attrs["config.degree"] == 3 and file.attrs["config.n_particles"] == 80
+        dims, times, predicted = file["dimensions"][:], file["escape_times"][:], file["predicted"][:]
+    api = solve_escape_time(3, 80, n_particles=80, rtol=1e-8, atol=1e-11)["escape_time"]
+    assert abs(times[1] - api) <= 1e-12 * api                    # same solve, same code path
+    assert np.allclose(predicted, [predicted_escape_time(3, d) for d in dims], rtol=1e-14)
+    assert np.all(np.abs(times / predicted - 1) < 0.05)         # finite-d correction (see docstring)
+    assert main(["escape-times", "-k", "1", "-d", "40", "-o", str(tmp_path / "x.h5"), "--quiet"]) == 2
+    assert "--degree = 1" in capsys.readouterr().err                  # the field, its value, what is allowed
