@@ -116,7 +116,7 @@ def figure(sweeps) -> None:
         grid = np.geomspace(d.min(), d.max(), 50)
         ax.loglog(d, t, "o", color=colors[k], label=f"He$_{k}$: reduced PDE, $T_{{1/2}}$")
         ax.loglog(grid, fit.prefactor * grid**fit.exponent, "-", color=colors[k],
-                  label=f"fit d≥400: γ = {fit.exponent:.3f} ± {fit.exponent_stderr:.3f}")
+                  label=f"fit d≥400: γ = {fit.exponent:.5f} ± {fit.exponent_stderr:.5f}")
         ax.loglog(grid, asymptotic_escape_prefactor(k, LEVEL) * grid ** ((k - 2) / 2), "--", color=colors[k],
                   alpha=0.6, label=f"predicted τ$_{k}$ d$^{{{(k - 2) / 2:g}}}$")
     ax.set_xlabel("dimension d")

@@ -279,24 +279,31 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     network's Hermite coefficients m̂_k(t) along θ* when the file holds the law as particles.
 
     Returns ``{"plateaus", "theory", "matches", "order_parameters" (time, degrees, (T, K)) or None,
-    "target_coefficients"}``."""
+    "target_coefficients", "unlearnable" [(degree, energy φ̂_k²)]}``: the target's components the
+    activation cannot represent (their energy is a floor under every level)."""
     from .config import unflatten
     from .plateaus import (
         detect_plateaus,
         hermite_order_parameters,
         hermite_plateau_heights,
         match_plateaus,
+        unlearnable_degrees,
     )
 
     plateaus = detect_plateaus(trajectory.time, trajectory.risk, threshold=threshold, smoothing=smoothing,
                                min_duration=min_duration, ignore_before=ignore_before)
     out: dict[str, Any] = {"plateaus": plateaus, "theory": [], "matches": [], "order_parameters": None,
-                           "target_coefficients": None}
+                           "target_coefficients": None, "unlearnable": []}
     if "data.target" not in trajectory.config and not any(k.startswith("data.target.") for k in trajectory.config):
         return out
     problem = build_problem(unflatten(trajectory.config))
     theory = hermite_plateau_heights(problem, max_degree=max_degree)
     out["theory"] = theory
+    top = max_degree if max_degree is not None else getattr(problem.target, "exact_degree", None)
+    if top is not None and hasattr(problem, "activation"):
+        energies = np.asarray(problem.target.coefficients(top)) ** 2 if hasattr(problem.target, "coefficients") \
+            else np.asarray(problem.target.block_norms(top)) ** 2
+        out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(problem, top) if energies[k] > 0]
     out["matches"] = match_plateaus(plateaus, theory)
     degrees = [level.next_degree for level in theory if level.next_degree is not None]
     if degrees and getattr(problem, "index_dimension", 1) == 1 and _particle_law(trajectory, 0) is not None:
@@ -339,6 +346,9 @@ def _cmd_plateaus(args: argparse.Namespace) -> None:
             levels = ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = {lvl.height:.4g}"
                                for lvl in report["theory"])
             print(f"   theory levels: {levels}")
+        if report["unlearnable"]:
+            blocked = ", ".join(f"He_{k} (energy {energy:.4g})" for k, energy in report["unlearnable"])
+            print(f"   not representable by the activation (α_k = 0), never learnt: {blocked}")
         if args.output:
             output = Path(args.output)
             if len(args.files) > 1:

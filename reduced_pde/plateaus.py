@@ -49,6 +49,17 @@ components of degree ``<= ℓ`` (and nothing else) has risk
 
 For a multi-index target the same holds with the energy of the total degree ``|i| = k`` block.
 
+Components the network cannot represent.  A neuron's Hermite coefficient of degree k along θ* is
+``a α_k(n) ρ^k`` (§3), so a degree whose activation coefficient ``α_k(n)`` vanishes at every scale n
+(odd σ: every even k, tanh cannot fit He_0 or He_2; ReLU: odd k >= 3; a polynomial σ of degree p:
+k > p) is never learnt, whatever the dynamics: its energy stays in every level (multi-index: the
+degree-|i| block, whose neuron coefficients are ``a α_|i|(n) Π ρ_j^{i_j}``).  Given the
+activation (a problem carries one), the levels run over the learnable degrees only,
+
+    R_ℓ = τ² + Σ_{k>ℓ, k learnable} φ̂_k² + Σ_{k unlearnable} φ̂_k²,
+
+and the unlearnable degrees are reported (:func:`unlearnable_degrees`).
+
 3. Order parameters (:func:`hermite_order_parameters`)
 ------------------------------------------------------
 The network ``f(x) = ∫ a σ(⟨w, x⟩) dρ`` has, along θ*, the Hermite coefficients
@@ -87,6 +98,7 @@ __all__ = [
     "hermite_plateau_heights",
     "match_plateaus",
     "risk_slope",
+    "unlearnable_degrees",
 ]
 
 _LN10 = math.log(10.0)
@@ -420,9 +432,40 @@ def _block_energies(target: Any, degree: int) -> np.ndarray:
     return np.asarray(target.block_norms(degree), dtype=float) ** 2
 
 
-def hermite_plateau_heights(target: Any, max_degree: int | None = None) -> list[TheoryLevel]:
+#: scales n at which α_k(n) is probed: a degree is unlearnable when α_k vanishes at all of them
+_PROBE_SCALES = np.array([0.37, 1.0, 2.3])
+
+
+def unlearnable_degrees(activation: Any, max_degree: int) -> tuple[int, ...]:
+    """Degrees ``k <= max_degree`` whose activation Hermite coefficient ``α_k(n)`` vanishes (relative
+    to ``sqrt(E σ(nG)²)``, below 1e-10: the quadrature round-off of smooth σ is ~1e-16) at every probed
+    scale n (module docstring §2): a network ``∫ a σ(⟨w, x⟩) dρ`` has no degree-k component along θ*.
+
+    ``activation``: an activation object, a specification (``"tanh"``, ``{"name": "relu"}``) or a
+    problem carrying one; for a problem on the sphere (``problem.sphere``) only n = 1 is probed
+    (σ = He_3 on the sphere has α_1(1) = 0, although α_1(n) = 3n(n² − 1) ≠ 0 in the ball)."""
+    from .single_index import make_single_index_activation
+
+    source = getattr(activation, "activation", activation)
+    try:
+        sigma = make_single_index_activation(source)
+    except ValueError as error:
+        raise ValueError(f"activation: {error}") from None
+    if not (isinstance(max_degree, (int, np.integer)) and max_degree >= 0):
+        raise ValueError(f"max_degree = {max_degree!r} must be an integer >= 0")
+    scales = np.array([1.0]) if getattr(activation, "sphere", False) else _PROBE_SCALES  # sphere: n = |w| = 1
+    alpha = np.abs(np.asarray(sigma.hermite_coefficients(scales, int(max_degree)), dtype=float))
+    size = np.sqrt(np.maximum(np.sum(alpha**2, axis=0), 1e-300))
+    return tuple(int(k) for k in np.flatnonzero(np.all(alpha <= 1e-10 * size[None, :], axis=1)))
+
+
+def hermite_plateau_heights(target: Any, max_degree: int | None = None, *,
+                            activation: Any = None) -> list[TheoryLevel]:
     """Theory levels ``R_ℓ = τ² + Σ_{k>ℓ} φ̂_k²`` (module docstring §2), in the package's risk
     convention ``R = E[(y − f)²]`` (no ½), for ``ℓ = −1`` and every degree ℓ with ``φ̂_ℓ ≠ 0``.
+
+    With an ``activation`` (default: the problem's, when ``target`` is a problem) the degrees it cannot
+    represent (:func:`unlearnable_degrees`) are not levels and their energy is added to every level.
 
     ``target``: a :class:`~reduced_pde.single_index.SingleIndexProblem` (or any problem with a
     ``target``), a target object, or a target specification (``{"he": [c_0, c_1, ...]}``,
@@ -449,11 +492,17 @@ def hermite_plateau_heights(target: Any, max_degree: int | None = None) -> list[
         tails = np.concatenate([np.cumsum(energies[::-1])[::-1][1:], [0.0]])
     else:
         tails = np.array([resolved.tail(k) for k in range(top + 1)])
-    degrees = [k for k in range(top + 1) if energies[k] > 0.0]
+    if activation is None:
+        activation = getattr(target, "activation", None)
+    blocked = set(unlearnable_degrees(activation, top)) if activation is not None else set()
+    floor = float(sum(energies[k] for k in blocked))
+    learnt_above = np.array([float(tails[k]) - float(sum(energies[j] for j in blocked if j > k))
+                             for k in range(top + 1)])
+    degrees = [k for k in range(top + 1) if energies[k] > 0.0 and k not in blocked]
     levels = [TheoryLevel(-1, float(resolved.second_moment) + noise, degrees[0] if degrees else None)]
     for position, k in enumerate(degrees):
         nxt = degrees[position + 1] if position + 1 < len(degrees) else None
-        levels.append(TheoryLevel(k, float(tails[k]) + noise, nxt))
+        levels.append(TheoryLevel(k, float(learnt_above[k]) + floor + noise, nxt))
     return levels
 
 

@@ -389,3 +389,39 @@ def test_errors_name_the_field() -> None:
         hermite_order_parameters(problem, np.ones((2, 3)), np.array([0.5, 0.5]), [-1])
     with pytest.raises(ValueError, match="expected \\(M, 3\\)"):
         hermite_order_parameters(problem, np.ones((2, 2)), np.array([0.5, 0.5]), [0])
+
+
+def test_unlearnable_degrees_and_levels_with_activation() -> None:
+    """A degree whose activation coefficient α_k(n) vanishes at every scale is never learnt (module
+    docstring §2): odd σ (tanh, erf) miss every even degree, ReLU the odd degrees >= 3, a polynomial
+    of degree p every k > p; on the sphere (n = 1) σ = He_3 also misses k = 1 (α_1(n) = 3n(n² − 1)).
+    The levels then run over the learnable degrees with the unlearnable energy as a floor: each equals
+    E[(y − Π y)²] for the L² projection Π on the learnable degrees <= ℓ (Monte Carlo, 4 s.e.)."""
+    from reduced_pde.plateaus import unlearnable_degrees
+    from reduced_pde.timescales import sphere_hermite_problem
+
+    assert unlearnable_degrees("tanh", 5) == (0, 2, 4)
+    assert unlearnable_degrees("erf", 4) == (0, 2, 4)
+    assert unlearnable_degrees("relu", 6) == (3, 5)
+    assert unlearnable_degrees("mmn18", 6) == ()                       # no symmetry: every degree
+    assert unlearnable_degrees({"name": "polynomial", "he_coefficients": [0.0, 1.0, 0.5]}, 4) == (3, 4)
+    assert unlearnable_degrees("he3", 4) == (0, 2, 4)                  # ball: n varies
+    assert unlearnable_degrees(sphere_hermite_problem(3, 20), 4) == (0, 1, 2, 4)   # sphere: n = 1
+    problem = SingleIndexProblem({"he": [0.5, 0.8, 0.0, 0.4]}, "tanh", 50, sphere=True, train_second_layer=True)
+    levels = hermite_plateau_heights(problem)
+    assert [level.fitted_degree for level in levels] == [-1, 1, 3]
+    plain = hermite_plateau_heights(problem.target)                   # no activation: every degree a level
+    assert [level.fitted_degree for level in plain] == [-1, 0, 1, 3]
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal(400_000)
+    basis = normalized_hermite(z, 3)
+    coefficients = problem.target.coefficients(3)
+    y = coefficients @ basis
+    for level in levels:
+        learnable = [k for k in (1, 3) if k <= level.fitted_degree]
+        sample = (y - coefficients[learnable] @ basis[learnable]) ** 2
+        assert abs(sample.mean() - level.height) <= 4.0 * sample.std() / math.sqrt(sample.size)  # 4 s.e.
+    with pytest.raises(ValueError, match="activation"):
+        unlearnable_degrees("softsign", 3)
+    with pytest.raises(ValueError, match="max_degree"):
+        unlearnable_degrees("tanh", -1)
