@@ -97,6 +97,7 @@ __all__ = [
     "hermite_order_parameters",
     "hermite_plateau_heights",
     "match_plateaus",
+    "merge_repeated_times",
     "risk_slope",
     "unlearnable_degrees",
 ]
@@ -206,14 +207,27 @@ def _check_curve(time: Any, risk: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"time has shape {t.shape} but risk has shape {r.shape}; they must match")
     if t.size < 3:
         raise ValueError(f"time has {t.size} point(s); at least 3 are needed")
+    return merge_repeated_times(t, r)
+
+
+def merge_repeated_times(time: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check that ``time`` is non-decreasing and >= 0 and merge runs of equal times into one sample
+    (mean risk): an SGD file whose output times are finer than its step records the nearest step
+    ``kε`` several times.  Decreasing times raise a ValueError naming the index."""
+    t = np.asarray(time, dtype=float)
+    r = np.asarray(risk, dtype=float)
     steps = np.diff(t)
-    bad = np.flatnonzero(steps <= 0)
+    bad = np.flatnonzero(steps < 0)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"time must be strictly increasing: time[{i}] = {t[i]} >= time[{i + 1}] = {t[i + 1]}")
-    if t[0] < 0:
+        raise ValueError(f"time must be non-decreasing: time[{i}] = {t[i]} > time[{i + 1}] = {t[i + 1]}")
+    if t.size and t[0] < 0:
         raise ValueError(f"time[0] = {t[0]} must be >= 0")
-    return t, r
+    if np.all(steps > 0):
+        return t, r
+    unique, start = np.unique(t, return_index=True)
+    counts = np.diff(np.append(start, t.size))
+    return unique, np.add.reduceat(r, start) / counts
 
 
 # --------------------------------------------------------------------------------------------

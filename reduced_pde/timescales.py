@@ -87,9 +87,14 @@ def _risk_curve(run: Any) -> tuple[np.ndarray, np.ndarray]:
     if time.ndim != 1 or risk.shape != time.shape or time.size < 2:
         raise ValueError(f"time has shape {time.shape} and risk {risk.shape}: expected equal 1-D shapes "
                          "with at least 2 samples")
-    if not np.all(np.isfinite(time)) or time[0] < 0 or np.any(np.diff(time) <= 0):
-        raise ValueError(f"time must be finite, >= 0 and strictly increasing (got time[0] = {time[0]!r}, "
+    if not np.all(np.isfinite(time)) or time[0] < 0 or np.any(np.diff(time) < 0):
+        raise ValueError(f"time must be finite, >= 0 and non-decreasing (got time[0] = {time[0]!r}, "
                          f"min step {np.diff(time).min()!r})")
+    from .plateaus import merge_repeated_times
+
+    time, risk = merge_repeated_times(time, risk)   # repeated SGD output times: one sample (mean risk)
+    if time.size < 2:
+        raise ValueError("time has fewer than 2 distinct values")
     bad = np.flatnonzero(~np.isfinite(risk) | (risk < 0))
     if bad.size:
         i = int(bad[0])

@@ -58,7 +58,7 @@ def test_escape_time_errors():
         escape_time((time[1:], risk[1:]), 0.01)
     with pytest.raises(ValueError, match=r"t = 1"):
         escape_time((time, np.array([2.0, np.nan, 1.0])), 0.5)
-    with pytest.raises(ValueError, match="strictly increasing"):
+    with pytest.raises(ValueError, match="non-decreasing"):
         escape_time((np.array([0.0, 2.0, 1.0]), risk), 0.5)
     with pytest.raises(ValueError, match="first sample"):
         escape_time((time, risk), 0.5, initial_risk=5.0)
