@@ -314,6 +314,10 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     return out
 
 
+#: |ln(height / level)| beyond which a plateau is reported as not sitting on a Hermite level (25%)
+_OFF_LEVEL = math.log(1.25)
+
+
 def _cmd_plateaus(args: argparse.Namespace) -> None:
     from .plotting import plot_plateaus
 
@@ -327,8 +331,12 @@ def _cmd_plateaus(args: argparse.Namespace) -> None:
                  f"{'drop at':>10} {'risk after':>10}  learnt"
         print(header)
         matches = report["matches"] or [None] * len(report["plateaus"])
+        off_level = False
         for plateau, match in zip(report["plateaus"], matches):
             theory = f"{match.level.height:10.4g} {match.relative_error:8.1%}" if match else f"{'-':>10} {'-':>8}"
+            if match and abs(match.log_error) > _OFF_LEVEL:
+                theory += "*"
+                off_level = True
             learnt = ", ".join(f"He_{k}" for k in match.degrees_learnt) if match and match.degrees_learnt else "-"
             drop = f"{plateau.drop_time:10.4g}" if plateau.drop_time is not None else f"{'-':>10}"
             after = f"{plateau.risk_after:10.4g}" if plateau.risk_after is not None else f"{'-':>10}"
@@ -346,6 +354,10 @@ def _cmd_plateaus(args: argparse.Namespace) -> None:
             levels = ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = {lvl.height:.4g}"
                                for lvl in report["theory"])
             print(f"   theory levels: {levels}")
+        if off_level:
+            print(f"   * more than {math.exp(_OFF_LEVEL) - 1:.0%} from every Hermite level: not a 'components ≤ ℓ "
+                  "fitted' plateau (e.g. a component partly fitted, or a saddle of the finite network); "
+                  "the nearest level is shown")
         if report["unlearnable"]:
             blocked = ", ".join(f"He_{k} (energy {energy:.4g})" for k, energy in report["unlearnable"])
             print(f"   not representable by the activation (α_k = 0), never learnt: {blocked}")

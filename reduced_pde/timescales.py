@@ -57,7 +57,10 @@ __all__ = [
     "escape_time_sweep",
     "extrapolated_exponent",
     "fit_power_law",
+    "he0_fit_time",
+    "he1_learning_time",
     "he2_escape_time",
+    "learning_time",
     "local_exponents",
     "predicted_escape_time",
     "solve_escape_time",
@@ -395,3 +398,85 @@ def extrapolated_exponent(dimensions: Sequence[float], times: Sequence[float], c
     residual = y - design @ coefficients
     covariance = float(residual @ residual) / (last - columns) * np.linalg.inv(design.T @ design)
     return float(coefficients[0]), float(math.sqrt(covariance[0, 0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning times with separated layer speeds (BMZ-type targets, second layer 1/ε faster)
+# ----------------------------------------------------------------------------------------------
+#
+# Setting: sphere model at d = ∞, target φ = Σ c_k He_k (normalised coefficients φ̂_k = c_k √k!),
+# trained second layer moving 1/ε times faster than w, s(0) = 0 for every neuron (point mass: d = ∞),
+# a(0) with variance V.  With ψ = a v(s) + a ∫ a' u(s, s') dρ', v = −Σ φ̂_k α_k s^k,
+# u = Σ α_k² (s s')^k (d = ∞), the characteristics are (ξ = 1)
+#
+#     ȧ = −(2/ε) ∂_a ψ = (2/ε) Σ_k α_k r_k s^k,      ṡ = −2 (1 − s²) ∂_s ψ = 2 (1 − s²) a Σ_k k α_k r_k s^{k−1},
+#
+# with the component residuals r_k = φ̂_k − m̂_k, m̂_k = α_k ∫ a s^k dρ.
+#
+# He_0 (exact while s = 0): r_0(t) = r_0(0) e^{−2α_0² t/ε}, so
+# R − R_0 = r_0(0)² e^{−4α_0² t/ε} and the risk has lost half of r_0(0)² at t_0 = ε ln 2 / (4 α_0²).
+#
+# He_1: the fast He_0 mode keeps ∫ a fixed, so the fluctuations δa = a − ā, δs = s − s̄ obey, to first
+# order in s, δȧ = (2/ε) α_1 r_1 δs, δṡ = 2 α_1 r_1 δa: a saddle with growth rate λ = 2α_1|r_1|/√ε.
+# From δa(0) ~ (variance V), δs(0) = 0: Cov(a, s) = sign(r_1) √ε V cosh(λt) sinh(λt), and
+# m̂_1 = α_1 Cov(a, s) + α_1 ā s̄ (the last term grows only linearly in t).  With r_1 ≈ φ̂_1 until the
+# end, m̂_1 reaches φ̂_1/2 at
+#
+#     t_1(ε) = (√ε / (4 α_1 |φ̂_1|)) [ ln( 2|φ̂_1| / (α_1 V √ε) ) + O(1) ],
+#
+# the O(1) from the saturation r_1 → 0 and the linear drift.  So t_1 ∝ √ε ln(1/ε): local exponent
+# d ln t_1/d ln ε = ½ − 1/(2 ln(C/√ε)) → ½ from below, and t_1/√ε is linear in ln(1/√ε) with slope
+# exactly 1/(4α_1|φ̂_1|) — the quantitative check.
+#
+# He_2: at the end of the He_1 phase a ~ ε^{−1/4} and s ~ ε^{1/4} (a s ~ φ̂_1/α_1 with a ~ s/√ε); then
+# ṡ ≈ 4 α_2 r_2 a s grows s exponentially at rate ~ ε^{−1/4}, so t_2 − t_1 ∝ ε^{1/4} up to logarithms.
+# The pattern t_k ∝ ε^{2^{−k}} (ε, ε^{1/2}, ε^{1/4}): the separation of time scales of the incremental
+# learning, each scale longer than the previous one as ε → 0.
+
+
+def he0_fit_time(epsilon: float, alpha_0: float, fraction: float = 0.5) -> float:
+    """Exact time at which the second layer has removed ``fraction`` of the He_0 excess risk
+    r_0(0)² while s = 0: t = ε ln(1/(1 − fraction)) / (4 α_0²) (see the comment block above)."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon = {epsilon!r} must be a finite number > 0")
+    if not (math.isfinite(alpha_0) and alpha_0 != 0):
+        raise ValueError(f"alpha_0 = {alpha_0!r} must be finite and non-zero (σ must have a mean)")
+    q = _check_level(fraction)
+    return epsilon * math.log(1.0 / (1.0 - q)) / (4.0 * alpha_0 ** 2)
+
+
+def he1_learning_time(epsilon: float, alpha_1: float, phi_1: float, second_layer_variance: float) -> float:
+    """Leading-order time at which m̂_1 = φ̂_1/2 (comment block above):
+    t_1 = (√ε / (4 α_1 |φ̂_1|)) ln(2|φ̂_1| / (α_1 V √ε)); valid for ε → 0 up to an O(√ε) term
+    (the O(1) inside the bracket is not derived)."""
+    for name, value in (("epsilon", epsilon), ("second_layer_variance", second_layer_variance)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} = {value!r} must be a finite number > 0")
+    if not (math.isfinite(alpha_1) and alpha_1 != 0 and math.isfinite(phi_1) and phi_1 != 0):
+        raise ValueError(f"alpha_1 = {alpha_1!r} and phi_1 = {phi_1!r} must be finite and non-zero")
+    root = math.sqrt(epsilon)
+    return root / (4.0 * abs(alpha_1 * phi_1)) * math.log(2.0 * abs(phi_1) / (abs(alpha_1) * second_layer_variance * root))
+
+
+def learning_time(time: Sequence[float], order_parameter: Sequence[float], target: float,
+                  fraction: float = 0.5) -> float:
+    """First time the network coefficient m̂_k(t) (``order_parameter``) reaches ``fraction`` of the
+    target's φ̂_k (``target``), by linear interpolation in log t between the bracketing samples
+    (t > 0 only); NaN if never reached."""
+    t = np.asarray(time, dtype=float)
+    m = np.asarray(order_parameter, dtype=float)
+    if t.shape != m.shape or t.ndim != 1:
+        raise ValueError(f"time {t.shape} and order_parameter {m.shape} must be 1-D of equal length")
+    if not (math.isfinite(target) and target != 0):
+        raise ValueError(f"target = {target!r} must be finite and non-zero")
+    q = _check_level(fraction)
+    keep = t > 0
+    t, ratio = t[keep], m[keep] / target
+    reached = np.flatnonzero(ratio >= q)
+    if reached.size == 0:
+        return math.nan
+    i = int(reached[0])
+    if i == 0:
+        return float(t[0])
+    x = np.log(t[i - 1 : i + 1])
+    return float(math.exp(np.interp(q, ratio[i - 1 : i + 1], x)))
