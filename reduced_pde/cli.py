@@ -7,6 +7,7 @@
     reduced-pde law PDE_FILE SGD_FILE [...] --times T [T ...] -o FIGURE.png
     reduced-pde gibbs CONFIG -o FILE [--betas B ...] [--figure PNG]   # Gibbs fixed point (noise)
     reduced-pde plateaus FILE [...] [-o FIGURE.png] [--threshold S] [--smoothing D] [--min-duration D]
+    reduced-pde plateaus --compare PDE_FILE SGD_FILE [...] -o OVERLAY.png
     reduced-pde escape-times -k K -d D [D ...] [--level Q] [--particles N] [-o FILE.h5] [--figure PNG]
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
@@ -318,8 +319,49 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
 _OFF_LEVEL = math.log(1.25)
 
 
+def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
+    """``plateaus --compare``: the first file is the reduced prediction, the others independent runs
+    (SGD seeds); prints each predicted plateau against the seed mean ± standard error and draws the
+    overlay."""
+    from .plateaus import compare_plateaus
+    from .plotting import plot_plateau_comparison
+
+    trajectories = [read_trajectory(path) for path in args.files]
+    if len(trajectories) < 2:
+        raise ValueError("plateaus --compare: give the reduced-PDE file first, then at least one SGD file")
+    options = {"threshold": args.threshold, "smoothing": args.smoothing, "min_duration": args.min_duration,
+               "ignore_before": args.ignore_before, "max_degree": args.max_degree}
+    reports = [plateau_report(t, **options) for t in trajectories]
+    comparisons = compare_plateaus(reports[0]["plateaus"], [r["plateaus"] for r in reports[1:]])
+    runs = len(trajectories) - 1
+    print(f"prediction {args.files[0]} ({trajectories[0].kind}) against {runs} run(s); runs: mean ± s.e. "
+          "(n = runs with a plateau within 25% in height)")
+    print(f"{'#':>2} {'quantity':>10} {'predicted':>11} {'runs':>22} {'n':>3} {'diff/s.e.':>9}")
+    for index, comparison in enumerate(comparisons):
+        for name, label in (("height", "height"), ("entry_time", "entry"), ("exit_time", "exit"),
+                            ("drop_time", "drop at"), ("risk_after", "risk after")):
+            value = getattr(comparison.predicted, name)
+            if value is None:
+                continue
+            mean, error, count = comparison.mean_and_error(name)
+            ratio = (value - mean) / error if count > 1 and error > 0 else math.nan
+            print(f"{index:>2} {label:>10} {value:11.4g} {mean:11.4g} ± {error:8.2g} {count:3d} {ratio:+9.2f}")
+    theory = reports[0]["theory"]
+    if theory:
+        print("   theory levels: " + ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = "
+                                              f"{lvl.height:.4g}" for lvl in theory))
+    if args.output:
+        path = plot_plateau_comparison(trajectories[0], trajectories[1:], comparisons, theory, args.output,
+                                       title=args.title)
+        print(f"wrote {path}")
+
+
 def _cmd_plateaus(args: argparse.Namespace) -> None:
     from .plotting import plot_plateaus
+
+    if args.compare:
+        _cmd_plateau_comparison(args)
+        return
 
     for index, path in enumerate(args.files):
         trajectory = read_trajectory(path)
@@ -580,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-duration", type=float, default=0.3, help="shortest plateau, in decades")
     p.add_argument("--ignore-before", type=float, default=None, help="skip the transient before this time")
     p.add_argument("--max-degree", type=int, default=None, help="last Hermite degree of the theory levels")
+    p.add_argument("--compare", action="store_true",
+                   help="first file = reduced prediction, the others = SGD seeds: one comparison table and "
+                        "an overlay figure")
     p.add_argument("--title", default=None)
     p.set_defaults(func=_cmd_plateaus)
 

@@ -89,9 +89,11 @@ import numpy as np
 
 __all__ = [
     "Plateau",
+    "PlateauComparison",
     "PlateauMatch",
     "RiskSlope",
     "TheoryLevel",
+    "compare_plateaus",
     "detect_plateaus",
     "hermite_component_residuals",
     "hermite_order_parameters",
@@ -636,3 +638,60 @@ def hermite_component_residuals(problem: Any, points: Any, masses: Any, degrees:
         raise ValueError(f"problem = {type(problem).__name__} has no single-index target")
     phi_hat = np.asarray(target.coefficients(int(ks.max())), dtype=float)[ks]
     return (phi_hat - hermite_order_parameters(problem, points, masses, ks, normalized=True)) ** 2
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison of a prediction with independent runs (SGD seeds)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlateauComparison:
+    """One predicted plateau against the plateaus of independent runs nearest to it in ``ln`` height.
+
+    ``observed`` holds, per run, the matched :class:`Plateau` or None (no plateau within a factor
+    ``max_ratio`` in height).  Means and standard errors are over the runs that have a match."""
+
+    predicted: Plateau
+    observed: tuple[Plateau | None, ...]
+
+    def _values(self, name: str) -> np.ndarray:
+        values = [getattr(p, name) for p in self.observed if p is not None and getattr(p, name) is not None]
+        return np.asarray(values, dtype=float)
+
+    def mean_and_error(self, name: str) -> tuple[float, float, int]:
+        """(mean, standard error of the mean, count) of ``height``/``entry_time``/``exit_time``/
+        ``drop_time``/``risk_after`` over the matched runs (s.e. NaN for fewer than 2)."""
+        values = self._values(name)
+        if values.size == 0:
+            return math.nan, math.nan, 0
+        error = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
+        return float(values.mean()), error, int(values.size)
+
+
+def compare_plateaus(predicted: Sequence[Plateau], observed: Sequence[Sequence[Plateau]], *,
+                     max_ratio: float = 1.25) -> list[PlateauComparison]:
+    """Match each predicted plateau with, in every independent run, the plateau nearest in ``ln``
+    height among those not yet matched and within a factor ``max_ratio``, scanning the predicted
+    plateaus in time order and the observed ones in time order too (a plateau cannot be matched
+    before one already matched in the same run)."""
+    ratio = _positive_finite("max_ratio", max_ratio)
+    if ratio <= 1.0:
+        raise ValueError(f"max_ratio = {max_ratio!r} must be > 1")
+    out: list[PlateauComparison] = []
+    next_index = [0] * len(observed)
+    for plateau in predicted:
+        matched: list[Plateau | None] = []
+        for run, candidates in enumerate(observed):
+            best, best_distance = None, math.log(ratio)
+            for position in range(next_index[run], len(candidates)):
+                distance = abs(math.log(candidates[position].height / plateau.height))
+                if distance <= best_distance:
+                    best, best_distance = position, distance
+            if best is None:
+                matched.append(None)
+            else:
+                matched.append(candidates[best])
+                next_index[run] = best + 1
+        out.append(PlateauComparison(predicted=plateau, observed=tuple(matched)))
+    return out

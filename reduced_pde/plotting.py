@@ -31,6 +31,7 @@ __all__ = [
     "plot_escape_times",
     "plot_law_evolution",
     "plot_marginals",
+    "plot_plateau_comparison",
     "plot_plateaus",
     "plot_risk_comparison",
 ]
@@ -360,4 +361,65 @@ def plot_escape_times(dimensions: np.ndarray, escape_times: np.ndarray, predicte
     ax.set_ylabel("T / T$_{pred}$ − 1")
     fig.suptitle(title or f"Escape from the plateau: σ = φ = He$_{k}$ on $S^{{d−1}}$", fontsize=10)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _format_dimension(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "∞" if math.isinf(number) else f"{number:g}"
+
+
+def plot_plateau_comparison(prediction: Trajectory, runs: Sequence[Trajectory], comparisons: Sequence[Any],
+                            theory: Sequence[Any], path: str | Path, title: str | None = None) -> Path:
+    """Reduced prediction (thick black) against independent runs (SGD seeds: thin, their mean dashed)
+    on a log-time axis and a linear one: theory levels dashed grey, predicted plateaus shaded, the
+    seeds' matched plateau exits and drops as ticks (``comparisons``:
+    :class:`~reduced_pde.plateaus.PlateauComparison`)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3))
+    keep = prediction.time > 0
+    common = None
+    if runs and all(r.time.shape == runs[0].time.shape and np.allclose(r.time, runs[0].time) for r in runs):
+        common = np.mean([r.risk for r in runs], axis=0)
+    drops = [c.predicted.drop_time for c in comparisons if c.predicted.drop_time is not None]
+    for ax, log_time in zip(axes, (True, False)):
+        for i, run in enumerate(runs):
+            positive = run.time > 0
+            ax.plot(run.time[positive], run.risk[positive], color="C0", lw=0.7, alpha=0.5,
+                    label="SGD seeds" if i == 0 else None)
+        if common is not None:
+            positive = runs[0].time > 0
+            ax.plot(runs[0].time[positive], common[positive], "--", color="C0", lw=1.4, label="SGD mean")
+        ax.plot(prediction.time[keep], prediction.risk[keep], "k-", lw=1.8, label="reduced PDE")
+        for level in theory:
+            if level.height > 0:
+                ax.axhline(level.height, color="0.5", ls="--", lw=0.7)
+        for comparison in comparisons:
+            plateau = comparison.predicted
+            ax.axvspan(plateau.entry_time, plateau.exit_time, color="0.6", alpha=0.15)
+            for observed in comparison.observed:
+                if observed is not None:
+                    ax.axvline(observed.exit_time, color="C0", lw=0.6, ls=":")
+                    if observed.drop_time is not None:
+                        ax.axvline(observed.drop_time, color="C3", lw=0.6, ls=":")
+            if plateau.drop_time is not None:
+                ax.axvline(plateau.drop_time, color="C3", lw=1.2)
+        ax.set_yscale("log")
+        if log_time:
+            ax.set_xscale("log")
+        elif drops:
+            ax.set_xlim(0.0, min(float(prediction.time[-1]), 5.0 * max(drops)))
+        ax.set_xlabel("time t" + (" (log)" if log_time else ""))
+        ax.set_ylabel("population risk")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("shaded: predicted plateaus; red: drops (solid PDE, dotted seeds)", fontsize=8)
+    dimension = _format_dimension(prediction.config.get("data.dimension", "?"))
+    sgd_dimension = "?"
+    if runs:
+        value = runs[0].config.get("sgd.dimension", "data")
+        sgd_dimension = _format_dimension(runs[0].config.get("data.dimension", "?") if value == "data" else value)
+    fig.suptitle(title or f"Plateaus: reduced PDE (d = {dimension}) vs SGD (d = {sgd_dimension}, "
+                          f"{len(runs)} seeds)", fontsize=10)
     return _save(fig, path)

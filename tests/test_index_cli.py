@@ -208,6 +208,16 @@ spacing = "log"
     _, degrees, values = report["order_parameters"]
     assert list(degrees) == [0, 1, 2]
     np.testing.assert_allclose(values[-1], [1.0, -1.0, 2 / 3 * math.sqrt(2)], atol=0.1)  # learnt at t = 100
+    # --compare: the prediction against "runs" that are the same file twice: every plateau matched
+    # in both, mean equal to the prediction, s.e. 0 (so no ratio), and the overlay figure is written
+    overlay = tmp_path / "overlay.png"
+    bmz = str(tmp_path / "bmz.h5")
+    assert main(["plateaus", "--compare", bmz, bmz, bmz, "-o", str(overlay)]) == 0
+    out = capsys.readouterr().out
+    assert overlay.exists() and "against 2 run(s)" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:2][-1:] == ["height"]]
+    assert rows and all(float(row[2]) == float(row[3]) and row[6] == "2" for row in rows), rows
+    assert main(["plateaus", "--compare", bmz]) == 2       # a prediction needs at least one run
 
 
 def test_escape_times_command(tmp_path, capsys):

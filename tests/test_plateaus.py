@@ -441,3 +441,30 @@ def test_repeated_times_are_merged() -> None:
     grid = np.geomspace(1e-4, 1e2, 300)
     repeated = np.repeat(grid, 2)
     assert detect_plateaus(repeated, stairs.risk(repeated)) == detect_plateaus(grid, stairs.risk(grid))
+
+
+def test_compare_plateaus_matches_in_height_and_time_order() -> None:
+    """Each predicted plateau takes, in every run, the not-yet-used plateau nearest in ln height within
+    max_ratio, never one earlier than a plateau already matched in that run; mean ± s.e. over runs."""
+    from reduced_pde.plateaus import Plateau, compare_plateaus
+
+    def plateau(index, height, exit_time):
+        return Plateau(index=index, height=height, entry_time=exit_time / 10, exit_time=exit_time,
+                       drop_time=2 * exit_time, risk_after=height / 2)
+
+    predicted = [plateau(0, 2.0, 1.0), plateau(1, 1.0, 10.0)]
+    runs = [[plateau(0, 2.1, 1.1), plateau(1, 0.95, 9.0)],
+            [plateau(0, 1.9, 0.9), plateau(1, 1.05, 11.0)],
+            [plateau(0, 1.0, 0.5)]]                              # only a low plateau: used for #1, not #0
+    comparisons = compare_plateaus(predicted, runs)
+    assert [p is None for p in comparisons[0].observed] == [False, False, True]
+    assert comparisons[1].observed[2].height == 1.0
+    mean, error, count = comparisons[0].mean_and_error("exit_time")
+    assert count == 2 and mean == pytest.approx(1.0) and error == pytest.approx(0.1)  # s.d. 0.1414/√2
+    mean, error, count = comparisons[1].mean_and_error("height")
+    assert count == 3 and mean == pytest.approx(1.0)
+    late_only = [[plateau(0, 1.0, 0.5), plateau(1, 2.0, 5.0)]]  # the 2.0 plateau comes after the 1.0 one
+    pairs = compare_plateaus(predicted, late_only)
+    assert pairs[0].observed[0].exit_time == 5.0 and pairs[1].observed[0] is None
+    with pytest.raises(ValueError, match="max_ratio"):
+        compare_plateaus(predicted, runs, max_ratio=1.0)
