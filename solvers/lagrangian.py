@@ -26,7 +26,15 @@ Particles.  In 1-D the default particles are the mid-quantiles ``Q((i + ½)/n)``
 tensor product of mid-quantile rules, one per coordinate (a point-mass marginal gets one level; the
 others ``n_axis ≈ n^(1/D')``, D' the number of non-atomic marginals), with masses ``Π 1/n_axis``;
 ``sampling = "sobol"`` maps n scrambled Sobol points through the coordinate quantiles (equal
-masses).  ``initial_positions`` (e.g. the reduced coordinates of an SGD network) overrides both.
+masses); ``sampling = "gauss"`` takes the tensor product of Gauss rules of each marginal, with their
+weights as masses: Gauss–Hermite nodes for a normal marginal (a), Gauss–Jacobi for a Beta marginal
+(s on the sphere: (1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)), Gauss–Legendre in the probability variable
+(nodes ``Q(u_j)``) otherwise (1-D laws too).  Observables are integrals of smooth functions of the
+initial point, so Gauss rules converge much faster than mid-quantiles, and they reach far into the
+tails (largest Hermite node ≈ √(2n)·σ against ≈ √(2 ln n)·σ) — which decides the times when the
+fastest neurons are the ones with extreme initial values (e.g. He_2 learnt by the largest |a| at small
+ε, benchmarks/epsilon_sweep_results.txt).  ``initial_positions`` (e.g. the reduced coordinates of an
+SGD network) overrides all.
 
 Boundaries.  ``r ≥ 0`` (a particle at r = 0 cannot move inwards; r = |w − sθ*|), and ``|s| ≤ 1``
 for neurons on the sphere (the mobility ``1 − s²`` vanishes there, so exact characteristics never
@@ -61,7 +69,7 @@ from .results import Trajectory
 
 __all__ = ["LagrangianSolver", "ParticleVelocity", "solve_lagrangian", "initial_particles"]
 
-SAMPLINGS = ("quantile", "sobol")
+SAMPLINGS = ("quantile", "sobol", "gauss")
 METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
 
 
@@ -90,16 +98,19 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
     dimension = len(problem.coordinate_names)
     if not _is_product_law(law):  # 1-D law with a scalar quantile function
         n = _check_count("solver.n_particles", n_particles)
+        masses = np.full(n, 1.0 / n)
         if sampling == "sobol":
             from scipy.stats import qmc
 
             levels = np.sort(qmc.Sobol(1, scramble=True, seed=seed).random(n)[:, 0])
+        elif sampling == "gauss":
+            levels, masses = _gauss_legendre_levels(n)
         else:
             levels = (np.arange(n, dtype=float) + 0.5) / n
         positions = np.asarray(law.quantile(levels), dtype=float)
         if positions.shape != (n,) or not np.all(np.isfinite(positions)):
             raise ValueError("initial law quantiles must be finite")
-        return np.maximum(positions, 0.0), np.full(n, 1.0 / n)
+        return np.maximum(positions, 0.0), masses
 
     atomic = [m.distribution is None for m in law.marginals]
     if sampling == "sobol":
@@ -108,6 +119,23 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
         n = _check_count("solver.n_particles", n_particles)
         uniforms = qmc.Sobol(dimension, scramble=True, seed=seed).random(n)
         masses = np.full(n, 1.0 / n)
+    elif sampling == "gauss":
+        counts = _axis_counts(problem, n_particles, atomic, dimension)
+        centre = np.asarray(law.quantile(np.full((1, dimension), 0.5)), dtype=float)[0]  # the atoms' values
+        axes_nodes, axes_weights = [], []
+        for index, (marginal, count) in enumerate(zip(law.marginals, counts)):
+            if marginal.distribution is None:
+                nodes, weights = np.array([centre[index]]), np.array([1.0])
+            else:
+                nodes, weights = _gauss_rule(marginal.distribution, count)
+            axes_nodes.append(nodes)
+            axes_weights.append(weights)
+        positions = np.stack([m.ravel() for m in np.meshgrid(*axes_nodes, indexing="ij")], axis=1)
+        masses = np.prod(np.stack([m.ravel() for m in np.meshgrid(*axes_weights, indexing="ij")], axis=1), axis=1)
+        if not np.all(np.isfinite(positions)):
+            raise ValueError("Gauss nodes of the initial law must be finite")
+        positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
+        return (positions[:, 0] if dimension == 1 else positions), masses / masses.sum()
     else:
         if isinstance(n_particles, (list, tuple, np.ndarray)):
             if len(n_particles) != dimension:
@@ -129,6 +157,57 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
         raise ValueError("initial law quantiles must be finite")
     positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
     return (positions[:, 0] if dimension == 1 else positions), masses
+
+
+def _axis_counts(problem: ReducedProblem, n_particles: Any, atomic: list[bool], dimension: int) -> list[int]:
+    """Per-coordinate counts of a tensor rule: a list (one per coordinate) or a total split evenly
+    over the non-atomic coordinates (a point-mass marginal gets one level)."""
+    if isinstance(n_particles, (list, tuple, np.ndarray)):
+        if len(n_particles) != dimension:
+            raise ValueError(f"solver.n_particles = {list(n_particles)!r} needs one count per coordinate "
+                             f"{problem.coordinate_names}")
+        return [1 if atom else _check_count(f"solver.n_particles[{name}]", c)
+                for atom, name, c in zip(atomic, problem.coordinate_names, n_particles)]
+    total = _check_count("solver.n_particles", n_particles)
+    free = max(1, dimension - sum(atomic))
+    per_axis = max(1, int(round(total ** (1.0 / free))))
+    return [1 if atom else per_axis for atom in atomic]
+
+
+def _gauss_legendre_levels(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on the probability interval (0, 1) (weights sum to one)."""
+    from scipy.special import roots_legendre
+
+    nodes, weights = roots_legendre(count)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+
+
+def _gauss_rule(distribution: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count``-point Gauss rule of a frozen scipy distribution: Gauss–Hermite (probabilists') for
+    ``norm``, Gauss–Jacobi for ``beta`` (exact for polynomials of degree 2·count − 1 under the law),
+    Gauss–Legendre in the probability variable through ``ppf`` otherwise.  Weights sum to one."""
+    from scipy.special import roots_hermitenorm, roots_jacobi
+
+    name = distribution.dist.name
+    shape_args = distribution.args
+    loc = distribution.kwds.get("loc", 0.0)
+    scale = distribution.kwds.get("scale", 1.0)
+    if name == "norm":
+        if shape_args:
+            loc = shape_args[0]
+            scale = shape_args[1] if len(shape_args) > 1 else scale
+        nodes, weights = roots_hermitenorm(count)
+        return loc + scale * nodes, weights / weights.sum()
+    if name == "beta" and len(shape_args) >= 2:
+        a, b = float(shape_args[0]), float(shape_args[1])
+        if len(shape_args) > 2:
+            loc = shape_args[2]
+        if len(shape_args) > 3:
+            scale = shape_args[3]
+        nodes, weights = roots_jacobi(count, b - 1.0, a - 1.0)   # weight (1 − x)^{b−1}(1 + x)^{a−1}
+        return loc + scale * 0.5 * (nodes + 1.0), weights / weights.sum()
+    levels, weights = _gauss_legendre_levels(count)
+    return np.asarray(distribution.ppf(levels), dtype=float), weights
 
 
 def _is_sphere(problem: ReducedProblem) -> bool:

@@ -270,3 +270,33 @@ def test_jacobian_matches_finite_differences_of_the_velocity() -> None:
         minus[column] -= h
         reference[:, column] = (field(0.0, plus) - field(0.0, minus)) / (2 * h)
     np.testing.assert_allclose(jacobian, reference, atol=1e-6 * np.abs(reference).max())
+
+
+def test_gauss_particles_are_exact_quadratures_of_the_initial_law() -> None:
+    """sampling = "gauss": Gauss–Hermite in a (exact for E a^k, k <= 2n − 1), Gauss–Jacobi in s on the
+    sphere ((1 + s)/2 ~ Beta((d−1)/2, (d−1)/2): E s² = 1/d, E s⁴ = 3/(d(d+2)) exactly), a point mass
+    kept as one level, masses summing to one; Gauss–Legendre in probability for other laws (the
+    chi-type law of r in the ball: E r² against its closed form to quadrature accuracy)."""
+    sphere = SingleIndexProblem({"he": [1.0, -1.0, 0.5]}, "relu", 50, sphere=True, train_second_layer=True,
+                                second_layer=0.3, second_layer_std=0.5)
+    x, m = initial_particles(sphere, [6, 5], sampling="gauss")
+    assert x.shape == (30, 2) and m.sum() == pytest.approx(1.0, abs=1e-15)
+    a, s = x[:, 0], x[:, 1]
+    for k, exact in ((1, 0.3), (2, 0.3**2 + 0.25), (4, 0.3**4 + 6 * 0.3**2 * 0.25 + 3 * 0.25**2)):
+        assert m @ a**k == pytest.approx(exact, rel=1e-13)          # degree <= 2·6 − 1: exact
+    assert m @ s**2 == pytest.approx(1 / 50, rel=1e-12)
+    assert m @ s**4 == pytest.approx(3 / (50 * 52), rel=1e-12)     # degree 4 <= 2·5 − 1: exact
+    infinite = SingleIndexProblem({"he": [1.0, -1.0, 0.5]}, "relu", "inf", sphere=True, train_second_layer=True,
+                                  second_layer_std=0.5)
+    x, m = initial_particles(infinite, 8, sampling="gauss")
+    assert x.shape == (8, 2) and np.all(x[:, 1] == 0.0)            # s = 0 point mass: one level
+    assert np.max(x[:, 0]) > 3.0 * 0.5 / math.sqrt(2) * math.sqrt(8 / 2)  # Hermite nodes reach √(2n)σ-ish
+    ball = SingleIndexProblem({"he": [0.0, 1.0]}, "tanh", 20, second_layer=0.5, second_layer_std=0.2)
+    x, m = initial_particles(ball, [4, 4, 12], sampling="gauss")
+    r = x[:, 2]
+    # w ~ N(0, I/d): r² = |w − sθ*|² ~ χ²_{d−1}/d, E r² = (d − 1)/d; Gauss–Legendre in probability
+    # converges algebraically here (the ppf is singular at 0 and 1; measured 1.9e-3, 5.1e-4, 1.3e-4 at
+    # 6, 12, 24 nodes: order 2), so 1e-3 at 12 nodes
+    assert m @ r**2 == pytest.approx(19 / 20, rel=1e-3)
+    with pytest.raises(ValueError, match="sampling"):
+        initial_particles(ball, 10, sampling="gaussian")
