@@ -60,8 +60,9 @@ def main() -> None:
         predicted_report = plateau_report(prediction)
         reports = [plateau_report(r) for r in runs]
         say()
+        walls = ", ".join(f"{r.diagnostics.get('wall_time', math.nan):.0f} s" for r in runs)
         say(f"{name} ({config.relative_to(ROOT)}): reduced solve {prediction.diagnostics.get('wall_time', math.nan):.1f} s, "
-            f"{len(runs)} SGD seeds ({', '.join(f'{r.diagnostics.get('wall_time', math.nan):.0f} s' for r in runs)})")
+            f"{len(runs)} SGD seeds ({walls})")
         say("  theory levels: " + ", ".join(f"{lvl.height:.4g}" for lvl in predicted_report["theory"]))
         comparisons = compare_plateaus(predicted_report["plateaus"], [r["plateaus"] for r in reports])
         say(f"  {'#':>2} {'quantity':>10} {'predicted':>11} {'SGD mean':>11} {'s.e.':>9} {'n':>2} "

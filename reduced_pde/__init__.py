@@ -22,3 +22,11 @@ from .targets import (ActivationTarget, CallableTarget, HermiteTarget, SingleInd
 
 __all__ += ["PolynomialActivation", "SingleIndexInitialLaw", "SingleIndexProblem", "ActivationTarget",
             "CallableTarget", "HermiteTarget", "SingleIndexTarget", "make_target"]
+
+from .plateaus import (compare_plateaus, detect_plateaus, hermite_plateau_heights,  # noqa: E402
+                       unlearnable_degrees)
+from .timescales import (escape_time, he0_fit_time, he1_learning_time, learning_time,  # noqa: E402
+                         predicted_escape_time)
+
+__all__ += ["compare_plateaus", "detect_plateaus", "hermite_plateau_heights", "unlearnable_degrees",
+            "escape_time", "he0_fit_time", "he1_learning_time", "learning_time", "predicted_escape_time"]
