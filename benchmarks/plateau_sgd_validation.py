@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reduced_pde.cli import plateau_report
-from reduced_pde.plateaus import compare_plateaus
+from reduced_pde.plateaus import compare_plateaus, comparison_table
 from reduced_pde.plotting import plot_plateau_comparison
 from reduced_pde.storage import read_trajectory
 from reduced_pde.timescales import escape_time, predicted_escape_time
@@ -65,17 +65,8 @@ def main() -> None:
             f"{len(runs)} SGD seeds ({walls})")
         say("  theory levels: " + ", ".join(f"{lvl.height:.4g}" for lvl in predicted_report["theory"]))
         comparisons = compare_plateaus(predicted_report["plateaus"], [r["plateaus"] for r in reports])
-        say(f"  {'#':>2} {'quantity':>10} {'predicted':>11} {'SGD mean':>11} {'s.e.':>9} {'n':>2} "
-            f"{'rel. diff':>9} {'diff/s.e.':>9}")
-        for index, comparison in enumerate(comparisons):
-            for quantity in ("height", "entry_time", "exit_time", "drop_time", "risk_after"):
-                value = getattr(comparison.predicted, quantity)
-                if value is None:
-                    continue
-                mean, error, count = comparison.mean_and_error(quantity)
-                ratio = (value - mean) / error if count > 1 and error > 0 else math.nan
-                say(f"  {index:>2} {quantity:>10} {value:11.4g} {mean:11.4g} {error:9.2g} {count:2d} "
-                    f"{mean / value - 1:+9.2%} {ratio:+9.2f}")
+        for row in comparison_table(comparisons):
+            say("  " + row)
         # the whole curve: max relative gap between the prediction and the seed mean, against the seed spread
         risks = np.array([r.risk for r in runs])
         keep = prediction.time > 0

@@ -285,6 +285,7 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     from .config import unflatten
     from .plateaus import (
         detect_plateaus,
+        hermite_block_energies,
         hermite_order_parameters,
         hermite_plateau_heights,
         match_plateaus,
@@ -302,8 +303,7 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     out["theory"] = theory
     top = max_degree if max_degree is not None else getattr(problem.target, "exact_degree", None)
     if top is not None and hasattr(problem, "activation"):
-        energies = np.asarray(problem.target.coefficients(top)) ** 2 if hasattr(problem.target, "coefficients") \
-            else np.asarray(problem.target.block_norms(top)) ** 2
+        energies = hermite_block_energies(problem.target, top)
         out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(problem, top) if energies[k] > 0]
     out["matches"] = match_plateaus(plateaus, theory)
     degrees = [level.next_degree for level in theory if level.next_degree is not None]
@@ -319,11 +319,18 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
 _OFF_LEVEL = math.log(1.25)
 
 
+def _theory_levels_line(theory: Sequence[Any]) -> str:
+    """``   theory levels: E y² = …, R_0 = …`` (the Hermite levels a plateau table is matched to)."""
+    levels = ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = {lvl.height:.4g}"
+                       for lvl in theory)
+    return f"   theory levels: {levels}"
+
+
 def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
     """``plateaus --compare``: the first file is the reduced prediction, the others independent runs
     (SGD seeds); prints each predicted plateau against the seed mean ± standard error and draws the
     overlay."""
-    from .plateaus import compare_plateaus
+    from .plateaus import compare_plateaus, comparison_table
     from .plotting import plot_plateau_comparison
 
     trajectories = [read_trajectory(path) for path in args.files]
@@ -336,20 +343,10 @@ def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
     runs = len(trajectories) - 1
     print(f"prediction {args.files[0]} ({trajectories[0].kind}) against {runs} run(s); runs: mean ± s.e. "
           "(n = runs with a plateau within 25% in height)")
-    print(f"{'#':>2} {'quantity':>10} {'predicted':>11} {'runs':>22} {'n':>3} {'diff/s.e.':>9}")
-    for index, comparison in enumerate(comparisons):
-        for name, label in (("height", "height"), ("entry_time", "entry"), ("exit_time", "exit"),
-                            ("drop_time", "drop at"), ("risk_after", "risk after")):
-            value = getattr(comparison.predicted, name)
-            if value is None:
-                continue
-            mean, error, count = comparison.mean_and_error(name)
-            ratio = (value - mean) / error if count > 1 and error > 0 else math.nan
-            print(f"{index:>2} {label:>10} {value:11.4g} {mean:11.4g} ± {error:8.2g} {count:3d} {ratio:+9.2f}")
+    print("\n".join(comparison_table(comparisons)))
     theory = reports[0]["theory"]
     if theory:
-        print("   theory levels: " + ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = "
-                                              f"{lvl.height:.4g}" for lvl in theory))
+        print(_theory_levels_line(theory))
     if args.output:
         path = plot_plateau_comparison(trajectories[0], trajectories[1:], comparisons, theory, args.output,
                                        title=args.title)
@@ -393,9 +390,7 @@ def _cmd_plateaus(args: argparse.Namespace) -> None:
                                     f"{values[after_index, j]:+.3f}" for j, k in enumerate(degrees))
                 print(f"   network Hermite coefficients across the drop: {changes}")
         if report["theory"]:
-            levels = ", ".join(f"{'E y²' if lvl.fitted_degree < 0 else f'R_{lvl.fitted_degree}'} = {lvl.height:.4g}"
-                               for lvl in report["theory"])
-            print(f"   theory levels: {levels}")
+            print(_theory_levels_line(report["theory"]))
         if off_level:
             print(f"   * more than {math.exp(_OFF_LEVEL) - 1:.0%} from every Hermite level: not a 'components ≤ ℓ "
                   "fitted' plateau (e.g. a component partly fitted, or a saddle of the finite network); "

@@ -94,7 +94,9 @@ __all__ = [
     "RiskSlope",
     "TheoryLevel",
     "compare_plateaus",
+    "comparison_table",
     "detect_plateaus",
+    "hermite_block_energies",
     "hermite_component_residuals",
     "hermite_order_parameters",
     "hermite_plateau_heights",
@@ -441,8 +443,8 @@ def _resolve_target(source: Any) -> Any:
         raise ValueError(f"target: {error}") from None
 
 
-def _block_energies(target: Any, degree: int) -> np.ndarray:
-    """``E_k = Σ_{|i|=k} φ̂_i²`` for k = 0..degree."""
+def hermite_block_energies(target: Any, degree: int) -> np.ndarray:
+    """``E_k = Σ_{|i|=k} φ̂_i²`` for k = 0..degree (single-index: ``φ̂_k²``)."""
     if hasattr(target, "coefficients"):
         return np.asarray(target.coefficients(degree), dtype=float) ** 2
     return np.asarray(target.block_norms(degree), dtype=float) ** 2
@@ -501,7 +503,7 @@ def hermite_plateau_heights(target: Any, max_degree: int | None = None, *,
         if not (isinstance(max_degree, (int, np.integer)) and max_degree >= 0):
             raise ValueError(f"max_degree = {max_degree!r} must be an integer >= 0")
         top = int(max_degree)
-    energies = _block_energies(resolved, top)
+    energies = hermite_block_energies(resolved, top)
     noise = float(resolved.noise_variance)
     if exact is not None and top >= exact:
         # exact: sum the energies above ℓ (no cancellation)
@@ -695,3 +697,21 @@ def compare_plateaus(predicted: Sequence[Plateau], observed: Sequence[Sequence[P
                 next_index[run] = best + 1
         out.append(PlateauComparison(predicted=plateau, observed=tuple(matched)))
     return out
+
+
+def comparison_table(comparisons: Sequence[PlateauComparison]) -> list[str]:
+    """Text rows of a prediction-vs-runs comparison: for each plateau and each of height, entry, exit,
+    drop time and risk after the drop, the predicted value, the runs' mean, its standard error, the
+    number of runs with a matched plateau, the relative difference and the difference in s.e."""
+    rows = [(f"{'#':>2} {'quantity':>10} {'predicted':>11} {'runs mean':>11} {'s.e.':>9} {'n':>2} "
+             f"{'rel. diff':>9} {'diff/s.e.':>9}")]
+    for index, comparison in enumerate(comparisons):
+        for quantity in ("height", "entry_time", "exit_time", "drop_time", "risk_after"):
+            value = getattr(comparison.predicted, quantity)
+            if value is None:
+                continue
+            mean, error, count = comparison.mean_and_error(quantity)
+            ratio = (value - mean) / error if count > 1 and error > 0 else math.nan
+            rows.append(f"{index:>2} {quantity:>10} {value:11.4g} {mean:11.4g} {error:9.2g} {count:2d} "
+                        f"{mean / value - 1:+9.2%} {ratio:+9.2f}")
+    return rows

@@ -137,17 +137,7 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
         positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
         return (positions[:, 0] if dimension == 1 else positions), masses / masses.sum()
     else:
-        if isinstance(n_particles, (list, tuple, np.ndarray)):
-            if len(n_particles) != dimension:
-                raise ValueError(f"solver.n_particles = {list(n_particles)!r} needs one count per coordinate "
-                                 f"{problem.coordinate_names}")
-            counts = [1 if atom else _check_count(f"solver.n_particles[{name}]", c)
-                      for atom, name, c in zip(atomic, problem.coordinate_names, n_particles)]
-        else:
-            total = _check_count("solver.n_particles", n_particles)
-            free = max(1, dimension - sum(atomic))
-            per_axis = max(1, int(round(total ** (1.0 / free))))
-            counts = [1 if atom else per_axis for atom in atomic]
+        counts = _axis_counts(problem, n_particles, atomic, dimension)
         levels = [(np.arange(c, dtype=float) + 0.5) / c for c in counts]
         mesh = np.meshgrid(*levels, indexing="ij")
         uniforms = np.stack([m.ravel() for m in mesh], axis=1)

@@ -216,7 +216,7 @@ spacing = "log"
     out = capsys.readouterr().out
     assert overlay.exists() and "against 2 run(s)" in out
     rows = [line.split() for line in out.splitlines() if line.split()[:2][-1:] == ["height"]]
-    assert rows and all(float(row[2]) == float(row[3]) and row[6] == "2" for row in rows), rows
+    assert rows and all(float(row[2]) == float(row[3]) and row[5] == "2" for row in rows), rows
     assert main(["plateaus", "--compare", bmz]) == 2       # a prediction needs at least one run
 
 
