@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from reduced_pde.config import build_problem, load_config
+from reduced_pde.running.config import build_problem, load_config
 from solvers.finite_volume_nd import FiniteVolumeSolverND
 from solvers.index_sgd import IndexSGDSimulation
 from solvers.tensor_grid import GridAxis, TensorGrid
@@ -79,7 +79,7 @@ def main() -> None:
                   f"{g.cells / seconds:15.3e} {seconds / reference:10.1f}x  (max rel. density diff {diff:.1e})")
 
     print("\n2. reduced solve vs SGD (ReLU single-index, t <= 10)")
-    from reduced_pde.cli import run_pde
+    from reduced_pde.running.pipeline import run_pde
 
     config = load_config(CONFIG, ["output.n_outputs=10", "output.law_times=[]"])
     began = time.perf_counter()

@@ -8,7 +8,7 @@ badly — 20 mid-quantiles put t_2 3.4× too late at ε = 1e-9), Radau with the 
 For ε = 1e-1 … 1e-9 it measures, on 40 output times per decade,
 
   t_0  risk has lost half of the He_0 excess (R = R_0 + φ̂_0²/2), against the exact
-       t_0 = ε ln 2 / (4 α_0²)                                  (reduced_pde.timescales.he0_fit_time)
+       t_0 = ε ln 2 / (4 α_0²)                                  (reduced_pde.analysis.timescales.he0_fit_time)
   t_1  m̂_1 reaches φ̂_1/2, against the derived leading order
        t_1 = (√ε/(4 α_1 |φ̂_1|)) [ln(2|φ̂_1|/(α_1 V √ε)) + O(1)]  (he1_learning_time; V = Var a(0)):
        the slope of t_1/√ε in ln(1/√ε) must tend to 1/(4 α_1 |φ̂_1|) = 1/2
@@ -16,7 +16,7 @@ For ε = 1e-1 … 1e-9 it measures, on 40 output times per decade,
        suggests ε^{1/4}; the converged computation does not follow it — see the results)
 
 (derivations: the comment block "Learning times with separated layer speeds" in
-reduced_pde/timescales.py), the plateaus found by reduced_pde.plateaus.detect_plateaus, local
+reduced_pde/timescales.py), the plateaus found by reduced_pde.analysis.plateaus.detect_plateaus, local
 exponents d ln t/d ln ε, and power-law fits with their residual standard errors.  Checks: 80 vs 40
 Gauss particles and rtol 1e-8 vs 1e-6 at ε = 1e-2 and 1e-9.
 
@@ -36,9 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reduced_pde.cli import plateau_report, run_pde
-from reduced_pde.config import build_problem, load_config
-from reduced_pde.timescales import (
+from reduced_pde.running.pipeline import plateau_report, run_pde
+from reduced_pde.running.config import build_problem, load_config
+from reduced_pde.analysis.timescales import (
     fit_power_law,
     he0_fit_time,
     he1_learning_time,
@@ -110,7 +110,7 @@ def main() -> None:
     t1 = np.array([r["t1"] for r in runs])
     t2 = np.array([r["t2"] for r in runs])
     say()
-    say("plateaus (reduced_pde.plateaus.detect_plateaus, threshold 0.1): height [entry, exit] -> degrees learnt")
+    say("plateaus (reduced_pde.analysis.plateaus.detect_plateaus, threshold 0.1): height [entry, exit] -> degrees learnt")
     for run in runs:
         text = "; ".join(f"{m.plateau.height:.4f} [{m.plateau.entry_time:.2e}, {m.plateau.exit_time:.2e}] -> "
                          f"{','.join(f'He{k}' for k in m.degrees_learnt) or '-'}" for m in run["plateaus"])

@@ -2,7 +2,7 @@
 
 For each d (log-spaced 50 … 3200) the reduced equation (s = ⟨w, θ*⟩, mobility 1 − s², fixed a = 1) is
 solved by the characteristics solver and T_½ (risk down to R_0/2) is measured by
-``reduced_pde.timescales.escape_time``; each solve is repeated with twice the particles (the relative
+``reduced_pde.analysis.timescales.escape_time``; each solve is repeated with twice the particles (the relative
 change is printed).  Fits T = C d^γ on d >= d_min for several d_min, compared with the predicted
 γ = (k − 2)/2 and prefactor τ_½ (reduced_pde/timescales.py); k = 2 is compared with its exact
 semi-analytic T_½(d) = (ln d)/16 + c + o(1).
@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reduced_pde.timescales import (
+from reduced_pde.analysis.timescales import (
     asymptotic_escape_prefactor,
     escape_time_sweep,
     extrapolated_exponent,

@@ -66,7 +66,7 @@ def main() -> None:
             risks = []
             for t in times:
                 sim.advance(t)
-                risks.append(sim.observables()["reduced_risk"] if panel == 0 else math.nan)
+                risks.append(sim.observables()["risk"] if panel == 0 else math.nan)
             sim.advance(t_final)
             radii.append(sim.norms)
             sgd_risk.append(risks)

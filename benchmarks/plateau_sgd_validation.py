@@ -9,9 +9,9 @@
    spread 1/√d of s, where the He_3 drift is only ∝ s²; see the configuration file).
 
 For each: `reduced-pde experiment CONFIG --outdir results/plateau_sgd/<name>` (reduced solve + SGD
-seeds, two at a time), then the plateaus of every file (reduced_pde.plateaus.detect_plateaus),
+seeds, two at a time), then the plateaus of every file (reduced_pde.analysis.plateaus.detect_plateaus),
 compare_plateaus (seed mean ± s.e. of heights and times against the prediction), escape times
-(reduced_pde.timescales.escape_time), and the overlay figures/<name>_plateaus.png.  The expected
+(reduced_pde.analysis.timescales.escape_time), and the overlay figures/<name>_plateaus.png.  The expected
 discrepancies: seed-to-seed fluctuations (the s.e.), the finite-N bias O(1/N) of the risk, SGD's
 step bias O(step/B), and the reduced solve's particle error (negligible here: < 1e-4).
 
@@ -31,11 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reduced_pde.cli import plateau_report
-from reduced_pde.plateaus import compare_plateaus, comparison_table
-from reduced_pde.plotting import plot_plateau_comparison
-from reduced_pde.storage import read_trajectory
-from reduced_pde.timescales import escape_time, predicted_escape_time
+from reduced_pde.running.pipeline import plateau_report
+from reduced_pde.analysis.plateaus import compare_plateaus, comparison_table
+from reduced_pde.running.plotting import plot_plateau_comparison
+from reduced_pde.running.storage import read_trajectory
+from reduced_pde.analysis.timescales import escape_time, predicted_escape_time
 
 CASES = {"bmz_sgd": ROOT / "configs" / "bmz_sgd.toml",
          "sphere_escape_he3": ROOT / "configs" / "sphere_escape_he3_sgd.toml"}

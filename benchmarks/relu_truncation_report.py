@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.models.single_index import SingleIndexProblem
 
 
 def point_sets(dimension: float, rng: np.random.Generator) -> dict[str, np.ndarray]:

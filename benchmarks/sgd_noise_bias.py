@@ -1,7 +1,7 @@
 """How small must ε/B be for SGD to track the MMN18 PDE?  (N = 800, d = 320, Δ = 0.5, κ = 0.4, ξ = 1.)
 
 Runs SGD for several (ε, B) up to ``--t-max`` and the reduced PDE (Lagrangian particles at the same
-d) and prints mean_r and the N = ∞ risk of the law of |w| (``reduced_risk``) side by side, plus the
+d) and prints mean_r and the N = ∞ risk of the law of |w| (``risk``; the network's is ``network_risk``) side by side, plus the
 Monte-Carlo radial noise drift ``2εξ²E[a²|x⊥|²]/(B r)`` (solvers.sgd.radial_noise_drift) at the end.
 
     python benchmarks/sgd_noise_bias.py --configs 4e-3,100 1e-3,100 2.5e-4,100 1e-4,10 --t-max 10
@@ -32,7 +32,7 @@ def main() -> None:
     pde = solve_lagrangian(problem, times, n_particles=400)
     print(f"PDE (lagrangian, 400 particles) {time.perf_counter() - start:.1f} s", flush=True)
     print("t      " + "  ".join(f"{t:8g}" for t in times))
-    print("PDE mean_r " + " ".join(f"{v:8.5f}" for v in pde.mean_r))
+    print("PDE mean_r " + " ".join(f"{v:8.5f}" for v in pde.mean_of("r")))
     print("PDE risk   " + " ".join(f"{v:8.5f}" for v in pde.risk), flush=True)
     for spec in args.configs:
         eps, batch = float(spec.split(",")[0]), int(spec.split(",")[1])
@@ -44,7 +44,7 @@ def main() -> None:
             sim.advance(t)
             stepping += time.perf_counter() - t0
             obs = sim.observables()
-            mean_r.append(obs["mean_r"]), reduced.append(obs["reduced_risk"]), risk.append(obs["risk"])
+            mean_r.append(obs["mean_r"]), reduced.append(obs["risk"]), risk.append(obs["network_risk"])
         drift = radial_noise_drift(sim, 20000)
         print(f"eps={eps:g} B={batch} (eps/B={eps / batch:.2g}) steps={sim.steps} stepping {stepping:.0f} s "
               f"({sim.steps / stepping:.0f} steps/s, backend {sim.backend}); at t_max: noise drift of r "

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from reduced_pde.free_energy import gibbs_fixed_point  # noqa: E402
-from reduced_pde.single_index import PolynomialActivation, SingleIndexProblem  # noqa: E402
+from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem  # noqa: E402
 from solvers.grid import UniformGrid1D  # noqa: E402
 from solvers.sphere_sgd import run_sphere_sgd  # noqa: E402
 

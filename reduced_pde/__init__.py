@@ -1,11 +1,11 @@
 """reduced-pde: mean-field PDEs of two-layer networks, reduced by the symmetries of the data."""
 
-from .activations import Activation, PiecewiseLinearActivation, SmoothActivation, make_activation
-from .data_models import IsotropicGaussianMixture
-from .initial_laws import GaussianBump, InitialLaw, PointMass, ScaledChi, make_initial_law
-from .problem import LowRankKernel, ReducedProblem
-from .radial_reduction import IsotropicMixtureRadialProblem
-from .schedules import LearningRateSchedule
+from reduced_pde.activations import Activation, PiecewiseLinearActivation, SmoothActivation, make_activation
+from reduced_pde.models.isotropic_mixture import IsotropicGaussianMixture
+from reduced_pde.initial_laws import GaussianBump, InitialLaw, PointMass, ScaledChi, make_initial_law
+from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
+from reduced_pde.schedules import LearningRateSchedule
 
 __version__ = "0.1.0"
 
@@ -16,16 +16,16 @@ __all__ = [
     "LearningRateSchedule",
 ]
 
-from .single_index import PolynomialActivation, SingleIndexInitialLaw, SingleIndexProblem  # noqa: E402
-from .targets import (ActivationTarget, CallableTarget, HermiteTarget, SingleIndexTarget,  # noqa: E402
+from reduced_pde.models.single_index import PolynomialActivation, SingleIndexInitialLaw, SingleIndexProblem  # noqa: E402
+from reduced_pde.targets import (ActivationTarget, CallableTarget, HermiteTarget, SingleIndexTarget,  # noqa: E402
                       make_target)
 
 __all__ += ["PolynomialActivation", "SingleIndexInitialLaw", "SingleIndexProblem", "ActivationTarget",
             "CallableTarget", "HermiteTarget", "SingleIndexTarget", "make_target"]
 
-from .plateaus import (compare_plateaus, detect_plateaus, hermite_plateau_heights,  # noqa: E402
+from reduced_pde.analysis.plateaus import (compare_plateaus, detect_plateaus, hermite_plateau_heights,  # noqa: E402
                        unlearnable_degrees)
-from .timescales import (escape_time, he0_fit_time, he1_learning_time, learning_time,  # noqa: E402
+from reduced_pde.analysis.timescales import (escape_time, he0_fit_time, he1_learning_time, learning_time,  # noqa: E402
                          predicted_escape_time)
 
 __all__ += ["compare_plateaus", "detect_plateaus", "hermite_plateau_heights", "unlearnable_degrees",

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import erf as _erf, expit, ndtr
 
-from .hermite import gauss_hermite_rule, normalized_hermite
+from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
 
 __all__ = [
     "Activation",

@@ -18,7 +18,7 @@ Closed forms used here (``κ₀``, ``κ₁`` the arc-cosine kernels of order 0 a
   (ReLU: ``K = n n' κ₁(γ)``), evaluated without Owen's T;
 * step ``σ(t) = 1{t > 0}``: ``K = κ₀(γ) = (π − arccos γ)/(2π)`` for n, n' > 0 (0 if n or n' is 0);
 * erf: ``K = (2/π) arcsin(2 n n' γ / sqrt((1 + 2n²)(1 + 2n'²)))`` (Williams 1997);
-* polynomial σ (:class:`~reduced_pde.single_index.PolynomialActivation`, degree p): the terminating
+* polynomial σ (:class:`~reduced_pde.models.single_index.PolynomialActivation`, degree p): the terminating
   Mehler sum ``Σ_{k<=p} α_k(n) α_k(n') γ^k`` (exact);
 * anything else (tanh, sigmoid, user callables): the Mehler sum to a high degree K (default 200),
   with the rigorous bound ``|K_σ − K_K| <= |γ|^{K+1} sqrt(T_K(n) T_K(n'))``,
@@ -35,7 +35,7 @@ With ``s = sqrt(1 − γ²)``, ``A = Φ̄((b − γa)/s)``, ``B = Φ̄((a − γ
 ``E[XY 1] = γP + γaφ(a)A + γbφ(b)B + s² φ₂(a, b)`` over ``{X > a, Y > b}``, so
 ``F = E[XY 1] − a E[Y 1] − b E[X 1] + ab P``; at γ = ±1 the degenerate limits are used.
 
-Reduced interaction.  In the single-index reduction (:mod:`reduced_pde.single_index`) a neuron has
+Reduced interaction.  In the single-index reduction (:mod:`reduced_pde.models.single_index`) a neuron has
 second layer a, scale ``n = |w|``, alignment ``ρ = s/n`` and orthogonal part ``ϱ = r/n``, and
 
     u(x, x') = a a' E_c[ K_σ(n, n', γ) ],      γ = ρ ρ' + ϱ ϱ' c,
@@ -66,8 +66,8 @@ import numpy as np
 from scipy.special import erf as _scipy_erf
 from scipy.special import ndtr, owens_t, roots_jacobi
 
-from .activations import Activation, PiecewiseLinearActivation, SmoothActivation
-from .hermite import gauss_hermite_rule, normalized_hermite
+from reduced_pde.activations import Activation, PiecewiseLinearActivation, SmoothActivation
+from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
 
 __all__ = [
     "DualKernel",

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from .problem import ReducedProblem
+from reduced_pde.problem import ReducedProblem
 
 __all__ = ["Geometry", "geometry_of", "GridOperators", "log_jacobian", "discrete_gibbs_density", "free_energy_terms",
            "GibbsFixedPoint", "gibbs_fixed_point", "noiseless_optimum", "check_noise_parameters"]
@@ -134,7 +134,7 @@ class Geometry:
 def geometry_of(problem: ReducedProblem, dimension: float | None = None,
                 geometry: "Geometry | str | None" = None) -> Geometry:
     """The geometry of a 1-D problem: ``"sphere"`` for a sphere problem with the single coordinate
-    ``("s",)`` (:class:`~reduced_pde.single_index.SingleIndexProblem` with ``sphere=True`` and a
+    ``("s",)`` (:class:`~reduced_pde.models.single_index.SingleIndexProblem` with ``sphere=True`` and a
     fixed second layer), ``"radial"`` otherwise; a string or Geometry overrides the kind."""
     d = float(getattr(problem, "dimension", math.nan) if dimension is None else dimension)
     if isinstance(geometry, Geometry):

@@ -22,18 +22,19 @@ in 1-D, (M, dim) otherwise; ``interaction_low_rank`` → weights (K,), features 
 ``interaction_features_gradient`` → (K, M) in 1-D, (K, M, dim) otherwise.  ``initial_law`` returns
 an object with ``cell_masses`` (edges, or one edge array per axis), ``quantile`` and samples of the
 full-dimensional parameters (:class:`~reduced_pde.initial_laws.InitialLaw` in 1-D,
-:class:`~reduced_pde.single_index.SingleIndexInitialLaw` for (a, s, r)).
+:class:`~reduced_pde.models.single_index.SingleIndexInitialLaw` for (a, s, r)).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .initial_laws import InitialLaw
+from reduced_pde.initial_laws import InitialLaw
 
 __all__ = ["LowRankKernel", "ReducedProblem", "NoInteraction"]
 
@@ -107,6 +108,28 @@ class ReducedProblem(ABC):
         """Parameters that rebuild the problem (stored as HDF5 attributes)."""
 
     # ---- geometry of the flow -------------------------------------------------------------------
+    # Solvers read the geometry from these methods only (never from the problem's type or name).
+    def domain(self) -> tuple[tuple[float, float], ...]:
+        """Natural bounds ``(lower, upper)`` of each coordinate (±inf where unbounded): e.g. r ∈ [0, ∞),
+        s ∈ [−1, 1] on the sphere.  Grids must lie inside; particles are clipped to it (round-off)."""
+        return tuple((-math.inf, math.inf) for _ in self.coordinate_names)
+
+    def log_reference_density(self, points: np.ndarray) -> np.ndarray:
+        """``log J(x)`` of the reference measure ``J(x) dx`` of the reduced coordinates, the image of
+        Lebesgue measure on θ (e.g. ``(d − 1) log r`` for r = |w| ∈ R^d, ``((d − 3)/2) log(1 − s²)``
+        for s on S^{d−1}).  The entropy of the noisy dynamics is taken relative to it.  Problems
+        without a noisy reduction raise ValueError (the default)."""
+        raise ValueError(f"noise (noise.beta < inf) is not available for the reduction with coordinates "
+                         f"{self.coordinate_names}")
+
+    def check_noise(self, beta: float, weight_decay: float) -> None:
+        """Refuse (ValueError naming the field) noise or weight decay this reduction cannot carry.
+        Default: no noise unless :meth:`log_reference_density` is defined; weight decay allowed."""
+        if math.isfinite(beta):
+            centre = np.array([[0.5 * (lo + hi) if math.isfinite(lo + hi) else (lo + 1.0 if math.isfinite(lo) else 0.5)
+                                for lo, hi in self.domain()]])
+            self.log_reference_density(centre if len(self.coordinate_names) > 1 else centre[:, 0])
+
     def mobility(self, points: np.ndarray) -> np.ndarray:
         """Diagonal mobility ``M(x)`` of the reduced flow ``dx/dt = −2ξ M(x) ∇ψ(x; p)``, shape (M, dim):
         ones (Euclidean coordinates); ``1 − s²`` for the coordinate s of neurons on the sphere."""

@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .activations import ACTIVATION_NAMES, Activation, make_activation
-from .hermite import gauss_hermite_rule, normalized_hermite
+from reduced_pde.activations import ACTIVATION_NAMES, Activation, make_activation
+from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
 
 __all__ = ["SingleIndexTarget", "HermiteTarget", "ActivationTarget", "CallableTarget",
            "make_target", "TARGET_KINDS"]

@@ -61,8 +61,8 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .grid import MonitoredDensityState, UniformGrid1D
-from .results import Trajectory
+from solvers.grid import MonitoredDensityState, UniformGrid1D
+from solvers.results import Trajectory
 
 __all__ = [
     "SCHEMES",
@@ -527,11 +527,15 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
 
     # ---- observables -------------------------------------------------------------------------
     @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(self.problem.coordinate_names)
+
+    @property
     def masses(self) -> np.ndarray:
         return self.density * self.grid.spacing
 
     def observables(self) -> dict[str, float]:
-        """risk (``problem.risk`` of the cell-centre law), mean_r, std_r, mass."""
+        """risk (``problem.risk`` of the cell-centre law), mean and std of the coordinate, mass, density."""
         centers = self.grid.centers
         masses = self.masses
         mass = float(masses.sum())
@@ -542,7 +546,9 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
                          + masses @ self._dense @ masses)
         else:
             risk = self.problem.risk(centers, masses)
-        return {"risk": risk, "mean_r": mean, "std_r": math.sqrt(max(var, 0.0)), "mass": mass}
+        name = self.coordinate_names[0]
+        return {"risk": risk, f"mean_{name}": mean, f"std_{name}": math.sqrt(max(var, 0.0)), "mass": mass,
+                "density": self.density.copy()}
 
 
 def solve_finite_volume(problem: ReducedProblem, grid: UniformGrid1D, output_times: Sequence[float],
@@ -557,37 +563,12 @@ def solve_finite_volume(problem: ReducedProblem, grid: UniformGrid1D, output_tim
     ``r_centers`` (M,), ``r_edges`` (M+1,), ``mass`` (T,); diagnostics ``steps``, ``wall_time``,
     ``max_risk_increase``, ``rank``.
     """
+    from solvers.controller import run_simulation
+
     times = validate_output_times(output_times)
     solver = FiniteVolumeSolver1D(problem, grid, scheme=scheme, cfl=cfl, schedule=schedule,
                                   kernel=kernel, max_dt=max_dt, initial_density=initial_density,
                                   time_stepper=time_stepper)
-    records = {name: np.empty(times.size) for name in ("risk", "mean_r", "std_r", "mass")}
-    densities = np.empty((times.size, grid.cells))
-    iterator: Any = range(times.size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(iterator, desc="finite volume", unit="output")
-        iterator = bar
-    start = _time.perf_counter()
-    try:
-        for k in iterator:
-            solver.advance(times[k])
-            obs = solver.observables()
-            for name, values in records.items():
-                values[k] = obs[name]
-            densities[k] = solver.density
-            if bar is not None:
-                bar.set_postfix(t=f"{solver.time:.3g}", steps=solver.steps, risk=f"{obs['risk']:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = _time.perf_counter() - start
-    config = {**problem.config(), **solver.config()}
-    return Trajectory(
-        kind="pde_finite_volume", time=times, risk=records["risk"], mean_r=records["mean_r"],
-        std_r=records["std_r"],
-        fields={"density": densities, "r_centers": grid.centers, "r_edges": grid.edges,
-                "mass": records["mass"]},
-        config=config,
-        diagnostics={"wall_time": wall, **solver.diagnostics()})
+    return run_simulation(solver, times, kind="pde_finite_volume",
+                          config={**problem.config(), **solver.config()},
+                          static_fields={"r_centers": grid.centers, "r_edges": grid.edges}, progress=progress)

@@ -78,7 +78,7 @@ from reduced_pde.initial_laws import InitialLaw
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .finite_volume import (
+from solvers.finite_volume import (
     _DT_UNDERFLOW,
     _MAX_STEPS,
     _NEGATIVE,
@@ -93,9 +93,9 @@ from .finite_volume import (
     _xi,
     validate_output_times,
 )
-from .grid import MonitoredDensityState
-from .results import Trajectory
-from .tensor_grid import MAX_DIMENSION, TensorGrid
+from solvers.grid import MonitoredDensityState
+from solvers.results import Trajectory
+from solvers.tensor_grid import MAX_DIMENSION, TensorGrid
 
 __all__ = ["POSITIVITY_BOUND", "FiniteVolumeSolverND", "SolverError", "solve_finite_volume_nd"]
 
@@ -799,16 +799,12 @@ class FiniteVolumeSolverND(MonitoredDensityState):
         return (self._density * self._volumes).reshape(self.grid.shape)
 
     @property
-    def summary_coordinate(self) -> str:
-        """The coordinate reported as ``mean_r``/``std_r`` (the fields every trajectory has): r if
-        present, else s, else the last coordinate."""
-        names = self.grid.names
-        return "r" if "r" in names else ("s" if "s" in names else names[-1])
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(self.grid.names)
 
     def observables(self) -> dict[str, Any]:
         """``risk`` (R_h), ``mass``, ``mean_<x>``/``std_<x>`` and the 1-D marginal density ``marginal_<x>``
-        (w.r.t. dx, shape (N_x,)) of every coordinate x, ``mean_r``/``std_r`` (those of
-        :attr:`summary_coordinate`) and ``density`` (shape ``grid.shape``)."""
+        (w.r.t. dx, shape (N_x,)) of every coordinate x, and ``density`` (shape ``grid.shape``)."""
         masses = self.masses
         mass = float(masses.sum())
         out: dict[str, Any] = {"risk": self.discrete_risk(), "mass": mass}
@@ -820,8 +816,6 @@ class FiniteVolumeSolverND(MonitoredDensityState):
             out[f"mean_{axis.name}"] = mean
             out[f"std_{axis.name}"] = math.sqrt(max(var, 0.0))
             out[f"marginal_{axis.name}"] = marginal / axis.widths
-        out["mean_r"] = out[f"mean_{self.summary_coordinate}"]
-        out["std_r"] = out[f"std_{self.summary_coordinate}"]
         out["density"] = self.density.copy()
         return out
 
@@ -853,14 +847,14 @@ def solve_finite_volume_nd(problem: ReducedProblem, grid: TensorGrid, output_tim
                            **kwargs: Any) -> Trajectory:
     """Solve from t = 0 and record observables and densities at ``output_times`` (module docstring);
     ``kwargs`` go to :class:`FiniteVolumeSolverND`, the checkpoint options to
-    :func:`reduced_pde.runner.run_simulation`.
+    :func:`solvers.controller.run_simulation`.
 
-    Returns a :class:`Trajectory` of kind ``"pde_finite_volume_nd"`` with ``mean_r``/``std_r`` of
-    :attr:`FiniteVolumeSolverND.summary_coordinate`; fields ``density`` (T, *grid.shape), ``mass``,
+    Returns a :class:`Trajectory` of kind ``"pde_finite_volume_nd"`` with ``mean``/``std`` of every
+    coordinate; fields ``density`` (T, *grid.shape), ``mass``,
     ``mean_<x>``, ``std_<x>`` (T,), ``marginal_<x>`` (T, N_x), ``<x>_centers``, ``<x>_edges``;
     diagnostics of :meth:`FiniteVolumeSolverND.diagnostics`.
     """
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
     times = validate_output_times(output_times)
     solver = FiniteVolumeSolverND(problem, grid, **kwargs)

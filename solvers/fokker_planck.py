@@ -65,9 +65,9 @@ from reduced_pde.free_energy import (Geometry, GridOperators, check_noise_parame
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .finite_volume import SolverError, low_rank_potential, validate_output_times
-from .grid import MonitoredDensityState, UniformGrid1D
-from .results import Trajectory
+from solvers.finite_volume import SolverError, low_rank_potential, validate_output_times
+from solvers.grid import MonitoredDensityState, UniformGrid1D
+from solvers.results import Trajectory
 
 __all__ = ["FokkerPlanckSolver1D", "solve_fokker_planck", "TIME_STEPPING", "bernoulli"]
 
@@ -360,7 +360,7 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
 
     # ---- observables ------------------------------------------------------------------------------
     def observables(self) -> dict[str, float]:
-        """risk R_h, free_energy F_h, second_moment E r², entropy Σ m log(p/J), mean_r, std_r, mass,
+        """risk R_h, free_energy F_h, second_moment E r², entropy Σ m log(p/J), mean/std of the coordinate, mass, density
         and gibbs_l1 = ‖p − Gibbs(ψ_λ(p))‖_L1 (zero at a fixed point)."""
         centers = self.grid.centers
         masses = self.density * self.grid.spacing
@@ -370,11 +370,13 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         terms = free_energy_terms(self.ops, self.density, self.beta, self.weight_decay)
         gibbs = (float(np.sum(np.abs(self.density - self.gibbs_density())) * self.grid.spacing)
                  if math.isfinite(self.beta) else math.nan)
-        out = {**terms, "mean_r": mean, "std_r": math.sqrt(max(var, 0.0)), "mass": mass,
-               "gibbs_l1": gibbs}
-        if self.geometry.kind == "sphere":  # mean_r/std_r are those of the coordinate, here s
-            out.update(mean_s=mean, std_s=out["std_r"])
-        return out
+        name = self.coordinate_names[0]
+        return {**terms, f"mean_{name}": mean, f"std_{name}": math.sqrt(max(var, 0.0)), "mass": mass,
+                "gibbs_l1": gibbs, "density": self.density.copy()}
+
+    @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(self.problem.coordinate_names)
 
 
 def solve_fokker_planck(problem: ReducedProblem, grid: UniformGrid1D, output_times: Sequence[float],
@@ -384,7 +386,7 @@ def solve_fokker_planck(problem: ReducedProblem, grid: UniformGrid1D, output_tim
 
     Trajectory kind ``"pde_fokker_planck"``; fields ``density`` (T, M), ``free_energy``,
     ``second_moment``, ``entropy``, ``mass``, ``gibbs_l1`` (T,), ``r_centers``, ``r_edges``."""
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
     times = validate_output_times(output_times)
     solver = FokkerPlanckSolver1D(problem, grid, beta, weight_decay, **kwargs)

@@ -27,7 +27,7 @@ weights, x, labels): the run does not depend on how it is split into :meth:`adva
 Observables (design note §5, like with like): ``risk`` = the N = ∞ risk of the empirical law of
 the invariants ``problem.risk(points, 1/N)``; ``network_risk`` = the exact risk R_N of the network
 (optional: ``record_network_risk``, O(N²)); ``points`` (N, dim) the invariants; ``mean_<x>``,
-``std_<x>`` for every coordinate; ``mean_r``/``std_r`` of s (the summary coordinate of the plots).
+``std_<x>`` for every coordinate.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import numpy as np
 
 from reduced_pde.schedules import LearningRateSchedule
 
-from .results import Trajectory
-from .sgd import ParticleCheckpoint, _check_int
+from solvers.results import Trajectory
+from solvers.sgd import ParticleCheckpoint, _check_int
 
 __all__ = ["IndexSGDSimulation", "IndexSGDError", "run_index_sgd"]
 
@@ -205,8 +205,6 @@ class IndexSGDSimulation(ParticleCheckpoint):
         for i, name in enumerate(names):
             out[f"mean_{name}"] = float(points[:, i].mean())
             out[f"std_{name}"] = float(points[:, i].std())
-        summary = "s" if "s" in names else ("s1" if "s1" in names else names[0])
-        out["mean_r"], out["std_r"] = out[f"mean_{summary}"], out[f"std_{summary}"]
         if self.record_network_risk:
             frame = self.theta_star[0] if self.index_dimension == 1 else self.theta_star
             out["network_risk"] = float(self.problem.network_risk(self._a, self._wt.T, frame)[0])
@@ -217,12 +215,12 @@ def run_index_sgd(problem: Any, output_times: Sequence[float], *, n_neurons: int
                   batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
                   second_layer_rate: float = 1.0, record_network_risk: bool = False,
                   progress: bool = False, **run_options: Any) -> Trajectory:
-    """Observables at ``output_times`` (nearest steps) through :func:`reduced_pde.runner.run_simulation`
+    """Observables at ``output_times`` (nearest steps) through :func:`solvers.controller.run_simulation`
     (``run_options``: checkpoint, checkpoint_every, resume).  Trajectory kind ``"sgd"``; fields
     ``points`` (T, N, dim), ``mean_<x>``, ``std_<x>`` (T,)."""
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
-    from .finite_volume import validate_output_times
+    from solvers.finite_volume import validate_output_times
 
     times = validate_output_times(output_times)
     simulation = IndexSGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed,

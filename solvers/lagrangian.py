@@ -22,7 +22,7 @@ well-specified single-index model converging to a point mass) without numerical 
 
 Particles.  In 1-D the default particles are the mid-quantiles ``Q((i + ½)/n)`` of
 ``problem.initial_law()`` with equal masses ``1/n``.  For a product initial law in D coordinates
-(:class:`~reduced_pde.single_index.SingleIndexInitialLaw`), ``sampling = "quantile"`` takes the
+(:class:`~reduced_pde.models.single_index.SingleIndexInitialLaw`), ``sampling = "quantile"`` takes the
 tensor product of mid-quantile rules, one per coordinate (a point-mass marginal gets one level; the
 others ``n_axis ≈ n^(1/D')``, D' the number of non-atomic marginals), with masses ``Π 1/n_axis``;
 ``sampling = "sobol"`` maps n scrambled Sobol points through the coordinate quantiles (equal
@@ -50,7 +50,7 @@ of the positions, their features are evaluated with one extra fixed point ``degr
 construction, and no point is appended.
 
 Solver state is ``(time, positions)``: the solver follows the ``Simulation`` protocol of
-:mod:`reduced_pde.runner`, so CLI runs checkpoint and resume like the grid solvers.
+:mod:`solvers.controller`, so CLI runs checkpoint and resume like the grid solvers.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ from scipy.integrate import solve_ivp
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .finite_volume import SolverError, validate_output_times
-from .results import Trajectory
+from solvers.finite_volume import SolverError, validate_output_times
+from solvers.results import Trajectory
 
 __all__ = ["LagrangianSolver", "ParticleVelocity", "solve_lagrangian", "initial_particles"]
 
@@ -327,7 +327,7 @@ class ParticleVelocity:
 
 class LagrangianSolver:
     """Characteristics solver (module docstring) following the ``Simulation`` protocol of
-    :mod:`reduced_pde.runner`: ``advance(t)``, ``observables()``, ``state()``/``set_state()``.
+    :mod:`solvers.controller`: ``advance(t)``, ``observables()``, ``state()``/``set_state()``.
 
     Parameters: ``problem``; ``n_particles`` (total, or per coordinate) and ``sampling``
     ("quantile" | "sobol") for the default particles, or ``initial_positions`` ((n,) / (n, D)) with
@@ -404,10 +404,8 @@ class LagrangianSolver:
         return int(self.masses.size)
 
     @property
-    def summary_coordinate(self) -> str:
-        """Coordinate reported as ``mean_r``/``std_r``: r if present, else s, else the last one
-        (as :class:`~solvers.finite_volume_nd.FiniteVolumeSolverND`)."""
-        return "r" if "r" in self.names else ("s" if "s" in self.names else self.names[-1])
+    def coordinate_names(self) -> tuple[str, ...]:
+        return self.names
 
     def advance(self, t_target: float) -> None:
         """Integrate the characteristics from ``self.time`` to ``t_target``."""
@@ -432,16 +430,14 @@ class LagrangianSolver:
         return self.velocity._problem_points(self.positions)
 
     def observables(self) -> dict[str, Any]:
-        """``risk`` R(p̂), ``mean_<x>``/``std_<x>`` of every coordinate, ``mean_r``/``std_r`` (of
-        :attr:`summary_coordinate`) and ``positions`` ((n,) in 1-D, (n, D) otherwise)."""
+        """``risk`` R(p̂), ``mean_<x>``/``std_<x>`` of every coordinate and ``positions`` ((n,) in 1-D,
+        (n, D) otherwise)."""
         out: dict[str, Any] = {"risk": float(self.problem.risk(self._problem_points(), self.masses))}
         for d, name in enumerate(self.names):
             mean = float(self.positions[:, d] @ self.masses / self.total_mass)
             var = float(((self.positions[:, d] - mean) ** 2) @ self.masses / self.total_mass)
             out[f"mean_{name}"] = mean
             out[f"std_{name}"] = math.sqrt(max(var, 0.0))
-        out["mean_r"] = out[f"mean_{self.summary_coordinate}"]
-        out["std_r"] = out[f"std_{self.summary_coordinate}"]
         out["positions"] = (self.positions[:, 0] if self.dimension == 1 else self.positions).copy()
         return out
 
@@ -487,7 +483,7 @@ def solve_lagrangian(problem: ReducedProblem, output_times: Sequence[float], *,
     diagnostics ``evaluations``, ``wall_time``, ``rank``.  Keyword arguments as
     :class:`LagrangianSolver`.
     """
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
     times = validate_output_times(output_times)
     solver = LagrangianSolver(problem, n_particles=n_particles, sampling=sampling, seed=seed,

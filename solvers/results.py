@@ -1,10 +1,19 @@
-"""Recorded trajectories: what every solver returns and what storage writes.
+"""Recorded trajectories: what every run returns and what storage writes.
 
-A :class:`Trajectory` holds observables at output times, in PDE time units (t = kε for SGD):
-``time``, ``risk``, ``mean_r`` and ``std_r`` always; solver-specific arrays in ``fields``
-(e.g. ``density`` (T, M) with ``r_centers`` (M,) for grid solvers, ``norms`` (T, N) for SGD,
-``risk_stderr``); the full configuration in ``config`` (flat str → scalar/str/list), so a file
-can be regenerated and a figure redrawn from it alone.
+A :class:`Trajectory` holds observables at output times, in PDE time units (t = kε for SGD).  Its
+fields mean one thing for every solver:
+
+* ``risk`` (T,): the N = ∞ risk ``R(p)`` of the law the run carries — the grid law, the particle law,
+  or, for SGD, the empirical law of the neurons' invariants (design note §5: the like-for-like
+  comparison with the reduced PDE);
+* ``network_risk`` (T,) or None: the exact population risk of the finite network (SGD only);
+* ``coordinates``: the reduced coordinates, e.g. ``("r",)`` or ``("a", "s", "r")``; ``mean`` and
+  ``std`` (T, D) are the mean and standard deviation of each under the law (:meth:`mean_of`);
+* ``fields``: solver-specific arrays (``density`` with ``r_centers`` / axes for grids, ``positions``
+  for particles, ``points`` for SGD, free-energy terms, ...);
+* ``config``: the user's inputs (flat ``table.key`` → value), from which the run is rebuilt;
+  ``derived``: values the run derived from them (the solver's time step bound, the reduction's
+  truncation degree, ...); ``diagnostics``: wall time, steps.
 """
 
 from __future__ import annotations
@@ -19,18 +28,56 @@ __all__ = ["Trajectory"]
 
 @dataclass
 class Trajectory:
-    kind: str  # "pde_finite_volume", "pde_lagrangian", "sgd"
+    kind: str  # "pde_finite_volume", "pde_fokker_planck", "pde_lagrangian", "sgd"
     time: np.ndarray
     risk: np.ndarray
-    mean_r: np.ndarray
-    std_r: np.ndarray
+    coordinates: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    network_risk: np.ndarray | None = None
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("time", "risk", "mean_r", "std_r"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=float))
-        lengths = {len(self.time), len(self.risk), len(self.mean_r), len(self.std_r)}
+        self.time = np.asarray(self.time, dtype=float).reshape(-1)
+        self.risk = np.asarray(self.risk, dtype=float).reshape(-1)
+        self.coordinates = tuple(str(c) for c in self.coordinates)
+        shape = (self.time.size, len(self.coordinates))
+        self.mean = np.asarray(self.mean, dtype=float).reshape(shape)
+        self.std = np.asarray(self.std, dtype=float).reshape(shape)
+        if self.network_risk is not None:
+            self.network_risk = np.asarray(self.network_risk, dtype=float).reshape(-1)
+        lengths = {self.time.size, self.risk.size} | (
+            {self.network_risk.size} if self.network_risk is not None else set())
         if len(lengths) != 1:
             raise ValueError(f"trajectory arrays have different lengths: {sorted(lengths)}")
+
+    def _index(self, coordinate: str) -> int:
+        if coordinate not in self.coordinates:
+            raise KeyError(f"coordinate {coordinate!r} is not one of this trajectory's {self.coordinates}")
+        return self.coordinates.index(coordinate)
+
+    def mean_of(self, coordinate: str) -> np.ndarray:
+        """Mean of ``coordinate`` under the law at each output time, shape (T,)."""
+        return self.mean[:, self._index(coordinate)]
+
+    def series(self, name: str) -> np.ndarray:
+        """One recorded series by name: ``risk``, ``network_risk``, ``mean_<c>``, ``std_<c>`` or a field."""
+        if name == "risk":
+            return self.risk
+        if name == "network_risk":
+            if self.network_risk is None:
+                raise KeyError(f"this {self.kind} trajectory has no network_risk (only SGD runs do)")
+            return self.network_risk
+        for prefix, getter in (("mean_", self.mean_of), ("std_", self.std_of)):
+            if name.startswith(prefix) and name[len(prefix):] in self.coordinates:
+                return getter(name[len(prefix):])
+        if name not in self.fields:
+            raise KeyError(f"{name!r} is not recorded; coordinates {self.coordinates}, fields {sorted(self.fields)}")
+        return np.asarray(self.fields[name])
+
+    def std_of(self, coordinate: str) -> np.ndarray:
+        """Standard deviation of ``coordinate`` under the law at each output time, shape (T,)."""
+        return self.std[:, self._index(coordinate)]

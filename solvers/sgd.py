@@ -1,7 +1,7 @@
 """Online minibatch SGD in full dimension d for the MMN18 problem (the reference the PDEs are validated against).
 
 Network ``f(x; W) = (1/N) Σ_i σ(⟨w_i, x⟩)`` (first layer only, as in MMN18), data
-``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)`` (:class:`~reduced_pde.data_models.IsotropicGaussianMixture`).
+``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)`` (:class:`~reduced_pde.models.isotropic_mixture.IsotropicGaussianMixture`).
 One step with a fresh minibatch ``(x_b, y_b)_{b<B}`` (design note §2, minibatch *average*)::
 
     Z = X W^T  (B × N),   f_b = (1/N) Σ_i σ(Z_bi),
@@ -56,10 +56,10 @@ import numpy as np
 from numba import njit
 
 from reduced_pde.activations import PiecewiseLinearActivation
-from reduced_pde.radial_reduction import IsotropicMixtureRadialProblem
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from .results import Trajectory
+from solvers.results import Trajectory
 
 __all__ = ["SGDSimulation", "SGDError", "run_sgd", "run_sgd_seeds", "seed_statistics",
            "radial_noise_drift"]
@@ -152,6 +152,10 @@ class ParticleCheckpoint:
     must share with the run that loads it."""
 
     resume_keys: tuple[str, ...] = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta")
+
+    @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(self.problem.coordinate_names)
 
     @property
     def time(self) -> float:
@@ -346,13 +350,13 @@ class SGDSimulation(ParticleCheckpoint):
 
     # ---- observables -----------------------------------------------------------------------------
     def observables(self) -> dict[str, Any]:
-        """``risk`` (exact population risk of the N-network), ``risk_bound`` (its series truncation
-        bound), ``reduced_risk`` (N = ∞ risk of the empirical law of |w|), ``mean_r``, ``std_r``, ``norms``."""
+        """``risk`` (N = ∞ risk of the empirical law of |w|), ``network_risk`` (exact population risk of
+        the N-network), ``risk_bound`` (its series truncation bound), ``mean_r``, ``std_r``, ``norms``."""
         norms = self.norms
         risk, bound = self.problem.network_risk(self.weights)
         masses = np.full(self.n_neurons, 1.0 / self.n_neurons)
-        return {"time": self.time, "risk": risk, "risk_bound": bound,
-                "reduced_risk": self.problem.risk(norms, masses),
+        return {"time": self.time, "network_risk": risk, "risk_bound": bound,
+                "risk": self.problem.risk(norms, masses),
                 "mean_r": float(norms.mean()), "std_r": float(norms.std()), "norms": norms}
 
 
@@ -362,12 +366,12 @@ def run_sgd(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float
             seed: int = 0, progress: bool = False, backend: str = "auto", beta: float = math.inf,
             weight_decay: float = 0.0) -> Trajectory:
     """SGD observables at ``output_times`` (each rounded to the nearest step; the recorded ``time``
-    is the actual kε).  Trajectory kind ``"sgd"``: ``risk`` = exact network risk; fields
-    ``reduced_risk``, ``risk_bound`` (T,), ``norms`` (T, N); diagnostics ``steps``, ``wall_time``,
+    is the actual kε).  Trajectory kind ``"sgd"``: ``risk`` = N = ∞ risk of the empirical law of |w|,
+    ``network_risk`` = exact network risk; fields ``risk_bound`` (T,), ``norms`` (T, N); diagnostics ``steps``, ``wall_time``,
     ``steps_per_second`` (stepping only, observables excluded)."""
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
-    from .finite_volume import validate_output_times
+    from solvers.finite_volume import validate_output_times
 
     times = validate_output_times(output_times)
     sim = SGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, backend,
@@ -393,18 +397,17 @@ def run_sgd_seeds(problem: IsotropicMixtureRadialProblem, output_times: Sequence
     processes = _check_int("processes", processes, 1)
     if processes == 1 or len(seeds) == 1:
         return [run_sgd(problem, output_times, seed=s, progress=progress, **kwargs) for s in seeds]
-    from reduced_pde.runner import map_in_processes
+    from solvers.controller import map_in_processes
 
     jobs = [(problem, list(output_times), s, kwargs) for s in seeds]
     return map_in_processes(_run_one, jobs, processes)
 
 
-def seed_statistics(trajectories: Sequence[Trajectory], name: str = "reduced_risk"
+def seed_statistics(trajectories: Sequence[Trajectory], name: str = "risk"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time, mean, standard deviation over seeds (ddof=1; 0 for one seed)) of an observable:
-    ``risk``, ``mean_r``, ``std_r`` or a scalar field such as ``reduced_risk``."""
-    values = np.array([getattr(t, name) if name in ("risk", "mean_r", "std_r") else t.fields[name]
-                       for t in trajectories], dtype=float)
+    """(time, mean, standard deviation over seeds (ddof=1; 0 for one seed)) of a recorded series
+    (:meth:`~solvers.results.Trajectory.series`: ``risk``, ``network_risk``, ``mean_r``, a field)."""
+    values = np.array([t.series(name) for t in trajectories], dtype=float)
     time = trajectories[0].time
     if any(t.time.shape != time.shape or not np.allclose(t.time, time) for t in trajectories):
         raise ValueError("trajectories have different output times")

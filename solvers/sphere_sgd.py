@@ -23,9 +23,9 @@ drawn in blocks of steps from four streams spawned from ``SeedSequence(seed)`` (
 x, label noise, Langevin noise): the run does not depend on how it is split into ``advance``
 calls, and :meth:`SphereSGDSimulation.state` / :meth:`set_state` resume bitwise.
 
-Observables (for :func:`reduced_pde.runner.run_simulation`): ``risk`` = the reduced risk
+Observables (for :func:`solvers.controller.run_simulation`): ``risk`` = the reduced risk
 ``R(p̂)`` of the empirical law of s (``problem.risk``, orientation-averaged kernel incl. the
-diagonal), ``mean_r``/``std_r`` = mean and standard deviation of s (also ``mean_s``/``std_s``),
+diagonal), ``mean_s``/``std_s`` = mean and standard deviation of s,
 ``s`` (N,) the values, ``time`` the actual kε.
 """
 
@@ -39,8 +39,8 @@ import numpy as np
 
 from reduced_pde.schedules import LearningRateSchedule
 
-from .results import Trajectory
-from .sgd import ParticleCheckpoint, _check_int
+from solvers.results import Trajectory
+from solvers.sgd import ParticleCheckpoint, _check_int
 
 __all__ = ["SphereSGDSimulation", "run_sphere_sgd"]
 
@@ -175,8 +175,7 @@ class SphereSGDSimulation(ParticleCheckpoint):
         s = self.s
         masses = np.full(self.n_neurons, 1.0 / self.n_neurons)
         mean, std = float(s.mean()), float(s.std())
-        return {"time": self.time, "risk": self.problem.risk(s, masses), "mean_r": mean, "std_r": std,
-                "mean_s": mean, "std_s": std, "s": s}
+        return {"time": self.time, "risk": self.problem.risk(s, masses), "mean_s": mean, "std_s": std, "s": s}
 
 
 class SGDSphereError(RuntimeError):
@@ -186,12 +185,12 @@ class SGDSphereError(RuntimeError):
 def run_sphere_sgd(problem: Any, output_times: Sequence[float], *, n_neurons: int, step_size: float,
                    batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
                    beta: float = math.inf, progress: bool = False, **run_options: Any) -> Trajectory:
-    """Observables at ``output_times`` (nearest steps) via :func:`reduced_pde.runner.run_simulation`
+    """Observables at ``output_times`` (nearest steps) via :func:`solvers.controller.run_simulation`
     (``run_options``: checkpoint, checkpoint_every, resume).  Trajectory kind ``"sphere_sgd"``;
     fields ``s`` (T, N), ``mean_s``, ``std_s`` (T,)."""
-    from reduced_pde.runner import run_simulation
+    from solvers.controller import run_simulation
 
-    from .finite_volume import validate_output_times
+    from solvers.finite_volume import validate_output_times
 
     times = validate_output_times(output_times)
     sim = SphereSGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, beta=beta)

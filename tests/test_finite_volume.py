@@ -148,7 +148,7 @@ def test_mmn18_conservation_positivity_dissipation(dimension: float, scheme: str
     assert tr.diagnostics["max_risk_increase"] <= 1e-12
     assert np.all(np.diff(tr.risk) <= 1e-12)
     assert tr.risk[-1] < 0.1 * tr.risk[0]  # it does learn: R drops from ~5.2 to ~0.05
-    assert tr.mean_r[-1] > 1.5 > tr.mean_r[0]  # r moves from ~0.4 to ~1.8
+    assert tr.mean_of("r")[-1] > 1.5 > tr.mean_of("r")[0]  # r moves from ~0.4 to ~1.8
     assert tr.kind == "pde_finite_volume"
     assert tr.fields["density"].shape == (times.size, 200)
     assert tr.config["solver.scheme"] == scheme and tr.config["grid.cells"] == 200
@@ -187,7 +187,7 @@ def test_checkpoint_resume_is_bitwise() -> None:
     np.testing.assert_array_equal(resumed.density, straight.density)
     assert resumed.max_risk_increase == straight.max_risk_increase
     obs = resumed.observables()
-    assert set(obs) == {"risk", "mean_r", "std_r", "mass"}
+    assert set(obs) == {"risk", "mean_r", "std_r", "mass", "density"}
     assert obs["risk"] == pytest.approx(problem.risk(grid.centers, resumed.masses), rel=1e-14)
 
 

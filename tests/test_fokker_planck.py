@@ -268,15 +268,15 @@ def test_cli_routes_noise_to_fokker_planck_resumes_bitwise_and_solves_gibbs(tmp_
     checkpoint equals the uninterrupted one bitwise; `gibbs` writes the fixed point, which the
     long-time PDE reaches; noise at d = inf is refused with exit status 2."""
     from reduced_pde.cli import main
-    from reduced_pde.config import load_config, output_times
-    from reduced_pde.cli import run_pde
-    from reduced_pde.storage import read_trajectory
+    from reduced_pde.running.config import load_config, output_times
+    from reduced_pde.running.pipeline import run_pde
+    from reduced_pde.running.storage import read_trajectory
     import h5py
 
     config_path = tmp_path / "noise.toml"
     config_path.write_text('[data]\ndimension = 12\n[initial]\nkappa = 1.0\n[noise]\nbeta = 30.0\n'
                            'weight_decay = 0.3\n[output]\nt_final = 8.0\nn_outputs = 6\n'
-                           '[pde]\nr_max = 5.0\ncells = 200\n')
+                           '[grid]\nr = {lower = 0.0, upper = 5.0, cells = 200}\n')
     out = tmp_path / "pde.h5"
     assert main(["pde", str(config_path), "-o", str(out), "--quiet"]) == 0
     full = read_trajectory(out)

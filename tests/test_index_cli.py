@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from reduced_pde.cli import main
-from reduced_pde.config import build_problem, load_config, tensor_grid
-from reduced_pde.storage import read_trajectory
+from reduced_pde.running.config import build_problem, grid_table, load_config
+from reduced_pde.running.storage import read_trajectory
 
 SINGLE_INDEX = """
 [data]
@@ -29,7 +29,7 @@ second_layer_rate = 2.0
 a = {lower = -1.8, upper = 2.8, cells = 14}
 s = {lower = -2.5, upper = 2.5, cells = 18, spacing = "stretched", min_spacing = 0.15}
 r = {lower = 0.0, upper = 3.0, cells = 14}
-[pde]
+[reduction]
 truncation_tolerance = 1e-3
 [output]
 t_final = 0.4
@@ -54,9 +54,9 @@ def test_single_index_pde_sgd_experiment(tmp_path):
     config_path = _write(tmp_path, SINGLE_INDEX)
     assert main(["pde", str(config_path), "-o", str(tmp_path / "pde.h5"), "--quiet"]) == 0
     pde = read_trajectory(tmp_path / "pde.h5")
-    assert pde.kind == "pde_finite_volume_nd"
-    assert pde.config["reduction.coordinates"] == ["a", "s", "r"]
-    assert pde.config["solver.rates"] == [2.0, 1.0, 1.0]  # network.second_layer_rate on a
+    assert pde.kind == "pde_finite_volume"
+    assert pde.coordinates == ("a", "s", "r") and pde.derived["reduction.coordinates"] == ["a", "s", "r"]
+    assert pde.derived["solver.rates"] == [2.0, 1.0, 1.0]  # network.second_layer_rate on a
     assert pde.fields["density"].shape == (5, 14, 18, 14)
     assert abs(pde.fields["mass"][-1] - 1.0) < 1e-13  # mass to round-off
     assert np.all(np.diff(pde.risk) <= 0)  # the discrete risk never increases
@@ -81,25 +81,26 @@ def test_sgd_dimension_against_the_infinite_dimensional_reduction(tmp_path):
     sgd = read_trajectory(tmp_path / "sgd.h5")
     assert sgd.config["data.dimension"] == 40
     # w = s0 θ* + N(0, κ²/d I): mean s at t = 0 is s0 up to 1/sqrt(N d)
-    assert abs(sgd.fields["mean_s"][0] - 0.3) < 4 * 1.0 / math.sqrt(300 * 40)
+    assert abs(sgd.mean_of("s")[0] - 0.3) < 4 * 1.0 / math.sqrt(300 * 40)
 
 
 def test_lagrangian_route_for_index_models(tmp_path):
     """`pde.solver = "lagrangian"` on (a, s, r): particle fields, per-layer rate, checkpoint/resume
     identical to an uninterrupted run, and the law figure drawn from particles."""
-    text = SINGLE_INDEX.replace("[pde]", '[pde]\nsolver = "lagrangian"\nn_particles = 256\nsampling = "sobol"')
+    grid = SINGLE_INDEX[SINGLE_INDEX.index("[grid]"):SINGLE_INDEX.index("[reduction]")]
+    text = SINGLE_INDEX.replace(grid, '[pde]\nsolver = "lagrangian"\nn_particles = 256\nsampling = "sobol"\n')
     config_path = _write(tmp_path, text)
     assert main(["pde", str(config_path), "-o", str(tmp_path / "pde.h5"), "--quiet"]) == 0
     pde = read_trajectory(tmp_path / "pde.h5")
     assert pde.kind == "pde_lagrangian"
     assert pde.fields["positions"].shape == (5, 256, 3) and pde.fields["masses"].shape == (256,)
-    assert pde.config["solver.rate_a"] == 2.0 and pde.config["pde.sampling"] == "sobol"
+    assert pde.derived["solver.rate_a"] == 2.0 and pde.config["pde.sampling"] == "sobol"
     assert np.all(np.diff(pde.risk) <= 1e-9)  # R(p̂) non-increasing up to the ODE tolerance
     assert main(["law", str(tmp_path / "pde.h5"), "--times", "0", "0.4", "-o", str(tmp_path / "law.png")]) == 0
     assert (tmp_path / "law.png").exists()
     # resume from a checkpoint written after two outputs reproduces the uninterrupted file
-    from reduced_pde.cli import run_pde
-    from reduced_pde.config import load_config
+    from reduced_pde.running.pipeline import run_pde
+    from reduced_pde.running.config import load_config
 
     config = load_config(config_path)
     short = load_config(config_path)
@@ -134,7 +135,7 @@ spacing = "linear"
     config = load_config(_write(tmp_path, text))
     problem = build_problem(config)
     assert problem.coordinate_names == ("s1", "s2", "r")
-    assert tensor_grid(config, problem).shape == (8, 8, 8)
+    assert [axis["cells"] for axis in grid_table(config, problem).values()] == [8, 8, 8]
     assert main(["pde", str(tmp_path / "run.toml"), "-o", str(tmp_path / "pde.h5"), "--quiet"]) == 0
 
 
@@ -143,7 +144,7 @@ spacing = "linear"
     ('data.model="two_moons"', "data.model"),
     ("network.second_layer_rate=-1", "network.second_layer_rate"),
     ("network.train_second_layer=3", "network.train_second_layer"),
-    ("noise.beta=10", "need a one-coordinate reduction"),
+    ("noise.beta=10", "is not available for the reduction with coordinates ('a', 's', 'r')"),
 ])
 def test_configuration_errors_name_the_field(tmp_path, capsys, override, message):
     config_path = _write(tmp_path, SINGLE_INDEX)
@@ -180,6 +181,7 @@ solver = "lagrangian"
 n_particles = 8
 ode_method = "Radau"
 rtol = 1e-6
+[reduction]
 truncation_tolerance = 1e-3
 [output]
 t_final = 100.0
@@ -193,7 +195,7 @@ spacing = "log"
     assert main(["plateaus", str(tmp_path / "bmz.h5"), "-o", str(tmp_path / "plateaus.png")]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "plateaus.png").exists()
-    from reduced_pde.cli import plateau_report
+    from reduced_pde.running.pipeline import plateau_report
 
     report = plateau_report(read_trajectory(tmp_path / "bmz.h5"))
     heights = [m.level.height for m in report["matches"]]
@@ -228,7 +230,7 @@ def test_escape_times_command(tmp_path, capsys):
     so 5% here at 80 particles, whose own error is < 1e-4)."""
     import h5py
 
-    from reduced_pde.timescales import predicted_escape_time, solve_escape_time
+    from reduced_pde.analysis.timescales import predicted_escape_time, solve_escape_time
 
     out_file, figure = tmp_path / "escape.h5", tmp_path / "escape.png"
     assert main(["escape-times", "-k", "3", "-d", "40", "80", "160", "--particles", "80", "-o", str(out_file),

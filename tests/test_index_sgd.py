@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from reduced_pde.multi_index import MultiIndexProblem
-from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.models.multi_index import MultiIndexProblem
+from reduced_pde.models.single_index import SingleIndexProblem
 from solvers.finite_volume_nd import FiniteVolumeSolverND
 from solvers.index_sgd import IndexSGDError, IndexSGDSimulation, run_index_sgd
 from solvers.tensor_grid import GridAxis, TensorGrid
@@ -139,7 +139,7 @@ def test_sgd_follows_the_reduced_solution():
     runs = [run_index_sgd(problem, times, n_neurons=1500, step_size=2e-3, batch_size=20, seed=seed)
             for seed in range(3)]
     sgd_risk = np.array([r.risk for r in runs])
-    sgd_mean_s = np.array([r.fields["mean_s"] for r in runs])
+    sgd_mean_s = np.array([r.mean_of("s") for r in runs])
 
     def fv(cells):
         grid = TensorGrid([GridAxis.uniform("a", -1.8, 2.8, cells), GridAxis.uniform("s", -2.5, 2.5, cells),
@@ -186,7 +186,7 @@ def test_projected_sgd_with_trained_second_layer_follows_the_sphere_reduction():
         return np.array(out)
 
     coarse, fine = fv(40), fv(80)
-    sgd = np.array([[r.risk, r.fields["mean_a"], r.fields["std_s"]] for r in runs]).transpose(0, 2, 1)
+    sgd = np.array([[r.risk, r.mean_of("a"), r.std_of("s")] for r in runs]).transpose(0, 2, 1)
     stderr = sgd.std(0, ddof=1) / math.sqrt(sgd.shape[0])
     gap = np.abs(sgd.mean(0) - fine)
     # 99% Student-t interval of the 3-seed mean (t_{0.995,2} = 9.92) + grid error + O(ε/B) = 1e-5 bias

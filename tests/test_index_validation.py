@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reduced_pde.cli import run_pde, run_sgd_seed
-from reduced_pde.config import load_config
+from reduced_pde.running.pipeline import run_pde, run_sgd_seed
+from reduced_pde.running.config import load_config
 
 pytestmark = pytest.mark.slow
 SEEDS = 6
@@ -70,12 +70,12 @@ def test_multi_index_against_sgd():
 def test_sphere_he4_against_projected_sgd():
     config = load_config("configs/sphere_he4.toml", ["output.n_outputs=10", "output.law_times=[]"])
     refined = load_config("configs/sphere_he4.toml", ["output.n_outputs=10", "output.law_times=[]",
-                                                      "pde.cells=800"])
+                                                      "grid.cells=800"])
     coarse, fine = run_pde(config, progress=False), run_pde(refined, progress=False)
     runs = [run_sgd_seed(config, seed, progress=False) for seed in range(SEEDS)]
 
     def second_moment(t):
-        return t.std_r**2 + t.mean_r**2
+        return t.std_of("s")**2 + t.mean_of("s")**2
 
     # E s² is a smooth functional of the law (the empirical risk of He_4 fluctuates by ±10% between
     # seeds); 2% allowance for the ε/B = 6e-7 SGD bias, which accelerates the escape from s ~ 1/√d

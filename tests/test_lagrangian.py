@@ -35,7 +35,7 @@ def test_particles_follow_exact_characteristics(a: float, alpha: float) -> None:
     # DOP853 with rtol 1e-9 (atol 1e-12 negligible for r ~ 1): global relative error ~ a few rtol
     np.testing.assert_allclose(tr.fields["positions"], exact, rtol=1e-8)
     np.testing.assert_allclose(tr.fields["masses"], masses)
-    np.testing.assert_allclose(tr.mean_r, exact @ masses, rtol=1e-8)
+    np.testing.assert_allclose(tr.mean_of("r"), exact @ masses, rtol=1e-8)
     assert tr.kind == "pde_lagrangian" and tr.config["solver.n_particles"] == 50
 
 
@@ -56,15 +56,15 @@ def test_lagrangian_agrees_with_finite_volume_on_mmn18() -> None:
     fine = solve_finite_volume(problem, UniformGrid1D(0.0, 4.0, 800), times)
     few = solve_lagrangian(problem, times, n_particles=100)
     many = solve_lagrangian(problem, times, n_particles=200)
-    assert fine.mean_r[-1] - fine.mean_r[0] > 1.0  # the dynamics moves r appreciably
+    assert fine.mean_of("r")[-1] - fine.mean_of("r")[0] > 1.0  # the dynamics moves r appreciably
     for name in ("risk", "mean_r"):
-        grid_error = np.abs(getattr(coarse, name) - getattr(fine, name))
-        particle_error = np.abs(getattr(few, name) - getattr(many, name))
-        gap = np.abs(getattr(many, name) - getattr(fine, name))
+        grid_error = np.abs(coarse.series(name) - fine.series(name))
+        particle_error = np.abs(few.series(name) - many.series(name))
+        gap = np.abs(many.series(name) - fine.series(name))
         assert np.all(gap <= 1.5 * (grid_error + particle_error) + 1e-9), (name, gap, grid_error,
                                                                           particle_error)
     # and the agreement is tight in absolute terms (guards against both estimates being large)
-    assert np.max(np.abs(many.mean_r - fine.mean_r)) < 1e-3
+    assert np.max(np.abs(many.mean_of("r") - fine.mean_of("r"))) < 1e-3
     assert np.max(np.abs(many.risk - fine.risk) / fine.risk) < 1e-2
 
 
@@ -76,8 +76,8 @@ def test_point_mass_stays_a_point_mass_and_risk_decreases() -> None:
     positions = tr.fields["positions"]
     assert np.all(positions.max(axis=1) - positions.min(axis=1) == 0.0)
     assert np.all(np.diff(tr.risk) <= 1e-9)
-    assert tr.mean_r[-1] > 1.5  # moves from 0.4 towards ~1.8
-    assert np.all(tr.std_r < 1e-14)  # round-off of the mean of identical values (~1e-16 r)
+    assert tr.mean_of("r")[-1] > 1.5  # moves from 0.4 towards ~1.8
+    assert np.all(tr.std_of("r") < 1e-14)  # round-off of the mean of identical values (~1e-16 r)
 
 
 def test_bad_inputs_are_refused() -> None:

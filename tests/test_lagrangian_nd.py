@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from reduced_pde import LearningRateSchedule
-from reduced_pde.multi_index import MultiIndexProblem
-from reduced_pde.runner import run_simulation
-from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.models.multi_index import MultiIndexProblem
+from reduced_pde.running.storage import CheckpointFile
+from solvers.controller import run_simulation
+from reduced_pde.models.single_index import SingleIndexProblem
 from solvers.finite_volume_nd import FiniteVolumeSolverND
 from solvers.lagrangian import LagrangianSolver, ParticleVelocity, initial_particles, solve_lagrangian
 from solvers.tensor_grid import GridAxis, TensorGrid
@@ -120,8 +121,7 @@ def _lagrangian(problem, times, n, names, seeds=range(4)):
     for seed in seeds:
         trajectory = solve_lagrangian(problem, times, n_particles=n, sampling="sobol", seed=seed,
                                       rtol=1e-8, atol=1e-11)
-        runs.append([getattr(trajectory, name) if name in ("risk", "mean_r", "std_r") else trajectory.fields[name]
-                     for name in names])
+        runs.append([trajectory.series(name) for name in names])
     runs = np.array(runs).transpose(0, 2, 1)  # (seed, time, quantity)
     return runs.mean(0), runs.std(0, ddof=1) / math.sqrt(runs.shape[0])
 
@@ -201,10 +201,10 @@ def test_checkpoint_resume_is_identical(tmp_path) -> None:
     path = tmp_path / "run.ckpt.h5"
     first = LagrangianSolver(problem, n_particles=64, sampling="sobol")
     run_simulation(first, times[:2], kind="pde_lagrangian", config=first.config(),
-                   static_fields=first.static_fields(), checkpoint=path)
+                   static_fields=first.static_fields(), checkpoint=CheckpointFile(path))
     second = LagrangianSolver(problem, n_particles=64, sampling="sobol")
     resumed = run_simulation(second, times, kind="pde_lagrangian", config=second.config(),
-                             static_fields=second.static_fields(), checkpoint=path, resume=True)
+                             static_fields=second.static_fields(), checkpoint=CheckpointFile(path), resume=True)
     np.testing.assert_array_equal(resumed.fields["positions"], full.fields["positions"])
     np.testing.assert_array_equal(resumed.risk, full.risk)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reduced_pde.cli import plateau_report, run_pde
-from reduced_pde.config import build_problem, load_config
-from reduced_pde.timescales import he0_fit_time, he1_learning_time, learning_time
+from reduced_pde.running.pipeline import plateau_report, run_pde
+from reduced_pde.running.config import build_problem, load_config
+from reduced_pde.analysis.timescales import he0_fit_time, he1_learning_time, learning_time
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bmz_plateaus.toml"
 R_0 = 17.0 / 9.0          # E y² − φ̂_0²

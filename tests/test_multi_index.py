@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from reduced_pde.activations import make_activation
-from reduced_pde.multi_index import (
+from reduced_pde.models.multi_index import (
     MultiIndexCallableTarget,
     MultiIndexHermiteTarget,
     MultiIndexProblem,
     make_multi_index_target,
 )
-from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.models.single_index import SingleIndexProblem
 
 # σ = He_2 + He_3/2 in the probabilists' basis (exact, terminating series)
 POLY = {"name": "polynomial", "he_coefficients": [0.0, 0.0, 1.0, 0.5]}

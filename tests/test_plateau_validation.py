@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reduced_pde.cli import plateau_report, run_pde, run_sgd_seed
-from reduced_pde.config import load_config
-from reduced_pde.plateaus import compare_plateaus
+from reduced_pde.running.pipeline import plateau_report, run_pde, run_sgd_seed
+from reduced_pde.running.config import load_config
+from reduced_pde.analysis.plateaus import compare_plateaus
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bmz_sgd.toml"
 

@@ -1,4 +1,4 @@
-"""Tests of reduced_pde.plateaus: detection on synthetic staircases, theory levels, order parameters.
+"""Tests of reduced_pde.analysis.plateaus: detection on synthetic staircases, theory levels, order parameters.
 
 Staircase construction (exactly known):  R(t) = h_L + Σ_j (h_j − h_{j+1}) / (1 + (t/T_j)^p).
 The detector's definition (module docstring) is the Gaussian-smoothed log-log slope
@@ -28,7 +28,7 @@ import pytest
 from scipy.optimize import brentq
 
 from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
-from reduced_pde.plateaus import (
+from reduced_pde.analysis.plateaus import (
     detect_plateaus,
     hermite_component_residuals,
     hermite_order_parameters,
@@ -36,7 +36,7 @@ from reduced_pde.plateaus import (
     match_plateaus,
     risk_slope,
 )
-from reduced_pde.single_index import SingleIndexProblem
+from reduced_pde.models.single_index import SingleIndexProblem
 from reduced_pde.targets import make_target
 
 THRESHOLD = 0.1
@@ -397,8 +397,8 @@ def test_unlearnable_degrees_and_levels_with_activation() -> None:
     of degree p every k > p; on the sphere (n = 1) σ = He_3 also misses k = 1 (α_1(n) = 3n(n² − 1)).
     The levels then run over the learnable degrees with the unlearnable energy as a floor: each equals
     E[(y − Π y)²] for the L² projection Π on the learnable degrees <= ℓ (Monte Carlo, 4 s.e.)."""
-    from reduced_pde.plateaus import unlearnable_degrees
-    from reduced_pde.timescales import sphere_hermite_problem
+    from reduced_pde.analysis.plateaus import unlearnable_degrees
+    from reduced_pde.analysis.timescales import sphere_hermite_problem
 
     assert unlearnable_degrees("tanh", 5) == (0, 2, 4)
     assert unlearnable_degrees("erf", 4) == (0, 2, 4)
@@ -431,7 +431,7 @@ def test_repeated_times_are_merged() -> None:
     """An SGD file whose output times are finer than its step repeats the nearest step kε: runs of
     equal times are merged into one sample with the mean risk, so the detection equals that on the
     de-duplicated curve exactly."""
-    from reduced_pde.plateaus import merge_repeated_times
+    from reduced_pde.analysis.plateaus import merge_repeated_times
 
     time = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 3.0])
     risk = np.array([4.0, 2.0, 1.0, 2.0, 3.0, 5.0, 6.0])
@@ -446,7 +446,7 @@ def test_repeated_times_are_merged() -> None:
 def test_compare_plateaus_matches_in_height_and_time_order() -> None:
     """Each predicted plateau takes, in every run, the not-yet-used plateau nearest in ln height within
     max_ratio, never one earlier than a plateau already matched in that run; mean ± s.e. over runs."""
-    from reduced_pde.plateaus import Plateau, compare_plateaus
+    from reduced_pde.analysis.plateaus import Plateau, compare_plateaus
 
     def plateau(index, height, exit_time):
         return Plateau(index=index, height=height, entry_time=exit_time / 10, exit_time=exit_time,

@@ -73,7 +73,8 @@ def test_exact_network_risk_matches_test_set_estimate() -> None:
         losses.append((y - problem.activation(x @ w.T).mean(axis=1)) ** 2)
     losses = np.concatenate(losses)
     stderr = losses.std() / math.sqrt(losses.size)
-    assert abs(obs["risk"] - losses.mean()) <= 4.0 * stderr + obs["risk_bound"], (obs["risk"], losses.mean(), stderr)
+    assert abs(obs["network_risk"] - losses.mean()) <= 4.0 * stderr + obs["risk_bound"], \
+        (obs["network_risk"], losses.mean(), stderr)
     assert obs["risk_bound"] < 1e-8
 
 
@@ -217,7 +218,7 @@ def test_reduced_risk_decreases_and_run_sgd_records_everything() -> None:
     trajectories = run_sgd_seeds(problem, times, seeds=[0, 1], n_neurons=200, step_size=1e-3,
                                  batch_size=10)
     for traj in trajectories:
-        reduced = traj.fields["reduced_risk"]
+        reduced = traj.risk
         assert np.all(np.diff(reduced) < 0), reduced
         assert reduced[-1] < 0.05 * reduced[0]
         assert traj.kind == "sgd" and traj.fields["norms"].shape == (5, 200)
@@ -225,10 +226,10 @@ def test_reduced_risk_decreases_and_run_sgd_records_everything() -> None:
         assert traj.config["sgd.batch_size"] == 10 and traj.config["data.dimension"] == 20
         assert traj.config["schedule.xi0"] == 1.0
         np.testing.assert_allclose(traj.time, times)
-        np.testing.assert_allclose(traj.mean_r, traj.fields["norms"].mean(axis=1))
+        np.testing.assert_allclose(traj.mean_of("r"), traj.fields["norms"].mean(axis=1))
         # the N = 200 network risk exceeds the N = ∞ risk of its law by O(1/N) (diagonal terms)
-        assert np.all(traj.risk[1:] > reduced[1:])
-    t, mean, spread = seed_statistics(trajectories, "reduced_risk")
+        assert np.all(traj.network_risk[1:] > reduced[1:])
+    t, mean, spread = seed_statistics(trajectories, "risk")
     assert mean.shape == spread.shape == (5,) and np.all(spread > 0)
 
 

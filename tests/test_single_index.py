@@ -13,7 +13,7 @@ import pytest
 
 from reduced_pde.activations import SmoothActivation
 from reduced_pde.hermite import cosine_moments
-from reduced_pde.single_index import (PolynomialActivation, SingleIndexProblem, absolute_cosine_moments,
+from reduced_pde.models.single_index import (PolynomialActivation, SingleIndexProblem, absolute_cosine_moments,
                                       make_single_index_activation)
 from reduced_pde.targets import CallableTarget, HermiteTarget, make_target
 

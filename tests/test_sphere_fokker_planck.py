@@ -15,7 +15,7 @@ from scipy import integrate, stats
 from reduced_pde import LearningRateSchedule
 from reduced_pde.free_energy import Geometry, gibbs_fixed_point
 from reduced_pde.problem import NoInteraction, ReducedProblem
-from reduced_pde.single_index import PolynomialActivation, SingleIndexProblem
+from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D
 

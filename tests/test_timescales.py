@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reduced_pde.timescales import (
+from reduced_pde.analysis.timescales import (
     asymptotic_escape_prefactor,
     escape_time,
     escape_time_sweep,
@@ -40,7 +40,8 @@ def test_escape_time_first_interval_is_linear_in_time_and_accepts_trajectories()
     """On [0, t_1] the interpolation is linear in t: R = 4 − 1.5 t reaches 2 at t = 4/3 exactly."""
     time, risk = np.array([0.0, 2.0, 3.0]), np.array([4.0, 1.0, 0.5])
     assert escape_time((time, risk), 0.5) == pytest.approx(4.0 / 3.0, rel=ROUND_OFF)
-    run = Trajectory(kind="pde_lagrangian", time=time, risk=risk, mean_r=np.zeros(3), std_r=np.zeros(3))
+    run = Trajectory(kind="pde_lagrangian", time=time, risk=risk, coordinates=("s",), mean=np.zeros(3),
+                     std=np.zeros(3))
     assert escape_time(run, 0.5) == pytest.approx(4.0 / 3.0, rel=ROUND_OFF)
     # an explicit plateau height when the record starts after t = 0
     assert escape_time((time[1:], risk[1:]), 0.5, initial_risk=1.2) == pytest.approx(

@@ -97,14 +97,14 @@ def test_finite_d_reduction_matches_sgd_law_of_norms(small_dimension_runs) -> No
         _, _, variance, fourth = law_moments(grid, pde_finite.fields["density"][k])
         se_mean = math.sqrt(variance / norms.size)                          # σ/√n
         se_std = math.sqrt(max(fourth - variance**2, 0.0) / (4 * variance * norms.size))  # delta method
-        mean_r = np.mean([run.mean_r[k] for run in sgd])
-        std_r = np.mean([run.std_r[k] for run in sgd])
+        mean_r = np.mean([run.mean_of("r")[k] for run in sgd])
+        std_r = np.mean([run.std_of("r")[k] for run in sgd])
         # 4 s.e. + grid (2e-3) + ε/B drift of r (≲ 3e-3, benchmarks/sgd_results.txt scaled to d = 6)
-        assert abs(mean_r - pde_finite.mean_r[k]) <= 4 * se_mean + 5e-3, (t, mean_r, pde_finite.mean_r[k])
-        assert abs(std_r - pde_finite.std_r[k]) <= 4 * se_std + 5e-3, (t, std_r, pde_finite.std_r[k])
+        assert abs(mean_r - pde_finite.mean_of("r")[k]) <= 4 * se_mean + 5e-3, (t, mean_r, pde_finite.mean_of("r")[k])
+        assert abs(std_r - pde_finite.std_of("r")[k]) <= 4 * se_std + 5e-3, (t, std_r, pde_finite.std_of("r")[k])
         if t > 0:
             # the d = ∞ law is a point mass: its W1 distance to SGD's law is at least E|r − mean r|
-            w1_infinite = float(np.mean(np.abs(norms - pde_infinite.mean_r[k])))
+            w1_infinite = float(np.mean(np.abs(norms - pde_infinite.mean_of("r")[k])))
             assert w1_infinite > 3 * w1
 
 
@@ -119,8 +119,8 @@ def test_sgd_follows_mean_field_characteristics_from_its_own_initial_radii(small
     relative = []
     for run in sgd:
         paired = solve_lagrangian(finite, TIMES, initial_positions=run.fields["norms"][0])
-        relative.append((run.fields["reduced_risk"] - paired.risk) / paired.risk)
-        assert np.all(np.abs(run.mean_r - paired.mean_r) <= 0.02)  # common-mode noise ≲ 0.012 seen
+        relative.append((run.risk - paired.risk) / paired.risk)
+        assert np.all(np.abs(run.mean_of("r") - paired.mean_of("r")) <= 0.02)  # common-mode noise ≲ 0.012 seen
     relative = np.array(relative)
     assert np.all(np.abs(relative[:, 1]) <= 0.05)          # t = 0.1, per seed
     assert np.all(np.abs(relative[:, 2:]) <= 0.015)        # t >= 0.4, per seed

@@ -82,12 +82,13 @@ def _positive_times(trajectory: Trajectory) -> np.ndarray:
 
 
 def _summary(trajectory: Trajectory) -> tuple[str, np.ndarray]:
-    """(label, values) of the inset's summary statistic: the mean of s (s1) when the file has it,
-    else mean |w| (MMN18)."""
+    """(label, values) of the inset's summary statistic: the mean of s (s1) when the law has it,
+    else the mean of its last coordinate (|w| for MMN18)."""
     for name in ("s", "s1"):
-        if f"mean_{name}" in trajectory.fields:
-            return f"mean {name}", np.asarray(trajectory.fields[f"mean_{name}"])
-    return "mean |w| (or s)", trajectory.mean_r
+        if name in trajectory.coordinates:
+            return f"mean {name}", trajectory.mean_of(name)
+    name = trajectory.coordinates[-1]
+    return ("mean |w|" if name == "r" else f"mean {name}"), trajectory.mean_of(name)
 
 
 def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
@@ -105,14 +106,9 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
         if sgd:
             keep = _positive_times(sgd[0])
             t = sgd[0].time[keep]
-            reduced = np.array([s.fields.get("reduced_risk", s.risk)[keep] for s in sgd])
-            network_key = "network_risk" if "network_risk" in sgd[0].fields else None
-            if "reduced_risk" in sgd[0].fields:  # MMN18 files: risk = R_N, reduced_risk = R(law)
-                network = np.array([s.risk[keep] for s in sgd])
-            elif network_key:
-                network = np.array([s.fields[network_key][keep] for s in sgd])
-            else:
-                network = None
+            reduced = np.array([s.risk[keep] for s in sgd])
+            network = (np.array([s.network_risk[keep] for s in sgd])
+                       if all(s.network_risk is not None for s in sgd) else None)
             mean_r = np.array([_summary(s)[1][keep] for s in sgd])
             n_neurons = sgd[0].config.get("sgd.n_neurons", "?")
             ax.errorbar(t, reduced.mean(0), yerr=[reduced.mean(0) - reduced.min(0), reduced.max(0) - reduced.mean(0)],
@@ -187,12 +183,8 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
 # several reduced coordinates (single-/multi-index models)
 # ------------------------------------------------------------------------------------------------
 def coordinate_names(trajectory: Trajectory) -> tuple[str, ...]:
-    """The reduced coordinates a result file is written in (``reduction.coordinates``; ``("r",)``
-    for the MMN18 files, which predate the attribute)."""
-    names = trajectory.config.get("reduction.coordinates")
-    if names is None:
-        return ("s",) if trajectory.config.get("problem") == "single_index_sphere" else ("r",)
-    return tuple(names.split(",")) if isinstance(names, str) else tuple(str(n) for n in names)
+    """The reduced coordinates a result file is written in."""
+    return trajectory.coordinates
 
 
 def _weighted_points(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -275,8 +267,8 @@ def plot_plateaus(trajectory: Trajectory, matches: Sequence[Any], theory: Sequen
     (label: the theory level they sit on), theory levels ``R_ℓ`` dashed ("ℓ fitted"), drops marked with
     the Hermite degrees learnt there; optionally a third panel with the network's Hermite coefficients
     ``m̂_k(t)`` (``order_parameters = (time, degrees, values (T, K))``) against the target's
-    ``φ̂_k`` (``target_coefficients``, dotted).  ``matches``: :class:`~reduced_pde.plateaus.PlateauMatch`
-    (or plateaus wrapped without a theory), ``theory``: :class:`~reduced_pde.plateaus.TheoryLevel`."""
+    ``φ̂_k`` (``target_coefficients``, dotted).  ``matches``: :class:`~reduced_pde.analysis.plateaus.PlateauMatch`
+    (or plateaus wrapped without a theory), ``theory``: :class:`~reduced_pde.analysis.plateaus.TheoryLevel`."""
 
     panels = 3 if order_parameters is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
@@ -336,7 +328,7 @@ def plot_escape_times(dimensions: np.ndarray, escape_times: np.ndarray, predicte
                       title: str | None = None) -> Path:
     """Escape time from the initial plateau vs dimension (log–log): the reduced solves (symbols), the
     predicted law (dashed: ``τ_q d^{(k−2)/2}``, exact quadrature for k = 2) and an optional power-law
-    fit (:class:`~reduced_pde.timescales.PowerLawFit`, solid); right panel: ``T/T_pred − 1``, the
+    fit (:class:`~reduced_pde.analysis.timescales.PowerLawFit`, solid); right panel: ``T/T_pred − 1``, the
     finite-d correction, which must tend to 0."""
     d = np.asarray(dimensions, dtype=float)
     times = np.asarray(escape_times, dtype=float)
@@ -377,7 +369,7 @@ def plot_plateau_comparison(prediction: Trajectory, runs: Sequence[Trajectory], 
     """Reduced prediction (thick black) against independent runs (SGD seeds: thin, their mean dashed)
     on a log-time axis and a linear one: theory levels dashed grey, predicted plateaus shaded, the
     seeds' matched plateau exits and drops as ticks (``comparisons``:
-    :class:`~reduced_pde.plateaus.PlateauComparison`)."""
+    :class:`~reduced_pde.analysis.plateaus.PlateauComparison`)."""
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3))
     keep = prediction.time > 0
     common = None

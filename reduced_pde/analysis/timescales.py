@@ -93,7 +93,7 @@ def _risk_curve(run: Any) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(time)) or time[0] < 0 or np.any(np.diff(time) < 0):
         raise ValueError(f"time must be finite, >= 0 and non-decreasing (got time[0] = {time[0]!r}, "
                          f"min step {np.diff(time).min()!r})")
-    from .plateaus import merge_repeated_times
+    from reduced_pde.analysis.plateaus import merge_repeated_times
 
     time, risk = merge_repeated_times(time, risk)   # repeated SGD output times: one sample (mean risk)
     if time.size < 2:
@@ -223,7 +223,7 @@ def he2_escape_time(dimension: float, level: float = 0.5, *, nodes: int = 400) -
 
 def sphere_hermite_problem(k: int, dimension: int):
     """``SingleIndexProblem`` of σ = φ = He_k on S^{d−1} with a fixed second layer a = 1 (coordinate s)."""
-    from reduced_pde.single_index import SingleIndexProblem
+    from reduced_pde.models.single_index import SingleIndexProblem
 
     k = _check_degree(k)
     return SingleIndexProblem({"name": "he", "degree": k}, f"he{k}", dimension, sphere=True,
@@ -292,7 +292,7 @@ class EscapeTimeSweep:
 
 def escape_time_sweep(k: int, dimensions: Sequence[int], *, level: float = 0.5, n_particles: int = 500,
                       check_particles: bool = True, points_per_decade: int = 60,
-                      rtol: float = 1e-8) -> EscapeTimeSweep:
+                      rtol: float = 1e-8, progress: bool = False) -> EscapeTimeSweep:
     """T_q(d) for each d by :func:`solve_escape_time`; with ``check_particles`` each solve is
     repeated with 2·n_particles and the relative change is reported (convergence check)."""
     k = _check_degree(k)
@@ -301,7 +301,12 @@ def escape_time_sweep(k: int, dimensions: Sequence[int], *, level: float = 0.5, 
     if dims.ndim != 1 or dims.size == 0 or np.any(dims != np.round(dims)) or np.any(dims < 3):
         raise ValueError(f"dimensions = {dimensions!r} must be a non-empty list of integers >= 3")
     values, checks, walls = [], [], []
-    for d in dims.astype(int):
+    iterator: Any = dims.astype(int)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"He{k} escape times", unit="d")
+    for d in iterator:
         run = solve_escape_time(k, int(d), level=q, n_particles=n_particles,
                                 points_per_decade=points_per_decade, rtol=rtol, atol=rtol * 1e-3)
         values.append(run["escape_time"])

@@ -89,10 +89,10 @@ from numpy.polynomial import hermite_e
 from scipy import stats
 from scipy.special import gammaln, roots_jacobi
 
-from .activations import Activation, PiecewiseLinearActivation, make_activation
-from .hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
-from .problem import LowRankKernel, ReducedProblem
-from .targets import SingleIndexTarget, make_target
+from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
+from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.targets import SingleIndexTarget, make_target
 
 __all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw",
            "absolute_cosine_moments", "gaussian_second_moment"]
@@ -459,6 +459,32 @@ class SingleIndexProblem(ReducedProblem):
             _, s, _ = self._split(points)
             out[:, self.coordinate_names.index("s")] = 1.0 - s * s
         return out
+
+    def domain(self) -> tuple[tuple[float, float], ...]:
+        """a ∈ R; s ∈ [−1, 1] on the sphere, s ∈ R in the ball; r ∈ [0, ∞)."""
+        bounds = {"a": (-math.inf, math.inf), "s": (-1.0, 1.0) if self.sphere else (-math.inf, math.inf),
+                  "r": (0.0, math.inf)}
+        return tuple(bounds[name] for name in self.coordinate_names)
+
+    def log_reference_density(self, points: np.ndarray) -> np.ndarray:
+        """``log J = ((d − 3)/2) log(1 − s²)`` for s = ⟨w, θ*⟩ on S^{d−1} with a fixed second layer (the
+        only noisy reduction of this model; the ball and a trained a have none yet)."""
+        if not (self.sphere and self.coordinate_names == ("s",)):
+            return super().log_reference_density(points)
+        if math.isinf(self.dimension):
+            raise ValueError("noise.beta < inf with data.dimension = inf is refused (the sphere entropy "
+                             "term diverges as d → ∞ at fixed β)")
+        s = np.asarray(points, dtype=float).reshape(-1)
+        if np.any(np.abs(s) >= 1):
+            raise ValueError("log J needs |s| < 1 (cell centres of a grid on [-1, 1])")
+        return 0.5 * (self.dimension - 3.0) * np.log1p(-s * s)
+
+    def check_noise(self, beta: float, weight_decay: float) -> None:
+        """Noise on the sphere (s,) only; no weight decay on |w| = 1 (it would only rescale |w|)."""
+        super().check_noise(beta, weight_decay)
+        if self.sphere and weight_decay != 0.0:
+            raise ValueError(f"noise.weight_decay = {weight_decay!r} must be 0 on the sphere |w| = 1 "
+                             "(weight decay only rescales |w|, which is fixed there)")
 
     def _geometry(self, s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, ρ, ϱ)`` with the n = 0 convention ρ = 0, ϱ = 1."""
@@ -869,3 +895,131 @@ class SingleIndexProblem(ReducedProblem):
             "reduction.hermite_degree": degree,
             "reduction.binomial_degree": binomial,
         }
+
+
+# ---- the model plug-ins ----------------------------------------------------------------------------
+def _activation_table(field: str, value: Any) -> dict[str, Any]:
+    """The ``[activation]`` table (``name = "he4"``, ``"relu"``, ``{name = "polynomial",
+    he_coefficients = [...]}``, ...): built once to check it."""
+    if not isinstance(value, dict):
+        raise ValueError(f"[{field}] must be a table such as {{name = \"relu\"}}, got {value!r}")
+    table = {"name": "mmn18", **value}
+    make_single_index_activation(activation_spec(table))
+    return table
+
+
+def activation_spec(table: dict[str, Any]) -> Any:
+    """The activation specification of a checked ``[activation]`` table (a bare name when it has no
+    parameters, so that ``"he4"``-style names resolve)."""
+    return table["name"] if set(table) == {"name"} else dict(table)
+
+
+def _target(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    make_target(value)
+    return value
+
+
+def _hermite_degree(field: str, value: Any) -> int | None:
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{field} = {value!r} must be \"auto\" or an integer >= 0")
+    return int(value)
+
+
+from reduced_pde.models import register  # noqa: E402  (the registry imports this module lazily)
+from reduced_pde.models.base import (  # noqa: E402
+    Inputs,
+    Key,
+    Model,
+    Table,
+    boolean,
+    dimension_value,
+    finite,
+    non_negative,
+    positive,
+)
+
+_TARGET_DOC = "target φ: {he = [c0, c1, ...]}, {hermite = [...]}, {name = \"he\", degree = k}, an activation name"
+_REDUCTION = {"hermite_degree": Key("auto", _hermite_degree, "Hermite truncation degree, or \"auto\""),
+              "truncation_tolerance": Key(1e-6, positive, "bound on the interaction series truncation error")}
+_DATA = {"dimension": Key(320, dimension_value(3), "d (integer >= 3) or \"inf\""),
+         "target": Key(None, _target, _TARGET_DOC),
+         "second_layer": Key(1.0, finite, "a (fixed), or the mean a0 of a at t = 0")}
+_ACTIVATION = Table({"name": "mmn18"}, _activation_table, "σ: relu, he<k>, tanh, erf, polynomial, ...")
+_NETWORK_RATE = Key(1.0, positive, "velocity factor of the second layer a (per-layer learning rate 1/ε)")
+
+
+class _IndexModel(Model):
+    """Shared by the single-index models: the problem, checks and per-layer rates."""
+
+    #: neurons on the sphere |w| = 1 (else in the ball, with the initial scale κ and alignment s0)
+    sphere: bool = False
+
+    def build_problem(self, inputs: Inputs) -> SingleIndexProblem:
+        initial, reduction = inputs["initial"], inputs["reduction"]
+        ball = {} if self.sphere else {"weight_scale": initial["kappa"], "initial_alignment": initial["alignment"]}
+        return SingleIndexProblem(inputs["data"]["target"], activation_spec(inputs["activation"]),
+                                  inputs["data"]["dimension"], sphere=self.sphere,
+                                  train_second_layer=inputs["network"]["train_second_layer"],
+                                  second_layer=inputs["data"]["second_layer"],
+                                  second_layer_std=initial["second_layer_std"],
+                                  truncation_tolerance=reduction["truncation_tolerance"],
+                                  hermite_degree=reduction["hermite_degree"], **ball)
+
+    def check(self, inputs: Inputs) -> None:
+        if inputs["data"]["target"] is None:
+            raise ValueError(f"data.target is required for data.model = {self.name!r} "
+                             "(e.g. {name = \"he\", degree = 2} or {he = [0, 0, 1]})")
+        network = inputs["network"]
+        if not network["train_second_layer"] and network["second_layer_rate"] != 1.0:
+            raise ValueError(f"network.second_layer_rate = {network['second_layer_rate']!r} needs "
+                             "network.train_second_layer = true (the second layer is fixed)")
+
+    def rates(self, inputs: Inputs) -> dict[str, float]:
+        network = inputs["network"]
+        return {"a": network["second_layer_rate"]} if network["train_second_layer"] else {}
+
+    def network(self, inputs: Inputs, dimension: int) -> Any:
+        from reduced_pde.models.single_index import SingleIndexNetwork
+
+        data = {**inputs["data"], "dimension": dimension}
+        return SingleIndexNetwork(self.build_problem({**inputs, "data": data}))
+
+    def describe(self, inputs: Inputs) -> str:
+        return f"{self.name}, d = {inputs['data']['dimension']:g}, σ = {inputs['activation']['name']}"
+
+
+@register
+class SingleIndexModel(_IndexModel):
+    """Gaussian single-index data y = φ(⟨θ*, x⟩), neurons a σ(⟨w, x⟩) in the ball: (a, s, r) or (s, r)."""
+
+    name = "single_index"
+    summary = "x ~ N(0, I_d), y = φ(⟨θ*, x⟩), neurons a σ(⟨w, x⟩); coordinates (a, s, r) or (s, r)"
+    schema = {
+        "data": _DATA, "activation": _ACTIVATION,
+        "initial": {"kappa": Key(0.4, positive, "w = s0 θ* + N(0, κ²/d I_d)"),
+                    "second_layer_std": Key(0.0, non_negative, "a ~ N(a0, σ_a²) at t = 0"),
+                    "alignment": Key(0.0, finite, "s0: initial overlap with θ*")},
+        "network": {"train_second_layer": Key(True, boolean, "train a (coordinate a)"),
+                    "second_layer_rate": _NETWORK_RATE},
+        "reduction": _REDUCTION,
+    }
+
+
+@register
+class SingleIndexSphereModel(_IndexModel):
+    """Single-index data with neurons on the sphere |w| = 1 (projected flow): (a, s) or (s,)."""
+
+    name = "single_index_sphere"
+    sphere = True
+    summary = "y = φ(⟨θ*, x⟩), neurons a σ(⟨w, x⟩) with |w| = 1 (projected); coordinates (a, s) or (s,)"
+    schema = {
+        "data": _DATA, "activation": _ACTIVATION,
+        "initial": {"second_layer_std": Key(0.0, non_negative, "a ~ N(a0, σ_a²) at t = 0 (w uniform on S^{d−1})")},
+        "network": {"train_second_layer": Key(False, boolean, "train a (coordinate a)"),
+                    "second_layer_rate": _NETWORK_RATE},
+        "reduction": _REDUCTION,
+    }

@@ -4,7 +4,7 @@ Data and network
 ----------------
 ``x ~ N(0, I_d)``, ``y = φ(z) + ε``, ``z = Θ* x ∈ R^k`` with ``Θ*`` a (k, d) matrix with orthonormal
 rows (``Θ* Θ*ᵀ = I_k``, ``1 <= k <= d − 1``; k = 1 is the single-index model of
-:mod:`reduced_pde.single_index`, which this module reproduces to round-off).  Neurons
+:mod:`reduced_pde.models.single_index`, which this module reproduces to round-off).  Neurons
 ``σ*(x; θ) = a σ(⟨w, x⟩)``, θ = (a, w).  Invariants under the rotations that fix the rows of Θ*::
 
     s = Θ* w ∈ R^k,   r = |w − Θ*ᵀ s| >= 0,   n = |w| = sqrt(|s|² + r²),   ρ = s/n ∈ R^k,  ϱ = r/n,
@@ -46,7 +46,7 @@ theorem) ``Σ_{|i|=K−j} K!/(i! j!) ρ^{2i} ϱ^{2j} = C(K, j) |ρ|^{2(K−j)} �
 hence the bound, the choice of (K_max, J) and the skipped identically-zero degrees (odd K >= 3 for
 ReLU), are *exactly* those of the single-index problem with ρ replaced by |ρ| and the orthogonal
 dimension d − 1 replaced by d − k.  They are therefore delegated to a "radial shadow"
-:class:`~reduced_pde.single_index.SingleIndexProblem` at dimension ``d − k + 1`` evaluated at
+:class:`~reduced_pde.models.single_index.SingleIndexProblem` at dimension ``d − k + 1`` evaluated at
 ``(a, |s|, r)`` (``shadow``; its proof is in the single-index module docstring).  For polynomial σ
 the series terminates (bound 0).  The shadow's target has the degree-block norms
 ``‖φ̂_K‖ = (Σ_{|i|=K} φ̂_i²)^{1/2}`` as coefficients: by Cauchy–Schwarz in each block,
@@ -64,7 +64,7 @@ Gradients.  With ``f = C α_K(n) ρ^i ϱ^j`` (C = sqrt(K!/(i! j!))), ``∂n/∂s
 At n = 0 the coordinates are evaluated in the limit s = 0, r → 0+ (ρ = 0, ϱ = 1,
 ``α_K(n)/n → α_K'(0)``), as in the single-index module.  ``∂_a`` of ``a f`` is f.
 
-Conventions for solvers (as :class:`~reduced_pde.single_index.SingleIndexProblem`)
+Conventions for solvers (as :class:`~reduced_pde.models.single_index.SingleIndexProblem`)
 ------------------------------------------------------------------------------------
 Coordinates, in this order: ``("a", "s1", …, "sk", "r")`` (trained second layer) or
 ``("s1", …, "sk", "r")`` (a fixed to ``second_layer``).  ``points`` (M, dim); ``reduced_potential``
@@ -102,16 +102,16 @@ from numba import njit
 from scipy import stats
 from scipy.special import gammaln
 
-from .hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
-from .problem import LowRankKernel, ReducedProblem
-from .single_index import (
+from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.models.single_index import (
     SingleIndexInitialLaw,
     SingleIndexProblem,
     _Marginal,
     gaussian_second_moment,
     make_single_index_activation,
 )
-from .targets import HermiteTarget, SingleIndexTarget
+from reduced_pde.targets import HermiteTarget, SingleIndexTarget
 
 __all__ = [
     "MultiIndexCallableTarget",
@@ -568,7 +568,7 @@ class MultiIndexInitialLaw(SingleIndexInitialLaw):
     * at d = ∞ the point mass (s, r) = (s0, κ).
 
     ``cell_masses(edges)`` (one edge array per coordinate), ``quantile(u)`` and ``sample_reduced`` are
-    those of :class:`~reduced_pde.single_index.SingleIndexInitialLaw`; ``sample_network`` draws the
+    those of :class:`~reduced_pde.models.single_index.SingleIndexInitialLaw`; ``sample_network`` draws the
     full-dimensional (a, W)."""
 
     index_dimension: int = 2
@@ -807,7 +807,7 @@ class MultiIndexProblem(ReducedProblem):
     """The multi-index reduction (module docstring) at finite d or d = ∞, in the ball, with a trained
     (coordinate a) or fixed (``second_layer``) second layer.
 
-    Parameters as :class:`~reduced_pde.single_index.SingleIndexProblem` (validated by it), plus
+    Parameters as :class:`~reduced_pde.models.single_index.SingleIndexProblem` (validated by it), plus
     ``index_dimension`` k (inferred from a Hermite target when None) and ``initial_alignment`` s0
     (a scalar, broadcast to all k components, or a length-k sequence)."""
 
@@ -1156,6 +1156,10 @@ class MultiIndexProblem(ReducedProblem):
         risk = self.target_second_moment + 2.0 * float(potential.sum()) / n_neurons + output_moment
         return float(risk), 2.0 * float(potential_bound.sum()) / n_neurons + output_bound
 
+    def domain(self) -> tuple[tuple[float, float], ...]:
+        """a, s_1 … s_k ∈ R; r = |P⊥w| ∈ [0, ∞)."""
+        return tuple((0.0, math.inf) if name == "r" else (-math.inf, math.inf) for name in self.coordinate_names)
+
     def initial_law(self) -> MultiIndexInitialLaw:  # type: ignore[override]
         return self._initial_law
 
@@ -1180,3 +1184,51 @@ class MultiIndexProblem(ReducedProblem):
             "reduction.potential_degree": self.potential_degree(),
             "reduction.rank": self.rank(),
         }
+
+
+# ---- the model plug-in ------------------------------------------------------------------------------
+def _target(field: str, value: Any) -> Any:
+    return value  # checked with data.index_dimension in MultiIndexModel.check
+
+
+from reduced_pde.models import register  # noqa: E402  (the registry imports this module lazily)
+from reduced_pde.models.base import Inputs, Key, dimension_value, finite, integer_at_least  # noqa: E402
+from reduced_pde.models.single_index import SingleIndexModel, activation_spec  # noqa: E402
+
+
+@register
+class MultiIndexModel(SingleIndexModel):
+    """Gaussian multi-index data y = φ(Θ* x), Θ* ∈ R^{k×d}, neurons a σ(⟨w, x⟩): (a, s_1 … s_k, r)."""
+
+    name = "multi_index"
+    summary = "x ~ N(0, I_d), y = φ(Θ* x) (k indices), neurons a σ(⟨w, x⟩); coordinates (a, s1..sk, r)"
+    schema = {**SingleIndexModel.schema,
+              "data": {"dimension": Key(320, dimension_value(3), "d (integer > k + 1) or \"inf\""),
+                       "target": Key(None, _target, "φ(z), z ∈ R^k: {he = {\"2,0\" = 1.0, ...}} or a callable"),
+                       "second_layer": Key(1.0, finite, "a (fixed), or the mean a0 of a at t = 0"),
+                       "index_dimension": Key(2, integer_at_least(1), "k: number of indices")},
+              "initial": {**SingleIndexModel.schema["initial"],
+                          "alignment": Key(0.0, lambda field, value: np.asarray(
+                              [finite(field, v) for v in np.atleast_1d(value)]).tolist() if isinstance(value, list)
+                              else finite(field, value), "s0: a number, or k numbers")}}
+
+    def check(self, inputs: Inputs) -> None:
+        super().check(inputs)
+        make_multi_index_target(inputs["data"]["target"], inputs["data"]["index_dimension"])
+
+    def build_problem(self, inputs: Inputs) -> MultiIndexProblem:
+        initial, reduction = inputs["initial"], inputs["reduction"]
+        return MultiIndexProblem(inputs["data"]["target"], activation_spec(inputs["activation"]),
+                                 inputs["data"]["dimension"], index_dimension=inputs["data"]["index_dimension"],
+                                 train_second_layer=inputs["network"]["train_second_layer"],
+                                 second_layer=inputs["data"]["second_layer"],
+                                 second_layer_std=initial["second_layer_std"], weight_scale=initial["kappa"],
+                                 initial_alignment=initial["alignment"],
+                                 truncation_tolerance=reduction["truncation_tolerance"],
+                                 hermite_degree=reduction["hermite_degree"])
+
+    def network(self, inputs: Inputs, dimension: int) -> Any:
+        from reduced_pde.models.multi_index import MultiIndexNetwork
+
+        data = {**inputs["data"], "dimension": dimension}
+        return MultiIndexNetwork(self.build_problem({**inputs, "data": data}))

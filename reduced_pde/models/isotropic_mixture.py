@@ -1,6 +1,6 @@
 """MMN18 reduction of the isotropic Gaussian mixture to the radius r = |w|.
 
-Data: :class:`~reduced_pde.data_models.IsotropicGaussianMixture`; neurons ``σ*(x; w) = σ(⟨w, x⟩)``.
+Data: :class:`IsotropicGaussianMixture`, ``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)``; neurons ``σ*(x; w) = σ(⟨w, x⟩)``.
 Given y, ``⟨w, x⟩ ~ N(0, n_y(r)²)`` with ``n_y(r) = (1 + yΔ) r``, and for two neurons the pair
 ``(⟨w,x⟩/n_y(r), ⟨w',x⟩/n_y(r'))`` is standard bivariate normal with correlation c, the cosine
 between w and w'.  With ``α_k`` the normalized Hermite coefficients of σ (Mehler's formula):
@@ -27,20 +27,61 @@ The reduced density p(r) (w.r.t. dr) follows ``∂_t p = 2ξ ∂_r(p ∂_r ψ(r;
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import roots_jacobi
 
-from .activations import Activation, make_activation
-from .data_models import IsotropicGaussianMixture
-from .hermite import cosine_moments
-from .initial_laws import InitialLaw, make_initial_law
-from .problem import LowRankKernel, ReducedProblem
+from reduced_pde.activations import Activation, make_activation
+from reduced_pde.hermite import cosine_moments
+from reduced_pde.initial_laws import InitialLaw, make_initial_law
+from reduced_pde.problem import LowRankKernel, ReducedProblem
 
-__all__ = ["IsotropicMixtureRadialProblem"]
+__all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem"]
 
 _MAX_DEGREE = 400
+
+
+@dataclass(frozen=True)
+class IsotropicGaussianMixture:
+    """``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)``; ``d = inf`` allowed for reductions."""
+
+    delta: float
+    dimension: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.delta < 1.0):
+            raise ValueError(f"data.delta = {self.delta} must lie in [0, 1)")
+        if not (self.dimension >= 2):
+            raise ValueError(f"data.dimension = {self.dimension} must be >= 2 (or inf)")
+        if not math.isinf(self.dimension) and self.dimension != int(self.dimension):
+            raise ValueError(f"data.dimension = {self.dimension} must be an integer or inf")
+
+    #: labels and their probabilities
+    labels: tuple[float, float] = (1.0, -1.0)
+    label_probabilities: tuple[float, float] = (0.5, 0.5)
+
+    @property
+    def class_scales(self) -> tuple[float, float]:
+        """Standard deviation ``1 + yΔ`` of each coordinate of x for y = +1, −1."""
+        return (1.0 + self.delta, 1.0 - self.delta)
+
+    @property
+    def target_second_moment(self) -> float:
+        return 1.0
+
+    def sample(self, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n_samples`` iid pairs (x, y); x has shape (n_samples, d)."""
+        if math.isinf(self.dimension):
+            raise ValueError("cannot sample x in dimension d = inf")
+        y = np.where(rng.random(n_samples) < 0.5, 1.0, -1.0)
+        x = rng.standard_normal((n_samples, int(self.dimension)))
+        x *= (1.0 + self.delta * y)[:, None]
+        return x, y
+
+    def config(self) -> dict[str, Any]:
+        return {"model": "isotropic_gaussian_mixture", "delta": self.delta, "dimension": self.dimension}
 
 
 class IsotropicMixtureRadialProblem(ReducedProblem):
@@ -216,6 +257,20 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
                 + (off_diagonal + diagonal) / n_neurons**2)
         return float(risk), bound / n_neurons**2
 
+    def domain(self) -> tuple[tuple[float, float], ...]:
+        """r = |w| ∈ [0, ∞)."""
+        return ((0.0, math.inf),)
+
+    def log_reference_density(self, points: np.ndarray) -> np.ndarray:
+        """``log J(r) = (d − 1) log r``: the image of Lebesgue measure on R^d (finite d, r > 0)."""
+        r = np.asarray(points, dtype=float)
+        if math.isinf(self.dimension):
+            raise ValueError("noise.beta < inf with data.dimension = inf is refused: the radial entropy term "
+                             "(d−1)/(βr) diverges as d → ∞ at fixed β (use a finite dimension, or beta = \"inf\")")
+        if np.any(r <= 0):
+            raise ValueError("log J needs r > 0 (cell centres of a grid on [0, r_max])")
+        return (self.dimension - 1.0) * np.log(r)
+
     def initial_law(self) -> InitialLaw:
         return self._initial_law
 
@@ -228,3 +283,79 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
             "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
             "reduction.truncation_tolerance": self.truncation_tolerance,
         }
+
+
+# ---- the model plug-in ----------------------------------------------------------------------------
+def _activation_table(field: str, value: Any) -> dict[str, Any]:
+    """The ``[activation]`` table: built once to check it (unknown names and parameters refused)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"[{field}] must be a table such as {{name = \"mmn18\"}}, got {value!r}")
+    table = {"name": "mmn18", **value}
+    make_activation(dict(table))
+    return table
+
+
+def _hermite_degree(even: bool):
+    def check(field: str, value: Any) -> int | None:
+        if value == "auto":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (even and value % 2):
+            raise ValueError(f"{field} = {value!r} must be \"auto\" or an {'even ' if even else ''}integer >= 0")
+        return int(value)
+
+    return check
+
+
+def _hermite_default(value: int | None) -> Any:
+    return "auto" if value is None else value
+
+
+from reduced_pde.models import register  # noqa: E402  (the registry imports this module lazily)
+from reduced_pde.models.base import (  # noqa: E402
+    Inputs,
+    Key,
+    Model,
+    Table,
+    dimension_value,
+    in_interval,
+    positive,
+)
+
+
+@register
+class IsotropicMixtureModel(Model):
+    """MMN18's isotropic Gaussian mixture with neurons σ(⟨w, x⟩): the reduction to r = |w|."""
+
+    name = "isotropic_gaussian_mixture"
+    summary = "y = ±1, x | y ~ N(0, (1 + yΔ)² I_d), neurons σ(⟨w, x⟩); coordinate r = |w| (MMN18)"
+    schema = {
+        "data": {"delta": Key(0.5, in_interval(0.0, 1.0), "Δ: class scales 1 ± Δ, in [0, 1)"),
+                 "dimension": Key(320, dimension_value(2), "d (integer >= 2) or \"inf\"")},
+        "activation": Table({"name": "mmn18"}, _activation_table,
+                            "σ: name = mmn18 (t1, t2, s1, s2), relu, tanh, erf, sigmoid, piecewise_linear"),
+        "initial": {"kappa": Key(0.4, positive, "w ~ N(0, κ²/d I_d)")},
+        "reduction": {"hermite_degree": Key("auto", _hermite_degree(even=True),
+                                            "even truncation degree of the interaction series, or \"auto\""),
+                      "truncation_tolerance": Key(1e-10, positive,
+                                                  "bound on the series truncation error (relative to E σ²)")},
+    }
+
+    def build_problem(self, inputs: Inputs) -> IsotropicMixtureRadialProblem:
+        data = IsotropicGaussianMixture(inputs["data"]["delta"], inputs["data"]["dimension"])
+        reduction = inputs["reduction"]
+        return IsotropicMixtureRadialProblem(data, dict(inputs["activation"]), kappa=inputs["initial"]["kappa"],
+                                             hermite_degree=reduction["hermite_degree"],
+                                             truncation_tolerance=reduction["truncation_tolerance"])
+
+    def network(self, inputs: Inputs, dimension: int) -> Any:
+        from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
+
+        data = {**inputs["data"], "dimension": dimension}
+        return IsotropicMixtureNetwork(self.build_problem({**inputs, "data": data}))
+
+    def default_grid(self, problem: ReducedProblem, inputs: Inputs, cells: int) -> dict[str, dict[str, Any]]:
+        """r ∈ [0, 4] (the laws of MMN18's figure stay below |w| ≈ 2.5), or [0, 10κ] for a wider start."""
+        return {"r": {"lower": 0.0, "upper": max(4.0, 10.0 * inputs["initial"]["kappa"]), "cells": cells}}
+
+    def describe(self, inputs: Inputs) -> str:
+        return f"d = {inputs['data']['dimension']:g}, Δ = {inputs['data']['delta']:g}"

@@ -436,7 +436,7 @@ def _resolve_target(source: Any) -> Any:
         return target
     if hasattr(source, "tail") and hasattr(source, "noise_variance"):
         return source
-    from .targets import make_target
+    from reduced_pde.targets import make_target
     try:
         return make_target(source)
     except ValueError as error:
@@ -462,7 +462,7 @@ def unlearnable_degrees(activation: Any, max_degree: int) -> tuple[int, ...]:
     ``activation``: an activation object, a specification (``"tanh"``, ``{"name": "relu"}``) or a
     problem carrying one; for a problem on the sphere (``problem.sphere``) only n = 1 is probed
     (σ = He_3 on the sphere has α_1(1) = 0, although α_1(n) = 3n(n² − 1) ≠ 0 in the ball)."""
-    from .single_index import make_single_index_activation
+    from reduced_pde.models.single_index import make_single_index_activation
 
     source = getattr(activation, "activation", activation)
     try:
@@ -485,7 +485,7 @@ def hermite_plateau_heights(target: Any, max_degree: int | None = None, *,
     With an ``activation`` (default: the problem's, when ``target`` is a problem) the degrees it cannot
     represent (:func:`unlearnable_degrees`) are not levels and their energy is added to every level.
 
-    ``target``: a :class:`~reduced_pde.single_index.SingleIndexProblem` (or any problem with a
+    ``target``: a :class:`~reduced_pde.models.single_index.SingleIndexProblem` (or any problem with a
     ``target``), a target object, or a target specification (``{"he": [c_0, c_1, ...]}``,
     ``{"hermite": [...]}``, ``{"name": "relu"}``, ...; :func:`~reduced_pde.targets.make_target`).
     A multi-index target uses total degrees.  ``max_degree``: the last degree considered (default:

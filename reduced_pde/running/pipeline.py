@@ -1,0 +1,299 @@
+"""The run pipeline: from a validated configuration to a recorded trajectory (and the studies built
+on runs: experiments, plateau reports, Gibbs states, escape-time sweeps).
+
+Every function takes a configuration from :func:`~reduced_pde.running.config.load_config` (or
+:func:`~reduced_pde.running.config.parse_config`); the model is found in the registry, the reduced
+problem and the full-dimensional network come from it, and the solver is chosen by the run's
+settings and the problem's dimension only.  The stored trajectory's ``config`` holds the user's
+inputs (``config.*``: they rebuild the run, :func:`~reduced_pde.running.config.unflatten`) and its
+``derived`` what the problem and solver derived from them (``derived.*``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reduced_pde.problem import ReducedProblem
+from reduced_pde.running.config import (
+    build_problem,
+    build_schedule,
+    coordinate_rates,
+    flatten,
+    grid_table,
+    model_of,
+    noise_parameters,
+    output_times,
+    pde_solver_name,
+    resolved,
+    sgd_config,
+    sweep_cases,
+    unflatten,
+)
+from reduced_pde.running.storage import CheckpointFile, read_trajectory, write_trajectory
+from solvers.controller import run_simulation
+from solvers.results import Trajectory
+
+__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "plateau_report", "particle_law", "checkpoint_path"]
+
+
+def checkpoint_path(output: str | Path) -> Path:
+    """Where a run writing ``output`` keeps its checkpoint: ``OUTPUT.checkpoint``."""
+    output = Path(output)
+    return output.with_name(output.name + ".checkpoint")
+
+
+def _store(path: str | Path | None) -> CheckpointFile | None:
+    return None if path is None else CheckpointFile(path)
+
+
+def _derived(problem: ReducedProblem, solver_config: dict[str, Any]) -> dict[str, Any]:
+    """What the problem and the solver derived from the inputs (truncation degrees, time step bound, ...)."""
+    return {**problem.config(), **solver_config}
+
+
+def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = None) -> tuple[Any, str, dict[str, Any]]:
+    """(solver, trajectory kind, static fields) for the reduced PDE of ``config``: Scharfetter–Gummel
+    finite volumes with noise / weight decay / implicit stepping, characteristics for
+    ``pde.solver = "lagrangian"``, finite volumes otherwise."""
+    problem = build_problem(config) if problem is None else problem
+    schedule = build_schedule(config)
+    pde = config["pde"]
+    route = pde_solver_name(config, problem)
+    if route == "lagrangian":
+        from solvers.lagrangian import LagrangianSolver
+
+        particles = pde["n_particles"]
+        solver = LagrangianSolver(problem, n_particles=list(particles) if isinstance(particles, list) else particles,
+                                  sampling=pde["sampling"], schedule=schedule, rates=coordinate_rates(config),
+                                  rtol=float(pde["rtol"]), atol=1e-3 * float(pde["rtol"]), method=pde["ode_method"])
+        return solver, "pde_lagrangian", solver.static_fields()
+    from solvers.tensor_grid import TensorGrid
+
+    axes = grid_table(config, problem)
+    grid = TensorGrid.from_table(axes, tuple(problem.coordinate_names))
+    if route == "fokker_planck":
+        from solvers.fokker_planck import FokkerPlanckSolver1D
+        from solvers.grid import UniformGrid1D
+
+        beta, lam = noise_parameters(config)
+        axis = grid.axes[0]
+        line = UniformGrid1D(float(axis.edges[0]), float(axis.edges[-1]), int(axis.cells))
+        if not np.allclose(line.edges, axis.edges, rtol=0, atol=1e-12 * max(1.0, abs(line.upper))):
+            raise ValueError(f"grid.{axis.name}: the Scharfetter–Gummel solver needs a uniform grid")
+        stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
+        solver = FokkerPlanckSolver1D(problem, line, beta, lam, time_stepping=stepping, cfl=float(pde["cfl"]),
+                                      schedule=schedule)
+        return solver, "pde_fokker_planck", {"r_centers": line.centers, "r_edges": line.edges}
+    from solvers.finite_volume_nd import FiniteVolumeSolverND
+
+    solver = FiniteVolumeSolverND(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
+                                  kernel=pde["kernel"], rates=coordinate_rates(config))
+    return solver, "pde_finite_volume", solver.static_fields()
+
+
+def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, resume: bool = False,
+            progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
+    """Solve the reduced PDE of ``config`` through its output times (see :func:`make_pde_solver`)."""
+    problem = build_problem(config)
+    solver, kind, static = make_pde_solver(config, problem)
+    return run_simulation(solver, output_times(config), kind=kind, config=flatten(config),
+                          derived=_derived(problem, solver.config()), static_fields=static,
+                          checkpoint=_store(checkpoint), resume=resume, progress=progress,
+                          checkpoint_every=checkpoint_every)
+
+
+def make_sgd_simulation(config: dict[str, Any], seed: int) -> tuple[Any, ReducedProblem]:
+    """The full-dimensional SGD of ``config`` (at ``sgd.dimension`` when set) with one seed."""
+    config = sgd_config(config)
+    problem = build_problem(config)
+    beta, lam = noise_parameters(config)
+    sgd = config["sgd"]
+    names = tuple(problem.coordinate_names)
+    common = dict(n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
+                  batch_size=int(sgd["batch_size"]), schedule=build_schedule(config), seed=int(seed))
+    if "a" in names or (len(names) > 1):
+        from solvers.index_sgd import IndexSGDSimulation
+
+        if math.isfinite(beta) or lam > 0:
+            raise ValueError(f"[noise] is implemented for the one-coordinate reductions only; this problem "
+                             f"has coordinates {names} (noise.beta = {beta}, noise.weight_decay = {lam})")
+        simulation = IndexSGDSimulation(problem, second_layer_rate=coordinate_rates(config).get("a", 1.0),
+                                        **common)
+    elif names == ("s",):
+        from solvers.sphere_sgd import SphereSGDSimulation
+
+        simulation = SphereSGDSimulation(problem, beta=beta, **common)
+    else:
+        from solvers.sgd import SGDSimulation
+
+        simulation = SGDSimulation(problem, beta=beta, weight_decay=lam, **common)
+    return simulation, problem
+
+
+def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: str | Path | None = None,
+                 resume: bool = False, progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
+    """Full-dimensional SGD of ``config`` with one seed; the stored ``sgd.seeds`` is ``[seed]``."""
+    simulation, problem = make_sgd_simulation(config, seed)
+    run = sgd_config(config)  # the inputs of this run: data.dimension = the SGD's d
+    inputs = {**run, "sgd": {**run["sgd"], "seeds": [int(seed)]}}
+    return run_simulation(simulation, output_times(config), kind="sgd", config=flatten(inputs),
+                          derived=_derived(problem, simulation.config()), checkpoint=_store(checkpoint),
+                          resume=resume, progress=progress, checkpoint_every=checkpoint_every)
+
+
+def _sgd_job(job: tuple[dict[str, Any], int, str]) -> tuple[str, float]:
+    """Worker: one SGD seed of one case, written to its file (resuming a left-over checkpoint)."""
+    case, seed, path = job
+    checkpoint = checkpoint_path(path)
+    began = time.perf_counter()
+    trajectory = run_sgd_seed(case, seed, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False)
+    write_trajectory(path, trajectory)
+    checkpoint.unlink(missing_ok=True)
+    return path, time.perf_counter() - began
+
+
+def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool = False, processes: int = 2,
+                   progress: bool = True, log=print) -> dict[str, Any]:
+    """For every case of the ``[sweep]`` table: one reduced solve and one SGD run per seed, written to
+    ``outdir`` (``<case>_pde.h5``, ``<case>_sgd_seed<k>.h5``), and the figures ``risk.png`` and
+    ``law.png``.  Returns ``{"files", "figures", "timings"}``."""
+    from reduced_pde.running.plotting import (
+        case_key,
+        plot_law_evolution,
+        plot_marginals,
+        plot_risk_comparison,
+    )
+    from solvers.controller import map_in_processes
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    trajectories: list[Trajectory] = []
+    timings, jobs, files = [], [], []
+    for label, case in sweep_cases(config):
+        tag = label.replace("=", "").replace(".", "p") or "run"
+        began = time.perf_counter()
+        pde = run_pde(case, progress=False)
+        timings.append(f"{label or 'run'}: PDE ({case['pde']['solver']}) {time.perf_counter() - began:.2f} s")
+        files.append(write_trajectory(outdir / f"{tag}_pde.h5", pde))
+        trajectories.append(pde)
+        if not skip_sgd:
+            jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5")) for seed in case["sgd"]["seeds"]]
+    log("\n".join("  " + line for line in timings))
+    if jobs:
+        log(f"running {len(jobs)} SGD runs on {min(processes, len(jobs))} process(es)")
+        for path, seconds in map_in_processes(_sgd_job, jobs, processes, progress="SGD runs" if progress else None):
+            timings.append(f"{Path(path).name}: {seconds:.1f} s")
+            files.append(Path(path))
+            trajectories.append(read_trajectory(path))
+    sgd_table = config["sgd"]
+    title = model_of(config).describe(resolved(config)) + ", "
+    if sgd_table["dimension"] != "data":
+        title += f"SGD at d = {sgd_table['dimension']}, "
+    title += f"N = {sgd_table['n_neurons']}, ε = {sgd_table['step_size']}, B = {sgd_table['batch_size']}"
+    figures = [plot_risk_comparison(trajectories, outdir / "risk.png", title=title)]
+    law_pde = [t for t in trajectories if t.kind != "sgd"][-1]
+    law_sgd = [t for t in trajectories if t.kind == "sgd" and case_key(t) == case_key(law_pde)]
+    t_final = float(config["output"]["t_final"])
+    law_times = config["output"]["law_times"] or [0.0] + list(
+        np.geomspace(max(float(config["output"]["t_first"]) * 10, t_final / 1e3), t_final, 3))
+    if law_pde.coordinates == ("r",):
+        figures.append(plot_law_evolution(law_pde, law_sgd, law_times, outdir / "law.png",
+                                          title=f"law of |w|, κ = {law_pde.config.get('initial.kappa')}; " + title))
+    else:
+        figures.append(plot_marginals(law_pde, law_sgd, law_times, outdir / "law.png",
+                                      title="marginal laws of the invariants; " + title))
+    return {"files": files, "figures": figures, "timings": timings}
+
+
+# ---- plateau report -------------------------------------------------------------------------------
+def particle_law(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(points (M, D), masses) of a particle file at output ``index`` (characteristics or SGD), else None."""
+    for key in ("positions", "points"):
+        if key in trajectory.fields:
+            x = np.asarray(trajectory.fields[key][index], dtype=float)
+            x = x[:, None] if x.ndim == 1 else x
+            masses = np.asarray(trajectory.fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])))
+            return x, masses
+    return None
+
+
+def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing: float = 0.1,
+                   min_duration: float = 0.3, ignore_before: float | None = None,
+                   max_degree: int | None = None) -> dict[str, Any]:
+    """Plateaus of a stored risk curve, matched to the Hermite theory levels of its target, and the
+    network's Hermite coefficients m̂_k(t) along θ* when the file holds the law as particles.
+
+    Returns ``{"plateaus", "theory", "matches", "order_parameters" (time, degrees, (T, K)) or None,
+    "target_coefficients", "unlearnable" [(degree, energy φ̂_k²)]}``: the target's components the
+    activation cannot represent (their energy is a floor under every level)."""
+    from reduced_pde.analysis.plateaus import (
+        detect_plateaus,
+        hermite_block_energies,
+        hermite_order_parameters,
+        hermite_plateau_heights,
+        match_plateaus,
+        unlearnable_degrees,
+    )
+
+    plateaus = detect_plateaus(trajectory.time, trajectory.risk, threshold=threshold, smoothing=smoothing,
+                               min_duration=min_duration, ignore_before=ignore_before)
+    out: dict[str, Any] = {"plateaus": plateaus, "theory": [], "matches": [], "order_parameters": None,
+                           "target_coefficients": None, "unlearnable": []}
+    if trajectory.config.get("data.target") is None:
+        return out
+    problem = build_problem(unflatten(trajectory.config))
+    theory = hermite_plateau_heights(problem, max_degree=max_degree)
+    out["theory"] = theory
+    top = max_degree if max_degree is not None else getattr(problem.target, "exact_degree", None)
+    if top is not None and hasattr(problem, "activation"):
+        energies = hermite_block_energies(problem.target, top)
+        out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(problem, top) if energies[k] > 0]
+    out["matches"] = match_plateaus(plateaus, theory)
+    degrees = [level.next_degree for level in theory if level.next_degree is not None]
+    if degrees and getattr(problem, "index_dimension", 1) == 1 and particle_law(trajectory, 0) is not None:
+        values = np.array([hermite_order_parameters(problem, *particle_law(trajectory, i), degrees,
+                                                    normalized=True) for i in range(trajectory.time.size)])
+        out["order_parameters"] = (trajectory.time, np.array(degrees), values)
+        out["target_coefficients"] = np.asarray(problem.target.coefficients(max(degrees)))
+    return out
+
+
+def read_runs(paths: Sequence[str | Path]) -> list[Trajectory]:
+    """Trajectories from result files, each refused with its path when it is not one."""
+    return [read_trajectory(path) for path in paths]
+
+
+# ---- Gibbs states ------------------------------------------------------------------------------------
+def gibbs_study(config: dict[str, Any], betas: Sequence[float] | None = None) -> dict[str, Any]:
+    """Self-consistent Gibbs states p* ∝ J e^{−βψ_λ(·; p*)} of a one-coordinate problem on the run's
+    (uniform) grid, for ``noise.beta`` or each β of ``betas`` (then with the certified noiseless
+    optimum of ½R + (λ/2)E x² for comparison).  Returns ``{"betas", "points" (GibbsFixedPoint),
+    "noiseless_optimum" or None, "centers", "edges", "coordinate", "config", "derived"}``."""
+    from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum
+    from solvers.tensor_grid import TensorGrid
+
+    problem = build_problem(config)
+    if len(problem.coordinate_names) != 1:
+        raise ValueError(f"gibbs: needs a one-coordinate reduction; this problem has {problem.coordinate_names}")
+    beta, lam = noise_parameters(config)
+    sweep = bool(betas)
+    betas = [float(b) for b in betas] if betas else [beta]
+    if any(not (math.isfinite(b) and b > 0) for b in betas):
+        raise ValueError(f"gibbs: needs finite β > 0 (noise.beta or --betas), got {betas}")
+    for b in betas:
+        problem.check_noise(b, lam)
+    axis = TensorGrid.from_table(grid_table(config, problem), problem.coordinate_names).axes[0]
+    spacing = float(axis.widths[0])
+    if not np.allclose(axis.widths, spacing, rtol=1e-12, atol=0):
+        raise ValueError(f"gibbs: grid.{axis.name} must be uniform")
+    points = [gibbs_fixed_point(problem, axis.centers, spacing, b, lam) for b in betas]
+    best = noiseless_optimum(problem, axis.centers, spacing, lam) if sweep else None
+    return {"betas": betas, "points": points, "noiseless_optimum": best, "centers": axis.centers,
+            "edges": axis.edges, "coordinate": axis.name, "config": flatten(config),
+            "derived": _derived(problem, {})}

@@ -1,0 +1,204 @@
+"""The time-stepping controller shared by all stateful simulations (grid solvers, characteristics, SGD).
+
+A simulation object provides ``time``, ``coordinate_names``, ``advance(t)``, ``observables() -> dict``
+(``risk`` = the N = ∞ risk of the law it carries, ``mean_<c>``/``std_<c>`` for every coordinate c,
+optionally ``network_risk`` and the actual ``time`` reached; every other entry becomes a field of the
+:class:`~solvers.results.Trajectory`), ``state() -> dict``, ``set_state(dict)`` and optionally
+``diagnostics() -> dict``.  The controller
+advances it through the output times, records observables, shows a progress bar, and every
+``checkpoint_every`` seconds writes an atomic checkpoint from which ``resume=True`` continues
+(the result is then identical to an uninterrupted run).
+
+Checkpoints go through a :class:`CheckpointStore` given by the caller
+(:class:`reduced_pde.running.storage.CheckpointFile` writes atomic HDF5 files), so the controller
+knows nothing of file formats.
+"""
+
+from __future__ import annotations
+
+import time as wallclock
+from typing import Any, Protocol
+
+import numpy as np
+
+from solvers.results import Trajectory
+
+__all__ = ["Simulation", "CheckpointStore", "run_simulation", "map_in_processes"]
+
+class CheckpointStore(Protocol):
+    """Where a run's checkpoints go: ``save`` replaces the previous one atomically."""
+
+    def exists(self) -> bool: ...
+
+    def load(self) -> tuple[Trajectory, dict[str, Any], int]: ...
+
+    def save(self, partial: Trajectory, state: dict[str, Any], next_output: int) -> None: ...
+
+
+class Simulation(Protocol):
+    time: float
+    coordinate_names: tuple[str, ...]
+
+    def advance(self, t_target: float) -> None: ...
+
+    def observables(self) -> dict[str, Any]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+def _split_record(record: dict[str, Any], names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(core, fields) of one observables record: core = risk, network_risk, mean (D,), std (D,)."""
+    missing = [key for key in ("risk", *(f"{m}_{c}" for c in names for m in ("mean", "std"))) if key not in record]
+    if missing:
+        raise ValueError(f"observables() lack {missing} (coordinates {names})")
+    core = {"risk": float(record["risk"]),
+            "mean": np.array([record[f"mean_{c}"] for c in names], dtype=float),
+            "std": np.array([record[f"std_{c}"] for c in names], dtype=float)}
+    if "network_risk" in record:
+        core["network_risk"] = float(record["network_risk"])
+    skip = {"risk", "network_risk", *(f"{m}_{c}" for c in names for m in ("mean", "std"))}
+    return core, {k: v for k, v in record.items() if k not in skip}
+
+
+def _assemble(kind: str, names: tuple[str, ...], times: list[float], records: list[dict[str, Any]],
+              static: dict[str, Any], config: dict[str, Any], diagnostics: dict[str, Any],
+              derived: dict[str, Any] | None = None) -> Trajectory:
+    """The :class:`Trajectory` of the records so far (``records``: observables dicts)."""
+    cores, fields = [], dict(static)
+    per_field: dict[str, list[Any]] = {}
+    for record in records:
+        core, extra = _split_record(record, names)
+        cores.append(core)
+        for key, value in extra.items():
+            per_field.setdefault(key, []).append(value)
+    for key, values in per_field.items():
+        fields[key] = np.stack([np.asarray(v, dtype=float) for v in values])
+    network = ([c["network_risk"] for c in cores] if cores and "network_risk" in cores[0] else None)
+    return Trajectory(kind=kind, time=np.asarray(times), risk=[c["risk"] for c in cores], coordinates=names,
+                      mean=np.array([c["mean"] for c in cores]).reshape(len(cores), len(names)),
+                      std=np.array([c["std"] for c in cores]).reshape(len(cores), len(names)),
+                      network_risk=network, fields=fields, config=config, derived=dict(derived or {}),
+                      diagnostics=diagnostics)
+
+
+def _records_of(partial: Trajectory, static: dict[str, Any]) -> list[dict[str, Any]]:
+    """Observables records back from a partial trajectory (checkpoint resume)."""
+    records = []
+    for i in range(partial.time.size):
+        record: dict[str, Any] = {"risk": partial.risk[i]}
+        if partial.network_risk is not None:
+            record["network_risk"] = partial.network_risk[i]
+        for d, c in enumerate(partial.coordinates):
+            record[f"mean_{c}"], record[f"std_{c}"] = partial.mean[i, d], partial.std[i, d]
+        record.update({k: v[i] for k, v in partial.fields.items() if k not in static})
+        records.append(record)
+    return records
+
+
+def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: str,
+                   config: dict[str, Any], static_fields: dict[str, Any] | None = None,
+                   checkpoint: CheckpointStore | None = None, checkpoint_every: float = 60.0,
+                   resume: bool = False, progress: bool = False,
+                   derived: dict[str, Any] | None = None) -> Trajectory:
+    """Advance ``simulation`` through ``output_times`` and return the recorded :class:`Trajectory`
+    (``config``: the inputs that rebuild the run; ``derived``: values derived from them).  With
+    ``checkpoint``, the partial trajectory and ``simulation.state()`` are saved at most every
+    ``checkpoint_every`` seconds and after the last output; ``resume`` continues from the saved one."""
+    output_times = np.asarray(output_times, dtype=float)
+    if output_times.ndim != 1 or output_times.size == 0 or np.any(np.diff(output_times) <= 0):
+        raise ValueError("output times must be a non-empty, strictly increasing 1-D array")
+    static_fields = static_fields or {}
+    names = tuple(simulation.coordinate_names)
+    times: list[float] = []
+    records: list[dict[str, Any]] = []
+    start = 0
+    if resume:
+        if checkpoint is None or not checkpoint.exists():
+            raise ValueError(f"--resume: no checkpoint at {checkpoint}")
+        partial, state, start = checkpoint.load()
+        simulation.set_state(state)
+        if partial.coordinates != names:
+            raise ValueError(f"--resume: the checkpoint {checkpoint} holds coordinates {partial.coordinates}, "
+                             f"this run {names}")
+        times = list(partial.time)
+        records = _records_of(partial, static_fields)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(output_times), initial=start, desc=kind, unit="output",
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    began = wallclock.perf_counter()
+    last_checkpoint = began
+    try:
+        for index in range(start, len(output_times)):
+            simulation.advance(float(output_times[index]))
+            record = dict(simulation.observables())
+            # a simulation may land near, not on, an output time (SGD: the nearest step kε)
+            times.append(float(record.pop("time", output_times[index])))
+            records.append(record)
+            if bar is not None:
+                bar.set_postfix_str(f"t={output_times[index]:.3g} risk={record['risk']:.4g}")
+                bar.update(1)
+            now = wallclock.perf_counter()
+            if checkpoint is not None and (now - last_checkpoint > checkpoint_every
+                                           or index == len(output_times) - 1):
+                partial = _assemble(kind, names, times, records, static_fields, config, {}, derived)
+                checkpoint.save(partial, simulation.state(), index + 1)
+                last_checkpoint = now
+    finally:
+        if bar is not None:
+            bar.close()
+    diagnostics = {"wall_time": wallclock.perf_counter() - began}
+    extra = getattr(simulation, "diagnostics", None)
+    if callable(extra):
+        diagnostics.update(extra())
+    return _assemble(kind, names, times, records, static_fields, config, diagnostics, derived)
+
+
+def map_in_processes(function, jobs: list, processes: int, progress: str | None = None) -> list:
+    """``[function(job) for job in jobs]``, in ``processes`` spawned worker processes with one BLAS
+    thread each (so that 2 workers use 2 cores); sequential when ``processes == 1``.  ``function``
+    must be importable (a module-level function) and jobs picklable.  Results keep job order.
+    ``progress``: a label for a progress bar over finished jobs (None: no bar)."""
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=progress, unit="run")
+    try:
+        if processes <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(function(job))
+                if bar is not None:
+                    bar.update(1)
+            return results
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawned workers read the environment when they import numpy: one BLAS thread each
+        saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update({k: "1" for k in saved})
+        try:
+            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
+                results = [None] * len(jobs)
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.update(1)
+                return results
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    finally:
+        if bar is not None:
+            bar.close()
