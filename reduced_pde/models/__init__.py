@@ -17,6 +17,7 @@ BUILTIN = (
     "reduced_pde.models.isotropic_mixture",
     "reduced_pde.models.single_index",
     "reduced_pde.models.multi_index",
+    "reduced_pde.models.anisotropic_mixture",
 )
 
 _REGISTRY: dict[str, Model] = {}
