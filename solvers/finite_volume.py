@@ -61,6 +61,8 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
+from solvers.common import SolverError, validate_output_times
+from solvers.common import check_number as _check_number
 from solvers.grid import MonitoredDensityState, UniformGrid1D
 from solvers.results import Trajectory
 
@@ -80,10 +82,6 @@ NEGATIVE_TOLERANCE = 1e-12  # relative to max p: below −tol·max p a density c
 
 # status codes of the compiled loop
 _OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _DT_UNDERFLOW = 0, 1, 2, 3, 4
-
-
-class SolverError(RuntimeError):
-    """The compiled loop stopped (non-finite or negative density, step budget, dt underflow)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,35 +311,6 @@ def _advance_loop(p, t, t_end, h, v, weights, features, dense, use_dense, stiffn
 # ------------------------------------------------------------------------------------------------
 # Python interface
 # ------------------------------------------------------------------------------------------------
-def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} = {value!r} must be a number in "
-                         f"{'(' if low_open else '['}{low:g}, {high:g}]") from None
-    ok = (x > low if low_open else x >= low) and x <= high and not math.isnan(x)
-    if not ok:
-        raise ValueError(f"{name} = {value!r} must lie in {'(' if low_open else '['}{low:g}, {high:g}]")
-    return x
-
-
-def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> np.ndarray:
-    """Output times as a float array: 1-D, non-empty, finite, strictly increasing, >= ``start``."""
-    times = np.asarray(output_times, dtype=float)
-    if times.ndim != 1 or times.size == 0:
-        raise ValueError(f"output_times must be a non-empty 1-D sequence, got shape {times.shape}")
-    if not np.all(np.isfinite(times)):
-        raise ValueError(f"output_times = {times} must be finite")
-    if times[0] < start:
-        raise ValueError(f"output_times[0] = {times[0]:g} must be >= {start:g} (the current time)")
-    steps = np.diff(times)
-    if np.any(steps <= 0):
-        k = int(np.argmax(steps <= 0))
-        raise ValueError(f"output_times must be strictly increasing: output_times[{k + 1}] = "
-                         f"{times[k + 1]:g} <= output_times[{k}] = {times[k]:g}")
-    return times
-
-
 class FiniteVolumeSolver1D(MonitoredDensityState):
     """Stateful finite-volume solver (module docstring for the equation and the scheme).
 

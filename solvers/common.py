@@ -1,0 +1,66 @@
+"""What every solver shares: the one error class and the input checks.
+
+* :class:`SolverError` — raised by every simulation (grid solvers, characteristics, SGD) when its
+  time stepping stops (non-finite or negative density, step budget, dt underflow, integrator failure).
+  Input errors are not solver errors: bad input raises ``ValueError``/``TypeError`` before anything runs.
+* :func:`validate_output_times` — output times: 1-D, non-empty, finite, strictly increasing, >= start.
+* :func:`check_number` — a real number in an interval (open or closed at the lower end).
+* :func:`check_integer` — an integer (not a bool) >= a minimum.
+
+Every message names the field, its value and what is allowed, on one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SolverError", "check_integer", "check_number", "validate_output_times"]
+
+
+class SolverError(RuntimeError):
+    """A simulation stopped while stepping (non-finite or negative density, step budget, dt underflow,
+    integrator failure); the message names the time and where it happened."""
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    """``float(value)`` if it lies in ``[low, high]`` (``(low, high]`` with ``low_open``), else
+    ``ValueError`` naming ``name``, the value and the interval (NaN is refused; ``high`` may be ∞)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    if isinstance(value, bool):
+        raise ValueError(f"{name} = {value!r} must be a number in {interval}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} = {value!r} must be a number in {interval}") from None
+    ok = (x > low if low_open else x >= low) and x <= high and not math.isnan(x)
+    if not ok:
+        raise ValueError(f"{name} = {value!r} must lie in {interval}")
+    return x
+
+
+def check_integer(name: str, value: Any, minimum: int) -> int:
+    """``int(value)`` for an integer (Python or numpy, not bool) ``>= minimum``, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} = {value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> np.ndarray:
+    """Output times as a float array: 1-D, non-empty, finite, strictly increasing, >= ``start``."""
+    times = np.asarray(output_times, dtype=float)
+    if times.ndim != 1 or times.size == 0:
+        raise ValueError(f"output_times must be a non-empty 1-D sequence, got shape {times.shape}")
+    if not np.all(np.isfinite(times)):
+        raise ValueError(f"output_times = {times} must be finite")
+    if times[0] < start:
+        raise ValueError(f"output_times[0] = {times[0]:g} must be >= {start:g} (the current time)")
+    steps = np.diff(times)
+    if np.any(steps <= 0):
+        k = int(np.argmax(steps <= 0))
+        raise ValueError(f"output_times must be strictly increasing: output_times[{k + 1}] = "
+                         f"{times[k + 1]:g} <= output_times[{k}] = {times[k]:g}")
+    return times
