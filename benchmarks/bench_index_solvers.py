@@ -6,7 +6,7 @@ interaction, cell-updates per second, and a reduced solve against the SGD run it
 
 All numbers are measured in this run, on this machine (ratios, not absolute claims):
 
-1. Cost per step of FiniteVolumeSolverND on the ReLU single-index problem (d = 30, trained second
+1. Cost per step of FiniteVolumeSolver on the ReLU single-index problem (d = 30, trained second
    layer, coordinates (a, s, r)) with
    * the low-rank interaction on the (s, r) sub-grid (a is a linear coordinate): O(cells + rank·N_s N_r),
    * the pairwise interaction on the sub-grid (dense (N_s N_r)² matrix, u = a a' U): O(cells + (N_s N_r)²),
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from reduced_pde.running.config import build_problem, load_config
-from solvers.finite_volume_nd import FiniteVolumeSolverND
+from solvers.finite_volume import FiniteVolumeSolver
 from solvers.index_sgd import IndexSGDSimulation
 from solvers.tensor_grid import GridAxis, TensorGrid
 
@@ -40,8 +40,8 @@ def grid(cells_a: int, cells_s: int, cells_r: int) -> TensorGrid:
                        GridAxis.uniform("r", 0.0, 2.2, cells_r)])
 
 
-def time_steps(problem, g: TensorGrid, t_end: float, **kwargs) -> tuple[float, FiniteVolumeSolverND]:
-    solver = FiniteVolumeSolverND(problem, g, scheme="muscl", cfl=0.4, max_dt=2e-3, **kwargs)
+def time_steps(problem, g: TensorGrid, t_end: float, **kwargs) -> tuple[float, FiniteVolumeSolver]:
+    solver = FiniteVolumeSolver(problem, g, scheme="muscl", cfl=0.4, max_dt=2e-3, **kwargs)
     solver.advance(1e-3)  # compile / warm up
     began_steps, began = solver.steps, time.perf_counter()
     solver.advance(t_end)

@@ -22,13 +22,13 @@ import time
 import numpy as np
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
-from solvers.finite_volume import FiniteVolumeSolver1D
+from solvers.finite_volume import FiniteVolumeSolver
 from solvers.grid import UniformGrid1D
 from solvers.lagrangian import solve_lagrangian
 
 
 def timed_solve(problem, cells: int, times: np.ndarray, kernel: str = "low_rank") -> tuple[np.ndarray, float, int]:
-    solver = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, cells), scheme="muscl", cfl=0.4,
+    solver = FiniteVolumeSolver(problem, UniformGrid1D(0.0, 4.0, cells), scheme="muscl", cfl=0.4,
                                   kernel=kernel)
     began = time.perf_counter()
     risks = []

@@ -23,16 +23,18 @@ Discretisation (shared with :mod:`solvers.fokker_planck`): cell centres r_i, mas
 
 The discrete Gibbs state ``p_i ∝ exp(−Φ_i)`` is an exact zero of the Scharfetter–Gummel flux.
 
-Geometries (:class:`Geometry`).  The same formulas hold on the sphere S^{d−1} with a fixed second
-layer (single-index problem, coordinate ``s = ⟨w, θ*⟩ ∈ [−1, 1]``, density w.r.t. ds): noisy
-projected SGD has generator ``2ξ[−(1−s²)ψ'∂_s + β⁻¹((1−s²)∂_s² − (d−1)s∂_s)]``, whose adjoint is
+Geometry comes from the problem only (:mod:`reduced_pde.problem`): ``problem.log_reference_density``
+gives ``log J`` at the cell centres, ``problem.check_noise`` refuses what the reduction cannot carry.
+The same formulas hold on the sphere S^{d−1} with a fixed second layer (single-index problem,
+coordinate ``s = ⟨w, θ*⟩ ∈ [−1, 1]``, density w.r.t. ds): noisy projected SGD has generator
+``2ξ[−(1−s²)ψ'∂_s + β⁻¹((1−s²)∂_s² − (d−1)s∂_s)]``, whose adjoint is
 
     ∂_t p = 2ξ ∂_s[ (1 − s²) ( p ∂_s ψ + β⁻¹ J ∂_s(p/J) ) ],   J(s) = (1 − s²)^{(d−3)/2},
 
 (``β⁻¹∂_s[(1−s²)∂_s p + (d−3)s p]`` = the J form), i.e. the radial equation with the *mobility*
-``1 − s²`` in front of the flux and ``log J = ((d−3)/2) log(1 − s²)``.  The Gibbs states, the free
-energy ``F = ½R + β⁻¹∫p log(p/J)`` and the fixed-point iteration do not see the mobility.  There is
-no weight decay on the sphere (λ ≠ 0 is refused).  ``RADIAL``: domain [0, r_max], mobility 1.
+``1 − s²`` (``problem.mobility``) in front of the flux.  The Gibbs states, the free energy
+``F = ½R + β⁻¹∫p log(p/J)`` and the fixed-point iteration do not see the mobility.  The sphere
+problem refuses weight decay (its ``check_noise``).
 :func:`gibbs_fixed_point` solves the self-consistency by Newton's method on the K moments M
 (Jacobian ``I + β C W``, C the covariance of the features under p, W = diag(λ_k): invertible,
 since CW is similar to the PSD matrix W^{½}CW^{½}) with backtracking on the residual.
@@ -48,15 +50,13 @@ import numpy as np
 
 from reduced_pde.problem import ReducedProblem
 
-__all__ = ["Geometry", "geometry_of", "GridOperators", "log_jacobian", "discrete_gibbs_density", "free_energy_terms",
-           "GibbsFixedPoint", "gibbs_fixed_point", "noiseless_optimum", "check_noise_parameters"]
+__all__ = ["GridOperators", "discrete_gibbs_density", "free_energy_terms", "GibbsFixedPoint", "gibbs_fixed_point",
+           "noiseless_optimum", "check_noise_parameters", "check_noise_values"]
 
 
-def check_noise_parameters(beta: float, weight_decay: float, dimension: float) -> tuple[float, float]:
-    """Validate (β, λ) for a problem of dimension d; refuse noise at d = ∞.
-
-    At d = ∞ the Bessel drift (d−1)/(βr) diverges unless β ∝ d; the radial law of the noisy dynamics
-    is then not described by this reduction, so it is refused rather than silently rescaled."""
+def check_noise_values(beta: float, weight_decay: float) -> tuple[float, float]:
+    """``(β, λ)`` as floats if ``β > 0`` (``inf``: no noise) and ``λ`` is finite and >= 0, else ValueError
+    naming the field.  What a given reduction can carry is its ``problem.check_noise``."""
     try:
         beta = float(beta)
     except (TypeError, ValueError):
@@ -69,6 +69,15 @@ def check_noise_parameters(beta: float, weight_decay: float, dimension: float) -
         raise ValueError(f"noise.weight_decay = {weight_decay!r} must be a number >= 0") from None
     if not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise ValueError(f"noise.weight_decay = {weight_decay!r} must be a finite number >= 0")
+    return beta, weight_decay
+
+
+def check_noise_parameters(beta: float, weight_decay: float, dimension: float) -> tuple[float, float]:
+    """Validate (β, λ) for a problem of dimension d (:func:`check_noise_values`); refuse noise at d = ∞.
+
+    At d = ∞ the Bessel drift (d−1)/(βr) diverges unless β ∝ d; the radial law of the noisy dynamics
+    is then not described by this reduction, so it is refused rather than silently rescaled."""
+    beta, weight_decay = check_noise_values(beta, weight_decay)
     if math.isfinite(beta) and math.isinf(dimension):
         raise ValueError(f"noise.beta = {beta:g} with data.dimension = inf is refused: the radial "
                          "entropy term (d−1)/(βr) diverges as d → ∞ at fixed β (use a finite "
@@ -76,73 +85,6 @@ def check_noise_parameters(beta: float, weight_decay: float, dimension: float) -
     if math.isfinite(dimension) and dimension < 2:
         raise ValueError(f"data.dimension = {dimension} must be >= 2 for the radial Fokker–Planck")
     return beta, weight_decay
-
-
-def log_jacobian(r: np.ndarray, dimension: float) -> np.ndarray:
-    """``log J(r) = (d − 1) log r`` (r > 0: cell centres)."""
-    r = np.asarray(r, dtype=float)
-    if np.any(r <= 0):
-        raise ValueError("log J needs r > 0 (cell centres of a grid on [0, r_max])")
-    return (float(dimension) - 1.0) * np.log(r)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Domain, Jacobian and mobility of a 1-D reduced Fokker–Planck equation (module docstring).
-
-    ``kind = "radial"``: r ∈ [0, r_max], ``log J = (d−1) log r``, mobility 1;
-    ``kind = "sphere"``: s ∈ [−1, 1], ``log J = ((d−3)/2) log(1 − s²)``, mobility ``1 − s²``."""
-
-    kind: str
-    dimension: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("radial", "sphere"):
-            raise ValueError(f"geometry = {self.kind!r} must be 'radial' or 'sphere'")
-
-    def check_grid(self, lower: float, upper: float) -> None:
-        """Refuse a grid that is not the geometry's domain."""
-        if self.kind == "radial" and lower != 0.0:
-            raise ValueError(f"grid.lower = {lower} must be 0 (radial domain [0, r_max])")
-        if self.kind == "sphere" and (lower != -1.0 or upper != 1.0):
-            raise ValueError(f"grid = [{lower}, {upper}] must be [-1, 1] (sphere coordinate s = ⟨w, θ*⟩)")
-
-    def check_weight_decay(self, weight_decay: float) -> None:
-        if self.kind == "sphere" and weight_decay != 0.0:
-            raise ValueError(f"noise.weight_decay = {weight_decay!r} must be 0 on the sphere |w| = 1 "
-                             "(weight decay only rescales |w|, which is fixed there)")
-
-    def log_jacobian(self, x: np.ndarray) -> np.ndarray:
-        """``log J`` at cell centres."""
-        if self.kind == "radial":
-            return log_jacobian(x, self.dimension)
-        x = np.asarray(x, dtype=float)
-        if np.any(np.abs(x) >= 1):
-            raise ValueError("log J needs |s| < 1 (cell centres of a grid on [-1, 1])")
-        if math.isinf(self.dimension):
-            raise ValueError("sphere geometry needs a finite dimension")
-        return 0.5 * (float(self.dimension) - 3.0) * np.log1p(-x * x)
-
-    def mobility(self, faces: np.ndarray) -> np.ndarray:
-        """Face mobility: ones (radial), ``1 − s²`` (sphere; zero at s = ±1)."""
-        faces = np.asarray(faces, dtype=float)
-        if self.kind == "radial":
-            return np.ones_like(faces)
-        return np.maximum(1.0 - faces * faces, 0.0)
-
-
-def geometry_of(problem: ReducedProblem, dimension: float | None = None,
-                geometry: "Geometry | str | None" = None) -> Geometry:
-    """The geometry of a 1-D problem: ``"sphere"`` for a sphere problem with the single coordinate
-    ``("s",)`` (:class:`~reduced_pde.models.single_index.SingleIndexProblem` with ``sphere=True`` and a
-    fixed second layer), ``"radial"`` otherwise; a string or Geometry overrides the kind."""
-    d = float(getattr(problem, "dimension", math.nan) if dimension is None else dimension)
-    if isinstance(geometry, Geometry):
-        return geometry
-    if geometry is None:
-        names = tuple(getattr(problem, "coordinate_names", ("r",)))
-        geometry = "sphere" if getattr(problem, "sphere", False) and names == ("s",) else "radial"
-    return Geometry(str(geometry), d)
 
 
 @dataclass
@@ -158,15 +100,19 @@ class GridOperators:
     target_second_moment: float
 
     @classmethod
-    def build(cls, problem: ReducedProblem, centers: np.ndarray, h: float,
-              dimension: float | None = None, geometry: Geometry | str | None = None) -> "GridOperators":
-        geometry = geometry_of(problem, dimension, geometry)
+    def build(cls, problem: ReducedProblem, centers: np.ndarray, h: float, *, entropy: bool = True
+              ) -> "GridOperators":
+        """v, the low-rank kernel and ``log J = problem.log_reference_density`` at the cell centres
+        (zeros with ``entropy=False``: the noiseless case, where J does not enter)."""
+        centers = np.asarray(centers, dtype=float)
         kernel = problem.interaction_low_rank(centers)
-        return cls(np.asarray(centers, dtype=float), float(h),
+        log_j = (np.asarray(problem.log_reference_density(centers), dtype=float).reshape(centers.shape)
+                 if entropy else np.zeros(centers.shape))
+        return cls(centers, float(h),
                    np.ascontiguousarray(problem.reduced_potential(centers), dtype=float),
                    np.ascontiguousarray(kernel.weights, dtype=float),
                    np.ascontiguousarray(kernel.features, dtype=float).reshape(kernel.rank, len(centers)),
-                   geometry.log_jacobian(centers), float(problem.target_second_moment))
+                   np.ascontiguousarray(log_j), float(problem.target_second_moment))
 
     def moments(self, masses: np.ndarray) -> np.ndarray:
         return self.features @ masses
@@ -225,23 +171,22 @@ class GibbsFixedPoint:
 
 
 def gibbs_fixed_point(problem: ReducedProblem, centers: np.ndarray, h: float, beta: float,
-                      weight_decay: float, *, tolerance: float = 1e-12, max_iterations: int = 200,
-                      dimension: float | None = None, geometry: Geometry | str | None = None
+                      weight_decay: float, *, tolerance: float = 1e-12, max_iterations: int = 200
                       ) -> GibbsFixedPoint:
-    """Self-consistent discrete Gibbs state ``p_i ∝ exp(−Φ_i(p))`` (module docstring); ``geometry``
-    as in :func:`geometry_of` (the sphere problem is detected; ``r`` then holds the s centres).
+    """Self-consistent discrete Gibbs state ``p_i ∝ exp(−Φ_i(p))`` (module docstring) on the cell
+    centres ``centers`` of a one-coordinate problem (``r`` of the result holds them, whatever the
+    coordinate), with ``log J = problem.log_reference_density``.
 
     Newton on the moments M ∈ R^K: ``F(M) = M − G π(M)`` with π(M) the normalised Gibbs masses of
     the potential with moments M; stops when ``max|F| <= tolerance · (1 + max|M|)`` and then
     reports the density residual ‖p − G(p)‖_L1 (≲ β·‖W‖·max|g|²·tolerance).  Raises ValueError
     if it does not converge in ``max_iterations``."""
-    geometry = geometry_of(problem, dimension, geometry)
-    beta, weight_decay = check_noise_parameters(beta, weight_decay, geometry.dimension)
-    geometry.check_weight_decay(weight_decay)
+    beta, weight_decay = check_noise_values(beta, weight_decay)
     if not math.isfinite(beta):
         raise ValueError("gibbs_fixed_point needs a finite noise.beta (β = inf has no Gibbs state; "
                          "see noiseless_optimum)")
-    ops = GridOperators.build(problem, centers, h, geometry=geometry)
+    problem.check_noise(beta, weight_decay)
+    ops = GridOperators.build(problem, centers, h)
     base = beta * (ops.v + 0.5 * weight_decay * ops.r**2) - ops.log_j
     g, w = ops.features, ops.weights
 
@@ -302,7 +247,7 @@ def noiseless_optimum(problem: ReducedProblem, centers: np.ndarray, h: float, we
     adaptive restart, step 1/L, L = ‖G^T W G‖₂) until the Frank–Wolfe duality gap
     ``∇E·m − min_j ∂_j E`` — a certified bound on ``E_λ(m) − min E_λ`` — is below
     ``gap_tolerance``.  Returns masses, risk, objective, gap, iterations, mean_r."""
-    ops = GridOperators.build(problem, centers, h, dimension=2.0)  # log J is unused at β = ∞
+    ops = GridOperators.build(problem, centers, h, entropy=False)  # log J is unused at β = ∞
     linear = ops.v + 0.5 * weight_decay * ops.r**2
     g, w = ops.features, ops.weights
 

@@ -31,8 +31,14 @@ class InitialLaw(ABC):
     @abstractmethod
     def config(self) -> dict[str, Any]: ...
 
-    def cell_masses(self, edges: np.ndarray) -> np.ndarray:
-        """Exact mass of each cell ``[edges[i], edges[i+1])``; mass beyond the last edge is an error."""
+    def cell_masses(self, edges: np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...]) -> np.ndarray:
+        """Exact mass of each cell ``[edges[i], edges[i+1])``; mass beyond the last edge is an error.
+        ``edges`` is an array, or a list with one edge array (one per axis, as for the product laws of
+        several coordinates): the result has shape (cells,) either way."""
+        if isinstance(edges, (list, tuple)):
+            if len(edges) != 1:
+                raise ValueError(f"edges: {len(edges)} edge arrays given for the law of one coordinate")
+            edges = edges[0]
         cdf = self.cdf(np.asarray(edges, dtype=float))
         outside = 1.0 - cdf[-1] + cdf[0]
         if outside > 1e-12:

@@ -1,58 +1,82 @@
-"""Conservative finite-volume solver for the 1-D reduced mean-field equation.
+"""Conservative finite-volume solver for the reduced mean-field equation in 1, 2 or 3 coordinates.
 
-Equation (design note §2–§3; density ``p`` with respect to ``dr``, not the polar measure)::
+Equation (design note §2–§3; ``p`` is a density with respect to Lebesgue measure ``dx_1 … dx_D`` in
+the reduced coordinates ``x = (x_1, …, x_D)``, e.g. r for MMN18, s on the sphere, (a, s, r) for
+single-index models; *not* w.r.t. any polar measure)::
 
-    ∂_t p = 2ξ(t) ∂_r( p ∂_r ψ(r; p) ),      ψ(r; p) = v(r) + ∫ u(r, r') p(r') dr',
+    ∂_t p = 2ξ(t) Σ_d ∂_d( p c_d M_d(x) ∂_d ψ(x; p) ),     ψ(x; p) = v(x) + ∫ u(x, x') p(x') dx',
 
-on ``[grid.lower, grid.upper]`` with zero-flux boundaries (for MMN18, ``r = |w| ∈ [0, R_max]``).
+with per-coordinate rate factors ``c_d`` (``rates``; e.g. 1/ε on the second layer a for per-layer
+learning rates) and the diagonal mobility ``M_d = problem.mobility(x)[:, d]`` (ones in the ball;
+``1 − s²`` for the sphere coordinate s, which closes the flux at s = ±1).  Zero flux on every
+boundary face of the grid (r = 0, s = ±1, the outer edges), so mass is conserved.
 
-Scheme (Carrillo–Chertock–Huang 2015).  Unknowns are cell averages ``p_i``, masses ``m_i = p_i h``.
+The grid is a :class:`~solvers.tensor_grid.TensorGrid` with one axis per coordinate (a
+:class:`~solvers.grid.UniformGrid1D` is accepted for one coordinate), inside ``problem.domain()`` and
+reaching its finite ends (:func:`~solvers.grid.check_grid_in_domain`).  Points are passed to the
+problem as (M,) for one coordinate, (M, D) otherwise (:mod:`reduced_pde.problem`).
 
-* ``ψ_i = v(r_i) + Σ_k λ_k g_k(r_i) M_k``, ``M_k = Σ_j g_k(r_j) m_j`` — the low-rank factorisation
-  of :meth:`ReducedProblem.interaction_low_rank` on the cell centres, O(cells × rank); or, with
-  ``kernel="dense"`` (or an explicit (M, M) matrix), ``ψ = v + U m`` with the dense matrix, O(cells²).
-* Face velocities ``u_{i+½} = −2ξ(t) (ψ_{i+1} − ψ_i) / h``; zero flux on the two boundary faces.
-* Upwind flux ``F_{i+½} = u⁺ p^E_i + u⁻ p^W_{i+1}``, where ``p^E_i, p^W_i`` are the east/west
-  values of the reconstruction in cell i: piecewise constant (``scheme="upwind"``, first order) or
-  minmod-limited piecewise linear (``scheme="muscl"``, second order away from extrema; boundary cells
-  use zero slope).  ``dp_i/dt = −(F_{i+½} − F_{i−½}) / h`` conserves mass exactly (telescoping).
-* Courant rate ``C = max|u| / h``: a forward-Euler step keeps ``p >= 0`` when ``C dt <= ½`` (the
-  reconstructed values lie in ``[0, 2 p_i]``).
-* Interaction rate (the bound of :mod:`solvers.finite_volume_nd`, here with unit face area and
-  centre distance h).  The Courant bound lets dt grow like 1/|u| near a steady state, while the
-  cells stay coupled through the moments at an O(1) rate: forward Euler then overshoots the moment
-  dynamics and R_h increases (measured up to +7.7e-6 (MUSCL) and +4.0e-5 (upwind) in one step on
-  MMN18, d = ∞, 200 cells, after t ≈ 100).  With the upwind face densities ``p̂_f`` frozen, the
-  nonlocal part of the linearised semi-discrete operator on the masses is ``−L U`` (``L`` the graph
-  Laplacian of the faces with weights ``2ξ p̂_f / h``, ``U_ij = u(r_i, r_j)`` the kernel acting on
-  masses); its eigenvalues are real, >= 0 and at most
-  ``trace(L U) = K = 2ξ Σ_faces Q_f max(p_i, p_{i+1})``, ``Q_f = S_f / h``,
-  ``S_f = u(r_i, r_i) − 2 u(r_i, r_{i+1}) + u(r_{i+1}, r_{i+1}) = Σ_k λ_k (g_k(r_{i+1}) − g_k(r_i))²``
-  (evaluated with ``|λ_k|``; from the matrix, clipped at 0, for an explicit kernel matrix) and
-  ``p̂_f <= max(p_i, p_{i+1})`` for both reconstructions.  ``Q`` is precomputed; K costs O(cells).
-* Time stepping: forward Euler (default for upwind), SSP-RK2 (Heun, default for muscl) or SSP-RK3.
-  ``dt = cfl / max(C, K)`` (``0 < cfl <= ½``: the positivity bound of the scheme), capped by
-  ``max_dt`` and by the next output time, which is hit exactly.  If a later Runge–Kutta stage's
-  velocity would exceed the positivity bound ``max|u| dt / h <= ½`` the step is re-taken with
-  ``dt ← dt · cfl / cfl_actual`` (as in PyClaw).  Time is the time t of the PDE, whose velocity carries
-  the factor 2ξ(t) of the learning-rate schedule.
+Scheme (Carrillo–Chertock–Huang 2015, dimension by dimension, arbitrary increasing edges).  Unknowns are cell averages ``p_i``, masses ``m_i = p_i |cell_i|``.
 
-Semi-discretely ``dR_h/dt = 2 Σ_i ψ_i dm_i/dt = −(h/ξ) Σ_faces F u <= 0`` for the discrete risk
-``R_h = E[y²] + 2 Σ v_i m_i + Σ_k λ_k M_k²`` (symmetric kernel): the time-discrete increase per
-step is O(dt²) (from ``Σ_k λ_k (ΔM_k)²``, kept below the dissipation by ``K dt <= cfl``) plus
-round-off; the compiled loop records the largest one.
+* ``ψ_i`` at the cell centres: low rank ``ψ_i = v_i + Σ_k λ_k g_k(x_i) M_k``, ``M_k = Σ_j g_k(x_j) m_j``
+  (features precomputed once, O(cells × rank) per evaluation).  When ``problem.linear_coordinate``
+  is set (the second layer a: ``v(a, y) = a v₁(y)``, ``g_k(a, y) = a f_k(y)``), ``v₁`` and ``f_k``
+  are evaluated on the sub-grid of the *other* coordinates only (the problem called with a = 1),
+  ``A(y) = Σ_a a m(a, y)``, ``M_k = Σ_y f_k(y) A(y)`` and ``ψ(a, y) = a (v₁(y) + Σ_k λ_k f_k(y) M_k)``:
+  O(cells + rank × cells/N_a).  ``kernel="dense"``: ``ψ = v + U m`` with ``U`` from
+  ``problem.interaction_kernel`` on the cell centres (on the sub-grid, times a a', with a linear
+  coordinate), O(cells²) — the pairwise reference; an explicit matrix is accepted too.
+* Face velocity along axis d between neighbours i and i⁺ (= i + 1 along d)::
 
-The whole loop between two output times is one ``@njit(cache=True)`` function; Python regains
-control only at output times.  Each step the loop checks for non-finite or negative densities
-(below ``−1e-12 · max p``: exact positivity holds up to round-off under the CFL bound) and
-returns an error code, turned into an exception naming the time, cell and radius.
+      u_{i+½} = −2ξ(t) c_d M_d(face centre) (ψ_{i⁺} − ψ_i) / (x^d_{i⁺} − x^d_i)
+
+  (distance of the cell centres: non-uniform grids are fine), zero on boundary faces.
+* Upwind flux ``F = u⁺ p^E_i + u⁻ p^W_{i⁺}`` with the east/west values of the reconstruction along d:
+  piecewise constant (``scheme="upwind"``, first order) or piecewise linear with the minmod-limited
+  slope ``σ_i = minmod((p_{i⁺} − p_i)/(x_{i⁺} − x_i), (p_i − p_{i⁻})/(x_i − x_{i⁻}))``,
+  ``p^{E/W}_i = p_i ± σ_i Δx_i / 2`` (``scheme="muscl"``, second order away from extrema; zero slope in
+  the first and last cell of every line).  ``dp_i/dt = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i``: the flux
+  through a face leaves one cell and enters the other with the same face area, so mass is conserved
+  to round-off.
+* Positivity: ``p^E, p^W ∈ [0, 2 p_i]`` (``[p_i, p_i]`` for upwind), so a forward-Euler step keeps
+  ``p >= 0`` when ``dt · C <= B``, ``C = max_i Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` (the
+  Courant rate), ``B = 1`` (upwind) or ``B = ½`` (MUSCL).
+* Interaction rate.  The positivity bound lets dt grow like 1/|u| near a steady state, while the
+  particles stay coupled through the moments at an O(1) rate: forward Euler then overshoots the moment
+  dynamics and R_h increases (measured up to +5e-4 per step on a He_2 single-index model).  With the
+  upwind face densities frozen, the nonlocal part of the linearised semi-discrete operator is
+  ``−L U`` (``L`` the face-weighted graph Laplacian, weights ``2ξ c_d M_d |face| p̂_f / distance``,
+  ``U`` the kernel acting on masses); its eigenvalues are real, >= 0 and at most
+  ``trace(L U) = K = 2ξ Σ_faces Q_f max(p_i, p_j)``, ``Q_f = c_d M_d |face| S_f / distance``,
+  ``S_f = u(x_i, x_i) − 2 u(x_i, x_j) + u(x_j, x_j) = Σ_k λ_k (g_k(x_j) − g_k(x_i))²``
+  (``p̂_f <= max(p_i, p_j)`` for both reconstructions).  ``Q`` is precomputed; K costs O(faces).
+* Time step ``dt = cfl / max(C, K)`` with ``0 < cfl <= B`` (a larger cfl is refused), capped by
+  ``max_dt`` and by the next output time, which is hit exactly.  Forward Euler (default for upwind),
+  SSP-RK2 (Heun, default for MUSCL) or SSP-RK3: convex combinations of Euler steps, each positive
+  under the bound; if a later stage's velocity violates it the step is re-taken with
+  ``dt ← dt · cfl / (stage Courant number)`` (as in PyClaw).
+
+Discrete risk ``R_h = E[y²] + 2 Σ_i v_i m_i + Σ_k λ_k M_k²`` (``+ m·U·m`` dense).  Semi-discretely
+``dR_h/dt = 2 Σ_i ψ_i dm_i/dt = −Σ_faces (area · distance / (ξ c_d M_d)) F u <= 0`` (``F u >= 0``;
+faces with ``c_d M_d = 0`` carry no flux) for a symmetric kernel; in time the increase per step is
+O(dt²) (from ``Σ λ_k (ΔM_k)²``, kept below the dissipation by ``K dt <= cfl``) plus round-off, and the
+compiled loop records the largest one.
+
+The whole loop between two output times is one ``@njit(cache=True)`` function working on flat C-order
+arrays with the grid padded to three axes (D = 1, 2 are singleton axes), so one compiled kernel
+serves every D; lines along the axis of stride 1 (the only axis in 1-D) are swept cell by cell, and
+without a linear coordinate the potential skips the sub-grid indirection.  The low-rank potential
+and ξ(t) (:func:`low_rank_potential`, :func:`learning_rate`) are shared with the Scharfetter–Gummel
+solver :mod:`solvers.fokker_planck`.  Each step is checked for non-finite and negative densities (below
+``−1e-12 · max p``); the error names the time, the cell and its coordinates, and the state is kept at
+the last valid time.
 """
 
 from __future__ import annotations
 
 import math
-import time as _time
-from collections.abc import Sequence
+import time as wallclock
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,96 +85,59 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, validate_output_times
-from solvers.common import check_number as _check_number
-from solvers.grid import MonitoredDensityState, UniformGrid1D
+from solvers.common import SolverError, check_number, validate_output_times
+from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
+from solvers.tensor_grid import MAX_DIMENSION, TensorGrid
 
-__all__ = [
-    "SCHEMES",
-    "TIME_STEPPERS",
-    "FiniteVolumeSolver1D",
-    "SolverError",
-    "solve_finite_volume",
-]
+__all__ = ["POSITIVITY_BOUND", "SCHEMES", "TIME_STEPPERS", "FiniteVolumeSolver", "SolverError",
+           "learning_rate", "low_rank_potential", "solve_finite_volume"]
 
 SCHEMES = ("upwind", "muscl")
 TIME_STEPPERS = {"euler": 1, "ssprk2": 2, "ssprk3": 3}
+#: largest admissible Courant number (outflow rate × dt) of one Euler step, per scheme
+POSITIVITY_BOUND = {"upwind": 1.0, "muscl": 0.5}
 _DEFAULT_STEPPER = {"upwind": "euler", "muscl": "ssprk2"}
-POSITIVITY_CFL = 0.5
-NEGATIVE_TOLERANCE = 1e-12  # relative to max p: below −tol·max p a density counts as negative
+#: relative to max p: below −tol·max p a density counts as negative
+NEGATIVE_TOLERANCE = 1e-12
+#: largest dense interaction matrix (entries) the solver builds (8 bytes each: 0.8 GB)
+MAX_DENSE_ENTRIES = 100_000_000
 
 # status codes of the compiled loop
 _OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _DT_UNDERFLOW = 0, 1, 2, 3, 4
 
 
 # ------------------------------------------------------------------------------------------------
-# compiled kernels
+# compiled kernels shared with solvers.fokker_planck
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _xi(t: float, xi0: float, alpha: float, t0: float) -> float:
+def learning_rate(t: float, xi0: float, alpha: float, t0: float) -> float:
+    """``ξ(t) = ξ₀ (1 + t/t₀)^(−α)`` (:class:`~reduced_pde.schedules.LearningRateSchedule`)."""
     return xi0 * (1.0 + t / t0) ** (-alpha)
 
 
 @njit(cache=True)
-def low_rank_potential(p, h, v, weights, features, moments, psi):
-    """``ψ_i = v_i + Σ_k λ_k g_k(r_i) M_k`` into ``psi``, with the moments ``M_k = Σ_j g_k(r_j) p_j h``
-    into ``moments``: O(cells × rank).  Shared by the compiled loops of all 1-D grid solvers."""
-    n = p.shape[0]
+def low_rank_potential(masses, v, weights, features, moments, psi):
+    """``ψ_j = v_j + Σ_k λ_k f_k(j) M_k`` into ``psi``, with the moments ``M_k = Σ_j f_k(j) masses_j``
+    into ``moments``: O(points × rank).  Returns ``Σ_j masses_j (v_j + ψ_j) = 2 Σ v m + Σ_k λ_k M_k²``,
+    i.e. ``R_h − E[y²]``."""
+    n = masses.shape[0]
     rank = weights.shape[0]
     for k in range(rank):
         acc = 0.0
         for j in range(n):
-            acc += features[k, j] * p[j]
-        moments[k] = acc * h
-    for i in range(n):
-        psi[i] = v[i]
+            acc += features[k, j] * masses[j]
+        moments[k] = acc
+    for j in range(n):
+        psi[j] = v[j]
     for k in range(rank):
         c = weights[k] * moments[k]
-        for i in range(n):
-            psi[i] += c * features[k, i]
-
-
-@njit(cache=True)
-def _potential(p, h, v, weights, features, dense, use_dense, moments, psi):
-    """ψ_i = v_i + Σ_k λ_k g_k(r_i) M_k (or v + U m); returns R_h = E y² − (...) pieces:
-    ``Σ_i m_i (v_i + ψ_i)`` which equals ``2 Σ v m + Σ_k λ_k M_k²`` (= ``2 v·m + m·U·m``)."""
-    n = p.shape[0]
-    if use_dense:
-        for i in range(n):
-            acc = 0.0
-            for j in range(n):
-                acc += dense[i, j] * p[j]
-            psi[i] = v[i] + acc * h
-    else:
-        low_rank_potential(p, h, v, weights, features, moments, psi)
+        for j in range(n):
+            psi[j] += c * features[k, j]
     energy = 0.0
-    for i in range(n):
-        energy += p[i] * h * (v[i] + psi[i])
+    for j in range(n):
+        energy += masses[j] * (v[j] + psi[j])
     return energy
-
-
-@njit(cache=True)
-def _velocity(p, t, h, v, weights, features, dense, use_dense, stiffness, xi0, alpha, t0, moments,
-              psi, u):
-    """Face velocities ``u[i] = −2ξ(t) (ψ_{i+1} − ψ_i) / h`` at face i+½ (i = 0..M−2).
-
-    Returns ``(max|u|, K, R_h − E y²)`` with the interaction rate
-    ``K = 2ξ(t) Σ_f Q_f max(p_i, p_{i+1})`` (``Q = stiffness``, module docstring)."""
-    energy = _potential(p, h, v, weights, features, dense, use_dense, moments, psi)
-    speed = 2.0 * _xi(t, xi0, alpha, t0)
-    factor = -speed / h
-    umax = 0.0
-    coupling = 0.0
-    for i in range(p.shape[0] - 1):
-        u[i] = factor * (psi[i + 1] - psi[i])
-        a = abs(u[i])
-        if a > umax or math.isnan(a):  # NaN propagates into umax
-            umax = a
-        q = stiffness[i]
-        if q != 0.0:
-            coupling += q * max(p[i], p[i + 1])
-    return umax, speed * coupling, energy
 
 
 @njit(cache=True)
@@ -162,122 +149,273 @@ def _minmod(a: float, b: float) -> float:
     return 0.0
 
 
+# ------------------------------------------------------------------------------------------------
+# compiled kernels (flat C-order arrays; shape = (n0, n1, n2), strides (n1 n2, n2, 1))
+# ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _divergence(p, u, h, muscl, east, west, out):
-    """out_i = −(F_{i+½} − F_{i−½}) / h with zero boundary fluxes."""
-    n = p.shape[0]
-    if muscl:
-        east[0] = p[0]
-        west[0] = p[0]
-        east[n - 1] = p[n - 1]
-        west[n - 1] = p[n - 1]
-        for i in range(1, n - 1):
-            half_jump = 0.5 * _minmod(p[i + 1] - p[i], p[i] - p[i - 1])
-            east[i] = p[i] + half_jump
-            west[i] = p[i] - half_jump
+def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+               use_dense, aggregated, moments, phi, psi):
+    """``ψ_i = ℓ_i φ_{o(i)}`` into ``psi`` with ``A_j = Σ_{o(i) = j} ℓ_i p_i |cell_i|`` (``aggregated``),
+    ``φ = v₁ + Σ_k λ_k M_k f_k``, ``M_k = Σ_j f_k(j) A_j`` (``moments``), or ``φ = v₁ + U A`` (dense).
+    Without a linear coordinate (``linear`` False) ``ℓ ≡ 1``, ``o = identity``: ``A = m`` and ``ψ = φ``.
+    Returns ``Σ_j A_j (v₁_j + φ_j)`` ``= 2 Σ v m + Σ λ M²`` (``= 2 v·m + m·U·m``), i.e. ``R_h − E[y²]``."""
+    cells = p.shape[0]
+    n_other = aggregated.shape[0]
+    if linear:
+        for j in range(n_other):
+            aggregated[j] = 0.0
+        for i in range(cells):
+            aggregated[other_index[i]] += linear_factor[i] * (p[i] * volumes[i])
     else:
-        for i in range(n):
-            east[i] = p[i]
-            west[i] = p[i]
-    for i in range(n):
-        out[i] = 0.0
-    for i in range(n - 1):
-        ui = u[i]
-        if ui > 0.0:
-            flux = ui * east[i]
-        else:
-            flux = ui * west[i + 1]
-        out[i] -= flux / h
-        out[i + 1] += flux / h
+        for i in range(cells):
+            aggregated[i] = p[i] * volumes[i]
+    if use_dense:
+        for j in range(n_other):
+            acc = 0.0
+            for k in range(n_other):
+                acc += dense[j, k] * aggregated[k]
+            phi[j] = v_other[j] + acc
+        energy = 0.0
+        for j in range(n_other):
+            energy += aggregated[j] * (v_other[j] + phi[j])
+    else:
+        energy = low_rank_potential(aggregated, v_other, weights, features, moments, phi)
+    if linear:
+        for i in range(cells):
+            psi[i] = linear_factor[i] * phi[other_index[i]]
+    else:
+        for i in range(cells):
+            psi[i] = phi[i]
+    return energy
 
 
 @njit(cache=True)
-def _advance_loop(p, t, t_end, h, v, weights, features, dense, use_dense, stiffness, muscl, stages,
-                  cfl, max_dt, xi0, alpha, t0, target_second_moment, risk_prev, max_increase,
-                  max_steps):
-    """Advance ``p`` (in place) from ``t`` to ``t_end``.
+def _face_velocities(p, psi, speed, shape, coefficients, stiffness, widths, velocity, outflow):
+    """``velocity[d, i] = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` at the face between cell i and its + neighbour
+    along d (``K_d = c_d M_d / centre distance``, ``speed = −2ξ(t)``).  Returns ``(courant, coupling)``:
+    the Courant rate ``max_i Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` (``outflow[i]`` holds
+    the sum of cell i; NaN if any velocity is NaN) and the interaction rate
+    ``|speed| Σ_faces Q_f max(p_i, p_{i⁺})`` (``Q = stiffness``, module docstring).  Along the axis of
+    stride 1 (the last non-singleton one: the only one in 1-D) the cells of a line are contiguous and
+    the loop runs over them directly."""
+    cells = psi.shape[0]
+    for i in range(cells):
+        outflow[i] = 0.0
+    nonfinite = False
+    coupling = 0.0
+    stride = cells
+    for d in range(3):
+        n = shape[d]
+        stride = stride // n
+        if n < 2:
+            continue
+        block = n * stride
+        for base in range(0, cells, block):
+            for k in range(n - 1):
+                start = base + k * stride
+                inv_here = 1.0 / widths[d, k]
+                inv_next = 1.0 / widths[d, k + 1]
+                for i in range(start, start + stride):
+                    u = speed * coefficients[d, i] * (psi[i + stride] - psi[i])
+                    velocity[d, i] = u
+                    if u > 0.0:
+                        outflow[i] += u * inv_here
+                    elif u < 0.0:
+                        outflow[i + stride] -= u * inv_next
+                    elif math.isnan(u):
+                        nonfinite = True
+                    q = stiffness[d, i]
+                    if q != 0.0:
+                        coupling += q * max(p[i], p[i + stride])
+    largest = 0.0
+    for i in range(cells):
+        largest = max(largest, outflow[i])
+    if nonfinite or not math.isfinite(largest):
+        largest = np.nan
+    return largest, abs(speed) * coupling
 
-    Returns ``(status, t, steps, risk, max_increase, bad_cell, bad_value, t_fail)``; on error ``p``
-    is the last valid state (at ``t``) and ``t_fail`` the time at which the failure was detected
-    (end of the rejected step); ``bad_cell``/``bad_value`` locate it.  ``max_increase`` is the largest change
-    ``R_h(p_{n+1}) − R_h(p_n)`` over the steps (negative when R_h decreases at every step).
+
+@njit(cache=True)
+def _reconstruct_line(p, base, n, stride, d, widths, gaps, east, west):
+    """Minmod-limited east/west values of the cells ``base + k·stride`` (k = 0..n−1) of one line along
+    d (zero slope in the first and last cell)."""
+    first = base
+    last = base + (n - 1) * stride
+    east[first] = p[first]
+    west[first] = p[first]
+    east[last] = p[last]
+    west[last] = p[last]
+    for k in range(1, n - 1):
+        i = base + k * stride
+        slope = _minmod((p[i + stride] - p[i]) / gaps[d, k], (p[i] - p[i - stride]) / gaps[d, k - 1])
+        half = 0.5 * widths[d, k] * slope
+        east[i] = p[i] + half
+        west[i] = p[i] - half
+
+
+@njit(cache=True)
+def _divergence(p, velocity, shape, widths, gaps, muscl, east, west, out):
+    """``out_i = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i`` with zero boundary fluxes (module docstring).
+    Lines along the stride-1 axis (the only axis in 1-D) are swept cell by cell."""
+    cells = p.shape[0]
+    for i in range(cells):
+        out[i] = 0.0
+    stride = cells
+    for d in range(3):
+        n = shape[d]
+        stride = stride // n
+        if n < 2:
+            continue
+        block = n * stride
+        if stride == 1:
+            for base in range(0, cells, block):
+                if muscl:
+                    _reconstruct_line(p, base, n, 1, d, widths, gaps, east, west)
+                for k in range(n - 1):
+                    i = base + k
+                    u = velocity[d, i]
+                    if muscl:
+                        flux = u * east[i] if u > 0.0 else u * west[i + 1]
+                    else:
+                        flux = u * p[i] if u > 0.0 else u * p[i + 1]
+                    out[i] -= flux / widths[d, k]
+                    out[i + 1] += flux / widths[d, k + 1]
+            continue
+        if muscl:
+            for base in range(0, cells, block):
+                for k in range(n):
+                    start = base + k * stride
+                    if k == 0 or k == n - 1:
+                        for i in range(start, start + stride):
+                            east[i] = p[i]
+                            west[i] = p[i]
+                    else:
+                        half = 0.5 * widths[d, k]
+                        inv_right = 1.0 / gaps[d, k]
+                        inv_left = 1.0 / gaps[d, k - 1]
+                        for i in range(start, start + stride):
+                            slope = _minmod((p[i + stride] - p[i]) * inv_right,
+                                            (p[i] - p[i - stride]) * inv_left)
+                            east[i] = p[i] + half * slope
+                            west[i] = p[i] - half * slope
+        for base in range(0, cells, block):
+            for k in range(n - 1):
+                start = base + k * stride
+                inv_here = 1.0 / widths[d, k]
+                inv_next = 1.0 / widths[d, k + 1]
+                for i in range(start, start + stride):
+                    u = velocity[d, i]
+                    if muscl:
+                        flux = u * east[i] if u > 0.0 else u * west[i + stride]
+                    else:
+                        flux = u * p[i] if u > 0.0 else u * p[i + stride]
+                    out[i] -= flux * inv_here
+                    out[i + stride] += flux * inv_next
+
+
+@njit(cache=True)
+def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, volumes, linear, linear_factor,
+              other_index, v_other, weights, features, dense, use_dense, aggregated, moments, phi, psi,
+              velocity, outflow):
+    """Potential and face velocities of ``p`` at time t; returns (Courant rate, interaction rate,
+    R_h − E y²)."""
+    energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                        use_dense, aggregated, moments, phi, psi)
+    courant, coupling = _face_velocities(p, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients,
+                                         stiffness, widths, velocity, outflow)
+    return courant, coupling, energy
+
+
+@njit(cache=True)
+def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, volumes, linear, linear_factor,
+                  other_index, v_other, weights, features, dense, use_dense, muscl, stages, cfl, bound, max_dt,
+                  xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps):
+    """Advance the flat density ``p`` (in place) from ``t`` to ``t_end``.
+
+    Returns ``(status, t, steps, risk, max_increase, bad_cell, bad_value, t_fail)`` : on error ``p`` is the last valid state (at ``t``)
+    and ``t_fail`` the time at which the failure was detected.
     """
-    n = p.shape[0]
-    rank = weights.shape[0]
-    moments = np.zeros(max(rank, 1))
-    psi = np.empty(n)
-    u = np.empty(max(n - 1, 1))
-    east = np.empty(n)
-    west = np.empty(n)
-    rate = np.empty(n)
-    p1 = np.empty(n)
-    p2 = np.empty(n)
-    p_new = np.empty(n)
+    cells = p.shape[0]
+    n_other = v_other.shape[0]
+    aggregated = np.empty(n_other)
+    moments = np.zeros(max(weights.shape[0], 1))
+    phi = np.empty(n_other)
+    psi = np.empty(cells)
+    velocity = np.zeros((3, cells))
+    outflow = np.empty(cells)
+    east = np.empty(cells)
+    west = np.empty(cells)
+    rate = np.empty(cells)
+    p1 = np.empty(cells)
+    p2 = np.empty(cells)
+    p_new = np.empty(cells)
     steps = 0
     risk = risk_prev
     while t < t_end:
         if steps >= max_steps:
             return _MAX_STEPS, t, steps, risk, max_increase, -1, 0.0, t
-        umax, coupling, energy = _velocity(p, t, h, v, weights, features, dense, use_dense,
-                                           stiffness, xi0, alpha, t0, moments, psi, u)
+        courant_rate, coupling, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness,
+                                                   widths, volumes, linear, linear_factor, other_index, v_other,
+                                                   weights, features, dense, use_dense, aggregated,
+                                                   moments, phi, psi, velocity, outflow)
         risk_now = target_second_moment + energy
-        # compare with the state before the previous step (on entry the state is unchanged)
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
         risk_prev = risk_now
         risk = risk_now
-        if not (math.isfinite(umax) and math.isfinite(coupling)):
-            # locate the offending cell: the density first, then ψ
-            for i in range(n):
+        if not (math.isfinite(courant_rate) and math.isfinite(coupling)):
+            for i in range(cells):  # locate the offending cell: the density first, then ψ
                 if not math.isfinite(p[i]):
                     return _NONFINITE, t, steps, risk, max_increase, i, p[i], t
-            for i in range(n):
+            for i in range(cells):
                 if not math.isfinite(psi[i]):
                     return _NONFINITE, t, steps, risk, max_increase, i, psi[i], t
-            return _NONFINITE, t, steps, risk, max_increase, 0, umax, t
+            return _NONFINITE, t, steps, risk, max_increase, -1, courant_rate, t
         remaining = t_end - t
-        # dt = cfl / max(C, K): Courant rate C = max|u| / h, interaction rate K (module docstring)
-        rate_bound = max(umax / h, coupling)
+        rate_bound = max(courant_rate, coupling)
         dt = cfl / rate_bound if rate_bound > 0.0 else np.inf
         dt = min(dt, max_dt)
         last = False
         if dt >= remaining * (1.0 - 1e-12):
             dt = remaining
             last = True
-        _divergence(p, u, h, muscl, east, west, rate)
+        _divergence(p, velocity, shape, widths, gaps, muscl, east, west, rate)
         while True:
-            for i in range(n):
+            for i in range(cells):
                 p1[i] = p[i] + dt * rate[i]
             retake = False
             if stages >= 2:
-                umax1, _, _ = _velocity(p1, t + dt, h, v, weights, features, dense, use_dense,
-                                        stiffness, xi0, alpha, t0, moments, psi, u)
-                c1 = umax1 * dt / h
-                if c1 > POSITIVITY_CFL:
+                c1, _, _ = _evaluate(p1, t + dt, xi0, alpha, t0, shape, coefficients, stiffness, widths,
+                                     volumes, linear, linear_factor, other_index, v_other, weights, features,
+                                     dense, use_dense, aggregated, moments, phi, psi, velocity, outflow)
+                c1 = c1 * dt
+                if c1 > bound:
                     dt = dt * cfl / c1
                     last = False
                     retake = True
                 else:
-                    _divergence(p1, u, h, muscl, east, west, p_new)
+                    _divergence(p1, velocity, shape, widths, gaps, muscl, east, west, p_new)
                     if stages == 2:
-                        for i in range(n):
+                        for i in range(cells):
                             p_new[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * p_new[i])
                     else:
-                        for i in range(n):
+                        for i in range(cells):
                             p2[i] = 0.75 * p[i] + 0.25 * (p1[i] + dt * p_new[i])
-                        umax2, _, _ = _velocity(p2, t + 0.5 * dt, h, v, weights, features, dense,
-                                                use_dense, stiffness, xi0, alpha, t0, moments, psi, u)
-                        c2 = umax2 * dt / h
-                        if c2 > POSITIVITY_CFL:
+                        c2, _, _ = _evaluate(p2, t + 0.5 * dt, xi0, alpha, t0, shape, coefficients,
+                                             stiffness, widths, volumes, linear, linear_factor, other_index,
+                                             v_other, weights, features, dense, use_dense, aggregated,
+                                             moments, phi, psi, velocity, outflow)
+                        c2 = c2 * dt
+                        if c2 > bound:
                             dt = dt * cfl / c2
                             last = False
                             retake = True
                         else:
-                            _divergence(p2, u, h, muscl, east, west, p_new)
-                            for i in range(n):
+                            _divergence(p2, velocity, shape, widths, gaps, muscl, east, west, p_new)
+                            for i in range(cells):
                                 p_new[i] = p[i] / 3.0 + (2.0 / 3.0) * (p2[i] + dt * p_new[i])
             else:
-                for i in range(n):
+                for i in range(cells):
                     p_new[i] = p1[i]
             if not retake:
                 break
@@ -285,23 +423,22 @@ def _advance_loop(p, t, t_end, h, v, weights, features, dense, use_dense, stiffn
                 return _DT_UNDERFLOW, t, steps, risk, max_increase, -1, dt, t
         if dt < 1e-14 * (1.0 + abs(t)) and not last:
             return _DT_UNDERFLOW, t, steps, risk, max_increase, -1, dt, t
-        # checks on the new state
         pmax = 0.0
-        for i in range(n):
+        for i in range(cells):
             x = p_new[i]
             if not math.isfinite(x):
                 return _NONFINITE, t, steps, risk, max_increase, i, x, t + dt
             pmax = max(pmax, x)
-        for i in range(n):
+        for i in range(cells):
             if p_new[i] < -NEGATIVE_TOLERANCE * pmax:
                 return _NEGATIVE, t, steps, risk, max_increase, i, p_new[i], t + dt
-        for i in range(n):
+        for i in range(cells):
             p[i] = p_new[i]
         t = t_end if last else t + dt
         steps += 1
-    # risk of the final state
-    _, _, energy = _velocity(p, t, h, v, weights, features, dense, use_dense, stiffness,
-                             xi0, alpha, t0, moments, psi, u)
+    _, _, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, volumes, linear,
+                             linear_factor, other_index, v_other, weights, features, dense, use_dense, aggregated,
+                          moments, phi, psi, velocity, outflow)
     risk_now = target_second_moment + energy
     if steps > 0 and risk_now - risk_prev > max_increase:
         max_increase = risk_now - risk_prev
@@ -311,33 +448,68 @@ def _advance_loop(p, t, t_end, h, v, weights, features, dense, use_dense, stiffn
 # ------------------------------------------------------------------------------------------------
 # Python interface
 # ------------------------------------------------------------------------------------------------
-class FiniteVolumeSolver1D(MonitoredDensityState):
-    """Stateful finite-volume solver (module docstring for the equation and the scheme).
+def _points(grid_points: np.ndarray) -> np.ndarray:
+    """Points as the problem takes them: (M,) for one coordinate (1-D problems such as MMN18 take
+    radii), (M, D) otherwise."""
+    return grid_points[:, 0].copy() if grid_points.shape[1] == 1 else grid_points
 
-    Attributes: ``time``, ``density`` (cell averages, w.r.t. dr), ``steps`` (accepted steps so far),
-    ``max_risk_increase`` (largest single-step increase of R_h so far).
+
+def _finite_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value, dtype=float)
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.argmax(~np.isfinite(array.ravel())))
+        raise ValueError(f"{name} is not finite (entry {bad} = {array.ravel()[bad]})")
+    return np.ascontiguousarray(array)
+
+
+class FiniteVolumeSolver(MonitoredDensityState):
+    """Stateful finite-volume solver on a :class:`TensorGrid` (module docstring: equation and scheme).
+
+    Parameters: ``problem``, ``grid`` (a :class:`TensorGrid` whose axes are the problem's coordinates, in
+    order, inside ``problem.domain()`` and reaching its finite ends; for a one-coordinate problem a
+    :class:`~solvers.grid.UniformGrid1D` is accepted and becomes the single axis),
+    ``scheme`` ("muscl" | "upwind"), ``cfl`` (in (0, 1] for upwind, (0, ½] for MUSCL), ``schedule``
+    (ξ(t)), ``kernel`` ("low_rank" | "dense" | a matrix: (cells, cells), or (n, n) on the sub-grid of
+    the non-linear coordinates when the linear-coordinate path is used, meaning u = a a' U), ``max_dt``,
+    ``initial_density`` (shape ``grid.shape``; default: exact cell masses of ``problem.initial_law()``
+    over the cell volumes), ``time_stepper`` ("euler" | "ssprk2" | "ssprk3"), ``rates`` (c_d: None for
+    ones, a sequence of D numbers or a mapping {coordinate: rate}, each finite and >= 0),
+    ``use_linear_coordinate`` (evaluate features on the sub-grid when ``problem.linear_coordinate`` is
+    set; False forces the generic path).
+
+    Attributes: ``time``, ``density`` (cell averages w.r.t. dx, shape ``grid.shape``), ``masses``,
+    ``steps``, ``max_risk_increase``, ``rank``, ``interaction_points``.  Discrete fields of the current
+    state: :meth:`potential` (ψ), :meth:`discrete_risk` (R_h), :meth:`face_velocities`,
+    :meth:`rates_of_change` (Courant and interaction rates).  Recording: :meth:`observables`,
+    :meth:`static_fields`, :meth:`diagnostics`, :meth:`config`; checkpointing: :meth:`state`,
+    :meth:`set_state`, :meth:`from_state`.
     """
 
     monitored = "risk"
 
-    def __init__(self, problem: ReducedProblem, grid: UniformGrid1D, scheme: str = "muscl",
+    def __init__(self, problem: ReducedProblem, grid: TensorGrid | UniformGrid1D, scheme: str = "muscl",
                  cfl: float = 0.4, schedule: LearningRateSchedule | None = None,
                  kernel: str | np.ndarray = "low_rank", max_dt: float | None = None,
                  initial_density: np.ndarray | None = None, time_stepper: str | None = None,
+                 rates: Sequence[float] | Mapping[str, float] | None = None,
+                 use_linear_coordinate: bool = True,
                  max_steps_per_output: int = 100_000_000) -> None:
-        if not isinstance(grid, UniformGrid1D):
-            raise TypeError(f"grid must be a UniformGrid1D, got {type(grid).__name__}")
+        grid = as_tensor_grid(grid, problem.coordinate_names)
+        check_grid_in_domain(grid, problem.domain())
         if scheme not in SCHEMES:
             raise ValueError(f"solver.scheme = {scheme!r} must be one of {SCHEMES}")
-        self.cfl = _check_number("solver.cfl", cfl, 0.0, POSITIVITY_CFL, low_open=True)
+        self.bound = POSITIVITY_BOUND[scheme]
+        self.cfl = check_number("solver.cfl", cfl, 0.0, self.bound, low_open=True)
         if time_stepper is None:
             time_stepper = _DEFAULT_STEPPER[scheme]
         if time_stepper not in TIME_STEPPERS:
             raise ValueError(f"solver.time_stepper = {time_stepper!r} must be one of "
                              f"{tuple(TIME_STEPPERS)}")
         if max_dt is not None:
-            max_dt = _check_number("solver.max_dt", max_dt, 0.0, math.inf, low_open=True)
-        if int(max_steps_per_output) < 1:
+            max_dt = check_number("solver.max_dt", max_dt, 0.0, math.inf, low_open=True)
+        if isinstance(max_steps_per_output, bool) or int(max_steps_per_output) < 1:
             raise ValueError(f"solver.max_steps_per_output = {max_steps_per_output} must be >= 1")
         self.problem = problem
         self.grid = grid
@@ -346,79 +518,241 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
         self.schedule = schedule if schedule is not None else LearningRateSchedule()
         self.max_dt = max_dt
         self.max_steps_per_output = int(max_steps_per_output)
+        self.rates = self._check_rates(rates)
 
-        centers = grid.centers
-        self._v = np.ascontiguousarray(problem.reduced_potential(centers), dtype=float)
-        if isinstance(kernel, str):
-            if kernel not in ("low_rank", "dense"):
-                raise ValueError(f"solver.kernel = {kernel!r} must be 'low_rank', 'dense' or an "
-                                 f"({grid.cells}, {grid.cells}) array")
-            low_rank = problem.interaction_low_rank(centers)
-            self.kernel_name = kernel
-            self.rank = low_rank.rank
-            self._weights = np.ascontiguousarray(low_rank.weights, dtype=float)
-            self._features = np.ascontiguousarray(low_rank.features, dtype=float).reshape(self.rank, grid.cells)
-            if kernel == "dense":
-                self._dense = np.ascontiguousarray(low_rank.dense(), dtype=float)
-            else:
-                self._dense = np.zeros((0, 0))
-        else:
-            dense = np.asarray(kernel, dtype=float)
-            if dense.shape != (grid.cells, grid.cells) or not np.all(np.isfinite(dense)):
-                raise ValueError(f"solver.kernel matrix must be finite with shape "
-                                 f"({grid.cells}, {grid.cells}), got shape {dense.shape}")
-            self.kernel_name = "dense_matrix"
-            self.rank = grid.cells
-            self._dense = np.ascontiguousarray(dense)
-            self._weights = np.zeros(0)
-            self._features = np.zeros((0, grid.cells))
-        self._use_dense = self.kernel_name != "low_rank"
-        if self._v.shape != (grid.cells,):
-            raise ValueError(f"problem.reduced_potential returned shape {self._v.shape}, "
-                             f"expected ({grid.cells},)")
-        self._stiffness = self._build_stiffness()
+        self._build_geometry()
+        self._build_interaction(kernel, bool(use_linear_coordinate))
+        self._build_stiffness()
 
         if initial_density is None:
-            density = problem.initial_law().cell_masses(grid.edges) / grid.spacing
+            masses = np.asarray(problem.initial_law().cell_masses(grid.edges), dtype=float)
+            if masses.shape != grid.shape:
+                raise ValueError(f"problem.initial_law().cell_masses returned shape {masses.shape}, "
+                                 f"expected {grid.shape}")
+            density = masses / grid.volumes
         else:
             density = np.array(initial_density, dtype=float)
-            if density.shape != (grid.cells,):
-                raise ValueError(f"initial_density has shape {density.shape}, expected ({grid.cells},)")
+            if density.shape != grid.shape:
+                raise ValueError(f"initial_density has shape {density.shape}, expected {grid.shape}")
             if not np.all(np.isfinite(density)) or np.any(density < 0) or density.sum() <= 0:
                 raise ValueError("initial_density must be finite, >= 0, with positive mass")
         self._reset_state(density)
+        self.initial_mass = float(np.sum(self._density * self._volumes))
+        self.wall_time = 0.0
 
-    def _build_stiffness(self) -> np.ndarray:
-        """``Q_f = S_f / h`` on the interior faces f = i+½ (i = 0..M−2), ``S_f = u(r_i, r_i) −
-        2 u(r_i, r_{i+1}) + u(r_{i+1}, r_{i+1})``: ``Σ_k |λ_k| (g_k(r_{i+1}) − g_k(r_i))²`` from the
-        low-rank factors, or ``max(U_ii − 2 U_i,i+1 + U_i+1,i+1, 0)`` for an explicit matrix.  The
-        interaction rate of the module docstring is ``2ξ Σ_f Q_f max(p_i, p_{i+1})``."""
-        if self.kernel_name == "dense_matrix":
-            dense = self._dense
-            diagonal = np.diagonal(dense)
-            increments = diagonal[:-1] + diagonal[1:] - 2.0 * np.diagonal(dense, 1)
-            increments = np.maximum(increments, 0.0)
+    # ---- set-up ------------------------------------------------------------------------------------
+    def _check_rates(self, rates: Sequence[float] | Mapping[str, float] | None) -> np.ndarray:
+        names = self.grid.names
+        if rates is None:
+            values = [1.0] * len(names)
+        elif isinstance(rates, Mapping):
+            unknown = sorted(set(rates) - set(names))
+            if unknown:
+                raise ValueError(f"solver.rates: unknown coordinate(s) {unknown}; coordinates are {list(names)}")
+            values = [rates.get(name, 1.0) for name in names]
         else:
-            jumps = np.diff(self._features, axis=1)  # (rank, M − 1)
-            increments = np.abs(self._weights) @ jumps**2  # zeros for rank 0
-        stiffness = np.ascontiguousarray(increments / self.grid.spacing, dtype=float)
-        if not np.all(np.isfinite(stiffness)):
-            face = int(np.argmin(np.isfinite(stiffness)))
-            raise ValueError(f"interaction kernel increment S_f = {increments[face]} at face {face} "
-                             f"(r = {self.grid.edges[face + 1]:.6g}): the kernel must be finite on "
-                             f"the cell centres")
-        return stiffness
+            values = list(rates)
+            if len(values) != len(names):
+                raise ValueError(f"solver.rates = {values} must have one entry per coordinate {list(names)}")
+        return np.array([check_number(f"solver.rates.{name}", value, 0.0, math.inf)
+                         for name, value in zip(names, values)])
 
-    # ---- state / checkpointing: state() and set_state() from MonitoredDensityState --------------
+    def _build_geometry(self) -> None:
+        """Flat, three-axis padded arrays of the compiled loop: face coefficients K_d = c_d M_d / gap,
+        widths and centre gaps (padded with ones), volumes."""
+        grid = self.grid
+        shape3 = grid.shape + (1,) * (MAX_DIMENSION - grid.dimension)
+        self._shape = tuple(int(n) for n in shape3)
+        longest = max(self._shape)
+        self._widths = np.ones((MAX_DIMENSION, longest))
+        self._gaps = np.ones((MAX_DIMENSION, longest))
+        self._coefficients = np.zeros((MAX_DIMENSION, grid.cells))
+        for d, axis in enumerate(grid.axes):
+            self._widths[d, : axis.cells] = axis.widths
+            gaps = np.diff(axis.centers)
+            self._gaps[d, : axis.cells - 1] = gaps
+            mobility = np.asarray(self.problem.mobility(_points(grid.face_points(d, interior=True))),
+                                  dtype=float)
+            faces = list(grid.shape)
+            faces[d] -= 1
+            if mobility.shape != (int(np.prod(faces)), grid.dimension):
+                raise ValueError(f"problem.mobility returned shape {mobility.shape}, expected "
+                                 f"({int(np.prod(faces))}, {grid.dimension})")
+            column = mobility[:, d]
+            if not np.all(np.isfinite(column)) or np.any(column < 0):
+                raise ValueError(f"problem.mobility of coordinate {axis.name} must be finite and >= 0 "
+                                 f"on the faces (min {column.min()})")
+            shape = [1] * grid.dimension
+            shape[d] = axis.cells - 1
+            coefficient = np.zeros(grid.shape)
+            index = [slice(None)] * grid.dimension
+            index[d] = slice(0, axis.cells - 1)
+            coefficient[tuple(index)] = self.rates[d] * column.reshape(faces) / gaps.reshape(shape)
+            self._coefficients[d] = coefficient.ravel()
+        self._volumes = np.ascontiguousarray(grid.volumes.ravel())
+
+    def _build_interaction(self, kernel: str | np.ndarray, use_linear_coordinate: bool) -> None:
+        grid, problem = self.grid, self.problem
+        linear = problem.linear_coordinate if use_linear_coordinate else None
+        if isinstance(kernel, str):
+            if kernel not in ("low_rank", "dense"):
+                raise ValueError(f"solver.kernel = {kernel!r} must be 'low_rank', 'dense' or a matrix")
+            self.kernel_name = kernel
+            matrix = None
+        else:
+            self.kernel_name = "dense_matrix"
+            matrix = np.asarray(kernel, dtype=float)
+            if linear is not None and matrix.shape == (grid.cells, grid.cells):
+                linear = None  # a full matrix: the generic path
+        if linear is not None and linear not in grid.names:
+            raise ValueError(f"problem.linear_coordinate = {linear!r} is not a coordinate {grid.names}")
+        self.linear_coordinate = linear
+        if linear is None:
+            points = _points(grid.center_points())
+            self._linear_factor = np.ones(grid.cells)
+            self._other_index = np.arange(grid.cells, dtype=np.int64)
+        else:
+            axis = grid.names.index(linear)
+            other_shape = tuple(n for d, n in enumerate(grid.shape) if d != axis)
+            sub = grid.center_points().reshape(grid.shape + (grid.dimension,))
+            sub = np.take(sub, [0], axis=axis).reshape(-1, grid.dimension).copy()
+            sub[:, axis] = 1.0
+            points = _points(sub)
+            index = np.indices(grid.shape).reshape(grid.dimension, -1)
+            others = [index[d] for d in range(grid.dimension) if d != axis]
+            self._other_index = (np.ravel_multi_index(others, other_shape).astype(np.int64)
+                                 if others else np.zeros(grid.cells, dtype=np.int64))
+            self._linear_factor = np.ascontiguousarray(grid.axes[axis].centers[index[axis]])
+        n_other = int(np.asarray(points).shape[0])
+        self._v = _finite_array("problem.reduced_potential", problem.reduced_potential(points), (n_other,))
+        if linear is not None:
+            self._check_linearity(points, axis)
+
+        self._weights = np.zeros(0)
+        self._features = np.zeros((0, n_other))
+        self._dense = np.zeros((0, 0))
+        if matrix is None:
+            if kernel == "dense":
+                if n_other * n_other > MAX_DENSE_ENTRIES:
+                    raise ValueError(f"solver.kernel = 'dense' needs a ({n_other}, {n_other}) matrix, more "
+                                     f"than {MAX_DENSE_ENTRIES:.0e} entries; use 'low_rank' or a coarser grid")
+                self._dense = _finite_array("problem.interaction_kernel",
+                                            problem.interaction_kernel(points, points), (n_other, n_other))
+                self.rank = n_other
+            else:
+                low_rank = problem.interaction_low_rank(points)
+                self.rank = low_rank.rank
+                self._weights = _finite_array("interaction weights", low_rank.weights, (self.rank,))
+                self._features = _finite_array("interaction features", np.reshape(
+                    low_rank.features, (self.rank, n_other)), (self.rank, n_other))
+        else:
+            if matrix.shape != (n_other, n_other) or not np.all(np.isfinite(matrix)):
+                allowed = f"({grid.cells}, {grid.cells})"
+                if linear is not None:
+                    allowed += f" or ({n_other}, {n_other}) on the sub-grid without {linear!r}"
+                raise ValueError(f"solver.kernel matrix must be finite with shape {allowed}, got shape "
+                                 f"{matrix.shape}")
+            self._dense = np.ascontiguousarray(matrix)
+            self.rank = n_other
+        self._use_dense = self.kernel_name != "low_rank"
+        self._points = points
+
+    def _kernel_increments(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """``Σ_k |λ_k| (f_k(y) − f_k(y'))²`` (``U_yy + U_y'y' − 2 U_yy'`` dense, clipped at 0) for the
+        sub-grid index pairs (first, second); ``first == second`` gives zeros."""
+        if self._use_dense:
+            dense = self._dense
+            out = dense[first, first] + dense[second, second] - 2.0 * dense[first, second]
+            return np.maximum(out, 0.0)
+        weights = np.abs(self._weights)
+        out = np.empty(first.size)
+        step = max(1, 2_000_000 // max(self.rank, 1))
+        for start in range(0, first.size, step):
+            block = slice(start, start + step)
+            jump = self._features[:, first[block]] - self._features[:, second[block]]
+            out[block] = weights @ jump**2
+        return out
+
+    def _kernel_diagonal(self, index: np.ndarray) -> np.ndarray:
+        """``Σ_k |λ_k| f_k(y)²`` (``U_yy`` dense, clipped at 0) at the sub-grid indices ``index``."""
+        if self._use_dense:
+            return np.maximum(np.diagonal(self._dense)[index], 0.0)
+        return np.abs(self._weights) @ self._features[:, index] ** 2
+
+    def _build_stiffness(self) -> None:
+        """``Q_f = K_f |face_f| S_f`` on the interior faces (stored at the lower cell, like the face
+        coefficients), ``S_f = u(x_i, x_i) − 2 u(x_i, x_j) + u(x_j, x_j)`` (``Σ_k |λ_k| (g_k(x_j) −
+        g_k(x_i))²``): the interaction rate of the module docstring is ``2ξ Σ_f Q_f max(p_i, p_j)``."""
+        grid = self.grid
+        self._stiffness = np.zeros((MAX_DIMENSION, grid.cells))
+        if not self._use_dense and self.rank == 0:
+            return
+        index = np.arange(grid.cells).reshape(grid.shape)
+        for d, axis in enumerate(grid.axes):
+            below = [slice(None)] * grid.dimension
+            above = [slice(None)] * grid.dimension
+            below[d], above[d] = slice(0, axis.cells - 1), slice(1, axis.cells)
+            lower, upper = index[tuple(below)].ravel(), index[tuple(above)].ravel()
+            first, second = self._other_index[lower], self._other_index[upper]
+            scale_lower, scale_upper = self._linear_factor[lower], self._linear_factor[upper]
+            increments = np.empty(lower.size)
+            same = first == second  # faces along the linear coordinate: g = a f(y), same y
+            increments[same] = (scale_upper[same] - scale_lower[same]) ** 2 * self._kernel_diagonal(first[same])
+            other = ~same  # faces along the other coordinates: same a on both sides
+            increments[other] = scale_lower[other] ** 2 * self._kernel_increments(first[other], second[other])
+            shape = [1] * grid.dimension
+            shape[d] = axis.cells
+            area = (grid.volumes / axis.widths.reshape(shape)).ravel()[lower]
+            self._stiffness[d, lower] = self._coefficients[d, lower] * area * increments
+
+    def _check_linearity(self, points: np.ndarray, axis: int) -> None:
+        """Guard of the linear-coordinate path: v at a = 2 must be 2 v₁ on a few sub-grid points."""
+        probe = np.array(points[: min(8, len(points))], dtype=float, copy=True)
+        if probe.ndim == 1:
+            probe = probe * 2.0
+        else:
+            probe[:, axis] = 2.0
+        doubled = np.asarray(self.problem.reduced_potential(probe), dtype=float)
+        expected = 2.0 * self._v[: len(probe)]
+        if not np.allclose(doubled, expected, rtol=1e-10, atol=1e-12 * (1.0 + np.abs(expected).max())):
+            raise ValueError(f"problem.linear_coordinate = {self.problem.linear_coordinate!r}, but v is not "
+                             "linear in it (v(2, y) != 2 v(1, y)); pass use_linear_coordinate=False")
+
+    @property
+    def interaction_points(self) -> np.ndarray:
+        """The points where v and the interaction features are evaluated: all cell centres, or the
+        sub-grid of the other coordinates with the linear coordinate set to 1 (C order)."""
+        return self._points
+
+    # ---- state / checkpointing ---------------------------------------------------------------------
+    @property
+    def density(self) -> np.ndarray:
+        """Cell averages (w.r.t. dx_1 … dx_D), shape ``grid.shape`` (a view of the solver's state)."""
+        return self._density.reshape(self.grid.shape)
+
+    @density.setter
+    def density(self, value: np.ndarray) -> None:
+        array = np.array(value, dtype=float)  # a copy: the compiled loop works in place
+        if array.size != self.grid.cells:
+            raise ValueError(f"density has {array.size} entries, expected {self.grid.cells} {self.grid.shape}")
+        self._density = np.ascontiguousarray(array.reshape(-1))
+
     @property
     def max_risk_increase(self) -> float:
         """Largest single-step increase of the discrete risk R_h so far (negative if it always fell)."""
         return self.max_increase
 
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state` (density of shape ``grid.shape``)."""
+        density = np.asarray(state["density"], dtype=float)
+        if density.shape != self.grid.shape:
+            raise ValueError(f"state density has shape {density.shape}, expected {self.grid.shape}")
+        super().set_state({**state, "density": density.reshape(-1)})
+
     @classmethod
-    def from_state(cls, problem: ReducedProblem, grid: UniformGrid1D, state: dict[str, Any],
-                   **kwargs: Any) -> FiniteVolumeSolver1D:
-        solver = cls(problem, grid, initial_density=np.asarray(state["density"]), **kwargs)
+    def from_state(cls, problem: ReducedProblem, grid: TensorGrid | UniformGrid1D, state: dict[str, Any],
+                   **kwargs: Any) -> FiniteVolumeSolver:
+        solver = cls(problem, grid, **kwargs)
         solver.set_state(state)
         return solver
 
@@ -430,11 +764,13 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
             "solver.cfl": self.cfl,
             "solver.kernel": self.kernel_name,
             "solver.max_dt": math.inf if self.max_dt is None else self.max_dt,
+            "solver.rates": [float(c) for c in self.rates],
+            "solver.linear_coordinate": self.linear_coordinate or "none",
             **self.grid.config(),
             **{f"schedule.{k}": val for k, val in self.schedule.config().items()},
         }
 
-    # ---- time stepping -----------------------------------------------------------------------
+    # ---- time stepping -----------------------------------------------------------------------------
     def advance(self, t_target: float) -> None:
         """Advance to exactly ``t_target`` (>= current time) in one compiled call."""
         t_target = float(t_target)
@@ -443,13 +779,17 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
         if t_target == self.time:
             return
         xi0, alpha, t0 = self.schedule.as_tuple()
+        began = wallclock.perf_counter()
         status, t, steps, risk, max_inc, cell, value, t_fail = _advance_loop(
-            self.density, self.time, t_target, self.grid.spacing, self._v, self._weights,
-            self._features, self._dense, self._use_dense, self._stiffness, self.scheme == "muscl",
-            TIME_STEPPERS[self.time_stepper], self.cfl,
+            self._density, self.time, t_target, self._shape, self._coefficients, self._stiffness,
+            self._widths,
+            self._gaps, self._volumes, self.linear_coordinate is not None, self._linear_factor, self._other_index, self._v, self._weights,
+            self._features, self._dense, self._use_dense, self.scheme == "muscl",
+            TIME_STEPPERS[self.time_stepper], self.cfl, self.bound,
             math.inf if self.max_dt is None else self.max_dt, float(xi0), float(alpha), float(t0),
             float(self.problem.target_second_moment), self.last_value, self.max_increase,
             self.max_steps_per_output)
+        self.wall_time += wallclock.perf_counter() - began
         self.time = float(t)
         self.steps += int(steps)
         self.last_value = float(risk)
@@ -458,15 +798,12 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
             self._raise(status, t_fail, cell, value)
 
     def _raise(self, status: int, t: float, cell: int, value: float) -> None:
-        where = ""
-        if cell >= 0:
-            where = f" in cell {cell} (r = {self.grid.centers[cell]:.6g})"
+        where = f" in {self.grid.describe_cell(cell)}" if cell >= 0 else ""
+        kept = f" (state kept at t = {self.time:.6g})"
         if status == _NONFINITE:
-            raise SolverError(f"density or potential became non-finite ({value}){where} at t = {t:.6g}"
-                              f" (state kept at t = {self.time:.6g})")
+            raise SolverError(f"density or potential became non-finite ({value}){where} at t = {t:.6g}{kept}")
         if status == _NEGATIVE:
-            raise SolverError(f"density became negative ({value:.3g}){where} at t = {t:.6g}"
-                              f" (state kept at t = {self.time:.6g})")
+            raise SolverError(f"density became negative ({value:.3g}){where} at t = {t:.6g}{kept}")
         if status == _MAX_STEPS:
             raise SolverError(f"more than solver.max_steps_per_output = {self.max_steps_per_output} "
                               f"steps before the next output; stopped at t = {t:.6g}")
@@ -474,70 +811,121 @@ class FiniteVolumeSolver1D(MonitoredDensityState):
             raise SolverError(f"time step underflow (dt = {value:.3g}) at t = {t:.6g}: velocity blow-up?")
         raise SolverError(f"unknown status {status} at t = {t:.6g}")
 
-    def rates_of_change(self) -> dict[str, float]:
-        """Rates of the current state at the current time (module docstring): ``courant`` =
-        ``max|u| / h`` (times dt: the Courant number of the positivity bound) and ``interaction`` =
-        ``K = 2ξ Σ_f Q_f max(p_i, p_{i+1})``; the next step is ``dt = cfl / max(courant, interaction)``
-        (before the caps)."""
+    # ---- discrete fields ---------------------------------------------------------------------------
+    def _fields(self) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+        """(Courant rate, interaction rate, R_h, ψ (flat), velocities (3, cells)) of the current state."""
+        n_other = self._v.shape[0]
+        psi = np.empty(self.grid.cells)
+        velocity = np.zeros((MAX_DIMENSION, self.grid.cells))
         xi0, alpha, t0 = self.schedule.as_tuple()
-        cells = self.grid.cells
-        umax, coupling, _ = _velocity(
-            self.density, self.time, self.grid.spacing, self._v, self._weights, self._features,
-            self._dense, self._use_dense, self._stiffness, float(xi0), float(alpha), float(t0),
-            np.zeros(max(self._weights.shape[0], 1)), np.empty(cells),
-            np.empty(max(cells - 1, 1)))
-        return {"courant": float(umax / self.grid.spacing), "interaction": float(coupling)}
+        courant, coupling, energy = _evaluate(
+            self._density, self.time, float(xi0), float(alpha), float(t0), self._shape,
+            self._coefficients, self._stiffness, self._widths, self._volumes,
+            self.linear_coordinate is not None, self._linear_factor,
+            self._other_index, self._v, self._weights, self._features, self._dense, self._use_dense,
+            np.empty(n_other), np.zeros(max(self._weights.shape[0], 1)), np.empty(n_other), psi,
+            velocity, np.empty(self.grid.cells))
+        return (float(courant), float(coupling), float(self.problem.target_second_moment + energy),
+                psi, velocity)
 
-    def diagnostics(self) -> dict[str, float]:
-        """steps, max_risk_increase (largest single-step change of R_h; negative if R_h decreased at
-        every step) and the kernel rank (cells for a dense matrix)."""
-        return {"steps": float(self.steps), "max_risk_increase": float(self.max_increase),
-                "rank": float(self.rank)}
+    def potential(self) -> np.ndarray:
+        """``ψ(x_i; p)`` at the cell centres for the current density, shape ``grid.shape``."""
+        return self._fields()[3].reshape(self.grid.shape)
 
-    # ---- observables -------------------------------------------------------------------------
-    @property
-    def coordinate_names(self) -> tuple[str, ...]:
-        return tuple(self.problem.coordinate_names)
+    def discrete_risk(self) -> float:
+        """``R_h = E[y²] + 2 Σ v m + Σ_k λ_k M_k²`` (``+ m·U·m`` dense) of the current density."""
+        return self._fields()[2]
 
+    def face_velocities(self) -> list[np.ndarray]:
+        """Face velocities ``u`` of the current state, one array per axis d with ``N_d + 1`` faces along d
+        (boundary faces included: they are zero, the zero-flux condition)."""
+        velocity = self._fields()[4]
+        out = []
+        for d, axis in enumerate(self.grid.axes):
+            faces = list(self.grid.shape)
+            faces[d] += 1
+            full = np.zeros(faces)
+            index = [slice(None)] * self.grid.dimension
+            index[d] = slice(1, axis.cells)
+            lower = [slice(None)] * self.grid.dimension
+            lower[d] = slice(0, axis.cells - 1)
+            full[tuple(index)] = velocity[d].reshape(self.grid.shape)[tuple(lower)]
+            out.append(full)
+        return out
+
+    def rates_of_change(self) -> dict[str, float]:
+        """``courant``: ``max_i Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` (dt × it is the
+        Courant number of the positivity bound) and ``interaction``: the rate of the nonlocal coupling
+        (module docstring) of the current state; the step is ``cfl / max`` of the two."""
+        courant, coupling = self._fields()[:2]
+        return {"courant": courant, "interaction": coupling}
+
+    # ---- observables -------------------------------------------------------------------------------
     @property
     def masses(self) -> np.ndarray:
-        return self.density * self.grid.spacing
+        """Cell masses ``p_i |cell_i|``, shape ``grid.shape``."""
+        return (self._density * self._volumes).reshape(self.grid.shape)
 
-    def observables(self) -> dict[str, float]:
-        """risk (``problem.risk`` of the cell-centre law), mean and std of the coordinate, mass, density."""
-        centers = self.grid.centers
+    @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        return tuple(self.grid.names)
+
+    def observables(self) -> dict[str, Any]:
+        """``risk`` (R_h), ``mass``, ``mean_<x>``/``std_<x>`` and the 1-D marginal density ``marginal_<x>``
+        (w.r.t. dx, shape (N_x,)) of every coordinate x, and ``density`` (shape ``grid.shape``)."""
         masses = self.masses
         mass = float(masses.sum())
-        mean = float(centers @ masses / mass)
-        var = float(((centers - mean) ** 2) @ masses / mass)
-        if self.kernel_name == "dense_matrix":
-            risk = float(self.problem.target_second_moment + 2.0 * self._v @ masses
-                         + masses @ self._dense @ masses)
-        else:
-            risk = self.problem.risk(centers, masses)
-        name = self.coordinate_names[0]
-        return {"risk": risk, f"mean_{name}": mean, f"std_{name}": math.sqrt(max(var, 0.0)), "mass": mass,
-                "density": self.density.copy()}
+        out: dict[str, Any] = {"risk": self.discrete_risk(), "mass": mass}
+        for d, axis in enumerate(self.grid.axes):
+            others = tuple(k for k in range(self.grid.dimension) if k != d)
+            marginal = masses.sum(axis=others) if others else masses.copy()
+            mean = float(axis.centers @ marginal / mass)
+            var = float(((axis.centers - mean) ** 2) @ marginal / mass)
+            out[f"mean_{axis.name}"] = mean
+            out[f"std_{axis.name}"] = math.sqrt(max(var, 0.0))
+            out[f"marginal_{axis.name}"] = marginal / axis.widths
+        out["density"] = self.density.copy()
+        return out
+
+    def static_fields(self) -> dict[str, np.ndarray]:
+        """``<x>_centers`` and ``<x>_edges`` of every axis (static fields of a trajectory)."""
+        out = {}
+        for axis in self.grid.axes:
+            out[f"{axis.name}_centers"] = axis.centers
+            out[f"{axis.name}_edges"] = np.array(axis.edges)
+        return out
+
+    def diagnostics(self) -> dict[str, float]:
+        """steps, max_risk_increase (largest single-step change of R_h; negative if it always fell),
+        wall_time (seconds inside the compiled loop), time_per_step, cell_updates_per_second, mass_error
+        (|Σ m − m₀| / m₀), rank (cells of the sub-grid for a dense kernel) and cells."""
+        mass = float(np.sum(self._density * self._volumes))
+        steps = max(self.steps, 1)
+        return {"steps": float(self.steps), "max_risk_increase": float(self.max_increase),
+                "wall_time": float(self.wall_time), "time_per_step": self.wall_time / steps,
+                "cell_updates_per_second": (self.grid.cells * self.steps / self.wall_time
+                                            if self.wall_time > 0 else math.nan),
+                "mass_error": abs(mass - self.initial_mass) / self.initial_mass,
+                "rank": float(self.rank), "cells": float(self.grid.cells)}
 
 
-def solve_finite_volume(problem: ReducedProblem, grid: UniformGrid1D, output_times: Sequence[float],
-                        *, scheme: str = "muscl", cfl: float = 0.4,
-                        schedule: LearningRateSchedule | None = None,
-                        kernel: str | np.ndarray = "low_rank", max_dt: float | None = None,
-                        progress: bool = False, initial_density: np.ndarray | None = None,
-                        time_stepper: str | None = None) -> Trajectory:
-    """Solve from t = 0 and record observables and densities at ``output_times`` (module docstring).
+def solve_finite_volume(problem: ReducedProblem, grid: TensorGrid | UniformGrid1D,
+                        output_times: Sequence[float], *, progress: bool = False, checkpoint: Any = None,
+                        checkpoint_every: float = 60.0, resume: bool = False, **options: Any) -> Trajectory:
+    """Solve from t = 0 and record observables and densities at ``output_times`` (module docstring);
+    ``options`` go to :class:`FiniteVolumeSolver` (scheme, cfl, schedule, kernel, max_dt,
+    initial_density, time_stepper, rates, ...), the checkpoint options to
+    :func:`solvers.controller.run_simulation`.
 
-    Returns a :class:`Trajectory` of kind ``"pde_finite_volume"`` with fields ``density`` (T, M),
-    ``r_centers`` (M,), ``r_edges`` (M+1,), ``mass`` (T,); diagnostics ``steps``, ``wall_time``,
-    ``max_risk_increase``, ``rank``.
+    Returns a :class:`Trajectory` of kind ``"pde_finite_volume"`` with ``mean``/``std`` of every
+    coordinate; fields ``density`` (T, *grid.shape), ``mass`` (T,), ``marginal_<x>`` (T, N_x),
+    ``<x>_centers``, ``<x>_edges``; diagnostics of :meth:`FiniteVolumeSolver.diagnostics`.
     """
     from solvers.controller import run_simulation
 
     times = validate_output_times(output_times)
-    solver = FiniteVolumeSolver1D(problem, grid, scheme=scheme, cfl=cfl, schedule=schedule,
-                                  kernel=kernel, max_dt=max_dt, initial_density=initial_density,
-                                  time_stepper=time_stepper)
+    solver = FiniteVolumeSolver(problem, grid, **options)
     return run_simulation(solver, times, kind="pde_finite_volume",
                           config={**problem.config(), **solver.config()},
-                          static_fields={"r_centers": grid.centers, "r_edges": grid.edges}, progress=progress)
+                          static_fields=solver.static_fields(), checkpoint=checkpoint,
+                          checkpoint_every=checkpoint_every, resume=resume, progress=progress)

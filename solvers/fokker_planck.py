@@ -11,9 +11,11 @@ single-index problem with a fixed second layer (coordinate s = ⟨w, θ*⟩ ∈ 
 
     ∂_t p = 2ξ ∂_s[ (1 − s²) ( p ∂_s ψ + β⁻¹ J ∂_s(p/J) ) ],   J = (1 − s²)^{(d−3)/2},
 
-through a :class:`~reduced_pde.free_energy.Geometry` giving the domain, ``log J`` at cell centres
-and a face mobility ``M_{i+½}`` (radial: 1, bit-for-bit the radial scheme; sphere: ``1 − s²``,
-zero at s = ±1).  The mobility multiplies the whole flux below (``F → M F``), so every statement
+with the geometry read from the problem only: the grid must be ``problem.domain()`` up to truncation
+of infinite ends (:func:`~solvers.grid.check_grid_in_domain`), ``log J = problem.log_reference_density``
+at the cell centres, the face mobility ``M_{i+½} = problem.mobility`` at the interior faces (radial:
+1; sphere: ``1 − s²``, zero at s = ±1), and ``problem.check_noise(β, λ)`` refuses what the reduction
+cannot carry (noise at d = ∞, weight decay on the sphere).  The mobility multiplies the whole flux below (``F → M F``), so every statement
 about Gibbs states, mass, positivity and dissipation holds unchanged; the upwind limit uses the
 velocity ``−2ξ M ∂_sψ``.
 
@@ -48,8 +50,10 @@ increase.  For explicit Euler and for frozen-ψ implicit Euler the increase per 
 ½ ΔmᵀUΔm = O(dt²) (u PSD) — in practice F_h decreases at every step (tests).
 
 The whole loop between two output times is one ``@njit(cache=True)`` function; NaN or negative
-density stops it with a status code turned into :class:`~solvers.finite_volume.SolverError` naming
-time, cell and r.
+density stops it with a status code turned into :class:`~solvers.common.SolverError` naming
+time, cell and coordinate.  The low-rank potential and ξ(t) are the compiled kernels of
+:mod:`solvers.finite_volume` (:func:`~solvers.finite_volume.low_rank_potential`,
+:func:`~solvers.finite_volume.learning_rate`).
 """
 
 from __future__ import annotations
@@ -60,13 +64,13 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
-from reduced_pde.free_energy import (Geometry, GridOperators, check_noise_parameters,
-                                     discrete_gibbs_density, free_energy_terms, geometry_of)
+from reduced_pde.free_energy import GridOperators, check_noise_values, discrete_gibbs_density, free_energy_terms
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.finite_volume import SolverError, low_rank_potential, validate_output_times
-from solvers.grid import MonitoredDensityState, UniformGrid1D
+from solvers.common import SolverError, validate_output_times
+from solvers.finite_volume import learning_rate, low_rank_potential
+from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
 
 __all__ = ["FokkerPlanckSolver1D", "solve_fokker_planck", "TIME_STEPPING", "bernoulli"]
@@ -90,20 +94,15 @@ def bernoulli(z: float) -> float:
 
 
 @njit(cache=True)
-def _xi(t: float, xi0: float, alpha: float, t0: float) -> float:
-    return xi0 * (1.0 + t / t0) ** (-alpha)
-
-
-@njit(cache=True)
-def _potential_and_free_energy(p, h, v, quad, log_j, weights, features, beta, moments, psi):
-    """ψ_λ,i into ``psi``; returns (F_h − ½E[y²], R_h − E[y²])."""
+def _potential_and_free_energy(p, h, v, quad, log_j, weights, features, beta, masses, moments, psi):
+    """ψ_λ,i into ``psi`` (masses ``p_i h`` into ``masses``); returns (F_h − ½E[y²], R_h − E[y²])."""
     n = p.shape[0]
-    low_rank_potential(p, h, v, weights, features, moments, psi)
-    risk = 0.0
+    for i in range(n):
+        masses[i] = p[i] * h
+    risk = low_rank_potential(masses, v, weights, features, moments, psi)  # 2 v·m + Σ λ_k M_k²
     free = 0.0
     for i in range(n):
-        m = p[i] * h
-        risk += m * (v[i] + psi[i])          # 2 v·m + Σ λ_k M_k²
+        m = masses[i]
         free += m * quad[i]                   # (λ/2) Σ r² m
         if p[i] > 0.0 and beta < np.inf:
             free += m * (math.log(p[i]) - log_j[i]) / beta
@@ -134,6 +133,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
     rank = weights.shape[0]
     moments = np.zeros(max(rank, 1))
     psi = np.empty(n)
+    masses = np.empty(n)
     a = np.zeros(n)
     b = np.zeros(n)
     p_new = np.empty(n)
@@ -143,7 +143,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
     free = free_prev
     while True:
         free_now, _ = _potential_and_free_energy(p, h, v, quad, log_j, weights, features, beta,
-                                                 moments, psi)
+                                                 masses, moments, psi)
         if steps > 0 and free_now - free_prev > max_increase:
             max_increase = free_now - free_prev
         free_prev = free_now
@@ -152,7 +152,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
             break
         if steps >= max_steps:
             return _MAX_STEPS, t, steps, free, max_increase, -1, 0.0, t, 0.0
-        xi = _xi(t, xi0, alpha, t0)
+        xi = learning_rate(t, xi0, alpha, t0)
         diffusion = 2.0 * xi / beta if beta < np.inf else 0.0
         _coefficients(psi, log_j, mobility, beta, diffusion / (h * h), 2.0 * xi / (h * h), a, b)
         for i in range(n):
@@ -230,13 +230,12 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
 
 # ------------------------------------------------------------------------------------------------
 class FokkerPlanckSolver1D(MonitoredDensityState):
-    """Stateful Scharfetter–Gummel solver of the noisy radial or sphere equation (module docstring).
-
-    ``problem`` must expose ``dimension`` (finite, >= 2, for J) unless ``dimension`` is given.
-    ``geometry``: ``"radial"``, ``"sphere"`` or a :class:`~reduced_pde.free_energy.Geometry`;
-    default detected from the problem (:func:`~reduced_pde.free_energy.geometry_of`).  Same interface as :class:`~solvers.finite_volume.FiniteVolumeSolver1D` for the shared
-    run controller: ``time``, ``density``, :meth:`advance`, :meth:`observables`, :meth:`state`,
-    :meth:`set_state`, :meth:`diagnostics`, :meth:`config`.
+    """Stateful Scharfetter–Gummel solver of the noisy equation of a one-coordinate problem (module
+    docstring): MMN18's r, the sphere's s.  The geometry (domain, ``log J``, mobility, admissible
+    noise) comes from the problem's methods only.  Same interface as
+    :class:`~solvers.finite_volume.FiniteVolumeSolver` for the shared run controller: ``time``,
+    ``density``, :meth:`advance`, :meth:`observables`, :meth:`state`, :meth:`set_state`,
+    :meth:`diagnostics`, :meth:`config`.
     """
 
     monitored = "free_energy"
@@ -245,21 +244,13 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
                  weight_decay: float = 0.0, time_stepping: str = "implicit", cfl: float = 0.5,
                  dt: float | None = None, max_dt: float | None = None,
                  schedule: LearningRateSchedule | None = None,
-                 initial_density: np.ndarray | None = None, dimension: float | None = None,
-                 max_steps_per_output: int = 50_000_000, geometry: Geometry | str | None = None) -> None:
+                 initial_density: np.ndarray | None = None,
+                 max_steps_per_output: int = 50_000_000) -> None:
         if not isinstance(grid, UniformGrid1D):
             raise TypeError(f"grid must be a UniformGrid1D, got {type(grid).__name__}")
-        d = float(getattr(problem, "dimension", math.nan) if dimension is None else dimension)
-        if math.isnan(d):
-            raise ValueError("the problem has no dimension; pass dimension= (J = r^{d-1})")
-        kind = geometry_of(problem, d, geometry).kind
-        Geometry(kind, d).check_grid(grid.lower, grid.upper)
-        self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, d)
-        Geometry(kind, d).check_weight_decay(self.weight_decay)
-        if math.isinf(d):
-            d = (2.0 if kind == "radial" else 3.0) if math.isinf(self.beta) else d  # β = inf: J unused
-        self.dimension = d
-        self.geometry = Geometry(kind, d)
+        check_grid_in_domain(as_tensor_grid(grid, problem.coordinate_names), problem.domain())
+        self.beta, self.weight_decay = check_noise_values(beta, weight_decay)
+        problem.check_noise(self.beta, self.weight_decay)
         if time_stepping not in TIME_STEPPING:
             raise ValueError(f"pde.time_stepping = {time_stepping!r} must be one of {TIME_STEPPING}")
         self.time_stepping = time_stepping
@@ -276,12 +267,15 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         self.grid = grid
         self.schedule = schedule if schedule is not None else LearningRateSchedule()
         self.max_steps_per_output = int(max_steps_per_output)
-        self.ops = GridOperators.build(problem, grid.centers, grid.spacing, geometry=self.geometry)
-        self._mobility = np.ascontiguousarray(self.geometry.mobility(grid.edges[1:-1]))
+        self.ops = GridOperators.build(problem, grid.centers, grid.spacing, entropy=math.isfinite(self.beta))
+        faces = grid.edges[1:-1]
+        mobility = np.asarray(problem.mobility(faces), dtype=float).reshape(faces.size)
+        if not np.all(np.isfinite(mobility)) or np.any(mobility < 0):
+            raise ValueError(f"problem.mobility must be finite and >= 0 on the faces (min {mobility.min()})")
+        self._mobility = np.ascontiguousarray(mobility)
         self._quad = 0.5 * self.weight_decay * grid.centers**2
         if initial_density is None:
-            edges = grid.edges if kind == "radial" else [grid.edges]  # single-index law: per axis
-            density = np.reshape(problem.initial_law().cell_masses(edges), grid.cells) / grid.spacing
+            density = np.reshape(problem.initial_law().cell_masses([grid.edges]), grid.cells) / grid.spacing
         else:
             density = np.array(initial_density, dtype=float)
             if density.shape != (grid.cells,):
@@ -312,7 +306,6 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
                 "solver.dt": math.nan if self.fixed_dt is None else self.fixed_dt,
                 "solver.max_dt": math.inf if self.max_dt is None else self.max_dt,
                 "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
-                "solver.jacobian_dimension": self.dimension, "solver.geometry": self.geometry.kind,
                 **self.grid.config(),
                 **{f"schedule.{k}": val for k, val in self.schedule.config().items()}}
 
@@ -336,7 +329,7 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         self.last_value = float(free) + half_ey2
         self.max_increase = float(max_inc)
         if status != _OK:
-            coordinate = "r" if self.geometry.kind == "radial" else "s"
+            coordinate = self.coordinate_names[0]
             where = f" in cell {cell} ({coordinate} = {self.grid.centers[cell]:.6g})" if cell >= 0 else ""
             kept = f" (state kept at t = {self.time:.6g})"
             if status == _NONFINITE:
@@ -385,12 +378,14 @@ def solve_fokker_planck(problem: ReducedProblem, grid: UniformGrid1D, output_tim
     """Solve from t = 0 and record observables and densities at ``output_times``.
 
     Trajectory kind ``"pde_fokker_planck"``; fields ``density`` (T, M), ``free_energy``,
-    ``second_moment``, ``entropy``, ``mass``, ``gibbs_l1`` (T,), ``r_centers``, ``r_edges``."""
+    ``second_moment``, ``entropy``, ``mass``, ``gibbs_l1`` (T,), ``<x>_centers``, ``<x>_edges`` (x the
+    problem's coordinate)."""
     from solvers.controller import run_simulation
 
     times = validate_output_times(output_times)
     solver = FokkerPlanckSolver1D(problem, grid, beta, weight_decay, **kwargs)
+    name = solver.coordinate_names[0]
     return run_simulation(solver, times, kind="pde_fokker_planck",
                           config={**problem.config(), **solver.config()},
-                          static_fields={"r_centers": grid.centers, "r_edges": grid.edges},
+                          static_fields={f"{name}_centers": grid.centers, f"{name}_edges": grid.edges},
                           progress=progress)

@@ -71,10 +71,10 @@ class SphereSGDSimulation(ParticleCheckpoint):
             raise ValueError(f"data.dimension = {dimension} cannot be simulated by SGD; "
                              "it needs a finite integer dimension d >= 2")
         self.dimension = int(dimension)
-        from reduced_pde.free_energy import Geometry, check_noise_parameters
+        from reduced_pde.free_energy import check_noise_parameters
 
         self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, dimension)
-        Geometry("sphere", dimension).check_weight_decay(self.weight_decay)
+        problem.check_noise(self.beta, self.weight_decay)  # no weight decay on the sphere
         self.problem = problem
         self.schedule = schedule if schedule is not None else LearningRateSchedule()
         self.activation = problem.activation

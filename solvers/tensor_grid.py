@@ -326,8 +326,11 @@ class TensorGrid:
         return tuple(int(i) for i in np.unravel_index(int(cell), self.shape))
 
     def describe_cell(self, cell: int) -> str:
-        """``"cell 17 (index (1, 2, 0): a = 0.5, s = -0.1, r = 0.3)"`` for error messages."""
+        """``"cell 17 (index (1, 2, 0): a = 0.5, s = -0.1, r = 0.3)"`` for error messages; one axis:
+        ``"cell 17 (r = 0.3)"``."""
         index = self.unravel(cell)
+        if self.dimension == 1:
+            return f"cell {int(cell)} ({self.names[0]} = {self.axes[0].centers[index[0]]:.6g})"
         where = ", ".join(f"{name} = {self.axes[d].centers[i]:.6g}" for d, (name, i) in
                           enumerate(zip(self.names, index)))
         return f"cell {int(cell)} (index {index}: {where})"

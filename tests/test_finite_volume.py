@@ -17,7 +17,7 @@ from reduced_pde import (
 )
 from reduced_pde.initial_laws import InitialLaw
 from reduced_pde.problem import NoInteraction, ReducedProblem
-from solvers.finite_volume import FiniteVolumeSolver1D, SolverError, solve_finite_volume
+from solvers.finite_volume import FiniteVolumeSolver, SolverError, solve_finite_volume
 from solvers.grid import UniformGrid1D
 
 
@@ -151,7 +151,7 @@ def test_mmn18_conservation_positivity_dissipation(dimension: float, scheme: str
     assert tr.mean_of("r")[-1] > 1.5 > tr.mean_of("r")[0]  # r moves from ~0.4 to ~1.8
     assert tr.kind == "pde_finite_volume"
     assert tr.fields["density"].shape == (times.size, 200)
-    assert tr.config["solver.scheme"] == scheme and tr.config["grid.cells"] == 200
+    assert tr.config["solver.scheme"] == scheme and tr.config["grid.r.cells"] == 200
     assert tr.config["schedule.xi0"] == 1.0 and tr.config["problem"] == "isotropic_mixture_radial"
     assert tr.diagnostics["rank"] == problem.interaction_low_rank(grid.centers).rank
 
@@ -174,12 +174,12 @@ def test_dense_kernel_matches_low_rank() -> None:
 def test_checkpoint_resume_is_bitwise() -> None:
     problem = mmn18(40)
     grid = UniformGrid1D(0.0, 4.0, 120)
-    straight = FiniteVolumeSolver1D(problem, grid)
+    straight = FiniteVolumeSolver(problem, grid)
     straight.advance(0.3)
-    first = FiniteVolumeSolver1D(problem, grid)
+    first = FiniteVolumeSolver(problem, grid)
     first.advance(0.3)
     assert first.time == 0.3  # output times are hit exactly
-    resumed = FiniteVolumeSolver1D.from_state(problem, grid, first.state())
+    resumed = FiniteVolumeSolver.from_state(problem, grid, first.state())
     straight.advance(1.0)
     resumed.advance(1.0)
     assert resumed.time == straight.time == 1.0
@@ -187,30 +187,32 @@ def test_checkpoint_resume_is_bitwise() -> None:
     np.testing.assert_array_equal(resumed.density, straight.density)
     assert resumed.max_risk_increase == straight.max_risk_increase
     obs = resumed.observables()
-    assert set(obs) == {"risk", "mean_r", "std_r", "mass", "density"}
+    assert set(obs) == {"risk", "mean_r", "std_r", "mass", "density", "marginal_r"}
+    np.testing.assert_array_equal(obs["marginal_r"], obs["density"])  # one coordinate: the density
     assert obs["risk"] == pytest.approx(problem.risk(grid.centers, resumed.masses), rel=1e-14)
 
 
 def test_max_dt_caps_the_step() -> None:
     problem = mmn18(math.inf)
     grid = UniformGrid1D(0.0, 4.0, 50)
-    solver = FiniteVolumeSolver1D(problem, grid, scheme="upwind", max_dt=1e-3)
+    solver = FiniteVolumeSolver(problem, grid, scheme="upwind", max_dt=1e-3)
     solver.advance(0.1)
     assert solver.steps >= 100  # 0.1 / 1e-3 steps at least
 
 
 
 # ---- interaction-rate time-step bound --------------------------------------------------------------
-def risk_round_off(solver: FiniteVolumeSolver1D, problem: IsotropicMixtureRadialProblem) -> float:
+def risk_round_off(solver: FiniteVolumeSolver, problem: IsotropicMixtureRadialProblem,
+                   grid: UniformGrid1D) -> float:
     """Worst-case round-off of one difference of two R_h evaluations: each is a sum over the cells
     (error <= cells · eps · Σ|terms|, Higham's bound for recursive summation) of the terms of
     ``E[y²] + 2 Σ v_i m_i + Σ_k λ_k M_k²``; the difference of two evaluations doubles it."""
     masses = solver.masses
-    low_rank = problem.interaction_low_rank(solver.grid.centers)
+    low_rank = problem.interaction_low_rank(grid.centers)
     moments = low_rank.features @ masses
-    scale = (problem.target_second_moment + 2.0 * np.abs(problem.reduced_potential(solver.grid.centers))
+    scale = (problem.target_second_moment + 2.0 * np.abs(problem.reduced_potential(grid.centers))
              @ masses + np.abs(low_rank.weights) @ moments**2)
-    return 2.0 * solver.grid.cells * np.finfo(float).eps * float(scale)
+    return 2.0 * grid.cells * np.finfo(float).eps * float(scale)
 
 
 @pytest.mark.parametrize("scheme", ["upwind", "muscl"])
@@ -221,13 +223,14 @@ def test_mmn18_dinf_long_run_risk_never_increases(scheme: str) -> None:
     (MUSCL) in one step after t ≈ 100; with dt = cfl / max(C, K) the largest single-step change of
     R_h is round-off (measured 1.1e-15 / 1.2e-15), for 6019 / 6303 steps instead of 1412 / 2428."""
     problem = mmn18(math.inf)
-    solver = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, 200), scheme=scheme)
+    grid = UniformGrid1D(0.0, 4.0, 200)
+    solver = FiniteVolumeSolver(problem, grid, scheme=scheme)
     times = [1.0, 10.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0]
     risks = []
     for t in times:
         solver.advance(t)
         risks.append(solver.observables()["risk"])
-    tolerance = risk_round_off(solver, problem)  # ≈ 3.6e-13 here
+    tolerance = risk_round_off(solver, problem, grid)  # ≈ 3.6e-13 here
     assert solver.max_risk_increase <= tolerance, (solver.max_risk_increase, tolerance)
     assert np.all(np.diff(risks) <= tolerance)
     # the bound is the active one at the end: the Courant rate has decayed below the coupling rate
@@ -246,9 +249,9 @@ def test_interaction_rate_is_the_trace_of_the_linearised_operator() -> None:
     schedule = LearningRateSchedule(xi0=0.7, alpha=0.5, t0=2.0)
     low_rank = problem.interaction_low_rank(grid.centers)
     matrix = low_rank.dense()
-    low = FiniteVolumeSolver1D(problem, grid, schedule=schedule)
+    low = FiniteVolumeSolver(problem, grid, schedule=schedule)
     low.advance(3.0)  # a spread-out density (std ≈ 0.1)
-    explicit = FiniteVolumeSolver1D(problem, grid, schedule=schedule, kernel=matrix,
+    explicit = FiniteVolumeSolver(problem, grid, schedule=schedule, kernel=matrix,
                                     initial_density=low.density)
     explicit.set_state(low.state())
     face_density = np.maximum(low.density[:-1], low.density[1:])
@@ -278,7 +281,7 @@ def test_interaction_rate_sets_the_step_at_the_steady_state() -> None:
     for the round-off of Σ dt and the last (output-time) step."""
     problem = mmn18(math.inf)
     cfl = 0.4
-    solver = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, 100), scheme="upwind", cfl=cfl)
+    solver = FiniteVolumeSolver(problem, UniformGrid1D(0.0, 4.0, 100), scheme="upwind", cfl=cfl)
     solver.advance(500.0)
     rates = solver.rates_of_change()
     assert rates["courant"] < 1e-6 * rates["interaction"]
@@ -308,21 +311,21 @@ def test_grid_geometry_and_validation() -> None:
 @pytest.mark.parametrize("cfl", [0.9, 0.0, -0.1, math.nan])
 def test_cfl_outside_positivity_bound_is_refused(cfl: float) -> None:
     with pytest.raises(ValueError, match=r"solver\.cfl = .* must lie in \(0, 0\.5\]"):
-        FiniteVolumeSolver1D(mmn18(math.inf), UniformGrid1D(0.0, 4.0, 50), cfl=cfl)
+        FiniteVolumeSolver(mmn18(math.inf), UniformGrid1D(0.0, 4.0, 50), cfl=cfl)
 
 
 def test_bad_scheme_and_output_times_are_refused() -> None:
     problem, grid = mmn18(math.inf), UniformGrid1D(0.0, 4.0, 50)
     with pytest.raises(ValueError, match="solver.scheme"):
-        FiniteVolumeSolver1D(problem, grid, scheme="weno")
+        FiniteVolumeSolver(problem, grid, scheme="weno")
     with pytest.raises(ValueError, match=r"strictly increasing: output_times\[2\] = 0\.5"):
         solve_finite_volume(problem, grid, [0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match=r"output_times\[0\] = -1 must be >= 0"):
         solve_finite_volume(problem, grid, [-1.0, 1.0])
     with pytest.raises(ValueError, match="solver.max_dt"):
-        FiniteVolumeSolver1D(problem, grid, max_dt=0.0)
+        FiniteVolumeSolver(problem, grid, max_dt=0.0)
     with pytest.raises(ValueError, match=r"cuts off"):  # the grid must hold the initial law
-        FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 0.3, 50))
+        FiniteVolumeSolver(problem, UniformGrid1D(0.0, 0.3, 50))
 
 
 def test_nan_in_potential_stops_with_time_and_place() -> None:
@@ -335,7 +338,7 @@ def test_nan_in_potential_stops_with_time_and_place() -> None:
 
 def test_negative_density_stops_with_time_and_place() -> None:
     grid = UniformGrid1D(0.0, 6.0, 60)
-    solver = FiniteVolumeSolver1D(LinearVelocityProblem(0.5, GaussianBump(3.0, 0.3)), grid)
+    solver = FiniteVolumeSolver(LinearVelocityProblem(0.5, GaussianBump(3.0, 0.3)), grid)
     state = solver.state()
     state["density"][17] = -1e-3  # a corrupted checkpoint: the loop must refuse to continue
     solver.set_state(state)

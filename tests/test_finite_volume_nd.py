@@ -23,8 +23,7 @@ from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.running.storage import CheckpointFile
 from solvers.controller import run_simulation
 from reduced_pde.models.single_index import SingleIndexProblem
-from solvers.finite_volume import FiniteVolumeSolver1D, SolverError
-from solvers.finite_volume_nd import FiniteVolumeSolverND, solve_finite_volume_nd
+from solvers.finite_volume import FiniteVolumeSolver, SolverError, solve_finite_volume
 from solvers.grid import UniformGrid1D
 from solvers.tensor_grid import GridAxis, TensorGrid
 
@@ -139,14 +138,14 @@ def affine_grid(case: dict, cells: int, stretched: bool) -> TensorGrid:
 
 
 def affine_errors(case: dict, scheme: str, stretched: bool, time_stepper: str | None = None
-                  ) -> tuple[np.ndarray, list[FiniteVolumeSolverND]]:
+                  ) -> tuple[np.ndarray, list[FiniteVolumeSolver]]:
     dimension = len(case["mean"])
     names = tuple(f"x{d}" for d in range(dimension))
     problem = AffineVelocityProblem(case["matrix"], case["shift"], case["mean"], case["std"], names)
     errors, solvers = [], []
     for cells in ORDER_CELLS[dimension]:
         grid = affine_grid(case, cells, stretched)
-        solver = FiniteVolumeSolverND(problem, grid, scheme=scheme, cfl=0.4, rates=case["rates"],
+        solver = FiniteVolumeSolver(problem, grid, scheme=scheme, cfl=0.4, rates=case["rates"],
                                       time_stepper=time_stepper)
         solver.advance(1.0)
         exact = problem.exact_cell_masses(grid, np.asarray(case["rates"]), 1.0, nodes=3 if dimension == 2 else 2)
@@ -243,7 +242,7 @@ def test_single_index_conservation_positivity_dissipation(case: str, scheme: str
     problem, grid = make_problem(), make_grid()
     times = np.array([0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0])  # output gaps up to 3: dt set by the loop
     rates = {"a": 2.0} if "a" in grid.names else None  # a per-layer learning rate on a
-    tr = solve_finite_volume_nd(problem, grid, times, scheme=scheme, rates=rates)
+    tr = solve_finite_volume(problem, grid, times, scheme=scheme, rates=rates)
     # telescoping fluxes: the mass changes by round-off only (~1e-16 per step, <= 450 steps); the
     # initial mass is 1 up to the law's tails cut off by the grid (<= 1e-12 per coordinate)
     mass = tr.fields["mass"]
@@ -259,7 +258,7 @@ def test_single_index_conservation_positivity_dissipation(case: str, scheme: str
     # it learns: the He_2 part of E y² (¼ · 2! = 0.5) is learnable in every case (He_1 = 1 is not for an
     # even σ = He_2); measured drops 0.45 (he2) … 0.96 (tanh)
     assert tr.risk[-1] < tr.risk[0] - 0.4
-    assert tr.kind == "pde_finite_volume_nd"
+    assert tr.kind == "pde_finite_volume"
     assert tr.fields["density"].shape == (times.size,) + grid.shape
     for name, axis in zip(grid.names, grid.axes):
         marginal = tr.fields[f"marginal_{name}"]
@@ -277,7 +276,7 @@ def test_boundary_faces_mobility_rates_and_schedule_enter_the_velocity() -> None
     problem = single_index("he2", sphere=True, second_layer_std=0.2)
     grid = sphere_grid()
     schedule = LearningRateSchedule(xi0=0.7, alpha=0.5, t0=2.0)
-    solver = FiniteVolumeSolverND(problem, grid, rates={"a": 3.0}, schedule=schedule)
+    solver = FiniteVolumeSolver(problem, grid, rates={"a": 3.0}, schedule=schedule)
     solver.advance(0.3)
     xi = float(schedule(solver.time))
     psi = solver.potential()
@@ -293,7 +292,7 @@ def test_boundary_faces_mobility_rates_and_schedule_enter_the_velocity() -> None
     assert np.all(velocity_a[[0, -1]] == 0.0) and np.all(velocity_s[:, [0, -1]] == 0.0)
     assert np.all(problem.mobility(grid.face_points("s"))[:, 1].reshape(10, 25)[:, [0, -1]] == 0.0)
     # the ball: zero velocity through r = 0 while ∂_r ψ there is not zero
-    ball = FiniteVolumeSolverND(single_index("he2", train_second_layer=False), ball_grid(trained=False))
+    ball = FiniteVolumeSolver(single_index("he2", train_second_layer=False), ball_grid(trained=False))
     velocity_r = ball.face_velocities()[1]
     assert np.all(velocity_r[:, 0] == 0.0) and np.abs(velocity_r[:, 1]).max() > 0.0
 
@@ -304,7 +303,7 @@ def test_interaction_rate_is_the_trace_bound_of_the_nonlocal_operator() -> None:
     U = the kernel on masses (all cells); and it bounds the largest eigenvalue of L U (L, U PSD)."""
     problem = single_index("he2", second_layer_std=0.2)
     grid = ball_grid((4, 5, 4))
-    solver = FiniteVolumeSolverND(problem, grid, rates={"a": 2.0})
+    solver = FiniteVolumeSolver(problem, grid, rates={"a": 2.0})
     solver.advance(0.2)
     xi = 1.0
     p = solver.density
@@ -342,11 +341,11 @@ def test_low_rank_dense_and_linear_coordinate_paths_agree() -> None:
     sub-grid times a a', and an explicit (cells, cells) matrix."""
     problem = single_index("he2", second_layer_std=0.2)
     grid = ball_grid((6, 6, 5))
-    linear = FiniteVolumeSolverND(problem, grid)
-    generic = FiniteVolumeSolverND(problem, grid, use_linear_coordinate=False)
-    dense = FiniteVolumeSolverND(problem, grid, kernel="dense")
+    linear = FiniteVolumeSolver(problem, grid)
+    generic = FiniteVolumeSolver(problem, grid, use_linear_coordinate=False)
+    dense = FiniteVolumeSolver(problem, grid, kernel="dense")
     full = problem.interaction_low_rank(grid.center_points()).dense()
-    matrix = FiniteVolumeSolverND(problem, grid, kernel=full)
+    matrix = FiniteVolumeSolver(problem, grid, kernel=full)
     assert linear.linear_coordinate == "a" and generic.linear_coordinate is None
     assert dense.linear_coordinate == "a" and matrix.linear_coordinate is None
     # features on the 6·5 (s, r) sub-grid with a = 1, or on all 6·6·5 cells
@@ -376,8 +375,8 @@ def test_low_rank_potential_within_its_truncation_bound() -> None:
         warnings.simplefilter("ignore")
         problem = single_index("relu", second_layer_std=0.2, truncation_tolerance=1e-3)
     grid = ball_grid((3, 4, 3))
-    low = FiniteVolumeSolverND(problem, grid)
-    dense = FiniteVolumeSolverND(problem, grid, kernel="dense")
+    low = FiniteVolumeSolver(problem, grid)
+    dense = FiniteVolumeSolver(problem, grid, kernel="dense")
     bound_other = problem.interaction_low_rank(low.interaction_points).truncation_bound  # b on the sub-grid
     a_values = grid.center_points()[:, 0]  # a is axis 0: flat cell = i_a · (sub-grid size) + sub-grid index
     b = np.abs(a_values) * bound_other[np.arange(grid.cells) % bound_other.size]
@@ -388,26 +387,23 @@ def test_low_rank_potential_within_its_truncation_bound() -> None:
     assert difference.max() > 0.1 * bound.max()  # the paths do differ: the bound is not vacuous
 
 
-def test_one_dimensional_run_equals_the_1d_solver() -> None:
-    """MMN18 (r,): the 3-axis kernel with two singleton axes reproduces FiniteVolumeSolver1D.  The 1-D
-    solver has the same interaction-rate bound but a different Courant rule (max|u|/h), so both take dt = max_dt, below
-    both bounds (checked: the step counts are exactly T / max_dt); the remaining differences are
-    round-off (1/h vs 1/Δx from the edges, summation order of the moments)."""
+def test_uniform_grid_1d_is_the_single_axis_tensor_grid() -> None:
+    """MMN18 (r,): a UniformGrid1D is the convenience form of the one-axis TensorGrid named after the
+    problem's coordinate: the same edges bit for bit, so the same steps and densities bit for bit; it
+    is refused for a problem with several coordinates."""
     problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, 40), "mmn18", kappa=0.4)
-    max_dt = 5e-4
     for scheme in ("upwind", "muscl"):
-        one = FiniteVolumeSolver1D(problem, UniformGrid1D(0.0, 4.0, 200), scheme=scheme, max_dt=max_dt)
-        many = FiniteVolumeSolverND(problem, TensorGrid.uniform(r=(0.0, 4.0, 200)), scheme=scheme,
-                                    max_dt=max_dt)
+        one = FiniteVolumeSolver(problem, UniformGrid1D(0.0, 4.0, 200), scheme=scheme)
+        many = FiniteVolumeSolver(problem, TensorGrid.uniform(r=(0.0, 4.0, 200)), scheme=scheme)
+        assert one.grid.names == ("r",) and one.density.shape == (200,)
+        np.testing.assert_array_equal(one.grid.edges[0], many.grid.edges[0])
         for horizon in (0.5, 2.0):
             one.advance(horizon)
             many.advance(horizon)
-            # dt = max_dt throughout (plus at most one short step from the round-off of Σ dt)
-            assert many.steps == one.steps and abs(many.steps - horizon / max_dt) <= 1
-            # measured <= 6e-14 relative after 4000 steps
-            np.testing.assert_allclose(many.density, one.density, rtol=0, atol=1e-12 * one.density.max())
-            assert many.discrete_risk() == pytest.approx(one.observables()["risk"], rel=1e-12)
-            assert many.observables()["mean_r"] == pytest.approx(one.observables()["mean_r"], rel=1e-12)
+            assert many.steps == one.steps
+            np.testing.assert_array_equal(many.density, one.density)
+    with pytest.raises(ValueError, match=r"is one-dimensional but the problem has coordinates \['a', 's', 'r'\]"):
+        FiniteVolumeSolver(single_index("he2", second_layer_std=0.2), UniformGrid1D(0.0, 1.0, 10))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -416,12 +412,12 @@ def test_one_dimensional_run_equals_the_1d_solver() -> None:
 def test_checkpoint_resume_is_bitwise(tmp_path) -> None:
     problem = single_index("he2", second_layer_std=0.2)
     grid = ball_grid((6, 8, 6))
-    straight = FiniteVolumeSolverND(problem, grid, rates={"a": 2.0})
+    straight = FiniteVolumeSolver(problem, grid, rates={"a": 2.0})
     straight.advance(0.3)
-    first = FiniteVolumeSolverND(problem, grid, rates={"a": 2.0})
+    first = FiniteVolumeSolver(problem, grid, rates={"a": 2.0})
     first.advance(0.3)
     assert first.time == 0.3  # output times are hit exactly
-    resumed = FiniteVolumeSolverND.from_state(problem, grid, first.state(), rates={"a": 2.0})
+    resumed = FiniteVolumeSolver.from_state(problem, grid, first.state(), rates={"a": 2.0})
     straight.advance(1.0)
     resumed.advance(1.0)
     assert resumed.time == straight.time == 1.0 and resumed.steps == straight.steps
@@ -434,11 +430,11 @@ def test_checkpoint_resume_is_bitwise(tmp_path) -> None:
     config = {key: value for key, value in {**problem.config(), **straight.config()}.items()
               if not (isinstance(value, list) and value and isinstance(value[0], str))}
     path = tmp_path / "nd.checkpoint"
-    whole = run_simulation(FiniteVolumeSolverND(problem, grid), times, kind="pde_finite_volume_nd",
+    whole = run_simulation(FiniteVolumeSolver(problem, grid), times, kind="pde_finite_volume",
                            config=config)
-    run_simulation(FiniteVolumeSolverND(problem, grid), times[:1], kind="pde_finite_volume_nd",
+    run_simulation(FiniteVolumeSolver(problem, grid), times[:1], kind="pde_finite_volume",
                    config=config, checkpoint=CheckpointFile(path))
-    rest = run_simulation(FiniteVolumeSolverND(problem, grid), times, kind="pde_finite_volume_nd",
+    rest = run_simulation(FiniteVolumeSolver(problem, grid), times, kind="pde_finite_volume",
                           config=config, checkpoint=CheckpointFile(path), resume=True)
     np.testing.assert_array_equal(rest.fields["density"], whole.fields["density"])
     np.testing.assert_array_equal(rest.risk, whole.risk)
@@ -458,9 +454,9 @@ def test_nan_and_negative_density_stop_with_time_and_place() -> None:
     problem = AffineVelocityProblem(case["matrix"], case["shift"], case["mean"], case["std"], ("x0", "x1"),
                                     nan_at=bad)
     with pytest.raises(ValueError, match=r"problem\.reduced_potential is not finite \(entry 199"):
-        FiniteVolumeSolverND(problem, grid)  # inputs are checked once, before the loop
+        FiniteVolumeSolver(problem, grid)  # inputs are checked once, before the loop
     good = AffineVelocityProblem(case["matrix"], case["shift"], case["mean"], case["std"], ("x0", "x1"))
-    solver = FiniteVolumeSolverND(good, grid, scheme="upwind")
+    solver = FiniteVolumeSolver(good, grid, scheme="upwind")
     where = rf"cell 199 \(index \(12, 7\): x0 = {bad[0]:.6g}, x1 = {bad[1]:.6g}\)"
     state = solver.state()
     state["density"][12, 7] = -1e-3  # a corrupted checkpoint: the loop must refuse to continue
@@ -480,40 +476,44 @@ def test_bad_inputs_are_refused() -> None:
     problem = single_index("he2", second_layer_std=0.2)
     grid = ball_grid((4, 6, 5))
     with pytest.raises(ValueError, match=r"solver\.cfl = 0\.6 must lie in \(0, 0\.5\]"):
-        FiniteVolumeSolverND(problem, grid, scheme="muscl", cfl=0.6)
-    FiniteVolumeSolverND(problem, grid, scheme="upwind", cfl=0.9)  # upwind/Euler: bound 1
+        FiniteVolumeSolver(problem, grid, scheme="muscl", cfl=0.6)
+    FiniteVolumeSolver(problem, grid, scheme="upwind", cfl=0.9)  # upwind/Euler: bound 1
     with pytest.raises(ValueError, match=r"solver\.cfl = 1\.1 must lie in \(0, 1\]"):
-        FiniteVolumeSolverND(problem, grid, scheme="upwind", cfl=1.1)
+        FiniteVolumeSolver(problem, grid, scheme="upwind", cfl=1.1)
     with pytest.raises(ValueError, match=r"grid axes \['s', 'r'\] must equal the problem's coordinates"):
-        FiniteVolumeSolverND(problem, ball_grid(trained=False))
+        FiniteVolumeSolver(problem, ball_grid(trained=False))
     swapped = TensorGrid([grid.axes[1], grid.axes[0], grid.axes[2]])
     with pytest.raises(ValueError, match=r"grid axes \['s', 'a', 'r'\] must equal"):
-        FiniteVolumeSolverND(problem, swapped)
+        FiniteVolumeSolver(problem, swapped)
     with pytest.raises(ValueError, match="solver.scheme"):
-        FiniteVolumeSolverND(problem, grid, scheme="weno")
+        FiniteVolumeSolver(problem, grid, scheme="weno")
     with pytest.raises(ValueError, match="solver.time_stepper"):
-        FiniteVolumeSolverND(problem, grid, time_stepper="rk4")
+        FiniteVolumeSolver(problem, grid, time_stepper="rk4")
     with pytest.raises(ValueError, match=r"solver\.rates: unknown coordinate\(s\) \['b'\]"):
-        FiniteVolumeSolverND(problem, grid, rates={"b": 2.0})
+        FiniteVolumeSolver(problem, grid, rates={"b": 2.0})
     with pytest.raises(ValueError, match=r"solver\.rates\.a = -1"):
-        FiniteVolumeSolverND(problem, grid, rates=[-1.0, 1.0, 1.0])
+        FiniteVolumeSolver(problem, grid, rates=[-1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match=r"solver\.kernel matrix must be finite with shape \(120, 120\) "
                                          r"or \(30, 30\)"):
-        FiniteVolumeSolverND(problem, grid, kernel=np.eye(7))
+        FiniteVolumeSolver(problem, grid, kernel=np.eye(7))
     with pytest.raises(ValueError, match="solver.kernel"):
-        FiniteVolumeSolverND(problem, grid, kernel="fft")
+        FiniteVolumeSolver(problem, grid, kernel="fft")
     with pytest.raises(ValueError, match=r"initial_density has shape \(120,\), expected \(4, 6, 5\)"):
-        FiniteVolumeSolverND(problem, grid, initial_density=np.ones(120))
+        FiniteVolumeSolver(problem, grid, initial_density=np.ones(120))
     with pytest.raises(ValueError, match="solver.max_dt"):
-        FiniteVolumeSolverND(problem, grid, max_dt=0.0)
+        FiniteVolumeSolver(problem, grid, max_dt=0.0)
     with pytest.raises(ValueError, match=r"grid\.r = \[0, 1\] cuts off"):  # the grid must hold the law
-        FiniteVolumeSolverND(problem, TensorGrid([grid.axes[0], grid.axes[1], GridAxis.uniform("r", 0, 1, 5)]))
+        FiniteVolumeSolver(problem, TensorGrid([grid.axes[0], grid.axes[1], GridAxis.uniform("r", 0, 1, 5)]))
     with pytest.raises(ValueError, match=r"strictly increasing: output_times\[2\] = 0\.5"):
-        solve_finite_volume_nd(problem, grid, [0.0, 1.0, 0.5])
+        solve_finite_volume(problem, grid, [0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="state density has shape"):
-        FiniteVolumeSolverND(problem, grid).set_state({"time": 0.0, "density": np.ones(120)})
+        FiniteVolumeSolver(problem, grid).set_state({"time": 0.0, "density": np.ones(120)})
     with pytest.raises(TypeError, match="grid must be a TensorGrid"):
-        FiniteVolumeSolverND(problem, UniformGrid1D(0.0, 1.0, 10))
+        FiniteVolumeSolver(problem, [(0.0, 1.0, 10)])
+    with pytest.raises(ValueError, match=r"grid\.r = \[-0\.5, 3\] must lie in the domain \[0, inf\] of coordinate r"):
+        FiniteVolumeSolver(problem, TensorGrid([grid.axes[0], grid.axes[1], GridAxis.uniform("r", -0.5, 3, 5)]))
+    with pytest.raises(ValueError, match=r"grid\.r = \[0\.5, 3\] must lie in the domain \[0, inf\] .* reach its finite ends"):
+        FiniteVolumeSolver(problem, TensorGrid([grid.axes[0], grid.axes[1], GridAxis.uniform("r", 0.5, 3, 5)]))
 
 
 def test_tensor_grid_geometry_config_and_validation() -> None:
@@ -569,7 +569,7 @@ def test_tensor_grid_geometry_config_and_validation() -> None:
 def test_observables_are_consistent_with_the_density() -> None:
     problem = single_index("he2", second_layer_std=0.2)
     grid = ball_grid((6, 8, 6))
-    solver = FiniteVolumeSolverND(problem, grid)
+    solver = FiniteVolumeSolver(problem, grid)
     solver.advance(0.5)
     obs = solver.observables()
     masses = solver.masses
@@ -584,7 +584,7 @@ def test_observables_are_consistent_with_the_density() -> None:
         np.testing.assert_allclose(obs[f"marginal_{name}"] * grid.widths[d],
                                    masses.sum(axis=tuple(k for k in range(3) if k != d)), rtol=1e-14)
     assert solver.coordinate_names == problem.coordinate_names  # one mean/std per coordinate, no summary
-    sphere = FiniteVolumeSolverND(single_index("he2", sphere=True, second_layer_std=0.2), sphere_grid())
+    sphere = FiniteVolumeSolver(single_index("he2", sphere=True, second_layer_std=0.2), sphere_grid())
     sphere_obs = sphere.observables()
     assert "mean_r" not in sphere_obs and {"mean_a", "std_a", "mean_s", "std_s"} <= set(sphere_obs)
     # R_h equals the problem's risk of the cell-centre law (same features, another summation order)

@@ -14,7 +14,8 @@ from scipy import stats
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem, LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum
 from reduced_pde.problem import NoInteraction, ReducedProblem
-from solvers.finite_volume import FiniteVolumeSolver1D, SolverError
+from solvers.common import SolverError
+from solvers.finite_volume import FiniteVolumeSolver
 from solvers.fokker_planck import FokkerPlanckSolver1D, bernoulli
 from solvers.grid import UniformGrid1D
 
@@ -44,6 +45,13 @@ class NoInteractionProblem(NoInteraction, ReducedProblem):
 
     def reduced_potential_gradient(self, points):
         raise NotImplementedError
+
+    def domain(self):
+        return ((0.0, math.inf),)
+
+    def log_reference_density(self, points):
+        """``(d − 1) log r``: r = |w| for w ∈ R^d."""
+        return (self.dimension - 1.0) * np.log(np.asarray(points, dtype=float))
 
     def initial_law(self):
         raise NotImplementedError("tests pass initial_density")
@@ -220,11 +228,11 @@ def test_fixed_point_approaches_noiseless_optimum_as_beta_grows() -> None:
 
 # ------------------------------------------------------------------------------------------------
 def test_upwind_limit_beta_infinite() -> None:
-    """β = inf gives exactly the upwind scheme: same densities as FiniteVolumeSolver1D (upwind,
+    """β = inf gives exactly the upwind scheme: same densities as FiniteVolumeSolver (upwind,
     forward Euler) with the same fixed dt, to round-off; β = 1e6 differs by O(1/β)."""
     grid = UniformGrid1D(0.0, 4.0, 200)
     problem = mmn18(20, kappa=0.8)
-    reference = FiniteVolumeSolver1D(problem, grid, scheme="upwind", cfl=0.5, max_dt=1e-3)
+    reference = FiniteVolumeSolver(problem, grid, scheme="upwind", cfl=0.5, max_dt=1e-3)
     reference.advance(0.5)
     for beta, tolerance in ((math.inf, 1e-12), (1e6, 1e-3)):
         solver = FokkerPlanckSolver1D(problem, grid, beta, 0.0, time_stepping="explicit", dt=1e-3)

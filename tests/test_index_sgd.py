@@ -17,7 +17,7 @@ import pytest
 
 from reduced_pde.models.multi_index import MultiIndexProblem
 from reduced_pde.models.single_index import SingleIndexProblem
-from solvers.finite_volume_nd import FiniteVolumeSolverND
+from solvers.finite_volume import FiniteVolumeSolver
 from solvers.index_sgd import IndexSGDError, IndexSGDSimulation, run_index_sgd
 from solvers.tensor_grid import GridAxis, TensorGrid
 
@@ -144,7 +144,7 @@ def test_sgd_follows_the_reduced_solution():
     def fv(cells):
         grid = TensorGrid([GridAxis.uniform("a", -1.8, 2.8, cells), GridAxis.uniform("s", -2.5, 2.5, cells),
                            GridAxis.uniform("r", 0.0, 3.0, cells)])
-        solver = FiniteVolumeSolverND(problem, grid, scheme="muscl", cfl=0.4)
+        solver = FiniteVolumeSolver(problem, grid, scheme="muscl", cfl=0.4)
         out = []
         for t in times:
             solver.advance(t)
@@ -177,7 +177,7 @@ def test_projected_sgd_with_trained_second_layer_follows_the_sphere_reduction():
 
     def fv(cells):
         grid = TensorGrid([GridAxis.uniform("a", -1.2, 2.0, cells), GridAxis.uniform("s", -1.0, 1.0, 2 * cells)])
-        solver = FiniteVolumeSolverND(problem, grid, scheme="muscl", cfl=0.4)
+        solver = FiniteVolumeSolver(problem, grid, scheme="muscl", cfl=0.4)
         out = []
         for t in times:
             solver.advance(t)

@@ -14,7 +14,7 @@ from reduced_pde.models.multi_index import MultiIndexProblem
 from reduced_pde.running.storage import CheckpointFile
 from solvers.controller import run_simulation
 from reduced_pde.models.single_index import SingleIndexProblem
-from solvers.finite_volume_nd import FiniteVolumeSolverND
+from solvers.finite_volume import FiniteVolumeSolver
 from solvers.lagrangian import LagrangianSolver, ParticleVelocity, initial_particles, solve_lagrangian
 from solvers.tensor_grid import GridAxis, TensorGrid
 
@@ -105,7 +105,7 @@ def test_initial_particles_tensor_quantiles_and_point_masses() -> None:
 
 
 def _fv(problem, grid, times, names):
-    solver = FiniteVolumeSolverND(problem, grid, scheme="muscl", cfl=0.4)
+    solver = FiniteVolumeSolver(problem, grid, scheme="muscl", cfl=0.4)
     out = []
     for t in times:
         solver.advance(t)

@@ -13,7 +13,7 @@ import pytest
 from scipy import integrate, stats
 
 from reduced_pde import LearningRateSchedule
-from reduced_pde.free_energy import Geometry, gibbs_fixed_point
+from reduced_pde.free_energy import gibbs_fixed_point
 from reduced_pde.problem import NoInteraction, ReducedProblem
 from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
@@ -23,7 +23,8 @@ EPS = np.finfo(float).eps
 
 
 class SpherePotentialProblem(NoInteraction, ReducedProblem):
-    """u = 0 and a given v(s) on the sphere (geometry passed explicitly)."""
+    """u = 0 and a given v(s) on the sphere S^{d−1}, s = ⟨w, θ*⟩ ∈ [−1, 1]: its geometry (domain,
+    mobility 1 − s², log J = ((d − 3)/2) log(1 − s²), no weight decay) through the problem's methods."""
 
     coordinate_names = ("s",)
 
@@ -41,6 +42,21 @@ class SpherePotentialProblem(NoInteraction, ReducedProblem):
 
     def reduced_potential_gradient(self, points):
         raise NotImplementedError
+
+    def domain(self):
+        return ((-1.0, 1.0),)
+
+    def mobility(self, points):
+        s = np.asarray(points, dtype=float).reshape(-1, 1)
+        return 1.0 - s * s
+
+    def log_reference_density(self, points):
+        s = np.asarray(points, dtype=float)
+        return 0.5 * (self.dimension - 3.0) * np.log1p(-s * s)
+
+    def check_noise(self, beta, weight_decay):
+        if weight_decay != 0.0:
+            raise ValueError(f"noise.weight_decay = {weight_decay!r} must be 0 on the sphere")
 
     def initial_law(self):
         raise NotImplementedError("tests pass initial_density")
@@ -60,21 +76,22 @@ def beta_cell_averages(grid: UniformGrid1D, d: int) -> np.ndarray:
     return np.diff(stats.beta.cdf((grid.edges + 1) / 2, half, half)) / grid.spacing
 
 
-def test_geometry_log_jacobian_mobility_and_refusals() -> None:
-    sphere = Geometry("sphere", 10.0)
+def test_sphere_problem_geometry_and_refusals() -> None:
+    """The solver reads the sphere's geometry from the problem: log J = ((d − 3)/2) log(1 − s²), the
+    mobility 1 − s² (zero at s = ±1), the domain [−1, 1] (the whole grid) and no weight decay."""
+    problem = he3_sphere(10)
     s = np.array([-0.9, 0.0, 0.5])
-    assert np.allclose(np.exp(sphere.log_jacobian(s)), (1 - s**2) ** 3.5, rtol=1e-14)
-    assert np.array_equal(sphere.mobility(np.array([-1.0, 0.0, 1.0])), [0.0, 1.0, 0.0])
-    assert np.array_equal(Geometry("radial", 10.0).mobility(s), np.ones(3))
-    problem = he3_sphere()
+    assert np.allclose(np.exp(problem.log_reference_density(s)), (1 - s**2) ** 3.5, rtol=1e-14)
+    assert np.array_equal(problem.mobility(np.array([-1.0, 0.0, 1.0]))[:, 0], [0.0, 1.0, 0.0])
+    assert problem.domain() == ((-1.0, 1.0),)
     with pytest.raises(ValueError, match=r"weight_decay = 0.1 must be 0 on the sphere"):
         FokkerPlanckSolver1D(problem, UniformGrid1D(-1.0, 1.0, 50), 5.0, 0.1)
     with pytest.raises(ValueError, match=r"weight_decay = 0.1 must be 0 on the sphere"):
         gibbs_fixed_point(problem, UniformGrid1D(-1.0, 1.0, 50).centers, 0.04, 5.0, 0.1)
-    with pytest.raises(ValueError, match=r"must be \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"grid\.s = \[-1, 0\.5\] must lie in the domain \[-1, 1\] of coordinate s"):
         FokkerPlanckSolver1D(problem, UniformGrid1D(-1.0, 0.5, 50), 5.0)
-    with pytest.raises(ValueError, match="'radial' or 'sphere'"):
-        Geometry("torus", 3.0)
+    with pytest.raises(ValueError, match=r"grid\.s = \[-1\.5, 1\] must lie in the domain \[-1, 1\]"):
+        FokkerPlanckSolver1D(problem, UniformGrid1D(-1.5, 1.0, 50), 5.0)
 
 
 @pytest.mark.parametrize("stepping", ["explicit", "implicit"])
@@ -114,7 +131,7 @@ def test_sphere_transient_mass_positivity_dissipation_and_fixed_point() -> None:
     fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, 5.0, 0.0)
     assert np.sum(np.abs(solver.density - fixed.density)) * grid.spacing < 1e-9
     assert solver.observables()["mean_s"] == pytest.approx(fixed.mean_r(), abs=1e-10)
-    assert solver.config()["solver.geometry"] == "sphere"
+    assert solver.coordinate_names == ("s",) and "solver.geometry" not in solver.config()  # from the problem
 
 
 def sphere_brownian_moments(cells: int, d: int = 10, beta: float = 4.0, xi0: float = 1.5,
@@ -128,7 +145,7 @@ def sphere_brownian_moments(cells: int, d: int = 10, beta: float = 4.0, xi0: flo
     p0 = (1 - s**2) ** ((d - 3) / 2) * np.exp(3 * s)
     p0 /= p0.sum() * grid.spacing
     m1, m2 = float(s @ p0 * grid.spacing), float(s**2 @ p0 * grid.spacing)
-    solver = FokkerPlanckSolver1D(SpherePotentialProblem(d), grid, beta, geometry="sphere",
+    solver = FokkerPlanckSolver1D(SpherePotentialProblem(d), grid, beta,
                                   schedule=LearningRateSchedule(xi0=xi0), dt=0.5 * grid.spacing**2,
                                   initial_density=p0)
     solver.advance(horizon)
@@ -160,7 +177,7 @@ def test_sphere_free_diffusion_tends_to_normalised_jacobian() -> None:
     s = grid.centers
     p0 = np.exp(-((s - 0.9) / 0.05) ** 2)
     p0 /= p0.sum() * grid.spacing
-    solver = FokkerPlanckSolver1D(SpherePotentialProblem(d), grid, 2.0, geometry="sphere",
+    solver = FokkerPlanckSolver1D(SpherePotentialProblem(d), grid, 2.0,
                                   dt=0.01, initial_density=p0)
     solver.advance(20.0)
     jac = (1 - s**2) ** ((d - 3) / 2)
@@ -186,7 +203,7 @@ def test_sphere_fixed_point_without_interaction_matches_quadrature() -> None:
     errors = []
     for cells in (100, 200):
         grid = UniformGrid1D(-1.0, 1.0, cells)
-        fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, beta, 0.0, geometry="sphere")
+        fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, beta, 0.0)
         m = fixed.density * grid.spacing
         errors.append([abs(grid.centers @ m - exact[0]), abs(grid.centers**2 @ m - exact[1])])
     errors = np.array(errors)
@@ -202,7 +219,7 @@ def test_sphere_drift_only_limit_follows_characteristics() -> None:
     p0 = np.exp(-((s + 0.3) / 0.03) ** 2)
     p0 /= p0.sum() * grid.spacing
     solver = FokkerPlanckSolver1D(SpherePotentialProblem(3, lambda x: -x), grid, math.inf,
-                                  geometry="sphere", initial_density=p0)
+                                  initial_density=p0)
     solver.advance(0.3)
     mean0 = float(s @ p0 * grid.spacing)
     mean = solver.observables()["mean_s"]

@@ -89,10 +89,10 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
         stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
         solver = FokkerPlanckSolver1D(problem, line, beta, lam, time_stepping=stepping, cfl=float(pde["cfl"]),
                                       schedule=schedule)
-        return solver, "pde_fokker_planck", {"r_centers": line.centers, "r_edges": line.edges}
-    from solvers.finite_volume_nd import FiniteVolumeSolverND
+        return solver, "pde_fokker_planck", {f"{axis.name}_centers": line.centers, f"{axis.name}_edges": line.edges}
+    from solvers.finite_volume import FiniteVolumeSolver
 
-    solver = FiniteVolumeSolverND(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
+    solver = FiniteVolumeSolver(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
                                   kernel=pde["kernel"], rates=coordinate_rates(config))
     return solver, "pde_finite_volume", solver.static_fields()
 

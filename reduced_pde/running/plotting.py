@@ -165,7 +165,8 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
             norms = np.concatenate([_coordinate_samples(s)[i_sgd] for s in sgd])
             ax.hist(norms, bins=40, density=True, color="0.75", label=f"SGD ({len(sgd)} seeds)")
         if "density" in pde.fields:
-            ax.plot(pde.fields["r_centers"], pde.fields["density"][i_pde], "k-", lw=1.5, label="PDE")
+            ax.plot(pde.fields[f"{pde.coordinates[0]}_centers"], pde.fields["density"][i_pde], "k-", lw=1.5,
+                    label="PDE")
         else:
             r, p = quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])
             ax.plot(r, p, "k-", lw=1.5, label="PDE (characteristics)")
@@ -211,7 +212,7 @@ def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
     if f"marginal_{coordinate}" in fields:
         return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields[f"marginal_{coordinate}"][index])
     if "density" in fields and len(names) == 1:
-        return np.asarray(fields["r_centers"]), np.asarray(fields["density"][index])
+        return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields["density"][index])
     law = _weighted_points(trajectory, index)
     if law is None:
         raise ValueError(f"the {trajectory.kind} file holds neither marginals nor particles")
