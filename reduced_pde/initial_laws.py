@@ -4,6 +4,12 @@
 (:class:`ScaledChi`); as ``d → ∞`` this concentrates to the point mass at κ (:class:`PointMass`).
 Each law gives exact cell masses on a grid (differences of its CDF), quantiles (for the
 Lagrangian solver) and samples of the full-dimensional weights (for SGD).
+
+Solvers treat a 1-D law exactly like the product laws of several coordinates
+(:class:`~reduced_pde.models.single_index.SingleIndexInitialLaw`): ``cell_masses`` takes a list with
+one edge array, ``quantile`` maps uniforms of shape (M, 1) to points of shape (M, 1) (elementwise),
+and ``marginals`` is the one-element tuple ``(law,)``, whose ``distribution`` is the frozen scipy
+distribution of the law (None for an atom) — what the Gauss particle rules read.
 """
 
 from __future__ import annotations
@@ -30,6 +36,16 @@ class InitialLaw(ABC):
 
     @abstractmethod
     def config(self) -> dict[str, Any]: ...
+
+    @property
+    @abstractmethod
+    def distribution(self) -> Any:
+        """The law as a frozen scipy distribution, or None for a point mass (an atom)."""
+
+    @property
+    def marginals(self) -> tuple["InitialLaw", ...]:
+        """``(self,)``: the law as the single marginal of a one-coordinate product law."""
+        return (self,)
 
     def cell_masses(self, edges: np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...]) -> np.ndarray:
         """Exact mass of each cell ``[edges[i], edges[i+1])``; mass beyond the last edge is an error.
@@ -75,6 +91,10 @@ class ScaledChi(InitialLaw):
     def quantile(self, u: np.ndarray) -> np.ndarray:
         return self.kappa * np.sqrt(stats.chi2.ppf(u, self.dimension) / self.dimension)
 
+    @property
+    def distribution(self) -> Any:
+        return stats.chi(self.dimension, scale=self.kappa / math.sqrt(self.dimension))
+
     def pdf(self, r: np.ndarray) -> np.ndarray:
         scale = math.sqrt(self.dimension) / self.kappa
         return scale * stats.chi.pdf(np.asarray(r, dtype=float) * scale, self.dimension)
@@ -104,6 +124,10 @@ class PointMass(InitialLaw):
     def quantile(self, u: np.ndarray) -> np.ndarray:
         return np.full_like(np.asarray(u, dtype=float), self.location)
 
+    @property
+    def distribution(self) -> Any:
+        return None
+
     def config(self) -> dict[str, Any]:
         return {"law": "point_mass", "kappa": self.location}
 
@@ -131,6 +155,10 @@ class GaussianBump(InitialLaw):
     def quantile(self, u: np.ndarray) -> np.ndarray:
         below = stats.norm.cdf(0.0, self.mean, self.std)
         return stats.norm.ppf(below + np.asarray(u) * self._mass_above_zero, self.mean, self.std)
+
+    @property
+    def distribution(self) -> Any:
+        return stats.truncnorm(-self.mean / self.std, np.inf, loc=self.mean, scale=self.std)
 
     def pdf(self, r: np.ndarray) -> np.ndarray:
         r = np.asarray(r, dtype=float)

@@ -1,6 +1,6 @@
 """Characteristics (reduced-particle / quantile) solver of the reduced mean-field equation.
 
-Same equation as the grid solvers (:mod:`solvers.finite_volume`, :mod:`solvers.finite_volume_nd`),
+Same equation as the grid solvers (:mod:`solvers.finite_volume`, :mod:`solvers.fokker_planck`),
 for a density ``p`` w.r.t. Lebesgue measure in the invariant coordinates ``x ∈ R^D``::
 
     ∂_t p = 2ξ(t) ∇·( p  C M(x) ∇ψ(x; p) ),      ψ(x; p) = v(x) + ∫ u(x, x') p(dx'),
@@ -20,34 +20,37 @@ invariants (r = |w|, or (a, s, r)) move by exactly this law under the mean-field
 mass stays a point mass and the solver represents laws that concentrate into atoms (the
 well-specified single-index model converging to a point mass) without numerical diffusion.
 
-Particles.  In 1-D the default particles are the mid-quantiles ``Q((i + ½)/n)`` of
-``problem.initial_law()`` with equal masses ``1/n``.  For a product initial law in D coordinates
-(:class:`~reduced_pde.models.single_index.SingleIndexInitialLaw`), ``sampling = "quantile"`` takes the
+Particles.  Every initial law is a product law in the problem's D coordinates (a 1-D
+:class:`~reduced_pde.initial_laws.InitialLaw` is its own single marginal): ``sampling = "quantile"``
+takes the
 tensor product of mid-quantile rules, one per coordinate (a point-mass marginal gets one level; the
 others ``n_axis ≈ n^(1/D')``, D' the number of non-atomic marginals), with masses ``Π 1/n_axis``;
 ``sampling = "sobol"`` maps n scrambled Sobol points through the coordinate quantiles (equal
 masses); ``sampling = "gauss"`` takes the tensor product of Gauss rules of each marginal, with their
 weights as masses: Gauss–Hermite nodes for a normal marginal (a), Gauss–Jacobi for a Beta marginal
 (s on the sphere: (1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)), Gauss–Legendre in the probability variable
-(nodes ``Q(u_j)``) otherwise (1-D laws too).  Observables are integrals of smooth functions of the
+(nodes ``Q(u_j)``) otherwise (the 1-D radial laws).  In 1-D the quantile rule is the mid-quantiles
+``Q((i + ½)/n)`` with masses ``1/n``; a point mass (MMN18 at d = ∞) is one particle of mass 1.  Observables are integrals of smooth functions of the
 initial point, so Gauss rules converge much faster than mid-quantiles, and they reach far into the
 tails (largest Hermite node ≈ √(2n)·σ against ≈ √(2 ln n)·σ) — which decides the times when the
 fastest neurons are the ones with extreme initial values (e.g. He_2 learnt by the largest |a| at small
 ε, benchmarks/epsilon_sweep_results.txt).  ``initial_positions`` (e.g. the reduced coordinates of an
 SGD network) overrides all.
 
-Boundaries.  ``r ≥ 0`` (a particle at r = 0 cannot move inwards; r = |w − sθ*|), and ``|s| ≤ 1``
-for neurons on the sphere (the mobility ``1 − s²`` vanishes there, so exact characteristics never
-cross; round-off is clipped).
+Boundaries come from ``problem.domain()`` only: every coordinate is clipped to its domain (round-off:
+e.g. r = |w − sθ*| ≥ 0, |s| ≤ 1 on the sphere, where the mobility ``1 − s²`` vanishes so exact
+characteristics never cross), and a particle on a finite end of its domain cannot move outwards.
 
 Integration: :func:`scipy.integrate.solve_ivp` (``method``: DOP853 by default; "Radau"/"BDF"/"LSODA"
 for stiff rate ratios, e.g. a second layer 10⁶ times faster than the first, with the Jacobian of
 :meth:`ParticleVelocity.jacobian`: exact low-rank coupling plus differenced local blocks, D + 1
-evaluations instead of n·D) between consecutive output times.  The 1-D radial reductions choose their
-Hermite degree from the largest point they are given; to keep the right-hand side a smooth function
-of the positions, their features are evaluated with one extra fixed point ``degree_radius`` appended
-(and dropped again).  The index reductions fix their series degrees from ``scale_bound`` at
-construction, and no point is appended.
+evaluations instead of n·D) between consecutive output times.  A one-coordinate reduction may choose
+its series degree from the largest point it is given (the radial MMN18 reduction does); to keep the
+right-hand side a smooth function of the positions, the features of one-coordinate problems are
+evaluated with one extra fixed point ``degree_radius`` appended (and dropped again), by default
+10 × the largest initial point (at least 1), clipped into ``problem.domain()``.  The index
+reductions fix their series degrees from ``scale_bound`` at construction; multi-coordinate problems
+get no extra point.
 
 Solver state is ``(time, positions)``: the solver follows the ``Simulation`` protocol of
 :mod:`solvers.controller`, so CLI runs checkpoint and resume like the grid solvers.
@@ -64,18 +67,13 @@ from scipy.integrate import solve_ivp
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.finite_volume import SolverError, validate_output_times
+from solvers.common import SolverError, validate_output_times
 from solvers.results import Trajectory
 
 __all__ = ["LagrangianSolver", "ParticleVelocity", "solve_lagrangian", "initial_particles"]
 
 SAMPLINGS = ("quantile", "sobol", "gauss")
 METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
-
-
-def _is_product_law(law: Any) -> bool:
-    """True for the multi-coordinate product laws (``quantile`` maps (M, D) uniforms)."""
-    return hasattr(law, "marginals")
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -96,22 +94,6 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
         raise ValueError(f"solver.sampling = {sampling!r}; allowed: {', '.join(SAMPLINGS)}")
     law = problem.initial_law()
     dimension = len(problem.coordinate_names)
-    if not _is_product_law(law):  # 1-D law with a scalar quantile function
-        n = _check_count("solver.n_particles", n_particles)
-        masses = np.full(n, 1.0 / n)
-        if sampling == "sobol":
-            from scipy.stats import qmc
-
-            levels = np.sort(qmc.Sobol(1, scramble=True, seed=seed).random(n)[:, 0])
-        elif sampling == "gauss":
-            levels, masses = _gauss_legendre_levels(n)
-        else:
-            levels = (np.arange(n, dtype=float) + 0.5) / n
-        positions = np.asarray(law.quantile(levels), dtype=float)
-        if positions.shape != (n,) or not np.all(np.isfinite(positions)):
-            raise ValueError("initial law quantiles must be finite")
-        return np.maximum(positions, 0.0), masses
-
     atomic = [m.distribution is None for m in law.marginals]
     if sampling == "sobol":
         from scipy.stats import qmc
@@ -134,7 +116,7 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
         masses = np.prod(np.stack([m.ravel() for m in np.meshgrid(*axes_weights, indexing="ij")], axis=1), axis=1)
         if not np.all(np.isfinite(positions)):
             raise ValueError("Gauss nodes of the initial law must be finite")
-        positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
+        positions = _project_to_domain(problem, positions)
         return (positions[:, 0] if dimension == 1 else positions), masses / masses.sum()
     else:
         counts = _axis_counts(problem, n_particles, atomic, dimension)
@@ -145,7 +127,7 @@ def initial_particles(problem: ReducedProblem, n_particles: int | Sequence[int],
     positions = np.asarray(law.quantile(uniforms), dtype=float)
     if not np.all(np.isfinite(positions)):
         raise ValueError("initial law quantiles must be finite")
-    positions = _project_to_domain(problem.coordinate_names, positions, _is_sphere(problem))
+    positions = _project_to_domain(problem, positions)
     return (positions[:, 0] if dimension == 1 else positions), masses
 
 
@@ -200,19 +182,16 @@ def _gauss_rule(distribution: Any, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(distribution.ppf(levels), dtype=float), weights
 
 
-def _is_sphere(problem: ReducedProblem) -> bool:
-    return bool(getattr(problem, "sphere", False))
+def _domain_bounds(problem: ReducedProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper ends of ``problem.domain()``, one per coordinate (±inf where unbounded)."""
+    domain = np.array(problem.domain(), dtype=float).reshape(len(problem.coordinate_names), 2)
+    return domain[:, 0].copy(), domain[:, 1].copy()
 
 
-def _project_to_domain(names: Sequence[str], x: np.ndarray, sphere: bool) -> np.ndarray:
-    """Clip round-off: r ≥ 0 for every radial coordinate, |s| ≤ 1 on the sphere."""
-    x = np.array(x, dtype=float)
-    for d, name in enumerate(names):
-        if name == "r":
-            x[:, d] = np.maximum(x[:, d], 0.0)
-        elif sphere and name == "s":
-            x[:, d] = np.clip(x[:, d], -1.0, 1.0)
-    return x
+def _project_to_domain(problem: ReducedProblem, x: np.ndarray) -> np.ndarray:
+    """Clip round-off: every coordinate into its ``problem.domain()`` (r ≥ 0, |s| ≤ 1 on the sphere)."""
+    lower, upper = _domain_bounds(problem)
+    return np.clip(np.array(x, dtype=float), lower, upper)
 
 
 class ParticleVelocity:
@@ -228,21 +207,24 @@ class ParticleVelocity:
         self.dimension = len(self.names)
         self.degree_radius = None if degree_radius is None else float(degree_radius)
         self.rates = np.ones(self.dimension) if rates is None else np.asarray(rates, dtype=float)
-        self.sphere = _is_sphere(problem)
-        self.legacy = not _is_product_law(problem.initial_law())  # 1-D radial reductions
+        self.lower, self.upper = _domain_bounds(problem)
         self.evaluations = 0
         self.rank = 0
 
     def _problem_points(self, x: np.ndarray) -> np.ndarray:
-        """Points in the problem's convention: (n,) for the 1-D radial reductions, (n, D) otherwise."""
-        return x[:, 0] if self.legacy else x
+        """Points in the problem's convention: (n,) for one coordinate, (n, D) otherwise."""
+        return x[:, 0] if self.dimension == 1 else x
+
+    def _with_degree_point(self, x: np.ndarray) -> np.ndarray:
+        """The problem's points of ``x`` with ``degree_radius`` appended (one coordinate; module
+        docstring); callers keep the first ``len(x)`` rows of what the problem returns."""
+        points = self._problem_points(x)
+        return points if self.degree_radius is None else np.append(points, self.degree_radius)
 
     def potential_gradient(self, x: np.ndarray) -> np.ndarray:
         """``∇ψ(x_i; p̂)`` at the particles themselves, shape (n, D)."""
         n = x.shape[0]
-        points = self._problem_points(x)
-        if self.degree_radius is not None and self.legacy:
-            points = np.append(points, self.degree_radius)
+        points = self._with_degree_point(x)
         m = points.shape[0]
         kernel = self.problem.interaction_low_rank(points)
         self.rank = kernel.rank
@@ -256,15 +238,12 @@ class ParticleVelocity:
 
     def velocity(self, t: float, x: np.ndarray) -> np.ndarray:
         """Velocities (n, D) of particles at positions ``x`` (n, D), with the boundary rules."""
-        x = _project_to_domain(self.names, x, self.sphere)
+        x = _project_to_domain(self.problem, x)
         mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
         velocity = -2.0 * float(self.schedule(t)) * self.rates * mobility * self.potential_gradient(x)
-        for d, name in enumerate(self.names):
-            if name == "r":  # r ≥ 0: a particle at the origin cannot move inwards
-                velocity[:, d] = np.where((x[:, d] <= 0.0) & (velocity[:, d] < 0.0), 0.0, velocity[:, d])
-            elif self.sphere and name == "s":
-                outward = ((x[:, d] >= 1.0) & (velocity[:, d] > 0.0)) | ((x[:, d] <= -1.0) & (velocity[:, d] < 0.0))
-                velocity[:, d] = np.where(outward, 0.0, velocity[:, d])
+        # a particle on a finite end of its domain cannot move outwards (e.g. r = 0, s = ±1 on the sphere)
+        outward = ((x <= self.lower) & (velocity < 0.0)) | ((x >= self.upper) & (velocity > 0.0))
+        velocity = np.where(outward, 0.0, velocity)
         if not np.all(np.isfinite(velocity)):
             i, d = np.argwhere(~np.isfinite(velocity))[0]
             raise SolverError(f"particle velocity became non-finite ({velocity[i, d]}) for particle {i}, "
@@ -278,11 +257,14 @@ class ParticleVelocity:
     def _local_velocity(self, t: float, x: np.ndarray, moments: np.ndarray) -> np.ndarray:
         """``−2ξ C M(x_i) (∇v(x_i) + Σ_k λ_k Φ_k ∇g_k(x_i))`` with the moments ``λ_k Φ_k`` frozen:
         particle i's velocity as a function of x_i alone."""
-        points = self._problem_points(x)
+        n = x.shape[0]
+        points = self._with_degree_point(x)
+        m = points.shape[0]
         gradients = np.asarray(self.problem.interaction_features_gradient(points), dtype=float)
-        gradients = gradients.reshape(moments.size, x.shape[0], self.dimension)
-        potential = np.asarray(self.problem.reduced_potential_gradient(points), dtype=float).reshape(x.shape)
-        mobility = np.asarray(self.problem.mobility(points), dtype=float).reshape(x.shape)
+        gradients = gradients.reshape(moments.size, m, self.dimension)[:, :n]
+        potential = np.asarray(self.problem.reduced_potential_gradient(points), dtype=float)
+        potential = potential.reshape(m, self.dimension)[:n]
+        mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
         return -2.0 * float(self.schedule(t)) * self.rates * mobility * (
             potential + np.einsum("k,knd->nd", moments, gradients))
 
@@ -294,29 +276,28 @@ class ParticleVelocity:
         coupling (low rank) is exact; the local blocks are central differences of L in each
         coordinate, shifting all particles at once (step 1e-6 · max(1, |x|)).  The boundary rules
         are not differentiated (the Jacobian only drives Newton's iteration)."""
-        if self.legacy or (self.degree_radius is not None):
-            raise ValueError("an analytic Jacobian is available for the multi-coordinate reductions only")
-        x = _project_to_domain(self.names, state.reshape(-1, self.dimension), self.sphere)
+        x = _project_to_domain(self.problem, state.reshape(-1, self.dimension))
         n, dim = x.shape
-        points = self._problem_points(x)
+        points = self._with_degree_point(x)
+        m = points.shape[0]
         kernel = self.problem.interaction_low_rank(points)
+        features = kernel.features.reshape(kernel.rank, m)[:, :n]
         gradients = np.asarray(self.problem.interaction_features_gradient(points), dtype=float)
-        gradients = gradients.reshape(kernel.rank, n, dim)
-        moments = kernel.weights * (kernel.features @ self.masses)
+        gradients = gradients.reshape(kernel.rank, m, dim)[:, :n]
+        moments = kernel.weights * (features @ self.masses)
         jac = np.zeros((n, dim, n, dim))
         for d in range(dim):
             step = 1e-6 * np.maximum(1.0, np.abs(x[:, d]))
             plus, minus = x.copy(), x.copy()
             plus[:, d] += step
             minus[:, d] -= step
-            if self.sphere and self.names[d] == "s":
-                plus[:, d] = np.minimum(plus[:, d], 1.0)
-                minus[:, d] = np.maximum(minus[:, d], -1.0)
+            plus[:, d] = np.minimum(plus[:, d], self.upper[d])  # stay in the domain (s = ±1 on the sphere)
+            minus[:, d] = np.maximum(minus[:, d], self.lower[d])
             width = plus[:, d] - minus[:, d]
             derivative = (self._local_velocity(t, plus, moments) - self._local_velocity(t, minus, moments)) \
                 / np.where(width > 0, width, 1.0)[:, None]
             jac[np.arange(n), :, np.arange(n), d] = derivative
-        mobility = np.asarray(self.problem.mobility(points), dtype=float).reshape(x.shape)
+        mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
         scale = -2.0 * float(self.schedule(t)) * self.rates * mobility  # (n, D)
         weighted = gradients * kernel.weights[:, None, None]  # λ_k ∇g_k(x_i)
         coupling = np.einsum("kid,kje->idje", weighted, gradients * self.masses[None, :, None])
@@ -371,9 +352,14 @@ class LagrangianSolver:
         self.total_mass = float(self.masses.sum())
         self.positions = positions.copy()
         self.initial_positions = positions.copy()
-        legacy = not _is_product_law(problem.initial_law())
-        if degree_radius is None and legacy:
-            degree_radius = max(1.0, 10.0 * float(positions.max()))
+        if self.dimension == 1:
+            if degree_radius is None:
+                degree_radius = max(1.0, 10.0 * float(np.abs(positions).max()))
+            low, high = problem.domain()[0]
+            degree_radius = float(np.clip(float(degree_radius), low, high))
+        elif degree_radius is not None:
+            raise ValueError(f"degree_radius = {degree_radius!r} is for one-coordinate problems; this one has "
+                             f"coordinates {self.names}")
         self.degree_radius = degree_radius
         self.velocity = ParticleVelocity(problem, self.masses, self.schedule, degree_radius, self.rates)
         self.time = 0.0
@@ -389,12 +375,10 @@ class LagrangianSolver:
             raise ValueError(f"initial_masses has shape {m.shape}; expected ({x.shape[0]},)")
         if not np.all(np.isfinite(x)):
             raise ValueError("initial_positions must be finite")
-        for d, name in enumerate(self.names):
-            if name == "r" and np.any(x[:, d] < 0):
-                raise ValueError(f"initial_positions: coordinate r must be >= 0, got min {x[:, d].min():g}")
-            if name == "s" and _is_sphere(self.problem) and np.any(np.abs(x[:, d]) > 1):
-                raise ValueError(f"initial_positions: sphere coordinate s must lie in [-1, 1], "
-                                 f"got max |s| = {np.abs(x[:, d]).max():g}")
+        for d, (name, (low, high)) in enumerate(zip(self.names, self.problem.domain())):
+            if np.any(x[:, d] < low) or np.any(x[:, d] > high):
+                raise ValueError(f"initial_positions: coordinate {name} must lie in its domain [{low:g}, {high:g}], "
+                                 f"got [{x[:, d].min():g}, {x[:, d].max():g}]")
         if not (np.all(np.isfinite(m)) and np.all(m >= 0) and m.sum() > 0):
             raise ValueError("initial_masses must be finite, >= 0, with positive sum")
         return x, m
@@ -412,7 +396,7 @@ class LagrangianSolver:
         if not t_target > self.time:
             return
         options = {}
-        if self.method in ("Radau", "BDF", "LSODA") and not self.velocity.legacy:
+        if self.method in ("Radau", "BDF", "LSODA"):
             options["jac"] = self.velocity.jacobian
         solution = solve_ivp(self.velocity, (self.time, float(t_target)), self.positions.ravel(),
                              method=self.method, rtol=self.rtol, atol=self.atol, **options)
@@ -423,7 +407,7 @@ class LagrangianSolver:
         if not np.all(np.isfinite(state)):
             i = int(np.argwhere(~np.isfinite(state))[0, 0])
             raise SolverError(f"particle {i} became non-finite between t = {self.time:.6g} and {t_target:.6g}")
-        self.positions = _project_to_domain(self.names, state, _is_sphere(self.problem))
+        self.positions = _project_to_domain(self.problem, state)
         self.time = float(t_target)
 
     def _problem_points(self) -> np.ndarray:

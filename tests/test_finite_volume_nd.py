@@ -1,4 +1,4 @@
-"""Multi-dimensional finite-volume solver (solvers/finite_volume_nd.py) on tensor grids
+"""Finite-volume solver (solvers/finite_volume.py) on multi-dimensional tensor grids
 (solvers/tensor_grid.py): design order on exact affine-transport solutions in 2-D and 3-D (uniform and
 stretched grids), conservation, positivity and discrete risk dissipation on single-index problems (ball
 (a, s, r) and (s, r), sphere (a, s) with mobility 1 − s²), the interaction paths (low rank, dense,

@@ -221,7 +221,7 @@ def test_bad_inputs_are_refused() -> None:
         LagrangianSolver(problem, method="Euler")
     with pytest.raises(ValueError, match=r"initial_positions has shape \(5, 2\); expected \(n, 3\)"):
         LagrangianSolver(problem, initial_positions=np.ones((5, 2)))
-    with pytest.raises(ValueError, match=r"coordinate r must be >= 0"):
+    with pytest.raises(ValueError, match=r"coordinate r must lie in its domain \[0, inf\]"):
         LagrangianSolver(problem, initial_positions=-np.ones((5, 3)))
     with pytest.raises(ValueError, match=r"solver\.n_particles\[a\] = 0"):
         LagrangianSolver(problem, n_particles=[0, 2, 2])
