@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from reduced_pde.hermite_structure import HermiteStructure
 from reduced_pde.initial_laws import InitialLaw
 
 __all__ = ["LowRankKernel", "ReducedProblem", "NoInteraction"]
@@ -135,6 +136,15 @@ class ReducedProblem(ABC):
         ones (Euclidean coordinates); ``1 − s²`` for the coordinate s of neurons on the sphere."""
         x = np.asarray(points, dtype=float)
         return np.ones((x.shape[0], len(self.coordinate_names)))
+
+    # ---- Hermite/index structure (read by reduced_pde.analysis) ----------------------------------
+    def hermite_structure(self) -> HermiteStructure | None:
+        """The target's Hermite spectrum, the activation's coefficients ``α_k(n)`` at the scales the
+        neurons take, and which coordinates are (a, s, r) (:class:`~reduced_pde.hermite_structure.
+        HermiteStructure`), for Gaussian index models ``y = φ(Θ* x) + ε``; None (the default) for a
+        problem without that structure (e.g. the isotropic mixture of MMN18).  The plateau theory
+        levels and Hermite order parameters read the problem through this method only."""
+        return None
 
     # ---- derived quantities (shared by all problems) -------------------------------------------
     def potential(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from reduced_pde.analysis.plateaus import (
     match_plateaus,
     risk_slope,
 )
+from reduced_pde.hermite_structure import HermiteStructure
 from reduced_pde.models.single_index import SingleIndexProblem
 from reduced_pde.targets import make_target
 
@@ -224,7 +225,7 @@ def test_noise_warning() -> None:
 
 
 def test_bmz_levels_and_monte_carlo() -> None:
-    levels = hermite_plateau_heights(BMZ)
+    levels = hermite_plateau_heights(HermiteStructure.from_specs(target=BMZ))
     assert [level.fitted_degree for level in levels] == [-1, 0, 1, 2]
     assert [level.next_degree for level in levels] == [0, 1, 2, None]
     for level, expected in zip(levels, BMZ_LEVELS):
@@ -245,7 +246,7 @@ def test_bmz_levels_and_monte_carlo() -> None:
 
 def test_levels_from_problem_relu_target_and_zero_coefficients() -> None:
     problem = SingleIndexProblem({"name": "relu"}, "relu", "inf", sphere=True)
-    levels = hermite_plateau_heights(problem, max_degree=4)
+    levels = hermite_plateau_heights(problem.hermite_structure(), max_degree=4)
     # ReLU: α_3(1) = 0, so degree 3 is not a level; degrees 0, 1, 2, 4 are
     assert [level.fitted_degree for level in levels] == [-1, 0, 1, 2, 4]
     rng = np.random.default_rng(5)
@@ -257,9 +258,9 @@ def test_levels_from_problem_relu_target_and_zero_coefficients() -> None:
         sample = (phi - coefficients[: level.fitted_degree + 1] @ basis[: level.fitted_degree + 1]) ** 2
         assert abs(sample.mean() - level.height) <= 4.0 * sample.std() / math.sqrt(sample.size)
     with pytest.raises(ValueError, match="max_degree"):
-        hermite_plateau_heights({"name": "relu"})
+        hermite_plateau_heights(HermiteStructure.from_specs(target={"name": "relu"}))
     with pytest.raises(ValueError, match="max_degree"):
-        hermite_plateau_heights(BMZ, max_degree=-1)
+        hermite_plateau_heights(HermiteStructure.from_specs(target=BMZ), max_degree=-1)
 
 
 def test_match_plateaus_bmz_staircase() -> None:
@@ -268,14 +269,14 @@ def test_match_plateaus_bmz_staircase() -> None:
     time = np.logspace(-2, 6, 801)
     perturbed = [h * f for h, f in zip(BMZ_LEVELS, (1.03, 0.96, 1.05, 1.02))]
     detected = detect_plateaus(time, Staircase(perturbed, [3.0, 300.0, 3e4]).risk(time))
-    matches = match_plateaus(detected, hermite_plateau_heights(BMZ))
+    matches = match_plateaus(detected, hermite_plateau_heights(HermiteStructure.from_specs(target=BMZ)))
     assert [m.level.fitted_degree for m in matches] == [-1, 0, 1, 2]
     assert [m.degrees_learnt for m in matches] == [(0,), (1,), (2,), ()]
     for m, factor in zip(matches, (1.03, 0.96, 1.05, 1.02)):
         # the detected height is within the plateau departure (< 1 %, test above) of the perturbed level
         assert abs(m.log_error - math.log(factor)) < 0.01
     # noiseless target: the last level is 0 and hosts no plateau, but is reached by the last drop
-    noiseless = hermite_plateau_heights({"he": [1.0, -1.0, 2.0 / 3.0]})
+    noiseless = hermite_plateau_heights(HermiteStructure.from_specs(target={"he": [1.0, -1.0, 2.0 / 3.0]}))
     stairs = Staircase([2 + 8 / 9, 1 + 8 / 9, 8 / 9, 1e-6], [3.0, 300.0, 3e4])
     found = detect_plateaus(time, stairs.risk(time))
     matches = match_plateaus(found, noiseless)
@@ -320,7 +321,7 @@ def test_order_parameters_against_monte_carlo(activation, sphere: bool, trained:
         a = np.full(neurons, 0.7)
     degrees = [0, 1, 2, 3, 4]
     points = problem.reduced_coordinates(a, w, theta)
-    predicted = hermite_order_parameters(problem, points, np.full(neurons, 1.0 / neurons), degrees)
+    predicted = hermite_order_parameters(problem.hermite_structure(), points, np.full(neurons, 1.0 / neurons), degrees)
     x = rng.standard_normal((samples, dimension))
     f = problem.activation(x @ w.T) @ a / neurons
     basis = normalized_hermite(x @ theta, 4)
@@ -339,16 +340,16 @@ def test_component_residuals_bessel_and_fit() -> None:
     rng = np.random.default_rng(2)
     points = np.column_stack([rng.normal(0.5, 1.0, 40), rng.uniform(-1.0, 1.0, 40)])
     masses = np.full(40, 1.0 / 40)
-    residuals = hermite_component_residuals(problem, points, masses, range(13))
+    residuals = hermite_component_residuals(problem.hermite_structure(), points, masses, range(13))
     excess = problem.risk(points, masses) - problem.target.noise_variance
     assert residuals.sum() <= excess + 1e-12  # Bessel; 1e-12: round-off of O(1) sums
     zero = points.copy()
     zero[:, 0] = 0.0
     expected = problem.target.coefficients(12) ** 2
-    assert np.allclose(hermite_component_residuals(problem, zero, masses, range(13)), expected, atol=0, rtol=1e-15)
+    assert np.allclose(hermite_component_residuals(problem.hermite_structure(), zero, masses, range(13)), expected, atol=0, rtol=1e-15)
     # He_2 network on the sphere at s = 1 with a = 2/3 · sqrt(2!)/α_2(1) = 2/3 fits the He_2 part
     he2 = SingleIndexProblem(BMZ, "he2", "inf", sphere=True)
-    m = hermite_order_parameters(he2, np.array([[2.0 / 3.0, 1.0]]), np.array([1.0]), [0, 1, 2])
+    m = hermite_order_parameters(he2.hermite_structure(), np.array([[2.0 / 3.0, 1.0]]), np.array([1.0]), [0, 1, 2])
     assert np.allclose(m, [0.0, 0.0, 2.0 / 3.0], atol=1e-14)  # He_2(G) = He_2(z) exactly at s = 1
 
 
@@ -384,11 +385,11 @@ def test_errors_name_the_field() -> None:
         risk_slope(time, risk, ignore_before=1e3)
     problem = SingleIndexProblem(BMZ, "relu", "inf")
     with pytest.raises(ValueError, match=r"masses\[1\] = -0.1"):
-        hermite_order_parameters(problem, np.ones((2, 3)), np.array([1.1, -0.1]), [0])
+        hermite_order_parameters(problem.hermite_structure(), np.ones((2, 3)), np.array([1.1, -0.1]), [0])
     with pytest.raises(ValueError, match="degrees"):
-        hermite_order_parameters(problem, np.ones((2, 3)), np.array([0.5, 0.5]), [-1])
+        hermite_order_parameters(problem.hermite_structure(), np.ones((2, 3)), np.array([0.5, 0.5]), [-1])
     with pytest.raises(ValueError, match="expected \\(M, 3\\)"):
-        hermite_order_parameters(problem, np.ones((2, 2)), np.array([0.5, 0.5]), [0])
+        hermite_order_parameters(problem.hermite_structure(), np.ones((2, 2)), np.array([0.5, 0.5]), [0])
 
 
 def test_unlearnable_degrees_and_levels_with_activation() -> None:
@@ -400,17 +401,20 @@ def test_unlearnable_degrees_and_levels_with_activation() -> None:
     from reduced_pde.analysis.plateaus import unlearnable_degrees
     from reduced_pde.analysis.timescales import sphere_hermite_problem
 
-    assert unlearnable_degrees("tanh", 5) == (0, 2, 4)
-    assert unlearnable_degrees("erf", 4) == (0, 2, 4)
-    assert unlearnable_degrees("relu", 6) == (3, 5)
-    assert unlearnable_degrees("mmn18", 6) == ()                       # no symmetry: every degree
-    assert unlearnable_degrees({"name": "polynomial", "he_coefficients": [0.0, 1.0, 0.5]}, 4) == (3, 4)
-    assert unlearnable_degrees("he3", 4) == (0, 2, 4)                  # ball: n varies
-    assert unlearnable_degrees(sphere_hermite_problem(3, 20), 4) == (0, 1, 2, 4)   # sphere: n = 1
+    def sigma(spec):  # the activation part alone (neurons in the ball: every scale n)
+        return HermiteStructure.from_specs(activation=spec)
+
+    assert unlearnable_degrees(sigma("tanh"), 5) == (0, 2, 4)
+    assert unlearnable_degrees(sigma("erf"), 4) == (0, 2, 4)
+    assert unlearnable_degrees(sigma("relu"), 6) == (3, 5)
+    assert unlearnable_degrees(sigma("mmn18"), 6) == ()                       # no symmetry: every degree
+    assert unlearnable_degrees(sigma({"name": "polynomial", "he_coefficients": [0.0, 1.0, 0.5]}), 4) == (3, 4)
+    assert unlearnable_degrees(sigma("he3"), 4) == (0, 2, 4)                  # ball: n varies
+    assert unlearnable_degrees(sphere_hermite_problem(3, 20).hermite_structure(), 4) == (0, 1, 2, 4)   # sphere: n = 1
     problem = SingleIndexProblem({"he": [0.5, 0.8, 0.0, 0.4]}, "tanh", 50, sphere=True, train_second_layer=True)
-    levels = hermite_plateau_heights(problem)
+    levels = hermite_plateau_heights(problem.hermite_structure())
     assert [level.fitted_degree for level in levels] == [-1, 1, 3]
-    plain = hermite_plateau_heights(problem.target)                   # no activation: every degree a level
+    plain = hermite_plateau_heights(HermiteStructure.from_specs(target=problem.target))  # no activation: every degree
     assert [level.fitted_degree for level in plain] == [-1, 0, 1, 3]
     rng = np.random.default_rng(11)
     z = rng.standard_normal(400_000)
@@ -422,9 +426,9 @@ def test_unlearnable_degrees_and_levels_with_activation() -> None:
         sample = (y - coefficients[learnable] @ basis[learnable]) ** 2
         assert abs(sample.mean() - level.height) <= 4.0 * sample.std() / math.sqrt(sample.size)  # 4 s.e.
     with pytest.raises(ValueError, match="activation"):
-        unlearnable_degrees("softsign", 3)
+        sigma("softsign")
     with pytest.raises(ValueError, match="max_degree"):
-        unlearnable_degrees("tanh", -1)
+        unlearnable_degrees(sigma("tanh"), -1)
 
 
 def test_repeated_times_are_merged() -> None:
@@ -468,3 +472,105 @@ def test_compare_plateaus_matches_in_height_and_time_order() -> None:
     assert pairs[0].observed[0].exit_time == 5.0 and pairs[1].observed[0] is None
     with pytest.raises(ValueError, match="max_ratio"):
         compare_plateaus(predicted, runs, max_ratio=1.0)
+
+
+# ---- the Hermite/index structure a problem declares ------------------------------------------------
+
+
+def test_single_index_hermite_structure_values_and_levels() -> None:
+    """``SingleIndexProblem.hermite_structure()``: the BMZ target's energies φ̂_k² = k! c_k² = (1, 1, 8/9),
+    its signed φ̂_k = c_k sqrt(k!), τ², E φ², the activation's α_k(n) (the problem's own, n = 1 on the
+    sphere, any n in the ball) and the coordinate roles; its levels are the hand-derived BMZ levels,
+    equal to those of the target alone (ReLU represents degrees 0, 1, 2)."""
+    sphere = SingleIndexProblem(BMZ, "relu", "inf", sphere=True, train_second_layer=True, second_layer=0.0)
+    structure = sphere.hermite_structure()
+    spectrum = structure.target
+    # exact polynomial arithmetic: 1 ulp of O(1) numbers
+    assert np.allclose(spectrum.block_energies(2), [1.0, 1.0, 8.0 / 9.0], rtol=1e-15, atol=0)
+    assert np.allclose(spectrum.coefficients(2), [1.0, -1.0, 2.0 / 3.0 * math.sqrt(2.0)], rtol=1e-15, atol=0)
+    assert spectrum.noise_variance == 0.1 and spectrum.exact_degree == 2 and spectrum.index_dimension == 1
+    assert math.isclose(spectrum.label_second_moment, BMZ_LEVELS[0], rel_tol=1e-15)
+    assert spectrum.tail(1) == pytest.approx(8.0 / 9.0, rel=1e-15) and spectrum.tail(2) == 0.0
+    assert structure.activation.fixed_scale == 1.0
+    n = np.array([0.3, 1.0, 2.5])
+    assert np.array_equal(structure.activation.coefficients(n, 5), sphere.activation.hermite_coefficients(n, 5))
+    assert (structure.coordinate_names, structure.second_layer_coordinate, structure.alignment_coordinates,
+            structure.orthogonal_coordinate, structure.second_layer) == (("a", "s"), "a", ("s",), None, None)
+    levels = hermite_plateau_heights(structure)
+    assert [level.height for level in levels] == pytest.approx(BMZ_LEVELS, rel=1e-14)  # hand-derived
+    assert levels == hermite_plateau_heights(HermiteStructure.from_specs(target=BMZ))
+    ball = SingleIndexProblem(BMZ, "tanh", 20, train_second_layer=False, second_layer=0.7).hermite_structure()
+    assert (ball.coordinate_names, ball.second_layer_coordinate, ball.orthogonal_coordinate, ball.second_layer,
+            ball.activation.fixed_scale) == (("s", "r"), None, "r", 0.7, None)
+    # tanh is odd: degrees 0 and 2 are unlearnable, R_1 keeps their energy 1 + 8/9 plus τ²
+    odd = hermite_plateau_heights(ball)
+    assert [lvl.fitted_degree for lvl in odd] == [-1, 1]
+    assert [lvl.height for lvl in odd] == pytest.approx([BMZ_LEVELS[0], 0.1 + 1.0 + 8.0 / 9.0], rel=1e-14)
+
+
+def test_multi_index_hermite_structure_block_energies_and_levels() -> None:
+    """``MultiIndexProblem.hermite_structure()``: block energies E_K = Σ_{|i|=K} φ̂_i² of
+    φ̂ = {00: 0.4, 10: 1, 01: −0.6, 20: 0.5, 11: 0.7} are (0.16, 1.36, 0.74), so with τ² = 0.05 the
+    levels are E y² = 2.31, R_0 = 2.15, R_1 = 0.79, R_2 = 0.05 (ReLU) — the levels of a single-index
+    target with the block norms as coefficients; tanh (odd) cannot fit K = 0, 2: levels 2.31, 0.95.
+    Order parameters along one θ* are refused for k = 2."""
+    target = {"hermite": {"0,0": 0.4, "1,0": 1.0, "0,1": -0.6, "2,0": 0.5, "1,1": 0.7}, "noise_variance": 0.05}
+    from reduced_pde.models.multi_index import MultiIndexProblem
+
+    relu = MultiIndexProblem(target, "relu", 12, index_dimension=2).hermite_structure()
+    assert np.allclose(relu.target.block_energies(3), [0.16, 1.36, 0.74, 0.0], rtol=1e-15, atol=0)
+    assert relu.target.index_dimension == 2 and relu.target.exact_degree == 2 and relu.target.coefficients is None
+    assert (relu.coordinate_names, relu.alignment_coordinates, relu.orthogonal_coordinate,
+            relu.second_layer_coordinate) == (("a", "s1", "s2", "r"), ("s1", "s2"), "r", "a")
+    heights = [level.height for level in hermite_plateau_heights(relu)]
+    assert heights == pytest.approx([2.31, 2.15, 0.79, 0.05], rel=1e-14)  # hand-derived; round-off of sums
+    radial = {"hermite": [0.4, math.sqrt(1.36), math.sqrt(0.74)], "noise_variance": 0.05}
+    assert heights == pytest.approx([lvl.height for lvl in hermite_plateau_heights(
+        HermiteStructure.from_specs(target=radial))], rel=1e-14)
+    tanh = MultiIndexProblem(target, "tanh", 12, index_dimension=2, train_second_layer=False).hermite_structure()
+    odd = hermite_plateau_heights(tanh)
+    assert [lvl.fitted_degree for lvl in odd] == [-1, 1]
+    assert [lvl.height for lvl in odd] == pytest.approx([2.31, 0.95], rel=1e-14)
+    with pytest.raises(ValueError, match="need exactly one, s"):
+        hermite_order_parameters(relu, np.ones((1, 4)), np.array([1.0]), [0])
+    with pytest.raises(ValueError, match="single-index target"):
+        hermite_component_residuals(relu, np.ones((1, 4)), np.array([1.0]), [0])
+
+
+def test_problems_without_hermite_structure_are_refused() -> None:
+    """MMN18's isotropic mixture declares no Hermite structure (None): every Hermite analysis refuses
+    it with a ValueError naming what is missing; the problem itself is not a structure (TypeError);
+    the plateau report of an MMN18 run gives the plateaus alone."""
+    from reduced_pde.analysis.plateaus import unlearnable_degrees
+    from reduced_pde.models.isotropic_mixture import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
+
+    problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, 40), "mmn18", kappa=0.4)
+    assert problem.hermite_structure() is None
+    missing = "no Hermite/index structure"
+    with pytest.raises(ValueError, match=missing):
+        hermite_plateau_heights(problem.hermite_structure())
+    with pytest.raises(ValueError, match=missing):
+        unlearnable_degrees(problem.hermite_structure(), 3)
+    with pytest.raises(ValueError, match=missing):
+        hermite_order_parameters(problem.hermite_structure(), np.ones(2), np.full(2, 0.5), [0])
+    with pytest.raises(TypeError, match="must be a HermiteStructure"):
+        hermite_plateau_heights(problem)
+    with pytest.raises(ValueError, match="structure.target is None"):
+        hermite_plateau_heights(HermiteStructure.from_specs(activation="tanh"))
+    with pytest.raises(ValueError, match="structure.activation is None"):
+        unlearnable_degrees(HermiteStructure.from_specs(target=BMZ), 2)
+
+    from pathlib import Path
+
+    from reduced_pde.running.config import flatten, load_config
+    from reduced_pde.running.pipeline import plateau_report
+    from solvers.results import Trajectory
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mmn18_quick.toml")
+    time = np.logspace(-2, 4, 400)
+    risk = Staircase([1.5, 0.5], [10.0]).risk(time)
+    run = Trajectory(kind="pde_finite_volume", time=time, risk=risk, coordinates=("r",), mean=np.zeros((400, 1)),
+                     std=np.zeros((400, 1)), config=flatten(config))
+    report = plateau_report(run)
+    assert [p.height for p in report["plateaus"]] == pytest.approx([1.5, 0.5], rel=0.01)  # departure < 1 % (above)
+    assert report["theory"] == [] and report["matches"] == [] and report["order_parameters"] is None

@@ -54,7 +54,7 @@ Components the network cannot represent.  A neuron's Hermite coefficient of degr
 (odd σ: every even k, tanh cannot fit He_0 or He_2; ReLU: odd k >= 3; a polynomial σ of degree p:
 k > p) is never learnt, whatever the dynamics: its energy stays in every level (multi-index: the
 degree-|i| block, whose neuron coefficients are ``a α_|i|(n) Π ρ_j^{i_j}``).  Given the
-activation (a problem carries one), the levels run over the learnable degrees only,
+activation (a problem's structure carries one), the levels run over the learnable degrees only,
 
     R_ℓ = τ² + Σ_{k>ℓ, k learnable} φ̂_k² + Σ_{k unlearnable} φ̂_k²,
 
@@ -75,6 +75,13 @@ correlation ``ρ = s/n``; write ``σ(nG) = Σ_j α_j(n) h_j(G)``; Mehler's formu
 ``R >= τ² + Σ_k (φ̂_k − m̂_k)²``: the component residuals
 ``(φ̂_k − m̂_k)² = k! (c_k − m_k)²`` (:func:`hermite_component_residuals`) say which component is
 learnt at each drop.
+
+Input.  §2 and §3 read a problem only through its declared Hermite/index structure,
+:class:`~reduced_pde.hermite_structure.HermiteStructure` (``problem.hermite_structure()``: the target's
+block energies, tails, noise and exact degree, the activation's ``α_k(n)`` at the scales the neurons
+take, and which coordinates are a, s, r); a problem without one (None, e.g. MMN18's mixture) is refused
+with a ValueError.  ``HermiteStructure.from_specs(target=..., activation=...)`` gives the levels of a
+target, or the unlearnable degrees of an activation, without a problem.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from reduced_pde.hermite_structure import HermiteStructure
 
 __all__ = [
     "Plateau",
@@ -430,94 +439,93 @@ def detect_plateaus(time: Any, risk: Any, *, threshold: float = 0.1, smoothing: 
 # --------------------------------------------------------------------------------------------
 
 
-def _resolve_target(source: Any) -> Any:
-    target = getattr(source, "target", None)
-    if target is not None and hasattr(target, "tail"):
-        return target
-    if hasattr(source, "tail") and hasattr(source, "noise_variance"):
-        return source
-    from reduced_pde.targets import make_target
-    try:
-        return make_target(source)
-    except ValueError as error:
-        raise ValueError(f"target: {error}") from None
+def _require(structure: Any, function: str, *, target: bool = False, activation: bool = False) -> HermiteStructure:
+    """``structure`` if it is a :class:`HermiteStructure` with the parts ``function`` needs, else a
+    ValueError (None: a problem without Hermite structure; a missing part) or TypeError naming them."""
+    if structure is None:
+        raise ValueError(f"{function}: structure = None; the problem has no Hermite/index structure "
+                         "(ReducedProblem.hermite_structure() returned None, e.g. the isotropic mixture of MMN18): "
+                         "theory levels and Hermite order parameters need a Gaussian index model y = φ(Θ* x) + ε")
+    if not isinstance(structure, HermiteStructure):
+        raise TypeError(f"{function}: structure = {type(structure).__name__} must be a HermiteStructure "
+                        "(problem.hermite_structure(), or HermiteStructure.from_specs(target=..., activation=...))")
+    if target and structure.target is None:
+        raise ValueError(f"{function}: structure.target is None; it needs the target's Hermite spectrum "
+                         "(HermiteStructure.from_specs(target=...) or a problem's hermite_structure())")
+    if activation and structure.activation is None:
+        raise ValueError(f"{function}: structure.activation is None; it needs the activation's Hermite "
+                         "coefficients (HermiteStructure.from_specs(activation=...) or a problem's hermite_structure())")
+    return structure
 
 
-def hermite_block_energies(target: Any, degree: int) -> np.ndarray:
-    """``E_k = Σ_{|i|=k} φ̂_i²`` for k = 0..degree (single-index: ``φ̂_k²``)."""
-    if hasattr(target, "coefficients"):
-        return np.asarray(target.coefficients(degree), dtype=float) ** 2
-    return np.asarray(target.block_norms(degree), dtype=float) ** 2
+def _check_max_degree(max_degree: Any) -> int:
+    if isinstance(max_degree, bool) or not (isinstance(max_degree, (int, np.integer)) and max_degree >= 0):
+        raise ValueError(f"max_degree = {max_degree!r} must be an integer >= 0")
+    return int(max_degree)
+
+
+def hermite_block_energies(structure: HermiteStructure, degree: int) -> np.ndarray:
+    """``E_k = Σ_{|i|=k} φ̂_i²`` for k = 0..degree (single-index: ``φ̂_k²``) of ``structure.target``."""
+    spectrum = _require(structure, "hermite_block_energies", target=True).target
+    return np.asarray(spectrum.block_energies(_check_max_degree(degree)), dtype=float)
 
 
 #: scales n at which α_k(n) is probed: a degree is unlearnable when α_k vanishes at all of them
 _PROBE_SCALES = np.array([0.37, 1.0, 2.3])
 
 
-def unlearnable_degrees(activation: Any, max_degree: int) -> tuple[int, ...]:
+def unlearnable_degrees(structure: HermiteStructure, max_degree: int) -> tuple[int, ...]:
     """Degrees ``k <= max_degree`` whose activation Hermite coefficient ``α_k(n)`` vanishes (relative
     to ``sqrt(E σ(nG)²)``, below 1e-10: the quadrature round-off of smooth σ is ~1e-16) at every probed
     scale n (module docstring §2): a network ``∫ a σ(⟨w, x⟩) dρ`` has no degree-k component along θ*.
 
-    ``activation``: an activation object, a specification (``"tanh"``, ``{"name": "relu"}``) or a
-    problem carrying one; for a problem on the sphere (``problem.sphere``) only n = 1 is probed
-    (σ = He_3 on the sphere has α_1(1) = 0, although α_1(n) = 3n(n² − 1) ≠ 0 in the ball)."""
-    from reduced_pde.models.single_index import make_single_index_activation
-
-    source = getattr(activation, "activation", activation)
-    try:
-        sigma = make_single_index_activation(source)
-    except ValueError as error:
-        raise ValueError(f"activation: {error}") from None
-    if not (isinstance(max_degree, (int, np.integer)) and max_degree >= 0):
-        raise ValueError(f"max_degree = {max_degree!r} must be an integer >= 0")
-    scales = np.array([1.0]) if getattr(activation, "sphere", False) else _PROBE_SCALES  # sphere: n = |w| = 1
-    alpha = np.abs(np.asarray(sigma.hermite_coefficients(scales, int(max_degree)), dtype=float))
+    ``structure``: a :class:`~reduced_pde.hermite_structure.HermiteStructure` with an activation
+    (``problem.hermite_structure()``, or ``HermiteStructure.from_specs(activation="tanh")``).  When the
+    neurons have a fixed norm (``structure.activation.fixed_scale``: n = 1 on the sphere) only that scale
+    is probed (σ = He_3 on the sphere has α_1(1) = 0, although α_1(n) = 3n(n² − 1) ≠ 0 in the ball)."""
+    spectrum = _require(structure, "unlearnable_degrees", activation=True).activation
+    top = _check_max_degree(max_degree)
+    scales = _PROBE_SCALES if spectrum.fixed_scale is None else np.array([spectrum.fixed_scale])
+    alpha = np.abs(np.asarray(spectrum.coefficients(scales, top), dtype=float))
     size = np.sqrt(np.maximum(np.sum(alpha**2, axis=0), 1e-300))
     return tuple(int(k) for k in np.flatnonzero(np.all(alpha <= 1e-10 * size[None, :], axis=1)))
 
 
-def hermite_plateau_heights(target: Any, max_degree: int | None = None, *,
-                            activation: Any = None) -> list[TheoryLevel]:
+def hermite_plateau_heights(structure: HermiteStructure, max_degree: int | None = None) -> list[TheoryLevel]:
     """Theory levels ``R_ℓ = τ² + Σ_{k>ℓ} φ̂_k²`` (module docstring §2), in the package's risk
     convention ``R = E[(y − f)²]`` (no ½), for ``ℓ = −1`` and every degree ℓ with ``φ̂_ℓ ≠ 0``.
 
-    With an ``activation`` (default: the problem's, when ``target`` is a problem) the degrees it cannot
-    represent (:func:`unlearnable_degrees`) are not levels and their energy is added to every level.
-
-    ``target``: a :class:`~reduced_pde.models.single_index.SingleIndexProblem` (or any problem with a
-    ``target``), a target object, or a target specification (``{"he": [c_0, c_1, ...]}``,
-    ``{"hermite": [...]}``, ``{"name": "relu"}``, ...; :func:`~reduced_pde.targets.make_target`).
-    A multi-index target uses total degrees.  ``max_degree``: the last degree considered (default:
-    the target's exact degree; required for non-polynomial targets, whose last level is then the
-    tail ``τ² + Σ_{k > max_degree} φ̂_k²``).
+    ``structure``: a :class:`~reduced_pde.hermite_structure.HermiteStructure` with a target spectrum —
+    ``problem.hermite_structure()``, or ``HermiteStructure.from_specs(target={"he": [c_0, c_1, ...]})``
+    (any :func:`~reduced_pde.targets.make_target` specification).  When it has an activation, the
+    degrees the activation cannot represent (:func:`unlearnable_degrees`) are not levels and their
+    energy is added to every level.  A multi-index target uses total degrees.  ``max_degree``: the last
+    degree considered (default: the target's exact degree; required for non-polynomial targets, whose
+    last level is then the tail ``τ² + Σ_{k > max_degree} φ̂_k²``).
     """
-    resolved = _resolve_target(target)
-    exact = getattr(resolved, "exact_degree", None)
+    structure = _require(structure, "hermite_plateau_heights", target=True)
+    spectrum = structure.target
+    exact = spectrum.exact_degree
     if max_degree is None:
         if exact is None:
             raise ValueError("max_degree = None is only allowed for a polynomial target; this target "
                              "(non-polynomial) needs an integer max_degree >= 0")
         top = int(exact)
     else:
-        if not (isinstance(max_degree, (int, np.integer)) and max_degree >= 0):
-            raise ValueError(f"max_degree = {max_degree!r} must be an integer >= 0")
-        top = int(max_degree)
-    energies = hermite_block_energies(resolved, top)
-    noise = float(resolved.noise_variance)
+        top = _check_max_degree(max_degree)
+    energies = hermite_block_energies(structure, top)
+    noise = float(spectrum.noise_variance)
     if exact is not None and top >= exact:
         # exact: sum the energies above ℓ (no cancellation)
         tails = np.concatenate([np.cumsum(energies[::-1])[::-1][1:], [0.0]])
     else:
-        tails = np.array([resolved.tail(k) for k in range(top + 1)])
-    if activation is None:
-        activation = getattr(target, "activation", None)
-    blocked = set(unlearnable_degrees(activation, top)) if activation is not None else set()
+        tails = np.array([spectrum.tail(k) for k in range(top + 1)])
+    blocked = set(unlearnable_degrees(structure, top)) if structure.activation is not None else set()
     floor = float(sum(energies[k] for k in blocked))
     learnt_above = np.array([float(tails[k]) - float(sum(energies[j] for j in blocked if j > k))
                              for k in range(top + 1)])
     degrees = [k for k in range(top + 1) if energies[k] > 0.0 and k not in blocked]
-    levels = [TheoryLevel(-1, float(resolved.second_moment) + noise, degrees[0] if degrees else None)]
+    levels = [TheoryLevel(-1, float(spectrum.second_moment) + noise, degrees[0] if degrees else None)]
     for position, k in enumerate(degrees):
         nxt = degrees[position + 1] if position + 1 < len(degrees) else None
         levels.append(TheoryLevel(k, float(learnt_above[k]) + floor + noise, nxt))
@@ -567,12 +575,13 @@ def match_plateaus(detected: Sequence[Plateau], theory: Sequence[TheoryLevel],
 # --------------------------------------------------------------------------------------------
 
 
-def _neuron_geometry(problem: Any, points: Any, masses: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(a, n, ρ, masses)`` from reduced points of a single-index problem."""
-    names = getattr(problem, "coordinate_names", None)
-    if names is None or "s" not in names or not hasattr(problem, "activation"):
-        raise ValueError(f"problem = {type(problem).__name__} is not a single-index problem with coordinates "
-                         "('a',) + ('s', 'r') / ('s',): Hermite order parameters need one")
+def _neuron_geometry(structure: HermiteStructure, points: Any, masses: Any
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, n, ρ, masses)`` from reduced points of a single-index structure."""
+    names = structure.coordinate_names
+    if len(structure.alignment_coordinates) != 1:
+        raise ValueError(f"structure has alignment coordinates {structure.alignment_coordinates} (coordinates "
+                         f"{names}): Hermite order parameters along θ* need exactly one, s (a single-index problem)")
     x = np.asarray(points, dtype=float)
     if x.ndim == 1 and len(names) == 1:
         x = x[:, None]
@@ -587,13 +596,18 @@ def _neuron_geometry(problem: Any, points: Any, masses: Any) -> tuple[np.ndarray
     if bad.size:
         raise ValueError(f"masses[{bad[0]}] = {m[bad[0]]} must be finite and >= 0")
     cols = dict(zip(names, x.T))
-    a = cols.get("a", np.full(x.shape[0], float(getattr(problem, "second_layer", 1.0))))
-    s = cols["s"]
-    if getattr(problem, "sphere", False):
-        if np.any(np.abs(s) > 1.0 + 1e-12):
-            raise ValueError(f"points: sphere coordinate s must lie in [-1, 1], got max |s| = {np.max(np.abs(s))}")
-        return a, np.ones_like(s), np.clip(s, -1.0, 1.0), m
-    r = cols["r"]
+    if structure.second_layer_coordinate is None:
+        a = np.full(x.shape[0], float(structure.second_layer))
+    else:
+        a = cols[structure.second_layer_coordinate]
+    s = cols[structure.alignment_coordinates[0]]
+    scale = structure.activation.fixed_scale
+    if scale is not None:  # every neuron has |w| = scale (the sphere: 1)
+        if np.any(np.abs(s) > scale * (1.0 + 1e-12)):
+            raise ValueError(f"points: coordinate s must lie in [-{scale:g}, {scale:g}] (|w| = {scale:g}), got "
+                             f"max |s| = {np.max(np.abs(s))}")
+        return a, np.full_like(s, scale), np.clip(s / scale, -1.0, 1.0), m
+    r = cols[structure.orthogonal_coordinate]
     if np.any(r < 0):
         raise ValueError(f"points: coordinate r must be >= 0, got min {r.min()}")
     n = np.hypot(s, r)
@@ -608,21 +622,24 @@ def _check_degrees(degrees: Iterable[int]) -> np.ndarray:
     return np.array(values, dtype=int)
 
 
-def hermite_order_parameters(problem: Any, points: Any, masses: Any, degrees: Iterable[int],
+def hermite_order_parameters(structure: HermiteStructure, points: Any, masses: Any, degrees: Iterable[int],
                              normalized: bool = False) -> np.ndarray:
     """Hermite coefficients of the network along θ* (module docstring §3):
 
         m_k = E[f(x) He_k(⟨θ*, x⟩)] / k! = (1/sqrt(k!)) Σ_i masses_i a_i α_k(n_i) ρ_i^k,
 
-    ``n = |w| = sqrt(s² + r²)``, ``ρ = s/n`` (n = 1, ρ = s on the sphere), a the second layer
-    (``problem.second_layer`` when it is not a coordinate).  ``normalized=True`` returns
-    ``m̂_k = sqrt(k!) m_k`` (the coefficient on ``h_k``, comparable with ``target.coefficients``).
-    ``points`` (M, dim) in ``problem.coordinate_names``, ``masses`` (M,) >= 0 (a law: cell masses or
-    1/N per particle; they are not renormalised).  Returns an array of shape ``(len(degrees),)``.
+    ``n = |w| = sqrt(s² + r²)``, ``ρ = s/n`` (n = 1, ρ = s on the sphere: ``structure.activation.
+    fixed_scale``), a the second layer (``structure.second_layer`` when it is not a coordinate).
+    ``structure``: ``problem.hermite_structure()`` of a single-index problem.  ``normalized=True``
+    returns ``m̂_k = sqrt(k!) m_k`` (the coefficient on ``h_k``, comparable with
+    ``structure.target.coefficients``).  ``points`` (M, dim) in ``structure.coordinate_names`` (the
+    problem's), ``masses`` (M,) >= 0 (a law: cell masses or 1/N per particle; they are not
+    renormalised).  Returns an array of shape ``(len(degrees),)``.
     """
+    structure = _require(structure, "hermite_order_parameters", activation=True)
     ks = _check_degrees(degrees)
-    a, n, rho, m = _neuron_geometry(problem, points, masses)
-    alpha = np.asarray(problem.activation.hermite_coefficients(n, int(ks.max())), dtype=float)[ks]
+    a, n, rho, m = _neuron_geometry(structure, points, masses)
+    alpha = np.asarray(structure.activation.coefficients(n, int(ks.max())), dtype=float)[ks]
     powers = rho[None, :] ** ks[:, None]
     normalized_values = (alpha * powers) @ (m * a)
     if normalized:
@@ -631,15 +648,18 @@ def hermite_order_parameters(problem: Any, points: Any, masses: Any, degrees: It
     return normalized_values / factor
 
 
-def hermite_component_residuals(problem: Any, points: Any, masses: Any, degrees: Iterable[int]) -> np.ndarray:
+def hermite_component_residuals(structure: HermiteStructure, points: Any, masses: Any,
+                                degrees: Iterable[int]) -> np.ndarray:
     """``(φ̂_k − m̂_k)² = k! (c_k − m_k)²`` for the requested degrees: the part of the risk carried by
-    the unfitted degree-k component (``R >= τ² + Σ_k (φ̂_k − m̂_k)²``, module docstring §3)."""
+    the unfitted degree-k component (``R >= τ² + Σ_k (φ̂_k − m̂_k)²``, module docstring §3).
+    ``structure``: ``problem.hermite_structure()`` of a single-index problem."""
+    structure = _require(structure, "hermite_component_residuals", target=True, activation=True)
     ks = _check_degrees(degrees)
-    target = getattr(problem, "target", None)
-    if target is None or not hasattr(target, "coefficients"):
-        raise ValueError(f"problem = {type(problem).__name__} has no single-index target")
-    phi_hat = np.asarray(target.coefficients(int(ks.max())), dtype=float)[ks]
-    return (phi_hat - hermite_order_parameters(problem, points, masses, ks, normalized=True)) ** 2
+    if structure.target.coefficients is None:
+        raise ValueError(f"hermite_component_residuals: the target has index_dimension = "
+                         f"{structure.target.index_dimension}; per-degree coefficients φ̂_k need a single-index target")
+    phi_hat = np.asarray(structure.target.coefficients(int(ks.max())), dtype=float)[ks]
+    return (phi_hat - hermite_order_parameters(structure, points, masses, ks, normalized=True)) ** 2
 
 
 # --------------------------------------------------------------------------------------------

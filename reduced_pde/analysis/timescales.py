@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 from scipy import integrate, optimize, special, stats
 
+from solvers.results import Trajectory
+
 __all__ = [
     "EscapeTimeSweep",
     "PowerLawFit",
@@ -78,8 +80,8 @@ def _check_level(level: Any) -> float:
     return float(level)
 
 
-def _risk_curve(run: Any) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(run, "time") and hasattr(run, "risk"):
+def _risk_curve(run: Trajectory | tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(run, Trajectory):
         time, risk = run.time, run.risk
     elif isinstance(run, (tuple, list)) and len(run) == 2:
         time, risk = run
@@ -106,7 +108,7 @@ def _risk_curve(run: Any) -> tuple[np.ndarray, np.ndarray]:
     return time, risk
 
 
-def escape_time(run: Any, level: float = 0.5, *, optimal_risk: float = 0.0,
+def escape_time(run: Trajectory | tuple[Any, Any], level: float = 0.5, *, optimal_risk: float = 0.0,
                 initial_risk: float | None = None) -> float:
     """Exit time T_q from the initial plateau of a risk curve.
 

@@ -103,6 +103,7 @@ from scipy import stats
 from scipy.special import gammaln
 
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.models.single_index import (
     SingleIndexInitialLaw,
@@ -1090,6 +1091,24 @@ class MultiIndexProblem(ReducedProblem):
                     w * self.activation.bivariate_expectation(float(n1[i]), float(n2[j]), float(g))
                     for g, w in zip(gammas, c_weights))
         return out
+
+    def hermite_structure(self) -> HermiteStructure:
+        """Block energies ``E_K = ‖φ̂_K‖²`` and tails of the target (total degree), ``α_K(n)`` of σ
+        (n = |w| >= 0, the ball) and the coordinates ``a`` (or the fixed ``second_layer``), ``s1..sk``, ``r``."""
+        target = self.target
+
+        def energies(degree: int) -> np.ndarray:
+            return target.block_norms(degree) ** 2
+
+        spectrum = TargetSpectrum(index_dimension=self.index_dimension, noise_variance=float(target.noise_variance),
+                                  second_moment=float(target.second_moment), exact_degree=target.exact_degree,
+                                  block_energies=energies, tail=target.tail)
+        names = tuple(self.coordinate_names)
+        return HermiteStructure(
+            target=spectrum, activation=ActivationSpectrum(self.activation.hermite_coefficients),
+            coordinate_names=names, alignment_coordinates=tuple(f"s{l + 1}" for l in range(self.index_dimension)),
+            orthogonal_coordinate="r", second_layer_coordinate="a" if self.train_second_layer else None,
+            second_layer=None if self.train_second_layer else self.second_layer)
 
     # ---- finite networks ---------------------------------------------------------------------
     def canonical_theta_star(self) -> np.ndarray:

@@ -91,6 +91,7 @@ from scipy.special import gammaln, roots_jacobi
 
 from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.targets import SingleIndexTarget, make_target
 
@@ -806,6 +807,17 @@ class SingleIndexProblem(ReducedProblem):
                     w * self.activation.bivariate_expectation(float(n1[i]), float(n2[j]), float(g))
                     for g, w in zip(gammas, c_weights))
         return out
+
+    def hermite_structure(self) -> HermiteStructure:
+        """φ̂_k of the target, ``α_k(n)`` of σ (n = 1 on the sphere, n = |w| >= 0 in the ball) and the
+        coordinates ``a`` (or the fixed ``second_layer``), ``s`` and ``r`` (none on the sphere)."""
+        return HermiteStructure(
+            target=TargetSpectrum.of_single_index(self.target),
+            activation=ActivationSpectrum(self.activation.hermite_coefficients, 1.0 if self.sphere else None),
+            coordinate_names=tuple(self.coordinate_names), alignment_coordinates=("s",),
+            orthogonal_coordinate=None if self.sphere else "r",
+            second_layer_coordinate="a" if self.train_second_layer else None,
+            second_layer=None if self.train_second_layer else self.second_layer)
 
     # ---- finite networks ---------------------------------------------------------------------
     #: k, the number of target directions (the rows of ``theta_star``); 1 here.

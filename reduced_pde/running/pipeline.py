@@ -227,7 +227,10 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
                    min_duration: float = 0.3, ignore_before: float | None = None,
                    max_degree: int | None = None) -> dict[str, Any]:
     """Plateaus of a stored risk curve, matched to the Hermite theory levels of its target, and the
-    network's Hermite coefficients m̂_k(t) along θ* when the file holds the law as particles.
+    network's Hermite coefficients m̂_k(t) along θ* when the file holds the law as particles of a
+    single-index problem.  The problem is rebuilt from the file and read through its
+    :meth:`~reduced_pde.problem.ReducedProblem.hermite_structure` only; a problem without one (MMN18's
+    mixture) gets the plateaus alone.
 
     Returns ``{"plateaus", "theory", "matches", "order_parameters" (time, degrees, (T, K)) or None,
     "target_coefficients", "unlearnable" [(degree, energy φ̂_k²)]}``: the target's components the
@@ -245,22 +248,22 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
                                min_duration=min_duration, ignore_before=ignore_before)
     out: dict[str, Any] = {"plateaus": plateaus, "theory": [], "matches": [], "order_parameters": None,
                            "target_coefficients": None, "unlearnable": []}
-    if trajectory.config.get("data.target") is None:
+    structure = build_problem(unflatten(trajectory.config)).hermite_structure()
+    if structure is None:
         return out
-    problem = build_problem(unflatten(trajectory.config))
-    theory = hermite_plateau_heights(problem, max_degree=max_degree)
+    theory = hermite_plateau_heights(structure, max_degree=max_degree)
     out["theory"] = theory
-    top = max_degree if max_degree is not None else getattr(problem.target, "exact_degree", None)
-    if top is not None and hasattr(problem, "activation"):
-        energies = hermite_block_energies(problem.target, top)
-        out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(problem, top) if energies[k] > 0]
+    top = max_degree if max_degree is not None else structure.target.exact_degree
+    if top is not None:
+        energies = hermite_block_energies(structure, top)
+        out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(structure, top) if energies[k] > 0]
     out["matches"] = match_plateaus(plateaus, theory)
     degrees = [level.next_degree for level in theory if level.next_degree is not None]
-    if degrees and getattr(problem, "index_dimension", 1) == 1 and particle_law(trajectory, 0) is not None:
-        values = np.array([hermite_order_parameters(problem, *particle_law(trajectory, i), degrees,
+    if degrees and structure.target.coefficients is not None and particle_law(trajectory, 0) is not None:
+        values = np.array([hermite_order_parameters(structure, *particle_law(trajectory, i), degrees,
                                                     normalized=True) for i in range(trajectory.time.size)])
         out["order_parameters"] = (trajectory.time, np.array(degrees), values)
-        out["target_coefficients"] = np.asarray(problem.target.coefficients(max(degrees)))
+        out["target_coefficients"] = np.asarray(structure.target.coefficients(max(degrees)))
     return out
 
 
