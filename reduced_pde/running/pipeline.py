@@ -254,7 +254,7 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     theory = hermite_plateau_heights(structure, max_degree=max_degree)
     out["theory"] = theory
     top = max_degree if max_degree is not None else structure.target.exact_degree
-    if top is not None:
+    if top is not None and structure.activation is not None:
         energies = hermite_block_energies(structure, top)
         out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(structure, top) if energies[k] > 0]
     out["matches"] = match_plateaus(plateaus, theory)
