@@ -27,8 +27,9 @@ import time
 import numpy as np
 
 from reduced_pde.running.config import build_problem, load_config
+from reduced_pde.models.single_index import SingleIndexNetwork
 from solvers.finite_volume import FiniteVolumeSolver
-from solvers.index_sgd import IndexSGDSimulation
+from solvers.sgd import SGDSimulation
 from solvers.tensor_grid import GridAxis, TensorGrid
 
 CONFIG = "configs/relu_single_index.toml"
@@ -88,7 +89,8 @@ def main() -> None:
     print(f"reduced PDE (45x60x40 cells): {pde_seconds:.2f} s, final risk {pde.risk[-1]:.5g}")
     for d, t_run in ((30, 10.0), (1000, 0.5 if args.quick else 1.0)):
         problem_d = build_problem(load_config(CONFIG, [f"data.dimension={d}"]))
-        sim = IndexSGDSimulation(problem_d, 1000, 1e-3, batch_size=50, seed=0)
+        sim = SGDSimulation(SingleIndexNetwork(problem_d), problem_d, n_neurons=1000, step_size=1e-3,
+                            batch_size=50, seed=0)
         began = time.perf_counter()
         sim.advance(t_run)
         seconds = (time.perf_counter() - began) * 10.0 / t_run

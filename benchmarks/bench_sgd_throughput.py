@@ -1,6 +1,6 @@
 """SGD throughput (steps/s and samples/s) for N = 800, d = 320, MMN18, per backend and batch size.
 
-    python benchmarks/bench_sgd_throughput.py [--batches 1 10 100] [--seconds 5]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_sgd_throughput.py [--batches 1 10 100] [--seconds 5]
 
 Numbers depend on the machine and on concurrent load (the reference machine has 2 shared cores).
 """
@@ -11,6 +11,7 @@ import argparse
 import time
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from solvers.sgd import SGDSimulation
 
 
@@ -22,10 +23,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, args.dimension), "mmn18", kappa=0.4)
+    network = IsotropicMixtureNetwork(problem)
     print(f"N = {args.neurons}, d = {args.dimension}")
     for batch in args.batches:
         for backend in ("numba", "numpy"):
-            sim = SGDSimulation(problem, args.neurons, 1e-5, batch, backend=backend)
+            sim = SGDSimulation(network, problem, n_neurons=args.neurons, step_size=1e-5, batch_size=batch,
+                                backend=backend)
             sim.step(5)  # compile / warm up
             probe = time.perf_counter()
             sim.step(20)
@@ -34,7 +37,7 @@ def main() -> None:
             start = time.perf_counter()
             sim.step(n_steps)
             rate = n_steps / (time.perf_counter() - start)
-            auto = SGDSimulation(problem, 2, 1e-5, batch).backend
+            auto = SGDSimulation(network, problem, n_neurons=2, step_size=1e-5, batch_size=batch).backend
             print(f"B = {batch:4d}  {backend:5s}  {rate:9.0f} steps/s  {rate * batch:9.0f} samples/s"
                   f"{'   <- auto' if auto == backend else ''}", flush=True)
 

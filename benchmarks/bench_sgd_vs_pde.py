@@ -82,9 +82,10 @@ def main() -> None:
               f"µs/step, ratio {wall_dense / steps_dense / (wall_lr / steps_lr):.1f}x")
 
     print(f"\n# 3. SGD, N = {args.neurons}, d = 320, ε = {args.step_size}, batch {args.batch_size}")
+    from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
     from solvers.sgd import SGDSimulation
 
-    simulation = SGDSimulation(problem, n_neurons=args.neurons, step_size=args.step_size,
+    simulation = SGDSimulation(IsotropicMixtureNetwork(problem), problem, n_neurons=args.neurons, step_size=args.step_size,
                                batch_size=args.batch_size, seed=0)
     simulation.advance(0.01)  # warm-up
     began = time.perf_counter()

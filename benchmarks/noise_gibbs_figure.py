@@ -26,6 +26,7 @@ from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem 
 from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum  # noqa: E402
 from solvers.fokker_planck import FokkerPlanckSolver1D  # noqa: E402
 from solvers.grid import UniformGrid1D, ks_distance  # noqa: E402
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork  # noqa: E402
 from solvers.sgd import SGDSimulation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +63,14 @@ def main() -> None:
         radii, sgd_risk = [], []
         began = time.perf_counter()
         for seed in SEEDS:
-            sim = SGDSimulation(problem, N, EPS, BATCH, seed=seed, beta=beta, weight_decay=lam)
+            sim = SGDSimulation(IsotropicMixtureNetwork(problem), problem, n_neurons=N, step_size=EPS,
+                                batch_size=BATCH, seed=seed, beta=beta, weight_decay=lam)
             risks = []
             for t in times:
                 sim.advance(t)
                 risks.append(sim.observables()["risk"] if panel == 0 else math.nan)
             sim.advance(t_final)
-            radii.append(sim.norms)
+            radii.append(sim.invariants())
             sgd_risk.append(risks)
         t_sgd = time.perf_counter() - began
         r = np.concatenate(radii)

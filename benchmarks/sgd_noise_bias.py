@@ -15,6 +15,7 @@ import time
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 from solvers.lagrangian import solve_lagrangian
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from solvers.sgd import SGDSimulation, radial_noise_drift
 
 
@@ -36,7 +37,8 @@ def main() -> None:
     print("PDE risk   " + " ".join(f"{v:8.5f}" for v in pde.risk), flush=True)
     for spec in args.configs:
         eps, batch = float(spec.split(",")[0]), int(spec.split(",")[1])
-        sim = SGDSimulation(problem, args.neurons, eps, batch, seed=args.seed)
+        sim = SGDSimulation(IsotropicMixtureNetwork(problem), problem, n_neurons=args.neurons, step_size=eps,
+                            batch_size=batch, seed=args.seed)
         mean_r, reduced, risk = [], [], []
         stepping = 0.0
         for t in times:

@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from reduced_pde.free_energy import gibbs_fixed_point  # noqa: E402
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem  # noqa: E402
+from reduced_pde.models.single_index import PolynomialActivation, SingleIndexNetwork, SingleIndexProblem  # noqa: E402
 from solvers.grid import UniformGrid1D  # noqa: E402
-from solvers.sphere_sgd import run_sphere_sgd  # noqa: E402
+from solvers.sgd import run_sgd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +46,9 @@ def main() -> None:
     began = time.perf_counter()
     fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, args.beta, 0.0)
     times = np.arange(5.0, args.horizon + 1e-9, 1.0)
-    pooled = np.concatenate([run_sphere_sgd(problem, times, n_neurons=args.neurons,
-                                            step_size=args.step_size, batch_size=args.batch,
-                                            seed=seed, beta=args.beta).fields["s"].ravel()
+    pooled = np.concatenate([run_sgd(SingleIndexNetwork(problem), problem, times, n_neurons=args.neurons,
+                                     step_size=args.step_size, batch_size=args.batch,
+                                     seed=seed, beta=args.beta).fields["points"].ravel()
                              for seed in range(args.seeds)])
     cdf = np.concatenate([[0.0], np.cumsum(fixed.density * grid.spacing)])
     ks = stats.kstest(pooled, lambda x: np.interp(x, grid.edges, cdf)).statistic

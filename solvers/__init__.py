@@ -1,1 +1,1 @@
-from solvers.sgd import SGDError, SGDSimulation, run_sgd, run_sgd_seeds, seed_statistics  # noqa: F401
+from solvers.sgd import SGDSimulation, run_sgd, run_sgd_seeds, seed_statistics  # noqa: F401

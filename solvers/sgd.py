@@ -1,49 +1,54 @@
-"""Online minibatch SGD in full dimension d for the MMN18 problem (the reference the PDEs are validated against).
+"""Online minibatch SGD in full dimension d: one engine for every model's network (the reference the
+reduced PDEs are validated against).
 
-Network ``f(x; W) = (1/N) Σ_i σ(⟨w_i, x⟩)`` (first layer only, as in MMN18), data
-``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)`` (:class:`~reduced_pde.models.isotropic_mixture.IsotropicGaussianMixture`).
-One step with a fresh minibatch ``(x_b, y_b)_{b<B}`` (design note §2, minibatch *average*)::
+The engine is driven by a :class:`~reduced_pde.models.base.NetworkModel` (data, initial neurons,
+invariants, exact network risk, σ, whether a is trained, ball or sphere) and reads the reduced
+problem only through the :class:`~reduced_pde.problem.ReducedProblem` contract (``risk``,
+``coordinate_names``, ``check_noise``).  It never looks at the model's type or name.
 
-    Z = X W^T  (B × N),   f_b = (1/N) Σ_i σ(Z_bi),
-    W ← W + (2 s_k / B) ((y − f)[:, None] * σ'(Z))^T X,      s_k = ε ξ(kε),   t = kε.
+Network ``f(x) = (1/N) Σ_i a_i σ(⟨w_i, x⟩)``.  One step with a fresh minibatch ``(x_b, y_b)_{b<B}``
+(design note §2, minibatch *average*, per-neuron step without 1/N), from the old state::
 
-Since ``∇_{w_i} R_N = −(2/N) E[(y − f) σ'(⟨w_i,x⟩) x]``, the mean step is ``E ΔW = −N s_k ∇_W R_N(W)``,
-i.e. ``E Δw_i = −2 s_k ∇_w Ψ(w_i; ρ̂_N)`` with the exact (actual-cosine) kernel: the PDE velocity
-of the design note.
+    Z = X Wᵀ (B × N),   f_b = (1/N) Σ_i a_i σ(Z_bi),   e_b = y_b − f_b,   s_k = ε ξ(kε),   t = kε,
+    G_w = (2 s_k / B) Σ_b e_b a_i σ'(Z_bi) x_b                      (the w_i increment),
+    G_a = (2 s_k c_a / B) Σ_b e_b σ(Z_bi)                          (if a is trained),
+    w_i ← (1 − 2 s_k λ) w_i + G_w + sqrt(4 s_k / β) g_i,          g_i ~ N(0, I_d),
+    a_i ← (1 − 2 s_k c_a λ) a_i + G_a + sqrt(4 s_k c_a / β) g'_i,  g'_i ~ N(0, 1).
 
-Implementation (measured on the 2-core reference machine, N = 800, d = 320; see the report and
-``benchmarks/``):
+Since ``∇_{θ_i} R_N = −(2/N) E[(y − f) ∇_θ σ*(x; θ_i)]``, the mean increment is ``−s_k N ∇_{θ_i} R_N``
+(times c_a on a), i.e. ``−2 s_k ∇Ψ(θ_i; ρ̂_N)``: the velocity of ``∂_t ρ = 2ξ[∇·(ρ C ∇Ψ_λ) + β⁻¹ ∇·(C∇ρ)]``
+with C = diag(c_a, 1, …) (per-layer rates; the reduced equation multiplies ∂_a ψ by the same c_a).
+β = inf and λ = 0 (default) is plain SGD.
 
-* weights are stored transposed, ``WT`` of shape (d, N), C-contiguous, so every inner loop runs over
+On the sphere (``network.on_sphere``: |w_i| = 1, projected gradient flow, Glasgow–Wu–Bruna / BMZ23)
+the w increment including the noise is projected on the tangent space, ``P⊥_i = I − w_i w_iᵀ``, and
+w_i is renormalised (retraction): ``w_i ← normalise(w_i + P⊥_i (G_w + sqrt(4 s_k/β) g_i))``.  The
+renormalisation turns the tangent noise into Brownian motion on S^{d−1} (generator 2ξβ⁻¹Δ_S); weight
+decay is refused there by ``problem.check_noise`` (it only rescales |w|).
+
+Implementation:
+
+* weights are stored transposed, ``_wt`` of shape (d, N), C-contiguous, so every inner loop runs over
   neurons (contiguous, SIMD-vectorisable without re-association: results are bitwise reproducible);
-* ``backend="numba"`` (piecewise-linear activations only: MMN18, ReLU): a compiled loop runs a whole
-  block of steps (forward pass, residual, update fused per step), no Python per step.  Fastest for
-  small batches (single thread: ~15k steps/s at B = 1, ~15-17k samples/s at any B);
-* ``backend="numpy"`` (any activation): per step two BLAS calls (``X @ WT`` and ``X^T G``) into
-  preallocated buffers (OpenBLAS uses both cores); ~5k steps/s at B = 1, ~2.8k at B = 10, ~350 at
-  B = 100 (35k samples/s);
-* ``backend="auto"`` picks numba for piecewise-linear activations with B < 8, numpy otherwise.
-  When running several seeds, :func:`run_sgd_seeds` with ``processes=2`` runs them in parallel
-  (workers are spawned with ``OPENBLAS_NUM_THREADS=1``).
+* ``backend="numba"`` (piecewise-linear σ, chosen by the *activation's* type: MMN18, ReLU; ball only):
+  a compiled loop runs a whole block of steps (forward pass, residual, update fused per step);
+  fastest for small batches;
+* ``backend="numpy"`` (any σ, ball or sphere): per step two BLAS calls (``X Wᵀ`` and ``Xᵀ G``) into
+  preallocated buffers;
+* ``backend="auto"``: numba for piecewise-linear σ in the ball with B < 8, numpy otherwise.
 
-Data are drawn in blocks of steps (``x`` block of shape (steps, B, d), at most ~16 MB) from two
-streams, one for the Gaussian part of x and one for the labels (spawned from ``SeedSequence(seed)``,
-together with a third stream for the initial weights).  numpy's generators fill arrays
-sequentially, so the data seen at step k do not depend on how the run is split into blocks or
-``advance`` calls: a run checkpointed with :meth:`SGDSimulation.state` and resumed with
-:meth:`SGDSimulation.set_state` is bitwise identical to an uninterrupted one.
-Note the labels/x are drawn directly here (same law as ``IsotropicGaussianMixture.sample``, but
-split into two streams for this block invariance).
+Data are drawn in blocks of steps (at most ~16 MB) from streams spawned from ``SeedSequence(seed)``:
+initial neurons, x, labels, Langevin noise (``network.sample(n, x_rng, label_rng)`` fills each
+stream sequentially, w-noise (d, N) then, if a is trained, a-noise (N,) per step).  So the data seen at
+step k do not depend on how the run is split into blocks or :meth:`SGDSimulation.advance` calls, and
+:meth:`SGDSimulation.state` / :meth:`SGDSimulation.set_state` resume bitwise.
 
-Noisy SGD (design note §2): with weight decay λ (``weight_decay``) and inverse temperature β
-(``beta``; default ``inf`` and λ = 0: the plain SGD above, bitwise unchanged)::
-
-    w_i ← (1 − 2 s_k λ) w_i + (2 s_k / B) Σ_b (y_b − f_b) σ'(⟨w_i, x_b⟩) x_b + sqrt(4 s_k / β) g_i,
-
-g_i ~ N(0, I_d) independent over neurons and steps, drawn from a fourth stream of
-``SeedSequence(seed)`` (the first three are unchanged) in blocks of steps, so that blocking and
-checkpoint/resume stay bitwise invariant.  Its mean-field limit is
-``∂_t ρ = 2ξ[∇·(ρ∇Ψ_λ) + β⁻¹Δρ]`` (:mod:`solvers.fokker_planck` solves its radial reduction).
+Observables (result contract, design note §5: like with like): ``risk`` = the N = ∞ risk
+``problem.risk(invariants, 1/N)`` of the empirical law of the neurons' invariants; ``network_risk`` and
+``risk_bound`` = the exact population risk of the N-network and its truncation bound (when recorded:
+``record_network_risk``, default ``network.records_network_risk``); ``mean_<c>``, ``std_<c>``; field
+``points`` (N, D) the invariants.  Divergence (NaN/overflow) raises
+:class:`~solvers.common.SolverError` naming the step, the time and the neuron.
 """
 
 from __future__ import annotations
@@ -56,34 +61,36 @@ import numpy as np
 from numba import njit
 
 from reduced_pde.activations import PiecewiseLinearActivation
-from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
+from reduced_pde.free_energy import check_noise_parameters
+from reduced_pde.models.base import NetworkModel
+from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
+from solvers.common import SolverError, check_integer, check_number, validate_output_times
 from solvers.results import Trajectory
 
-__all__ = ["SGDSimulation", "SGDError", "run_sgd", "run_sgd_seeds", "seed_statistics",
-           "radial_noise_drift"]
+__all__ = ["SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
 
-#: float64 entries of one x block (16 MB)
+#: float64 entries of one x (or noise) block (16 MB)
 _BLOCK_ENTRIES = 2 * 1024 * 1024
 #: batch size from which BLAS (numpy backend) beats the fused numba loop
 _NUMBA_MAX_BATCH = 8
-
-
-class SGDError(RuntimeError):
-    """SGD produced non-finite weights or outputs."""
+#: the parameters a checkpoint must share with the run that loads it
+_RESUME_KEYS = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta", "noise.weight_decay",
+                "network.second_layer_rate")
 
 
 # ------------------------------------------------------------------------------------------------
-# compiled kernel (piecewise-linear activations)
+# compiled kernel (piecewise-linear activations, ball)
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g, noisy, decay,
-                  noise, noise_scale):
-    """Run ``len(step_sizes)`` SGD steps in place on ``wt`` (d, N); x (S, B, d) already scaled by
-    (1 + yΔ); y (S, B).  If ``noisy``: ``wt ← decay[k] wt + update + noise_scale[k] noise[k]``
-    (noise (S, d, N)).  Returns the index of the first step whose network output is non-finite
-    (then ``wt`` holds the weights after that step), or -1."""
+def _sgd_block_piecewise_linear(wt, a, x, y, step_sizes, intercept, slope, knots, jumps, z, g, h,
+                                train_a, rate, decay, a_decay, noise, noise_scale, a_noise, a_noise_scale):
+    """Run ``len(step_sizes)`` SGD steps (module docstring) in place on ``wt`` (d, N) and ``a`` (N,);
+    x (S, B, d), y (S, B).  ``decay`` / ``a_decay`` (S,) multiply w / a before the update (empty: none);
+    ``noise`` (S, d, N) times ``noise_scale`` (S,) and ``a_noise`` (S, N) times ``a_noise_scale`` are
+    added (empty: none).  Returns the index of the first step whose network output is non-finite
+    (the state then holds the weights after that step), or -1."""
     n_steps, batch, dim = x.shape
     n_neurons = wt.shape[1]
     n_knots = knots.shape[0]
@@ -97,7 +104,7 @@ def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g, no
                 xbj = x[k, b, j]
                 for i in range(n_neurons):
                     z[b, i] += xbj * wt[j, i]
-        # residual and g[b, i] = (2 s_k / B)(y_b − f_b) σ'(z_bi)
+        # residual; g[b, i] = (2 s_k / B) e_b a_i σ'(z_bi), h[b, i] = (2 s_k / B) e_b σ(z_bi)
         bad = False
         for b in range(batch):
             total = 0.0
@@ -109,15 +116,17 @@ def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g, no
                     if zi > knots[m]:
                         value += jumps[m] * (zi - knots[m])
                         deriv += jumps[m]
-                total += value
-                g[b, i] = deriv
+                total += a[i] * value
+                g[b, i] = deriv * a[i]
+                h[b, i] = value
             residual = y[k, b] - total * inv_n
             if not math.isfinite(residual):
                 bad = True
             coef = 2.0 * step_sizes[k] * residual / batch
             for i in range(n_neurons):
                 g[b, i] *= coef
-        if noisy:  # weight decay, on the weights the gradient was evaluated at
+                h[b, i] *= coef
+        if decay.shape[0] > 0:  # weight decay, on the weights the gradient was evaluated at
             dk = decay[k]
             for j in range(dim):
                 for i in range(n_neurons):
@@ -128,31 +137,95 @@ def _sgd_block_pl(wt, x, y, step_sizes, intercept, slope, knots, jumps, z, g, no
                 xbj = x[k, b, j]
                 for i in range(n_neurons):
                     wt[j, i] += xbj * g[b, i]
-        if noisy:
+        if noise.shape[0] > 0:
             sk = noise_scale[k]
             for j in range(dim):
                 for i in range(n_neurons):
                     wt[j, i] += sk * noise[k, j, i]
+        if train_a:
+            if a_decay.shape[0] > 0:
+                for i in range(n_neurons):
+                    a[i] *= a_decay[k]
+            for b in range(batch):
+                for i in range(n_neurons):
+                    a[i] += rate * h[b, i]
+            if a_noise.shape[0] > 0:
+                for i in range(n_neurons):
+                    a[i] += a_noise_scale[k] * a_noise[k, i]
         if bad:
             return k
     return -1
 
 
 # ------------------------------------------------------------------------------------------------
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} = {value!r} must be an integer >= {minimum}")
-    return int(value)
+class SGDSimulation:
+    """Stateful online SGD of ``network`` (module docstring).
 
+    ``time`` = kε (k = ``steps``), ``weights`` (N, d) and ``second_layer`` (N,) (copies),
+    :meth:`invariants`, :meth:`step`, :meth:`advance`, :meth:`observables`, :meth:`diagnostics`,
+    :meth:`state` / :meth:`set_state` for bitwise checkpoint/resume.
+    """
 
-class ParticleCheckpoint:
-    """Checkpoint state shared by the SGD simulations: the weights (kept transposed, ``_wt`` (d, N)),
-    the step counter and the three random streams (data x, labels y, noise), so that a resumed run
-    is bitwise identical to an uninterrupted one; ``resume_keys`` lists the parameters a checkpoint
-    must share with the run that loads it."""
+    def __init__(self, network: NetworkModel, problem: ReducedProblem, *, n_neurons: int, step_size: float,
+                 batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
+                 beta: float = math.inf, weight_decay: float = 0.0, second_layer_rate: float = 1.0,
+                 backend: str = "auto", record_network_risk: bool | None = None) -> None:
+        self.n_neurons = check_integer("sgd.n_neurons", n_neurons, 1)
+        self.batch_size = check_integer("sgd.batch_size", batch_size, 1)
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.floating)) \
+                or not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"sgd.step_size = {step_size!r} must be a finite number > 0 (it is ε, the PDE "
+                             "time per SGD step)")
+        self.step_size = float(step_size)
+        self.second_layer_rate = check_number("network.second_layer_rate", second_layer_rate, 0.0, math.inf)
+        if not math.isfinite(self.second_layer_rate):
+            raise ValueError(f"network.second_layer_rate = {second_layer_rate!r} must be finite")
+        self.seed = check_integer("sgd.seed", seed, 0)
+        self.network = network
+        self.problem = problem
+        self.dimension = int(network.dimension)
+        self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, self.dimension)
+        problem.check_noise(self.beta, self.weight_decay)
+        self.schedule = schedule if schedule is not None else LearningRateSchedule()
+        self.activation = network.activation
+        self.train_second_layer = bool(network.trains_second_layer)
+        self.on_sphere = bool(network.on_sphere)
+        self.record_network_risk = (bool(network.records_network_risk) if record_network_risk is None
+                                    else bool(record_network_risk))
+        if backend not in ("auto", "numba", "numpy"):
+            raise ValueError(f"sgd.backend = {backend!r} is not known; allowed: auto, numba, numpy")
+        compiled = isinstance(self.activation, PiecewiseLinearActivation) and not self.on_sphere
+        if backend == "numba" and not compiled:
+            raise ValueError(f"sgd.backend = 'numba' needs a piecewise-linear activation and neurons in the "
+                             f"ball, got {self.activation.config()} (on_sphere = {self.on_sphere}); "
+                             "use backend = 'numpy'")
+        if backend == "auto":
+            backend = "numba" if compiled and self.batch_size < _NUMBA_MAX_BATCH else "numpy"
+        self.backend = backend
+        if backend == "numba":
+            self._piecewise = (float(self.activation.intercept), float(self.activation.slope),
+                               np.asarray(self.activation.knots, dtype=float),
+                               np.asarray(self.activation.jumps, dtype=float))
 
-    resume_keys: tuple[str, ...] = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta")
+        init_seq, x_seq, y_seq, noise_seq = np.random.SeedSequence(self.seed).spawn(4)
+        self._x_rng = np.random.Generator(np.random.PCG64(x_seq))
+        self._y_rng = np.random.Generator(np.random.PCG64(y_seq))
+        self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
+        a, w = network.initial_neurons(self.n_neurons, np.random.Generator(np.random.PCG64(init_seq)))
+        self._a = np.array(a, dtype=float).reshape(self.n_neurons)
+        self._wt = np.ascontiguousarray(np.asarray(w, dtype=float).T)  # (d, N)
+        self.steps = 0
+        self.stepping_seconds = 0.0
+        d, n, b = self.dimension, self.n_neurons, self.batch_size
+        self.block_steps = max(1, _BLOCK_ENTRIES // (b * d))
+        if math.isfinite(self.beta):  # the (steps, d, N) noise block stays below ~16 MB too
+            self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // (d * n)))
+        self._z = np.empty((b, n))
+        self._g = np.empty((b, n))
+        self._h = np.empty((b, n))
+        self._update = np.empty((d, n))
 
+    # ---- state ------------------------------------------------------------------------------------
     @property
     def coordinate_names(self) -> tuple[str, ...]:
         return tuple(self.problem.coordinate_names)
@@ -164,12 +237,28 @@ class ParticleCheckpoint:
 
     @property
     def weights(self) -> np.ndarray:
-        """Current weights, shape (N, d) (a copy)."""
+        """Current first-layer weights w_i, shape (N, d) (a copy)."""
         return self._wt.T.copy()
 
+    @property
+    def second_layer(self) -> np.ndarray:
+        """Current a_i, shape (N,) (a copy)."""
+        return self._a.copy()
+
+    def invariants(self) -> np.ndarray:
+        """The reduced coordinates of the neurons (``network.invariants``): (N, D), or (N,) for D = 1."""
+        return self.network.invariants(self._a, self._wt.T)
+
+    def config(self) -> dict[str, Any]:
+        return {"sgd.n_neurons": self.n_neurons, "sgd.step_size": self.step_size,
+                "sgd.batch_size": self.batch_size, "sgd.seed": self.seed, "sgd.backend": self.backend,
+                "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
+                "network.second_layer_rate": self.second_layer_rate,
+                **{f"schedule.{k}": v for k, v in self.schedule.config().items()}}
+
     def state(self) -> dict[str, Any]:
-        """Everything needed to resume bitwise."""
-        return {"weights": self.weights, "steps": int(self.steps),
+        """Everything needed to resume bitwise: neurons, step counter, the three data/noise streams."""
+        return {"weights": self.weights, "second_layer": self.second_layer, "steps": int(self.steps),
                 "x_rng": self._x_rng.bit_generator.state, "y_rng": self._y_rng.bit_generator.state,
                 "noise_rng": self._noise_rng.bit_generator.state, "config": self.config()}
 
@@ -178,228 +267,182 @@ class ParticleCheckpoint:
         if weights.shape != (self.n_neurons, self.dimension):
             raise ValueError(f"state weights have shape {weights.shape}, expected "
                              f"{(self.n_neurons, self.dimension)} (sgd.n_neurons, data.dimension)")
-        saved = state.get("config", {})
-        for key in self.resume_keys:
-            if key in saved and saved[key] != self.config()[key]:
-                raise ValueError(f"state was saved with {key} = {saved[key]}, this run has "
-                                 f"{self.config()[key]}")
+        saved, mine = state.get("config", {}), self.config()
+        for key in _RESUME_KEYS:
+            if key in saved and saved[key] != mine[key]:
+                raise ValueError(f"state was saved with {key} = {saved[key]}, this run has {mine[key]}")
+        if "second_layer" in state:  # checkpoints of first-layer-only runs may lack it (a = 1)
+            a = np.asarray(state["second_layer"], dtype=float)
+            if a.shape != (self.n_neurons,):
+                raise ValueError(f"state second_layer has shape {a.shape}, expected ({self.n_neurons},)")
+            self._a = a.copy()
         self._wt = np.ascontiguousarray(weights.T)
-        self.steps = _check_int("state.steps", state["steps"], 0)
+        self.steps = check_integer("state.steps", state["steps"], 0)
         self._x_rng.bit_generator.state = state["x_rng"]
         self._y_rng.bit_generator.state = state["y_rng"]
         if "noise_rng" in state:  # checkpoints written before noise existed
             self._noise_rng.bit_generator.state = state["noise_rng"]
 
-
-class SGDSimulation(ParticleCheckpoint):
-    """Stateful online SGD (module docstring).
-
-    ``time`` = kε (k = ``steps``), ``weights`` (N, d) (a copy), :meth:`advance`, :meth:`observables`,
-    :meth:`state` / :meth:`set_state` for bitwise checkpoint/resume.
-    """
-
-    resume_keys = ParticleCheckpoint.resume_keys + ("noise.weight_decay",)
-
-    def __init__(self, problem: IsotropicMixtureRadialProblem, n_neurons: int, step_size: float,
-                 batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
-                 backend: str = "auto", beta: float = math.inf, weight_decay: float = 0.0) -> None:
-        self.n_neurons = _check_int("sgd.n_neurons", n_neurons, 1)
-        self.batch_size = _check_int("sgd.batch_size", batch_size, 1)
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.floating)) \
-                or not (math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"sgd.step_size = {step_size!r} must be a finite number > 0 (it is ε, "
-                             "the PDE time per SGD step)")
-        self.step_size = float(step_size)
-        self.seed = _check_int("sgd.seed", seed, 0)
-        dimension = problem.dimension
-        if not math.isfinite(dimension):
-            raise ValueError(f"data.dimension = {dimension} cannot be simulated by SGD; "
-                             "it needs a finite integer dimension d >= 2")
-        self.dimension = int(dimension)
-        from reduced_pde.free_energy import check_noise_parameters
-
-        self.beta, self.weight_decay = check_noise_parameters(beta, weight_decay, dimension)
-        self.noisy = math.isfinite(self.beta) or self.weight_decay > 0.0
-        self.problem = problem
-        self.schedule = schedule if schedule is not None else LearningRateSchedule()
-        self.delta = float(problem.data.delta)
-        activation = problem.activation
-        if backend not in ("auto", "numba", "numpy"):
-            raise ValueError(f"sgd.backend = {backend!r} is not known; allowed: auto, numba, numpy")
-        piecewise = isinstance(activation, PiecewiseLinearActivation)
-        if backend == "numba" and not piecewise:
-            raise ValueError(f"sgd.backend = 'numba' needs a piecewise-linear activation, got "
-                             f"{activation.config()}; use backend='numpy'")
-        if backend == "auto":
-            backend = "numba" if piecewise and self.batch_size < _NUMBA_MAX_BATCH else "numpy"
-        self.backend = backend
-        self.activation = activation
-        if piecewise:
-            self._pl = (float(activation.intercept), float(activation.slope),
-                        np.asarray(activation.knots, dtype=float), np.asarray(activation.jumps, dtype=float))
-
-        # spawn(4): the first three children are those of spawn(3) (noiseless runs unchanged)
-        init_seq, x_seq, y_seq, noise_seq = np.random.SeedSequence(self.seed).spawn(4)
-        init_rng = np.random.Generator(np.random.PCG64(init_seq))
-        self._x_rng = np.random.Generator(np.random.PCG64(x_seq))
-        self._y_rng = np.random.Generator(np.random.PCG64(y_seq))
-        self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
-        weights = problem.initial_law().sample_weights(self.n_neurons, self.dimension, init_rng)
-        self._wt = np.ascontiguousarray(np.asarray(weights, dtype=float).T)  # (d, N)
-        self.steps = 0
-        self.stepping_seconds = 0.0
-        self.block_steps = max(1, _BLOCK_ENTRIES // (self.batch_size * self.dimension))
-        if self.noisy:  # the (steps, d, N) noise block stays below ~16 MB too
-            self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // (self.dimension * self.n_neurons)))
-        b, n = self.batch_size, self.n_neurons
-        self._z = np.empty((b, n))
-        self._g = np.empty((b, n))
-        self._update = np.empty((self.dimension, n))
-
-    # ---- state (time, weights, state(), set_state() from ParticleCheckpoint) --------------------
-    @property
-    def norms(self) -> np.ndarray:
-        return np.sqrt(np.einsum("ji,ji->i", self._wt, self._wt))
-
-    def config(self) -> dict[str, Any]:
-        return {"sgd.n_neurons": self.n_neurons, "sgd.step_size": self.step_size,
-                "sgd.batch_size": self.batch_size, "sgd.seed": self.seed,
-                "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
-                **{f"schedule.{k}": v for k, v in self.schedule.config().items()}}
-
-    # ---- stepping ------------------------------------------------------------------------------
-    def _draw(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        x = self._x_rng.standard_normal((n_steps, self.batch_size, self.dimension))
-        y = np.where(self._y_rng.random((n_steps, self.batch_size)) < 0.5, 1.0, -1.0)
-        x *= (1.0 + self.delta * y)[:, :, None]
-        return x, y
-
+    # ---- stepping ---------------------------------------------------------------------------------
     def step(self, n_steps: int) -> None:
         """Take ``n_steps`` SGD steps."""
-        n_steps = _check_int("n_steps", n_steps, 0)
+        n_steps = check_integer("n_steps", n_steps, 0)
         began = _time.perf_counter()
         try:
-            self._take_steps(n_steps)
+            while n_steps > 0:
+                block = min(n_steps, self.block_steps)
+                self._block(block)
+                n_steps -= block
         finally:
             self.stepping_seconds += _time.perf_counter() - began
 
-    def diagnostics(self) -> dict[str, float]:
-        """Steps taken and the stepping rate (observables excluded)."""
-        rate = self.steps / self.stepping_seconds if self.stepping_seconds > 0 else math.nan
-        return {"steps": float(self.steps), "steps_per_second": rate}
-
-    def _take_steps(self, n_steps: int) -> None:
-        while n_steps > 0:
-            block = min(n_steps, self.block_steps)
-            x, y = self._draw(block)
-            sizes = self.step_size * np.asarray(
-                self.schedule(np.arange(self.steps, self.steps + block) * self.step_size), dtype=float)
-            if self.noisy:
-                decay = 1.0 - 2.0 * self.weight_decay * sizes
-                noise_scale = np.sqrt(4.0 * sizes / self.beta)  # 0 at β = inf
-                noise = (self._noise_rng.standard_normal((block, self.dimension, self.n_neurons))
-                         if math.isfinite(self.beta) else np.zeros((block, self.dimension, self.n_neurons)))
-            else:
-                decay = noise_scale = np.zeros(0)
-                noise = np.zeros((0, 0, 0))
-            if self.backend == "numba":
-                bad = _sgd_block_pl(self._wt, x, y, sizes, *self._pl, self._z, self._g, self.noisy,
-                                    decay, noise, noise_scale)
-            else:
-                bad = self._block_numpy(x, y, sizes, decay, noise, noise_scale)
-            if bad >= 0:
-                step = self.steps + bad + 1
-                self.steps = step
-                raise SGDError(f"SGD diverged: non-finite network output at step {step} "
-                               f"(t = {step * self.step_size:.6g}); reduce sgd.step_size = "
-                               f"{self.step_size:g}")
-            self.steps += block
-            n_steps -= block
-        if not np.all(np.isfinite(self._wt)):
-            raise SGDError(f"SGD produced non-finite weights by step {self.steps} "
-                           f"(t = {self.time:.6g}); reduce sgd.step_size = {self.step_size:g}")
-
-    def _block_numpy(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, decay: np.ndarray,
-                     noise: np.ndarray, noise_scale: np.ndarray) -> int:
-        wt, z, update = self._wt, self._z, self._update
-        act = self.activation
-        scale = 2.0 / self.batch_size
-        for k in range(x.shape[0]):
-            xk = x[k]
-            np.dot(xk, wt, out=z)
-            residual = y[k] - act(z).mean(axis=1)
-            if not math.isfinite(float(residual.sum())):
-                return k
-            g = act.derivative(z)
-            g *= (scale * sizes[k] * residual)[:, None]
-            np.dot(xk.T, g, out=update)
-            if self.noisy:
-                wt *= decay[k]
-                wt += update
-                wt += noise_scale[k] * noise[k]
-            else:
-                wt += update
-        return -1
-
     def advance(self, t_target: float) -> None:
         """Advance to the step nearest ``t_target`` (``round(t_target/ε)`` steps from t = 0)."""
-        target = int(round(float(t_target) / self.step_size))
+        t_target = float(t_target)
+        if not math.isfinite(t_target):
+            raise ValueError(f"t_target = {t_target} must be finite")
+        target = int(round(t_target / self.step_size))
         if target < self.steps:
             raise ValueError(f"t_target = {t_target:g} lies before the current time {self.time:g}")
         self.step(target - self.steps)
 
-    # ---- observables -----------------------------------------------------------------------------
+    def diagnostics(self) -> dict[str, float]:
+        """Steps taken and the stepping rate (observables excluded)."""
+        rate = self.steps / self.stepping_seconds if self.stepping_seconds > 0 else math.nan
+        return {"steps": float(self.steps), "steps_per_second": rate,
+                "neuron_updates_per_second": rate * self.n_neurons}
+
+    def _block(self, block: int) -> None:
+        d, n, b = self.dimension, self.n_neurons, self.batch_size
+        x, y = self.network.sample(block * b, self._x_rng, self._y_rng)
+        x, y = x.reshape(block, b, d), y.reshape(block, b)
+        sizes = self.step_size * np.asarray(
+            self.schedule(np.arange(self.steps, self.steps + block) * self.step_size), dtype=float)
+        rate = self.second_layer_rate
+        empty = np.zeros(0)
+        decay = 1.0 - 2.0 * self.weight_decay * sizes if self.weight_decay > 0 else empty
+        a_decay = 1.0 - 2.0 * rate * self.weight_decay * sizes if self.weight_decay > 0 else empty
+        noise = a_noise = noise_scale = a_noise_scale = None
+        if math.isfinite(self.beta):
+            noise = self._noise_rng.standard_normal((block, d, n))
+            noise_scale = np.sqrt(4.0 * sizes / self.beta)
+            if self.train_second_layer:
+                a_noise = self._noise_rng.standard_normal((block, n))
+                a_noise_scale = np.sqrt(4.0 * rate * sizes / self.beta)
+        if self.backend == "numba":
+            bad = _sgd_block_piecewise_linear(
+                self._wt, self._a, x, y, sizes, *self._piecewise, self._z, self._g, self._h,
+                self.train_second_layer, rate, decay, a_decay,
+                noise if noise is not None else np.zeros((0, 0, 0)), noise_scale if noise is not None else empty,
+                a_noise if a_noise is not None else np.zeros((0, 0)),
+                a_noise_scale if a_noise is not None else empty)
+        else:
+            bad = self._block_numpy(x, y, sizes, decay, a_decay, noise, noise_scale, a_noise, a_noise_scale)
+        if bad >= 0:
+            self.steps += bad + 1
+            raise SolverError(f"SGD diverged: non-finite network output at step {self.steps} "
+                              f"(t = {self.time:.6g}), neuron {self._offending_neuron()}; "
+                              f"reduce sgd.step_size = {self.step_size:g}")
+        self.steps += block
+        if not (np.all(np.isfinite(self._wt)) and np.all(np.isfinite(self._a))):
+            raise SolverError(f"SGD produced non-finite weights by step {self.steps} (t = {self.time:.6g}), "
+                              f"neuron {self._offending_neuron()}; reduce sgd.step_size = {self.step_size:g}")
+
+    def _offending_neuron(self) -> int:
+        """The first neuron with a non-finite parameter, else the one with the largest |a_i| |w_i|."""
+        finite = np.all(np.isfinite(self._wt), axis=0) & np.isfinite(self._a)
+        if not np.all(finite):
+            return int(np.argmin(finite))
+        with np.errstate(over="ignore"):
+            return int(np.argmax(np.abs(self._a) * np.sqrt(np.einsum("ji,ji->i", self._wt, self._wt))))
+
+    def _block_numpy(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, decay: np.ndarray,
+                     a_decay: np.ndarray, noise: np.ndarray | None, noise_scale: np.ndarray | None,
+                     a_noise: np.ndarray | None, a_noise_scale: np.ndarray | None) -> int:
+        wt, a, z, g, update = self._wt, self._a, self._z, self._g, self._update
+        act, inv_n = self.activation, 1.0 / self.n_neurons
+        scale = 2.0 / self.batch_size
+        for k in range(x.shape[0]):
+            xk = x[k]
+            np.matmul(xk, wt, out=z)                                     # (B, N)
+            features = act(z)
+            residual = y[k] - inv_n * (features @ a)                     # (B,)
+            if not np.all(np.isfinite(residual)):
+                return k
+            coefficient = (scale * sizes[k]) * residual
+            np.multiply(act.derivative(z), coefficient[:, None], out=g)
+            g *= a
+            np.matmul(xk.T, g, out=update)                               # (d, N) = Xᵀ G
+            if noise is not None:
+                update += noise_scale[k] * noise[k]
+            if self.on_sphere:                                           # P⊥, then retraction
+                update -= wt * np.einsum("ji,ji->i", wt, update)
+                wt += update
+                wt /= np.sqrt(np.einsum("ji,ji->i", wt, wt))
+            else:
+                if decay.size:
+                    wt *= decay[k]
+                wt += update
+            if self.train_second_layer:
+                step_a = self.second_layer_rate * (coefficient @ features)
+                if a_decay.size:
+                    a *= a_decay[k]
+                a += step_a
+                if a_noise is not None:
+                    a += a_noise_scale[k] * a_noise[k]
+        return -1
+
+    # ---- observables ------------------------------------------------------------------------------
     def observables(self) -> dict[str, Any]:
-        """``risk`` (N = ∞ risk of the empirical law of |w|), ``network_risk`` (exact population risk of
-        the N-network), ``risk_bound`` (its series truncation bound), ``mean_r``, ``std_r``, ``norms``."""
-        norms = self.norms
-        risk, bound = self.problem.network_risk(self.weights)
+        """``risk`` (N = ∞ risk of the empirical law of the invariants), ``mean_<c>``/``std_<c>``,
+        ``points`` (N, D), and (if recorded) ``network_risk`` with its truncation bound ``risk_bound``."""
+        invariants = self.invariants()
+        points = invariants.reshape(self.n_neurons, -1)
         masses = np.full(self.n_neurons, 1.0 / self.n_neurons)
-        return {"time": self.time, "network_risk": risk, "risk_bound": bound,
-                "risk": self.problem.risk(norms, masses),
-                "mean_r": float(norms.mean()), "std_r": float(norms.std()), "norms": norms}
+        out: dict[str, Any] = {"time": self.time, "risk": self.problem.risk(invariants, masses), "points": points}
+        for i, name in enumerate(self.coordinate_names):
+            out[f"mean_{name}"] = float(points[:, i].mean())
+            out[f"std_{name}"] = float(points[:, i].std())
+        if self.record_network_risk:
+            out["network_risk"], out["risk_bound"] = self.network.network_risk(self._a, self._wt.T)
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
-def run_sgd(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float], *, n_neurons: int,
-            step_size: float, batch_size: int = 1, schedule: LearningRateSchedule | None = None,
-            seed: int = 0, progress: bool = False, backend: str = "auto", beta: float = math.inf,
-            weight_decay: float = 0.0) -> Trajectory:
-    """SGD observables at ``output_times`` (each rounded to the nearest step; the recorded ``time``
-    is the actual kε).  Trajectory kind ``"sgd"``: ``risk`` = N = ∞ risk of the empirical law of |w|,
-    ``network_risk`` = exact network risk; fields ``risk_bound`` (T,), ``norms`` (T, N); diagnostics ``steps``, ``wall_time``,
-    ``steps_per_second`` (stepping only, observables excluded)."""
+def run_sgd(network: NetworkModel, problem: ReducedProblem, output_times: Sequence[float], *,
+            n_neurons: int, step_size: float, progress: bool = False, checkpoint=None,
+            checkpoint_every: float = 60.0, resume: bool = False, **options: Any) -> Trajectory:
+    """SGD observables at ``output_times`` (each rounded to the nearest step; the recorded ``time`` is
+    the actual kε) through :func:`solvers.controller.run_simulation`; ``options``: the keyword
+    arguments of :class:`SGDSimulation`.  Trajectory kind ``"sgd"``: ``risk`` (law of the invariants),
+    ``network_risk`` (if recorded), fields ``points`` (T, N, D) (and ``risk_bound``); diagnostics
+    ``steps``, ``wall_time``, ``steps_per_second`` (stepping only)."""
     from solvers.controller import run_simulation
 
-    from solvers.finite_volume import validate_output_times
-
     times = validate_output_times(output_times)
-    sim = SGDSimulation(problem, n_neurons, step_size, batch_size, schedule, seed, backend,
-                        beta=beta, weight_decay=weight_decay)
-    config = {**problem.config(), **sim.config(), "sgd.backend": sim.backend}
-    return run_simulation(sim, times, kind="sgd", config=config, progress=progress)
+    simulation = SGDSimulation(network, problem, n_neurons=n_neurons, step_size=step_size, **options)
+    return run_simulation(simulation, times, kind="sgd", config={**problem.config(), **simulation.config()},
+                          progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                          resume=resume)
 
 
-def _run_one(args: tuple) -> Trajectory:
-    problem, output_times, seed, kwargs = args
-    return run_sgd(problem, output_times, seed=seed, **kwargs)
+def _run_one(job: tuple) -> Trajectory:
+    network, problem, output_times, seed, kwargs = job
+    return run_sgd(network, problem, output_times, seed=seed, **kwargs)
 
 
-def run_sgd_seeds(problem: IsotropicMixtureRadialProblem, output_times: Sequence[float], *,
-                  seeds: Sequence[int], processes: int = 1, progress: bool = False,
-                  **kwargs: Any) -> list[Trajectory]:
+def run_sgd_seeds(network: NetworkModel, problem: ReducedProblem, output_times: Sequence[float], *,
+                  seeds: Sequence[int], processes: int = 1, **kwargs: Any) -> list[Trajectory]:
     """:func:`run_sgd` for each seed, in seed order.  ``processes > 1`` runs seeds in parallel worker
-    processes (spawned, one BLAS thread each); results are identical to the sequential ones.
-    Combine with :func:`seed_statistics` for mean ± spread over seeds."""
-    seeds = [_check_int("sgd.seed", s, 0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must be a non-empty sequence of integers")
-    processes = _check_int("processes", processes, 1)
-    if processes == 1 or len(seeds) == 1:
-        return [run_sgd(problem, output_times, seed=s, progress=progress, **kwargs) for s in seeds]
+    processes (spawned, one BLAS thread each: :func:`solvers.controller.map_in_processes`); results
+    are identical to the sequential ones.  Combine with :func:`seed_statistics`."""
     from solvers.controller import map_in_processes
 
-    jobs = [(problem, list(output_times), s, kwargs) for s in seeds]
+    seeds = [check_integer("sgd.seed", s, 0) for s in seeds]
+    if not seeds:
+        raise ValueError("sgd.seeds = [] must be a non-empty sequence of integers")
+    processes = check_integer("processes", processes, 1)
+    jobs = [(network, problem, list(output_times), s, kwargs) for s in seeds]
     return map_in_processes(_run_one, jobs, processes)
 
 
@@ -417,32 +460,32 @@ def seed_statistics(trajectories: Sequence[Trajectory], name: str = "risk"
 
 def radial_noise_drift(sim: SGDSimulation, n_samples: int = 20000, seed: int = 12345
                        ) -> dict[str, np.ndarray]:
-    """Monte-Carlo estimate, at the current weights, of SGD's noise-induced radial drift per unit
-    time (Itô term) versus the mean (PDE-like) radial velocity, per neuron.
+    """Monte-Carlo estimate, at the current neurons (ball), of SGD's noise-induced drift of r_i = |w_i|
+    per unit time (Itô term) versus the mean (PDE-like) radial velocity, per neuron.
 
-    A step ``Δw_i = (2 s/B) Σ_b a_bi x_b`` with ``a = (y − f) σ'(⟨w_i, x⟩)`` changes ``r_i = |w_i|`` on
+    A step ``Δw_i = (2 s/B) Σ_b c_bi x_b`` with ``c = (y − f) a_i σ'(⟨w_i, x⟩)`` changes ``r_i`` on
     average by ``⟨ŵ_i, EΔw_i⟩ + E|P⊥Δw_i|²/(2 r_i)``; the second (noise) term is
-    ``(2 s²/(B r_i)) E[a² |P⊥x|²]`` to leading order, so per unit time (1/ε steps)
-    ``noise_drift_i = 2 ε ξ² E[a² |P⊥ x|²] / (B r_i)``, against ``velocity_i = 2ξ E[a ⟨ŵ_i, x⟩]``.
-    Returns both (N,) at ξ = ξ(t)."""
+    ``(2 s²/(B r_i)) E[c² |P⊥x|²]`` to leading order, so per unit time (1/ε steps)
+    ``noise_drift_i = 2 ε ξ² E[c² |P⊥ x|²] / (B r_i)``, against ``velocity_i = 2ξ E[c ⟨ŵ_i, x⟩]``.
+    Returns both (N,) at ξ = ξ(t), and r."""
     rng = np.random.default_rng(seed)
-    w = sim.weights
+    w, a = sim.weights, sim.second_layer
     r = np.linalg.norm(w, axis=1)
     unit = w / np.where(r > 0, r, 1.0)[:, None]
     xi = float(sim.schedule(sim.time))
-    sum_a_par = np.zeros(sim.n_neurons)
+    sum_parallel = np.zeros(sim.n_neurons)
     sum_noise = np.zeros(sim.n_neurons)
     done = 0
     while done < n_samples:
         m = min(2000, n_samples - done)
-        x, y = sim.problem.data.sample(m, rng)
+        x, y = sim.network.sample(m, rng)
         z = x @ w.T
-        a = (y - sim.activation(z).mean(axis=1))[:, None] * sim.activation.derivative(z)
-        par = x @ unit.T  # ⟨ŵ_i, x⟩
-        perp_sq = (x * x).sum(axis=1)[:, None] - par**2
-        sum_a_par += (a * par).sum(axis=0)
-        sum_noise += (a * a * perp_sq).sum(axis=0)
+        c = (y - sim.activation(z) @ a / sim.n_neurons)[:, None] * a * sim.activation.derivative(z)
+        parallel = x @ unit.T  # ⟨ŵ_i, x⟩
+        perp_sq = (x * x).sum(axis=1)[:, None] - parallel**2
+        sum_parallel += (c * parallel).sum(axis=0)
+        sum_noise += (c * c * perp_sq).sum(axis=0)
         done += m
-    velocity = 2.0 * xi * sum_a_par / n_samples
+    velocity = 2.0 * xi * sum_parallel / n_samples
     noise = 2.0 * sim.step_size * xi**2 * sum_noise / n_samples / (sim.batch_size * np.maximum(r, 1e-300))
     return {"velocity": velocity, "noise_drift": noise, "r": r}

@@ -262,7 +262,7 @@ def _solver_problem():
 def test_finite_volume_and_lagrangian_agree_on_the_risk():
     """Measured (d = 40, κ = 1, t = 1): R_h = 0.197460 (24²), 0.195434 (48²); particles 0.194237 (8²),
     0.194289 (16²): |R_particles − R_{h/2}| = 1.1e-3 against R_h − R_{h/2} = 2.0e-3."""
-    from solvers.finite_volume_nd import FiniteVolumeSolverND
+    from solvers.finite_volume import FiniteVolumeSolver
     from solvers.lagrangian import solve_lagrangian
     from solvers.tensor_grid import TensorGrid
 
@@ -270,7 +270,7 @@ def test_finite_volume_and_lagrangian_agree_on_the_risk():
     risks = []
     for cells in (24, 48):
         grid = TensorGrid.uniform(r1=(0.0, 1.8, cells), r2=(0.0, 1.8, cells))
-        solver = FiniteVolumeSolverND(pr, grid, scheme="muscl", cfl=0.4)
+        solver = FiniteVolumeSolver(pr, grid, scheme="muscl", cfl=0.4)
         mass0, history = float(solver.masses.sum()), [solver.observables()["risk"]]
         for t in np.linspace(0.1, 1.0, 10):
             solver.advance(float(t))
@@ -287,12 +287,12 @@ def test_finite_volume_and_lagrangian_agree_on_the_risk():
 
 
 def test_finite_volume_short_run_is_dissipative_and_conservative():
-    from solvers.finite_volume_nd import FiniteVolumeSolverND
+    from solvers.finite_volume import FiniteVolumeSolver
     from solvers.tensor_grid import TensorGrid
 
     pr = _solver_problem()
     grid = TensorGrid.uniform(r1=(0.0, 1.8, 16), r2=(0.0, 1.8, 16))
-    solver = FiniteVolumeSolverND(pr, grid, scheme="muscl", cfl=0.4)
+    solver = FiniteVolumeSolver(pr, grid, scheme="muscl", cfl=0.4)
     mass0, history = float(solver.masses.sum()), [solver.observables()["risk"]]
     for t in (0.02, 0.05, 0.1):
         solver.advance(t)

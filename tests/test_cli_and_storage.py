@@ -196,12 +196,14 @@ def test_sgd_checkpoint_resume_through_files_is_bitwise_identical(small_config: 
     from reduced_pde.running.config import build_problem, build_schedule, flatten, output_times
     from reduced_pde.running.storage import CheckpointFile
     from solvers.controller import run_simulation
+    from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
     from solvers.sgd import SGDSimulation
 
     config = load_config(small_config, ["output.t_final=0.05", "output.n_outputs=5"])
 
     def fresh() -> SGDSimulation:
-        return SGDSimulation(build_problem(config), n_neurons=40, step_size=1e-3, batch_size=4,
+        problem = build_problem(config)
+        return SGDSimulation(IsotropicMixtureNetwork(problem), problem, n_neurons=40, step_size=1e-3, batch_size=4,
                              schedule=build_schedule(config), seed=7)
 
     times = output_times(config)
@@ -215,7 +217,7 @@ def test_sgd_checkpoint_resume_through_files_is_bitwise_identical(small_config: 
                              checkpoint=CheckpointFile(checkpoint), resume=True)
     np.testing.assert_array_equal(resumed_sim.weights, reference_sim.weights)
     np.testing.assert_array_equal(resumed.risk, reference.risk)
-    np.testing.assert_array_equal(resumed.fields["norms"], reference.fields["norms"])
+    np.testing.assert_array_equal(resumed.fields["points"], reference.fields["points"])
 
 
 SPHERE = """
@@ -260,7 +262,7 @@ def test_sphere_single_index_model_through_the_cli(tmp_path: Path) -> None:
     # std of s over N = 400 iid-like neurons: s.e. ≈ σ/√(2N) = 0.021; 4 s.e. + minibatch temperature bias
     # (δ ≈ 0.4% at ε/B = 3e-5, tests/test_noisy_sgd.py) ≈ 0.09
     assert abs(sgd.std_of("s")[-1] - pde.std_of("s")[-1]) < 4 * pde.std_of("s")[-1] / np.sqrt(800) + 0.005
-    assert sgd.fields["s"].shape == (5, 400)
+    assert sgd.fields["points"].shape == (5, 400, 1)
 
 
 def test_sphere_model_requires_a_target(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem, LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D, ks_distance
 from solvers.sgd import SGDSimulation
@@ -19,6 +20,10 @@ BACKENDS = ["numba", "numpy"]
 
 def mmn18(d: int, kappa: float = 1.0) -> IsotropicMixtureRadialProblem:
     return IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=kappa)
+
+
+def mmn18_sgd(problem: IsotropicMixtureRadialProblem, **kwargs) -> SGDSimulation:
+    return SGDSimulation(IsotropicMixtureNetwork(problem), problem, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -31,8 +36,8 @@ def test_noise_amplitude_and_weight_decay_of_one_step(backend: str) -> None:
     n, d, eps, xi0, beta, lam = 200, 100, 1e-3, 1.3, 7.0, 0.4
     problem = mmn18(d)
     schedule = LearningRateSchedule(xi0=xi0)
-    sims = {key: SGDSimulation(problem, n, eps, 3, schedule, seed=5, backend=backend, beta=b,
-                               weight_decay=l)
+    sims = {key: mmn18_sgd(problem, n_neurons=n, step_size=eps, batch_size=3, schedule=schedule, seed=5,
+                           backend=backend, beta=b, weight_decay=l)
             for key, (b, l) in {"plain": (math.inf, 0.0), "noise": (beta, 0.0),
                                 "decay": (math.inf, lam)}.items()}
     w0 = sims["plain"].weights
@@ -50,27 +55,27 @@ def test_noise_amplitude_and_weight_decay_of_one_step(backend: str) -> None:
 def test_noisy_checkpoint_resume_and_blocking_are_bitwise(backend: str) -> None:
     problem = mmn18(12, kappa=0.5)
     kwargs = dict(seed=2, backend=backend, beta=20.0, weight_decay=0.3)
-    full = SGDSimulation(problem, 30, 1e-3, 4, **kwargs)
+    full = mmn18_sgd(problem, n_neurons=30, step_size=1e-3, batch_size=4, **kwargs)
     full.advance(0.3)
-    first = SGDSimulation(problem, 30, 1e-3, 4, **kwargs)
+    first = mmn18_sgd(problem, n_neurons=30, step_size=1e-3, batch_size=4, **kwargs)
     first.block_steps = 7
     first.advance(0.12)
     state = first.state()
     first.advance(0.2)
-    resumed = SGDSimulation(problem, 30, 1e-3, 4, **{**kwargs, "seed": 99})
+    resumed = mmn18_sgd(problem, n_neurons=30, step_size=1e-3, batch_size=4, **{**kwargs, "seed": 99})
     resumed.set_state(state)
     resumed.advance(0.3)
     assert np.array_equal(resumed.weights, full.weights)
-    wrong = SGDSimulation(problem, 30, 1e-3, 4, **{**kwargs, "beta": 10.0})
+    wrong = mmn18_sgd(problem, n_neurons=30, step_size=1e-3, batch_size=4, **{**kwargs, "beta": 10.0})
     with pytest.raises(ValueError, match="noise.beta"):
         wrong.set_state(state)
 
 
 def test_noise_refused_at_infinite_dimension_and_bad_values() -> None:
     with pytest.raises(ValueError, match="noise.beta"):
-        SGDSimulation(mmn18(10), 10, 1e-3, beta=0.0)
+        mmn18_sgd(mmn18(10), n_neurons=10, step_size=1e-3, beta=0.0)
     with pytest.raises(ValueError, match="noise.weight_decay"):
-        SGDSimulation(mmn18(10), 10, 1e-3, weight_decay=-1.0)
+        mmn18_sgd(mmn18(10), n_neurons=10, step_size=1e-3, weight_decay=-1.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,9 +96,9 @@ def test_stationary_law_of_noisy_sgd_matches_gibbs_fixed_point() -> None:
     problem = mmn18(d)
     grid = UniformGrid1D(0.0, 5.0, 500)
     fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, beta, lam)
-    sim = SGDSimulation(problem, n, 1e-3, 10, seed=3, beta=beta, weight_decay=lam)
+    sim = mmn18_sgd(problem, n_neurons=n, step_size=1e-3, batch_size=10, seed=3, beta=beta, weight_decay=lam)
     sim.advance(5.0)
-    r = sim.norms
+    r = sim.invariants()
     ks = ks_distance(r, grid.edges, fixed.density)
     assert ks < 1.95 / math.sqrt(n), ks
     stderr = r.std() / math.sqrt(n)
@@ -114,13 +119,14 @@ def test_transient_mean_radius_follows_fokker_planck() -> None:
     problem = mmn18(d)
     grid = UniformGrid1D(0.0, 5.0, 400)
     solver = FokkerPlanckSolver1D(problem, grid, beta, lam, time_stepping="implicit", cfl=0.5)
-    sims = [SGDSimulation(problem, 400, 1e-3, 10, seed=s, beta=beta, weight_decay=lam) for s in (0, 1)]
+    sims = [mmn18_sgd(problem, n_neurons=400, step_size=1e-3, batch_size=10, seed=s, beta=beta, weight_decay=lam)
+            for s in (0, 1)]
     moved = 0.0
     for t in (0.25, 0.5, 1.0, 2.0):
         solver.advance(t)
         for sim in sims:
             sim.advance(t)
-        r = np.concatenate([sim.norms for sim in sims])
+        r = np.concatenate([sim.invariants() for sim in sims])
         pde_mean = solver.observables()["mean_r"]
         stderr = r.std() / math.sqrt(r.size)
         assert abs(r.mean() - pde_mean) < 4 * stderr + 1e-3, (t, r.mean(), pde_mean, stderr)
@@ -141,9 +147,9 @@ def test_stationary_law_and_risk_high_precision(d: int, beta: float, lam: float)
     n = 1000
     radii, risks = [], []
     for seed in range(3):
-        sim = SGDSimulation(problem, n, 5e-4, 10, seed=seed, beta=beta, weight_decay=lam)
+        sim = mmn18_sgd(problem, n_neurons=n, step_size=5e-4, batch_size=10, seed=seed, beta=beta, weight_decay=lam)
         sim.advance(12.0)
-        radii.append(sim.norms)
+        radii.append(sim.invariants())
         risks.append(sim.observables()["risk"])
     r = np.concatenate(radii)
     assert ks_distance(r, grid.edges, fixed.density) < 1.95 / math.sqrt(r.size)

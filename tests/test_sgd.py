@@ -1,4 +1,5 @@
-"""Full-dimensional SGD (solvers.sgd): time convention, exact risk, reproducibility, physics at t = 0."""
+"""Full-dimensional SGD (solvers.sgd) on the MMN18 network: time convention, exact risk,
+reproducibility, physics at t = 0."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ import numpy as np
 import pytest
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from reduced_pde.schedules import LearningRateSchedule
-from solvers.sgd import SGDError, SGDSimulation, run_sgd, run_sgd_seeds, seed_statistics
+from solvers.common import SolverError
+from solvers.sgd import SGDSimulation, run_sgd_seeds, seed_statistics
 
 BACKENDS = ["numba", "numpy"]
 
 
 def mmn18_problem(d: float = 6, delta: float = 0.5, kappa: float = 1.0) -> IsotropicMixtureRadialProblem:
     return IsotropicMixtureRadialProblem(IsotropicGaussianMixture(delta, d), "mmn18", kappa=kappa)
+
+
+def mmn18_sgd(problem: IsotropicMixtureRadialProblem, n_neurons: int, step_size: float, batch_size: int = 1,
+              schedule: LearningRateSchedule | None = None, **kwargs) -> SGDSimulation:
+    return SGDSimulation(IsotropicMixtureNetwork(problem), problem, n_neurons=n_neurons, step_size=step_size,
+                         batch_size=batch_size, schedule=schedule, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -30,7 +39,7 @@ def test_mean_increment_is_minus_N_eps_times_exact_risk_gradient(backend: str) -
     within a few Monte-Carlo standard errors std/√B, std measured on independent samples."""
     n, d, batch, eps, xi0 = 5, 6, 400_000, 1e-6, 1.7
     problem = mmn18_problem(d=d, kappa=1.0)
-    sim = SGDSimulation(problem, n, eps, batch, LearningRateSchedule(xi0=xi0), seed=3, backend=backend)
+    sim = mmn18_sgd(problem, n, eps, batch, LearningRateSchedule(xi0=xi0), seed=3, backend=backend)
     w0 = sim.weights
     sim.step(1)
     increment = (sim.weights - w0) / (eps * xi0)
@@ -62,7 +71,7 @@ def test_exact_network_risk_matches_test_set_estimate() -> None:
     (y − f(x))² on 400k fresh samples, for weights that have trained a little (correlated
     directions); tolerance 4 standard errors of the empirical mean (+ the truncation bound)."""
     problem = mmn18_problem(d=10, kappa=0.8)
-    sim = SGDSimulation(problem, 50, 1e-2, 10, seed=5)
+    sim = mmn18_sgd(problem, 50, 1e-2, 10, seed=5)
     sim.advance(0.3)
     obs = sim.observables()
     w = sim.weights
@@ -84,9 +93,9 @@ def test_exact_network_risk_matches_test_set_estimate() -> None:
 def test_reproducible_by_seed_and_independent_of_blocking(backend: str, batch: int) -> None:
     problem = mmn18_problem(d=12, kappa=0.5)
     schedule = LearningRateSchedule(xi0=1.0, alpha=0.5, t0=0.1)
-    a = SGDSimulation(problem, 30, 1e-3, batch, schedule, seed=11, backend=backend)
-    b = SGDSimulation(problem, 30, 1e-3, batch, schedule, seed=11, backend=backend)
-    c = SGDSimulation(problem, 30, 1e-3, batch, schedule, seed=12, backend=backend)
+    a = mmn18_sgd(problem, 30, 1e-3, batch, schedule, seed=11, backend=backend)
+    b = mmn18_sgd(problem, 30, 1e-3, batch, schedule, seed=11, backend=backend)
+    c = mmn18_sgd(problem, 30, 1e-3, batch, schedule, seed=12, backend=backend)
     assert np.array_equal(a.weights, b.weights)
     assert not np.allclose(a.weights, c.weights)  # seeds give different initial weights
     b.block_steps = 7  # different block boundaries and advance() chunks
@@ -102,13 +111,13 @@ def test_reproducible_by_seed_and_independent_of_blocking(backend: str, batch: i
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_checkpoint_resume_is_bitwise_identical(backend: str) -> None:
     problem = mmn18_problem(d=12, kappa=0.5)
-    full = SGDSimulation(problem, 30, 1e-3, 4, seed=2, backend=backend)
+    full = mmn18_sgd(problem, 30, 1e-3, 4, seed=2, backend=backend)
     full.advance(0.3)
-    first = SGDSimulation(problem, 30, 1e-3, 4, seed=2, backend=backend)
+    first = mmn18_sgd(problem, 30, 1e-3, 4, seed=2, backend=backend)
     first.advance(0.12)
     checkpoint = first.state()
     first.advance(0.2)  # keep going: the checkpoint must be a snapshot
-    resumed = SGDSimulation(problem, 30, 1e-3, 4, seed=999, backend=backend)  # seed irrelevant after set_state
+    resumed = mmn18_sgd(problem, 30, 1e-3, 4, seed=999, backend=backend)  # seed irrelevant after set_state
     resumed.set_state(checkpoint)
     assert resumed.time == pytest.approx(0.12)
     resumed.advance(0.3)
@@ -118,8 +127,8 @@ def test_checkpoint_resume_is_bitwise_identical(backend: str) -> None:
 def test_backends_agree() -> None:
     """Same data stream, same update; they differ only by floating-point summation order."""
     problem = mmn18_problem(d=12, kappa=0.5)
-    a = SGDSimulation(problem, 30, 1e-3, 5, seed=4, backend="numba")
-    b = SGDSimulation(problem, 30, 1e-3, 5, seed=4, backend="numpy")
+    a = mmn18_sgd(problem, 30, 1e-3, 5, seed=4, backend="numba")
+    b = mmn18_sgd(problem, 30, 1e-3, 5, seed=4, backend="numpy")
     a.advance(0.2)
     b.advance(0.2)
     np.testing.assert_allclose(a.weights, b.weights, rtol=0, atol=1e-10)
@@ -138,27 +147,26 @@ def test_backends_agree() -> None:
 def test_bad_input_is_rejected_with_the_field_name(kwargs, match) -> None:
     args = {"n_neurons": 10, "step_size": 1e-3, **kwargs}
     with pytest.raises(ValueError, match=match):
-        SGDSimulation(mmn18_problem(), **args)
+        problem = mmn18_problem()
+        SGDSimulation(IsotropicMixtureNetwork(problem), problem, **args)
 
 
 def test_infinite_dimension_is_rejected() -> None:
     with pytest.raises(ValueError, match="data.dimension = inf"):
-        SGDSimulation(mmn18_problem(d=math.inf), 10, 1e-3)
-    with pytest.raises(ValueError, match="data.dimension = inf"):
-        run_sgd(mmn18_problem(d=math.inf), [0.0, 1.0], n_neurons=10, step_size=1e-3)
+        IsotropicMixtureNetwork(mmn18_problem(d=math.inf))
 
 
 def test_divergence_names_time_and_step() -> None:
     # a huge step on a steep activation blows the weights up to inf within a few steps
     problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, 6),
                                             {"name": "piecewise_linear", "slope": 1e200}, kappa=1.0)
-    sim = SGDSimulation(problem, 4, 1e150, 1, seed=0)
-    with pytest.raises(SGDError, match=r"step \d+ \(t = "):
+    sim = mmn18_sgd(problem, 4, 1e150, 1, seed=0)
+    with pytest.raises(SolverError, match=r"step \d+ \(t = .*\), neuron \d"):
         sim.advance(1e160)
 
 
 def test_advance_backwards_is_rejected() -> None:
-    sim = SGDSimulation(mmn18_problem(), 5, 1e-2)
+    sim = mmn18_sgd(mmn18_problem(), 5, 1e-2)
     sim.advance(0.1)
     with pytest.raises(ValueError, match="before the current time"):
         sim.advance(0.05)
@@ -184,8 +192,8 @@ def test_mean_radius_moves_with_the_reduced_velocity_at_t0() -> None:
     (relative size ~1/√(N d) ≈ 0.7% of v̄ ≈ 10.8)."""
     problem = mmn18_problem(d=20, delta=0.5, kappa=0.4)
     eps, batch, tau, n = 2e-5, 500, 2e-3, 200
-    sim = SGDSimulation(problem, n, eps, batch, seed=1)
-    r0 = sim.norms
+    sim = mmn18_sgd(problem, n, eps, batch, seed=1)
+    r0 = sim.invariants()
     w0 = sim.weights
     v0 = _reduced_velocity(problem, r0)
     h = 1e-6
@@ -203,7 +211,7 @@ def test_mean_radius_moves_with_the_reduced_velocity_at_t0() -> None:
     ito = 2 * eps * float(np.mean((a**2 * ((x**2).sum(1)[:, None] - (z / r0) ** 2)).mean(0) / r0)) / batch
 
     sim.advance(tau)
-    measured = (sim.norms.mean() - r0.mean()) / tau
+    measured = (sim.invariants().mean() - r0.mean()) / tau
     tolerance = 4 * stderr + curvature + ito + 0.05
     assert tolerance < 0.05 * abs(predicted)  # the test resolves the velocity to a few per cent
     assert abs(measured - predicted) <= tolerance, (measured, predicted, tolerance)
@@ -215,18 +223,19 @@ def test_reduced_risk_decreases_and_run_sgd_records_everything() -> None:
     must be below the previous one; and the final value well below the initial one."""
     problem = mmn18_problem(d=20, delta=0.5, kappa=0.4)
     times = [0.0, 0.1, 0.25, 0.5, 1.0]
-    trajectories = run_sgd_seeds(problem, times, seeds=[0, 1], n_neurons=200, step_size=1e-3,
-                                 batch_size=10)
+    trajectories = run_sgd_seeds(IsotropicMixtureNetwork(problem), problem, times, seeds=[0, 1], n_neurons=200,
+                                 step_size=1e-3, batch_size=10)
     for traj in trajectories:
         reduced = traj.risk
         assert np.all(np.diff(reduced) < 0), reduced
         assert reduced[-1] < 0.05 * reduced[0]
-        assert traj.kind == "sgd" and traj.fields["norms"].shape == (5, 200)
+        assert traj.kind == "sgd" and traj.fields["points"].shape == (5, 200, 1)
+        assert traj.coordinates == ("r",) and traj.fields["risk_bound"].shape == (5,)
         assert traj.diagnostics["steps"] == 1000 and traj.diagnostics["steps_per_second"] > 0
         assert traj.config["sgd.batch_size"] == 10 and traj.config["data.dimension"] == 20
         assert traj.config["schedule.xi0"] == 1.0
         np.testing.assert_allclose(traj.time, times)
-        np.testing.assert_allclose(traj.mean_of("r"), traj.fields["norms"].mean(axis=1))
+        np.testing.assert_allclose(traj.mean_of("r"), traj.fields["points"][:, :, 0].mean(axis=1))
         # the N = 200 network risk exceeds the N = ∞ risk of its law by O(1/N) (diagonal terms)
         assert np.all(traj.network_risk[1:] > reduced[1:])
     t, mean, spread = seed_statistics(trajectories, "risk")
@@ -236,8 +245,9 @@ def test_reduced_risk_decreases_and_run_sgd_records_everything() -> None:
 def test_parallel_seeds_equal_sequential_seeds() -> None:
     problem = mmn18_problem(d=10, kappa=0.5)
     kwargs = dict(seeds=[3, 4], n_neurons=20, step_size=1e-2, batch_size=2)
-    sequential = run_sgd_seeds(problem, [0.0, 0.2], **kwargs)
-    parallel = run_sgd_seeds(problem, [0.0, 0.2], processes=2, **kwargs)
+    network = IsotropicMixtureNetwork(problem)
+    sequential = run_sgd_seeds(network, problem, [0.0, 0.2], **kwargs)
+    parallel = run_sgd_seeds(network, problem, [0.0, 0.2], processes=2, **kwargs)
     for a, b in zip(sequential, parallel):
-        assert np.array_equal(a.fields["norms"], b.fields["norms"])
-    assert not np.array_equal(sequential[0].fields["norms"], sequential[1].fields["norms"])
+        assert np.array_equal(a.fields["points"], b.fields["points"])
+    assert not np.array_equal(sequential[0].fields["points"], sequential[1].fields["points"])

@@ -19,10 +19,10 @@ from scipy import stats
 
 from reduced_pde.free_energy import gibbs_fixed_point
 from solvers.controller import map_in_processes
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
+from reduced_pde.models.single_index import PolynomialActivation, SingleIndexNetwork, SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D
-from solvers.sphere_sgd import SphereSGDSimulation, run_sphere_sgd
+from solvers.sgd import SGDSimulation, run_sgd
 
 D, BETA = 16, 5.0
 
@@ -32,26 +32,35 @@ def he3_sphere(d: int = D, second_layer: float = 1.0) -> SingleIndexProblem:
                               train_second_layer=False, sphere=True, second_layer=second_layer)
 
 
+def sphere_sgd(problem: SingleIndexProblem, n_neurons: int, step_size: float, batch_size: int = 1,
+               **kwargs) -> SGDSimulation:
+    return SGDSimulation(SingleIndexNetwork(problem), problem, n_neurons=n_neurons, step_size=step_size,
+                         batch_size=batch_size, **kwargs)
+
+
 # ---- the simulation itself ------------------------------------------------------------------------
 def test_sphere_sgd_unit_norm_resume_and_errors() -> None:
     problem = he3_sphere()
-    sim = SphereSGDSimulation(problem, 50, 1e-3, batch_size=4, seed=3, beta=BETA)
+    sim = sphere_sgd(problem, 50, 1e-3, batch_size=4, seed=3, beta=BETA)
     sim.advance(0.05)
     state = sim.state()
     sim.advance(0.1)
-    other = SphereSGDSimulation(problem, 50, 1e-3, batch_size=4, seed=3, beta=BETA)
+    other = sphere_sgd(problem, 50, 1e-3, batch_size=4, seed=3, beta=BETA)
     other.set_state(state)
     other.advance(0.1)
     assert np.array_equal(sim.weights, other.weights)
     assert np.allclose(np.linalg.norm(sim.weights, axis=1), 1.0, atol=1e-14)
     obs = sim.observables()
-    assert obs["s"].shape == (50,) and "mean_r" not in obs and obs["mean_s"] == obs["s"].mean() and obs["time"] == pytest.approx(0.1)
+    assert obs["points"].shape == (50, 1) and "mean_r" not in obs and obs["time"] == pytest.approx(0.1)
+    assert obs["mean_s"] == obs["points"].mean() and np.array_equal(obs["points"][:, 0], sim.weights[:, 0])
+    assert "network_risk" not in obs  # O(N²): recorded on request only for the index models
     with pytest.raises(ValueError, match=r"weight_decay = 0.1 must be 0 on the sphere"):
-        SphereSGDSimulation(problem, 10, 1e-3, beta=BETA, weight_decay=0.1)
-    with pytest.raises(ValueError, match=r"sphere=True"):
-        SphereSGDSimulation(SingleIndexProblem({"name": "he", "degree": 2}, "he2", 8, train_second_layer=False), 10, 1e-3)
+        sphere_sgd(problem, 10, 1e-3, beta=BETA, weight_decay=0.1)
+    with pytest.raises(ValueError, match=r"noise.beta < inf"):  # noise in the (s, r) ball is not reduced
+        sphere_sgd(SingleIndexProblem({"name": "he", "degree": 2}, "he2", 8, train_second_layer=False), 10, 1e-3,
+                   beta=BETA)
     with pytest.raises(ValueError, match=r"sgd.step_size = -1"):
-        SphereSGDSimulation(problem, 10, -1)
+        sphere_sgd(problem, 10, -1)
     with pytest.raises(ValueError, match=r"state weights have shape"):
         sim.set_state({**state, "weights": np.zeros((3, D))})
 
@@ -62,12 +71,12 @@ def test_sphere_sgd_noise_is_brownian_motion_on_the_sphere() -> None:
     (0.64 − 1/d) e^{−2κdt}, κ = 2/β (a wrong noise amplitude or missing renormalisation fails).
     Error: O(ε) from the discretisation plus 4 standard errors over N neurons."""
     d, beta, n, eps, horizon = 12, 4.0, 4000, 1e-3, 0.15
-    sim = SphereSGDSimulation(he3_sphere(d, second_layer=0.0), n, eps, seed=1, beta=beta)
+    sim = sphere_sgd(he3_sphere(d, second_layer=0.0), n, eps, seed=1, beta=beta)
     w = np.zeros((n, d))
     w[:, 0], w[:, 1] = 0.8, 0.6
     sim.set_state({**sim.state(), "weights": w})
     sim.advance(horizon)
-    s = sim.s
+    s = sim.invariants()[:, 0]
     kappa = 2.0 / beta
     mean_exact = 0.8 * math.exp(-kappa * (d - 1) * horizon)
     second_exact = 1 / d + (0.64 - 1 / d) * math.exp(-2 * kappa * d * horizon)
@@ -76,17 +85,15 @@ def test_sphere_sgd_noise_is_brownian_motion_on_the_sphere() -> None:
 
 
 # ---- validation against the Fokker–Planck equation and the Gibbs fixed point ------------------------
-def minibatch_temperature_increase(sim: SphereSGDSimulation, samples: int = 20000) -> float:
-    """δ = εξβ E[(y − f)² σ'(⟨w_i,x⟩)² |P⊥_i x|²] / (B (d − 1)) averaged over neurons, at the current
+def minibatch_temperature_increase(sim: SGDSimulation, samples: int = 20000) -> float:
+    """δ = εξβ E[(y − f)² a² σ'(⟨w_i,x⟩)² |P⊥_i x|²] / (B (d − 1)) averaged over neurons, at the current
     weights: the ratio of the minibatch-gradient variance to the Langevin variance 4s/β per step."""
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((samples, sim.dimension))
-    y = sim.target(x[:, 0])
-    wt = sim._wt
-    z = x @ wt
-    f = sim.second_layer * sim.activation(z).mean(axis=1)
+    x, y = sim.network.sample(samples, np.random.default_rng(7))
+    a = sim.second_layer
+    z = x @ sim.weights.T
+    f = sim.activation(z) @ a / sim.n_neurons
     perp = (x * x).sum(axis=1)[:, None] - z**2
-    c = float(np.mean(((y - f) ** 2)[:, None] * sim.activation.derivative(z) ** 2 * perp))
+    c = float(np.mean(((y - f) ** 2)[:, None] * (a * sim.activation.derivative(z)) ** 2 * perp))
     return sim.step_size * sim.beta * c / (sim.batch_size * (sim.dimension - 1))
 
 
@@ -97,9 +104,10 @@ def he_sphere(k: int, d: int) -> SingleIndexProblem:
 
 def _seed_run(job: tuple) -> tuple[np.ndarray, float]:
     seed, k, d, beta, n, eps, batch, times = job
-    traj = run_sphere_sgd(he_sphere(k, d), times, n_neurons=n, step_size=eps, batch_size=batch,
-                          seed=seed, beta=beta)
-    return traj.fields["s"], float(traj.diagnostics["steps_per_second"])
+    problem = he_sphere(k, d)
+    traj = run_sgd(SingleIndexNetwork(problem), problem, times, n_neurons=n, step_size=eps, batch_size=batch,
+                   seed=seed, beta=beta)
+    return traj.fields["points"][:, :, 0], float(traj.diagnostics["steps_per_second"])
 
 
 def validate(k: int, d: int, beta: float, seeds: list[int], n: int, eps: float, batch: int,
@@ -123,7 +131,7 @@ def validate(k: int, d: int, beta: float, seeds: list[int], n: int, eps: float, 
     fixed = gibbs_fixed_point(problem, grid.centers, grid.spacing, beta, 0.0)
     mass = fixed.density * grid.spacing
     # O(ε) bias: measured minibatch temperature increase, through the fixed point at β/(1 + δ)
-    probe = SphereSGDSimulation(problem, n, eps, batch, seed=seeds[0], beta=beta)
+    probe = sphere_sgd(problem, n, eps, batch, seed=seeds[0], beta=beta)
     probe.set_state({**probe.state(), "weights": np.column_stack(
         [samples[-1], np.sqrt(1 - samples[-1] ** 2), np.zeros((n, d - 2))])})
     delta = minibatch_temperature_increase(probe)

@@ -23,6 +23,7 @@ from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 from solvers.finite_volume import solve_finite_volume
 from solvers.grid import UniformGrid1D
 from solvers.lagrangian import solve_lagrangian
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from solvers.sgd import run_sgd
 
 TIMES = np.array([0.0, 0.1, 0.4, 1.0])
@@ -56,17 +57,17 @@ def small_dimension_runs():
     grid = UniformGrid1D(0.0, 4.0, 400)
     pde_finite = solve_finite_volume(finite, grid, TIMES)
     pde_infinite = solve_lagrangian(infinite, TIMES, n_particles=4)  # point mass: one characteristic
-    sgd = [run_sgd(finite, TIMES, n_neurons=500, step_size=1e-3, batch_size=20, seed=seed)
+    sgd = [run_sgd(IsotropicMixtureNetwork(finite), finite, TIMES, n_neurons=500, step_size=1e-3, batch_size=20, seed=seed)
            for seed in range(3)]
     return finite, grid, pde_finite, pde_infinite, sgd
 
 
 def test_finite_d_reduction_matches_sgd_risk_and_beats_d_infinity(small_dimension_runs) -> None:
     finite, _, pde_finite, pde_infinite, sgd = small_dimension_runs
-    n_samples = sum(run.fields["norms"].shape[1] for run in sgd)
+    n_samples = sum(run.fields["points"].shape[1] for run in sgd)
     grid = small_dimension_runs[1]
     for k, t in enumerate(TIMES):
-        values = np.array([u_statistic_risk(finite, run.fields["norms"][k]) for run in sgd])
+        values = np.array([u_statistic_risk(finite, run.fields["points"][k, :, 0]) for run in sgd])
         mean = values.mean()
         # first Hoeffding projection of the U-statistic: Var ≈ 4 Var_p(ψ(r; p)) / (N · seeds)
         masses = pde_finite.fields["density"][k] * grid.spacing
@@ -86,7 +87,7 @@ def test_finite_d_reduction_matches_sgd_law_of_norms(small_dimension_runs) -> No
     _, grid, pde_finite, pde_infinite, sgd = small_dimension_runs
     edges = grid.edges
     for k, t in enumerate(TIMES):
-        norms = np.concatenate([run.fields["norms"][k] for run in sgd])
+        norms = np.concatenate([run.fields["points"][k, :, 0] for run in sgd])
         pde_cdf = np.clip(np.concatenate([[0.0], np.cumsum(pde_finite.fields["density"][k] * grid.spacing)]), 0, 1)
         sgd_cdf = cdf_on(norms, edges)
         w1 = float(np.sum(np.abs(sgd_cdf - pde_cdf)[:-1]) * grid.spacing)
@@ -118,7 +119,7 @@ def test_sgd_follows_mean_field_characteristics_from_its_own_initial_radii(small
     finite, _, _, _, sgd = small_dimension_runs
     relative = []
     for run in sgd:
-        paired = solve_lagrangian(finite, TIMES, initial_positions=run.fields["norms"][0])
+        paired = solve_lagrangian(finite, TIMES, initial_positions=run.fields["points"][0, :, 0])
         relative.append((run.risk - paired.risk) / paired.risk)
         assert np.all(np.abs(run.mean_of("r") - paired.mean_of("r")) <= 0.02)  # common-mode noise ≲ 0.012 seen
     relative = np.array(relative)

@@ -149,20 +149,27 @@ class NetworkModel(ABC):
     """Full-dimensional data and neurons ``σ*(x; θ) = a σ(⟨w, x⟩)`` of a model, as SGD trains them.
 
     ``w`` has shape (N, d); ``a`` (N,) is the second layer (ones, or a constant, when it is not
-    trained).  The engine (:mod:`solvers.sgd`) calls only what is declared here."""
+    trained).  The engine (:mod:`solvers.sgd`) calls only what is declared here; it never looks at
+    the model's type or name."""
 
     #: ambient dimension d of x and w (finite)
     dimension: int
-    #: σ with ``__call__`` and ``derivative``
+    #: σ with ``__call__`` and ``derivative`` (a piecewise-linear σ gets the compiled SGD kernel)
     activation: Any
     #: whether a moves (coordinate "a" of the reduction)
     trains_second_layer: bool
-    #: neurons constrained to |w| = 1 (projected steps)
+    #: neurons constrained to |w| = 1 (projected steps and retraction)
     on_sphere: bool
+    #: whether SGD records :meth:`network_risk` at every output by default (it costs O(N² K))
+    records_network_risk: bool = False
 
     @abstractmethod
-    def sample(self, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n_samples`` iid pairs (x (n, d), y (n,))."""
+    def sample(self, n_samples: int, rng: np.random.Generator,
+               label_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``n_samples`` iid pairs (x (n, d), y (n,)).  x is drawn from ``rng`` only and the labels'
+        own randomness (class, label noise) from ``label_rng`` only (default: ``rng``), each stream
+        filled sequentially: drawing n₁ then n₂ pairs gives the same pairs as drawing n₁ + n₂ at once
+        (what makes SGD independent of how its steps are blocked, and checkpoints bitwise)."""
 
     @abstractmethod
     def initial_neurons(self, n_neurons: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -171,11 +178,12 @@ class NetworkModel(ABC):
     @abstractmethod
     def invariants(self, a: np.ndarray, w: np.ndarray) -> np.ndarray:
         """The reduced coordinates of each neuron, in the problem's ``coordinate_names`` order:
-        (N, D), or (N,) for one-coordinate problems."""
+        (N, D), or (N,) for one-coordinate problems (the form ``problem.risk`` takes)."""
 
-    def network_risk(self, a: np.ndarray, w: np.ndarray) -> float:
-        """Exact population risk ``E[(y − f(x))²]`` of the finite network (NaN where no closed form)."""
-        return math.nan
+    def network_risk(self, a: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+        """Exact population risk ``E[(y − f(x))²]`` of the finite network and a bound on its truncation
+        error; ``(nan, nan)`` where there is no closed form."""
+        return math.nan, math.nan
 
 
 # ---- the model plug-in --------------------------------------------------------------------------

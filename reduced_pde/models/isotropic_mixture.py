@@ -36,9 +36,11 @@ from scipy.special import roots_jacobi
 from reduced_pde.activations import Activation, make_activation
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.initial_laws import InitialLaw, make_initial_law
+from reduced_pde.models.base import NetworkModel
+from reduced_pde.models.finite_network import finite_dimension, output_second_moment
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 
-__all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem"]
+__all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem", "IsotropicMixtureNetwork"]
 
 _MAX_DEGREE = 400
 
@@ -218,44 +220,18 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
     def network_risk(self, weights: np.ndarray, degree: int | None = None,
                      tolerance: float = 1e-12) -> tuple[float, float]:
         """Exact population risk ``E[(y − (1/N) Σ_i σ(⟨w_i, x⟩))²]`` of a finite network and a bound
-        on its series truncation error.
-
-        Pairs i ≠ j use Mehler's series at their actual cosine ``c_ij`` (error
-        ``<= |c_ij|^{K+1} sqrt(T_i T_j)`` with ``T_i <= E σ²``); the diagonal uses ``E σ(n G)²``
-        directly.  By default the degree K is the smallest with ``max|c_ij|^{K+1} <= tolerance``
-        (capped at 400), so a high-dimensional network (small overlaps) costs a few terms.
-        """
-        w = np.asarray(weights, dtype=float)
-        n_neurons = w.shape[0]
-        norms = np.linalg.norm(w, axis=1)
-        unit = w / np.where(norms > 0, norms, 1.0)[:, None]
-        cosines = np.clip(unit @ unit.T, -1.0, 1.0)
-        np.fill_diagonal(cosines, 0.0)
-        if degree is None:
-            largest = float(np.max(np.abs(cosines))) if n_neurons > 1 else 0.0
-            degree = 0 if largest == 0.0 else int(min(_MAX_DEGREE, max(
-                1, math.ceil(math.log(tolerance) / math.log(largest) - 1.0)) if largest < 1 else _MAX_DEGREE))
-        off_diagonal = 0.0
-        bound = 0.0
-        diagonal = 0.0
-        abs_c_power = np.abs(cosines) ** (degree + 1)
-        for p, _, s in self._class_terms():
-            alpha = self.activation.hermite_coefficients(s * norms, degree)  # (K+1, N)
-            second = self.activation.second_moment(s * norms)
-            power = np.ones_like(cosines)
-            total = np.zeros_like(cosines)
-            for k in range(degree + 1):
-                total += np.outer(alpha[k], alpha[k]) * power
-                power *= cosines
-            np.fill_diagonal(total, 0.0)
-            off_diagonal += p * total.sum()
-            diagonal += p * second.sum()
-            tail = np.sqrt(np.maximum(second - (alpha**2).sum(axis=0), 0.0))
-            bound += p * float(np.sum(abs_c_power * np.outer(tail, tail)))
-        potential = self.reduced_potential(norms).sum()
-        risk = (self.target_second_moment + 2.0 * potential / n_neurons
-                + (off_diagonal + diagonal) / n_neurons**2)
-        return float(risk), bound / n_neurons**2
+        on its series truncation error:
+        ``R_N = E y² + (2/N) Σ_i v(|w_i|) + E f²`` with ``E f²`` the two-class Mehler sum of
+        :func:`~reduced_pde.models.finite_network.output_second_moment` at the actual cosines (the
+        diagonal uses ``E σ(n G)²`` directly).  By default the degree K is the smallest with
+        ``max|c_ij|^{K+1} <= tolerance`` (capped at 400), so a high-dimensional network (small
+        overlaps) costs a few terms."""
+        w = np.atleast_2d(np.asarray(weights, dtype=float))
+        moment, bound = output_second_moment(
+            self.activation, self.activation.second_moment, np.ones(w.shape[0]), w,
+            classes=[(p, s) for p, _, s in self._class_terms()], tolerance=tolerance, degree=degree)
+        potential = float(self.reduced_potential(np.linalg.norm(w, axis=1)).sum())
+        return float(self.target_second_moment + 2.0 * potential / w.shape[0] + moment), bound
 
     def domain(self) -> tuple[tuple[float, float], ...]:
         """r = |w| ∈ [0, ∞)."""
@@ -283,6 +259,45 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
             "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
             "reduction.truncation_tolerance": self.truncation_tolerance,
         }
+
+
+class IsotropicMixtureNetwork(NetworkModel):
+    """The MMN18 network ``f(x; W) = (1/N) Σ_i σ(⟨w_i, x⟩)`` (first layer only: a_i = 1, not trained;
+    w in the ball) on the data of an :class:`IsotropicMixtureRadialProblem` at finite d.
+
+    Initial weights: directions uniform, radii from ``problem.initial_law()`` (for w ~ N(0, κ²/d I_d)
+    the Gaussian itself).  Invariant: r = |w|.  Exact risk: :meth:`IsotropicMixtureRadialProblem.network_risk`."""
+
+    trains_second_layer = False
+    on_sphere = False
+    records_network_risk = True  # O(N²) per output with a few Mehler terms at small overlaps
+
+    def __init__(self, problem: IsotropicMixtureRadialProblem) -> None:
+        self.problem = problem
+        self.dimension = finite_dimension(problem.dimension)
+        self.activation = problem.activation
+        self.delta = float(problem.data.delta)
+
+    def sample(self, n_samples: int, rng: np.random.Generator,
+               label_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """y = ±1 (prob. ½) from ``label_rng`` (default ``rng``, drawn first), then
+        ``x = (1 + yΔ) g``, g ~ N(0, I_d) from ``rng`` (with one generator: the pairs of
+        :meth:`IsotropicGaussianMixture.sample`)."""
+        y = np.where((rng if label_rng is None else label_rng).random(n_samples) < 0.5, 1.0, -1.0)
+        x = rng.standard_normal((n_samples, self.dimension))
+        x *= (1.0 + self.delta * y)[:, None]
+        return x, y
+
+    def initial_neurons(self, n_neurons: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        w = self.problem.initial_law().sample_weights(n_neurons, self.dimension, rng)
+        return np.ones(n_neurons), np.asarray(w, dtype=float)
+
+    def invariants(self, a: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """r_i = |w_i|, shape (N,)."""
+        return np.sqrt(np.einsum("ij,ij->i", w, w))
+
+    def network_risk(self, a: np.ndarray, w: np.ndarray, tolerance: float = 1e-12) -> tuple[float, float]:
+        return self.problem.network_risk(w, tolerance=tolerance)
 
 
 # ---- the model plug-in ----------------------------------------------------------------------------

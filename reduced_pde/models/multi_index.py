@@ -80,9 +80,10 @@ Initial law: :class:`MultiIndexInitialLaw` — product law ``a ~ N(a0, σ_a²)``
 ``s_l ~ N(s0_l, κ²/d)`` iid, ``r = κ sqrt(χ²_{d−k}/d)`` (point mass (s0, κ) at d = ∞), i.e. the
 invariants of ``w = Θ*ᵀ s0 + N(0, κ²/d I_d)``.
 
-Finite networks: :meth:`MultiIndexProblem.network_risk` uses ``R_N = E y² + (2/N) Σ_i v(θ_i) + E f²``,
-where ``E f² = E[((1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` depends on the weights only; it is the exact risk
-of the same network against the zero target, computed by a single-index problem with φ = 0.
+Finite networks: :class:`MultiIndexNetwork` (Θ* = the first k basis vectors) and
+:meth:`MultiIndexProblem.network_risk`, ``R_N = E y² + (2/N) Σ_i v(θ_i) + E f²`` where
+``E f² = E[((1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` depends on the weights only — both shared with the
+single-index model (:mod:`reduced_pde.models.finite_network`).
 
 Feature evaluation is one compiled (numba) pass over rows × points with per-point power tables.
 """
@@ -104,6 +105,7 @@ from scipy.special import gammaln
 
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
+from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.models.single_index import (
     SingleIndexInitialLaw,
@@ -112,12 +114,13 @@ from reduced_pde.models.single_index import (
     gaussian_second_moment,
     make_single_index_activation,
 )
-from reduced_pde.targets import HermiteTarget, SingleIndexTarget
+from reduced_pde.targets import SingleIndexTarget
 
 __all__ = [
     "MultiIndexCallableTarget",
     "MultiIndexHermiteTarget",
     "MultiIndexInitialLaw",
+    "MultiIndexNetwork",
     "MultiIndexProblem",
     "MultiIndexTarget",
     "make_multi_index_target",
@@ -594,23 +597,16 @@ class MultiIndexInitialLaw(SingleIndexInitialLaw):
                            else _Marginal(name, None, s0))
         object.__setattr__(self, "marginals", tuple(out))
 
-    def sample_network(self, n_neurons: int, rng: np.random.Generator,
-                       theta_star: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Full-dimensional ``(a (N,), W (N, d))``: rows ``w = Θ*ᵀ s0 + N(0, κ²/d I_d)``; Θ* (k, d) is
-        required only when s0 ≠ 0 (the law of W is rotation invariant otherwise)."""
-        if math.isinf(self.dimension):
-            raise ValueError("initial law: cannot sample full-dimensional weights at dimension = inf")
-        d = int(self.dimension)
-        w = rng.standard_normal((n_neurons, d)) * (self.weight_scale / math.sqrt(d))
+    def mean_weight(self, theta_star: np.ndarray | None, d: int) -> np.ndarray:
+        """``E[w] = Θ*ᵀ s0`` (Θ* of shape (k, d)); zero when s0 = 0 (Θ* then only fixes the frame).
+        ``sample_network`` (inherited) draws ``w = E[w] + N(0, κ²/d I_d)`` and a."""
         if theta_star is not None and np.shape(theta_star) != (self.index_dimension, d):
             raise ValueError(f"theta_star has shape {np.shape(theta_star)}, expected ({self.index_dimension}, {d})")
-        if any(s != 0.0 for s in self.alignment):
-            if theta_star is None:
-                raise ValueError("initial law: initial_alignment != 0 needs theta_star (k, d) to place the weights")
-            w = w + np.asarray(self.alignment) @ np.asarray(theta_star, dtype=float)
-        a = (self.second_layer + self.second_layer_std * rng.standard_normal(n_neurons)
-             if self.second_layer_std > 0 else np.full(n_neurons, self.second_layer))
-        return a, w
+        if all(s == 0.0 for s in self.alignment):
+            return np.zeros(d)
+        if theta_star is None:
+            raise ValueError("initial law: initial_alignment != 0 needs theta_star (k, d) to place the weights")
+        return np.asarray(self.alignment) @ np.asarray(theta_star, dtype=float)
 
     def config(self) -> dict[str, Any]:
         return {"law": "multi_index_product", "dimension": self.dimension,
@@ -852,7 +848,6 @@ class MultiIndexProblem(ReducedProblem):
                                  + tuple(f"s{l + 1}" for l in range(k)) + ("r",))
         self.linear_coordinate = "a" if self.train_second_layer else None
         self._rows_cache: dict[Any, _Rows] = {}
-        self._output_moment_problem: SingleIndexProblem | None = None
         self._initial_law = MultiIndexInitialLaw(self.dimension, self.coordinate_names, self.weight_scale,
                                                  self.second_layer, self.second_layer_std,
                                                  index_dimension=k, alignment=self.initial_alignment)
@@ -899,7 +894,7 @@ class MultiIndexProblem(ReducedProblem):
 
     def _interaction_rows(self) -> _Rows:
         self.series_degrees()
-        orders_j = self.shadow._index_pairs()  # (K, j) pairs kept by the single-index truncation
+        orders_j = self.shadow.index_pairs()  # (K, j) pairs kept by the single-index truncation
         key = (orders_j[0].tobytes(), orders_j[1].tobytes())
         if key not in self._rows_cache:
             rows = [(order, index, j) for order, j in zip(*orders_j)
@@ -1150,30 +1145,29 @@ class MultiIndexProblem(ReducedProblem):
             columns.insert(0, np.broadcast_to(np.asarray(a, dtype=float), r.shape)[:, None])
         return np.concatenate(columns, axis=1)
 
-    def network_risk(self, a: np.ndarray | float, weights: np.ndarray, theta_star: np.ndarray,
-                     tolerance: float = 1e-12) -> tuple[float, float]:
-        """Exact population risk ``E[(y − (1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` and a bound on its series
-        truncation error: ``R_N = E y² + (2/N) Σ_i v(θ_i) + E f²`` with v from (V) (actual a_i) and
-        ``E f²`` (weights only) from the single-index network risk against the zero target
-        (Mehler series over the actual cosines, summed to ``max |γ_ij|^{K+1} <= tolerance``)."""
+    def network_potential(self, a: np.ndarray, weights: np.ndarray, theta_star: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(V) and its truncation bound at full-dimensional neurons ``(a_i, w_i)`` with their actual a_i
+        (also when the second layer is not a coordinate), shape (N,) each."""
         theta = self._check_theta_star(theta_star)
         w = np.atleast_2d(np.asarray(weights, dtype=float))
         if w.shape[1] != theta.shape[1]:
             raise ValueError(f"weights have shape {w.shape}; expected (N, {theta.shape[1]})")
-        n_neurons = w.shape[0]
-        a_vec = np.broadcast_to(np.asarray(a, dtype=float), (n_neurons,)).copy()
-        if self._output_moment_problem is None:
-            self._output_moment_problem = SingleIndexProblem(HermiteTarget((0.0,)), self.activation,
-                                                             self.dimension, max_degree=self.max_degree)
-        output_moment, output_bound = self._output_moment_problem.network_risk(a_vec, w, theta[0], tolerance)
         s = w @ theta.T
         n, rho, vrho = self._geometry(s, np.linalg.norm(w - s @ theta, axis=1))
         self._prepare(n)
+        a = np.broadcast_to(np.asarray(a, dtype=float), n.shape).copy()
         rows, values = self._potential_rows()
-        potential = -(values @ self._evaluate(rows, a_vec, n, rho, vrho))  # (V) with the actual a_i
-        potential_bound = self._potential_bound(a_vec, n, rho)
-        risk = self.target_second_moment + 2.0 * float(potential.sum()) / n_neurons + output_moment
-        return float(risk), 2.0 * float(potential_bound.sum()) / n_neurons + output_bound
+        return -(values @ self._evaluate(rows, a, n, rho, vrho)), self._potential_bound(a, n, rho)
+
+    def network_risk(self, a: np.ndarray | float, weights: np.ndarray, theta_star: np.ndarray,
+                     tolerance: float = 1e-12) -> tuple[float, float]:
+        """Exact population risk ``E[(y − (1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` and a bound on its series
+        truncation error (:func:`~reduced_pde.models.finite_network.index_network_risk`, shared with the
+        single-index model: ``E f²`` depends on the weights only, v from (V) with the actual a_i)."""
+        return index_network_risk(self, a, weights, theta_star,
+                                  lambda n: gaussian_second_moment(self.activation, n),
+                                  getattr(self.activation, "polynomial_degree", None), tolerance)
 
     def domain(self) -> tuple[tuple[float, float], ...]:
         """a, s_1 … s_k ∈ R; r = |P⊥w| ∈ [0, ∞)."""
@@ -1203,6 +1197,11 @@ class MultiIndexProblem(ReducedProblem):
             "reduction.potential_degree": self.potential_degree(),
             "reduction.rank": self.rank(),
         }
+
+
+class MultiIndexNetwork(IndexNetwork):
+    """The full-dimensional network of a :class:`MultiIndexProblem` (ball, trained or fixed second
+    layer): :class:`~reduced_pde.models.finite_network.IndexNetwork` with Θ* a (k, d) array."""
 
 
 # ---- the model plug-in ------------------------------------------------------------------------------

@@ -92,10 +92,11 @@ from scipy.special import gammaln, roots_jacobi
 from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
+from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.targets import SingleIndexTarget, make_target
 
-__all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw",
+__all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw", "SingleIndexNetwork",
            "absolute_cosine_moments", "gaussian_second_moment"]
 
 _DEFAULT_MAX_DEGREE = 96
@@ -317,24 +318,29 @@ class SingleIndexInitialLaw:
 
     def sample_network(self, n_neurons: int, rng: np.random.Generator,
                        theta_star: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Full-dimensional ``(a (N,), W (N, d))``: ``W ~ N(0, κ²/d I_d)`` rows (or uniform on the
-        sphere), a ~ N(a0, σ_a²) (or the constant a0).  θ* only fixes the frame (the law of W is
-        rotation invariant) unless ``initial_alignment`` s₀ ≠ 0, when it is required
-        (``w = s₀θ* + g``)."""
+        """Full-dimensional ``(a (N,), W (N, d))``: rows ``w = E[w] + g``, ``g ~ N(0, κ²/d I_d)`` (or w
+        uniform on the sphere), then a ~ N(a0, σ_a²) (or the constant a0).  θ* only fixes the frame (the
+        law of W is rotation invariant) unless the initial alignment s₀ ≠ 0, when it is required
+        (:meth:`mean_weight`)."""
         if math.isinf(self.dimension):
             raise ValueError("initial law: cannot sample full-dimensional weights at dimension = inf")
         d = int(self.dimension)
-        if theta_star is not None and np.shape(theta_star) != (d,):
-            raise ValueError(f"theta_star has shape {np.shape(theta_star)}, expected ({d},)")
+        mean = self.mean_weight(theta_star, d)
         g = rng.standard_normal((n_neurons, d))
         w = g / np.linalg.norm(g, axis=1, keepdims=True) if self.sphere else g * (self.weight_scale / math.sqrt(d))
-        if self.initial_alignment != 0.0:
-            if theta_star is None:
-                raise ValueError("initial law: initial_alignment != 0 needs theta_star to place the weights")
-            w = w + self.initial_alignment * np.asarray(theta_star, dtype=float)[None, :]
         a = (self.second_layer + self.second_layer_std * rng.standard_normal(n_neurons)
              if self.second_layer_std > 0 else np.full(n_neurons, self.second_layer))
-        return a, w
+        return a, w + mean
+
+    def mean_weight(self, theta_star: np.ndarray | None, d: int) -> np.ndarray:
+        """``E[w] = s₀ θ*`` (θ* of shape (d,)); zero without alignment."""
+        if theta_star is not None and np.shape(theta_star) != (d,):
+            raise ValueError(f"theta_star has shape {np.shape(theta_star)}, expected ({d},)")
+        if self.initial_alignment == 0.0:
+            return np.zeros(d)
+        if theta_star is None:
+            raise ValueError("initial law: initial_alignment != 0 needs theta_star to place the weights")
+        return self.initial_alignment * np.asarray(theta_star, dtype=float)
 
     def config(self) -> dict[str, Any]:
         return {"law": "single_index_product", "dimension": self.dimension,
@@ -628,9 +634,10 @@ class SingleIndexProblem(ReducedProblem):
         return a * a * (tail * power + dropped + skipped)
 
     def rank(self) -> int:
-        return int(self._index_pairs()[0].size)
+        return int(self.index_pairs()[0].size)
 
-    def _index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+    def index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept (k, j) pairs of the interaction features g_kj, as two int arrays (rows of (U))."""
         degree, binomial = self.series_degrees()
         skipped = set(int(k) for k in self._skipped_degrees)
         pairs = [(k, j) for k in range(degree + 1) if k not in skipped
@@ -676,11 +683,16 @@ class SingleIndexProblem(ReducedProblem):
     def potential_truncation_bound(self, points: np.ndarray) -> np.ndarray:
         """``|a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` (zero if the series terminates)."""
         a, _, _, n, rho, _ = self._potential_parts(points)
+        return self._potential_bound(a, n, rho)
+
+    def _potential_bound(self, a: np.ndarray, n: np.ndarray, rho: np.ndarray,
+                         alpha: np.ndarray | None = None) -> np.ndarray:
         degree = self.potential_degree()
         target_tail = self.target.tail(degree)
         if target_tail == 0.0 or getattr(self.activation, "polynomial_degree", math.inf) <= degree:
             return np.zeros_like(n)
-        alpha = self.activation.hermite_coefficients(n, degree)
+        if alpha is None:
+            alpha = self.activation.hermite_coefficients(n, degree)
         sigma_tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, 0), 0.0)
         return np.abs(a) * np.abs(rho) ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
 
@@ -743,7 +755,7 @@ class SingleIndexProblem(ReducedProblem):
         rigorous bound vector b (M,) with ``|u − u_{K,J}| <= b_i b_j``."""
         a, _, _, n, rho, vrho = self._potential_parts(points)
         degree, _ = self.series_degrees()
-        ks, js = self._index_pairs()
+        ks, js = self.index_pairs()
         features = np.empty((ks.size, n.size))
         bound = np.empty(n.size)
         for block in self._chunks(n.size, ks.size + degree):
@@ -764,7 +776,7 @@ class SingleIndexProblem(ReducedProblem):
         """``∇g_kj`` in the problem's coordinates, shape (R, M, dim)."""
         a, _, _, n, rho, vrho = self._potential_parts(points)
         degree, _ = self.series_degrees()
-        ks, js = self._index_pairs()
+        ks, js = self.index_pairs()
         out = np.empty((ks.size, n.size, len(self.coordinate_names)))
         for block in self._chunks(n.size, 3 * ks.size + degree):
             value, ds, dr = self._feature_derivatives(n[block], rho[block], vrho[block], ks, js, degree)
@@ -837,54 +849,35 @@ class SingleIndexProblem(ReducedProblem):
                 "r": np.linalg.norm(w - np.outer(s, theta), axis=1)}
         return np.stack([cols[name] for name in self.coordinate_names], axis=1)
 
-    def network_risk(self, a: np.ndarray | float, weights: np.ndarray, theta_star: np.ndarray,
-                     tolerance: float = 1e-12) -> tuple[float, float]:
-        """Exact population risk ``E[(y − (1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` and a bound on its series
-        truncation error.
+    def network_potential(self, a: np.ndarray, weights: np.ndarray, theta_star: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(V) and its truncation bound at full-dimensional neurons ``(a_i, w_i)`` with their actual a_i
+        (also when the second layer is not a coordinate), shape (N,) each."""
+        theta = self._check_theta_star(theta_star)
+        w = np.atleast_2d(np.asarray(weights, dtype=float))
+        s = w @ theta
+        n, rho, _ = self._geometry(s, np.linalg.norm(w - np.outer(s, theta), axis=1))
+        self._check_scale(n)
+        a = np.broadcast_to(np.asarray(a, dtype=float), s.shape)
+        degree = self.potential_degree()
+        alpha = self.activation.hermite_coefficients(n, degree)
+        potential = -a * np.einsum("k,km,km->m", self.target.coefficients(degree), alpha, self._powers(rho, degree))
+        return potential, self._potential_bound(a, n, rho, alpha)
 
-        ``R_N = E y² + (2/N) Σ_i v(θ_i) + (1/N²) [Σ_{i≠j} a_i a_j Σ_k α_k(n_i) α_k(n_j) γ_ij^k
-        + Σ_i a_i² E σ(n_i G)²]`` with the actual cosines ``γ_ij = ⟨w_i,w_j⟩/(n_i n_j)``.  Pairs are
-        summed to the degree K with ``max |γ_ij|^{K+1} <= tolerance`` (capped at 400; error
-        ``<= |a_i a_j| |γ_ij|^{K+1} sqrt(T_i T_j)``), v uses (V) with its bound.
-        """
+    def _check_theta_star(self, theta_star: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta_star, dtype=float)
         if not math.isclose(float(np.linalg.norm(theta)), 1.0, rel_tol=1e-10):
             raise ValueError(f"theta_star must be a unit vector, |theta_star| = {np.linalg.norm(theta)}")
-        w = np.atleast_2d(np.asarray(weights, dtype=float))
-        n_neurons = w.shape[0]
-        a_vec = np.broadcast_to(np.asarray(a, dtype=float), (n_neurons,)).copy()
-        norms = np.linalg.norm(w, axis=1)
-        unit = w / np.where(norms > 0, norms, 1.0)[:, None]
-        cosines = np.clip(unit @ unit.T, -1.0, 1.0)
-        np.fill_diagonal(cosines, 0.0)
-        largest = float(np.max(np.abs(cosines))) if n_neurons > 1 else 0.0
-        if largest == 0.0:
-            degree = 0
-        elif largest >= 1.0:
-            degree = _PROBE_DEGREE
-        else:
-            degree = int(min(_PROBE_DEGREE, max(1, math.ceil(math.log(tolerance) / math.log(largest) - 1))))
-        exact = getattr(self.activation, "polynomial_degree", None)
-        if exact is not None:
-            degree = min(degree, exact)
-        alpha = self.activation.hermite_coefficients(norms, degree)  # (K+1, N)
-        total = np.zeros_like(cosines)
-        power = np.ones_like(cosines)
-        for k in range(degree + 1):
-            total += np.outer(alpha[k], alpha[k]) * power
-            power *= cosines
-        np.fill_diagonal(total, 0.0)
-        second = gaussian_second_moment(self.activation, norms)
-        pair = float(a_vec @ total @ a_vec) + float(np.sum(a_vec**2 * second))
-        tail = np.sqrt(np.maximum(second - np.sum(alpha**2, 0), 0.0)) * np.abs(a_vec)
-        if exact is not None:
-            tail = np.zeros_like(tail)
-        pair_bound = float(tail @ (np.abs(cosines) ** (degree + 1)) @ tail)
-        x = self.reduced_coordinates(a_vec, w, theta)
-        potential = float(self.reduced_potential(x).sum())
-        potential_bound = float(self.potential_truncation_bound(x).sum())
-        risk = self.target_second_moment + 2.0 * potential / n_neurons + pair / n_neurons**2
-        return float(risk), 2.0 * potential_bound / n_neurons + pair_bound / n_neurons**2
+        return theta
+
+    def network_risk(self, a: np.ndarray | float, weights: np.ndarray, theta_star: np.ndarray,
+                     tolerance: float = 1e-12) -> tuple[float, float]:
+        """Exact population risk ``E[(y − (1/N) Σ_i a_i σ(⟨w_i, x⟩))²]`` and a bound on its series
+        truncation error (:func:`~reduced_pde.models.finite_network.index_network_risk`: Mehler series
+        over the actual cosines, v from (V) with its bound)."""
+        return index_network_risk(self, a, weights, theta_star,
+                                  lambda n: gaussian_second_moment(self.activation, n),
+                                  getattr(self.activation, "polynomial_degree", None), tolerance)
 
     def initial_law(self) -> SingleIndexInitialLaw:  # type: ignore[override]
         return self._initial_law
@@ -907,6 +900,19 @@ class SingleIndexProblem(ReducedProblem):
             "reduction.hermite_degree": degree,
             "reduction.binomial_degree": binomial,
         }
+
+
+class SingleIndexNetwork(IndexNetwork):
+    """The full-dimensional network of a :class:`SingleIndexProblem` (ball or sphere, trained or fixed
+    second layer): :class:`~reduced_pde.models.finite_network.IndexNetwork` with θ* = e_1 given to the
+    problem as a (d,) vector."""
+
+    def __init__(self, problem: SingleIndexProblem) -> None:
+        super().__init__(problem, on_sphere=problem.sphere)
+
+    @property
+    def frame(self) -> np.ndarray:
+        return self.theta_star[0]
 
 
 # ---- the model plug-ins ----------------------------------------------------------------------------

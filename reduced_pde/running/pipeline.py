@@ -109,30 +109,23 @@ def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, res
 
 
 def make_sgd_simulation(config: dict[str, Any], seed: int) -> tuple[Any, ReducedProblem]:
-    """The full-dimensional SGD of ``config`` (at ``sgd.dimension`` when set) with one seed."""
+    """The full-dimensional SGD of ``config`` (at ``sgd.dimension`` when set) with one seed: the model's
+    network (:meth:`Model.network`) trained by the one engine (:class:`solvers.sgd.SGDSimulation`)."""
+    from solvers.sgd import SGDSimulation
+
     config = sgd_config(config)
-    problem = build_problem(config)
+    inputs = resolved(config)
+    model = model_of(config)
+    problem = model.build_problem(inputs)
+    dimension = model.dimension(inputs)
+    if math.isinf(dimension):
+        raise ValueError("SGD needs a finite dimension: set data.dimension, or sgd.dimension for a d = inf reduction")
     beta, lam = noise_parameters(config)
     sgd = config["sgd"]
-    names = tuple(problem.coordinate_names)
-    common = dict(n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
-                  batch_size=int(sgd["batch_size"]), schedule=build_schedule(config), seed=int(seed))
-    if "a" in names or (len(names) > 1):
-        from solvers.index_sgd import IndexSGDSimulation
-
-        if math.isfinite(beta) or lam > 0:
-            raise ValueError(f"[noise] is implemented for the one-coordinate reductions only; this problem "
-                             f"has coordinates {names} (noise.beta = {beta}, noise.weight_decay = {lam})")
-        simulation = IndexSGDSimulation(problem, second_layer_rate=coordinate_rates(config).get("a", 1.0),
-                                        **common)
-    elif names == ("s",):
-        from solvers.sphere_sgd import SphereSGDSimulation
-
-        simulation = SphereSGDSimulation(problem, beta=beta, **common)
-    else:
-        from solvers.sgd import SGDSimulation
-
-        simulation = SGDSimulation(problem, beta=beta, weight_decay=lam, **common)
+    simulation = SGDSimulation(model.network(inputs, int(dimension)), problem, n_neurons=int(sgd["n_neurons"]),
+                               step_size=float(sgd["step_size"]), batch_size=int(sgd["batch_size"]),
+                               schedule=build_schedule(config), seed=int(seed), beta=beta, weight_decay=lam,
+                               second_layer_rate=model.rates(inputs).get("a", 1.0))
     return simulation, problem
 
 

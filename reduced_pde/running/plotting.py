@@ -149,7 +149,10 @@ def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
 
 
 def _coordinate_samples(trajectory: Trajectory) -> np.ndarray:
-    """(T, N) samples of the reduced coordinate of an SGD run: |w_i| (radial) or s_i (sphere)."""
+    """(T, N) samples of the reduced coordinate of an SGD run: |w_i| (radial) or s_i (sphere), from the
+    field ``points`` (T, N, 1) (files written before the one SGD engine: ``norms`` or ``s``)."""
+    if "points" in trajectory.fields:
+        return np.asarray(trajectory.fields["points"])[..., 0]
     return trajectory.fields["norms"] if "norms" in trajectory.fields else trajectory.fields["s"]
 
 
