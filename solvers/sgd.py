@@ -364,7 +364,7 @@ class SGDSimulation:
         scale = 2.0 / self.batch_size
         for k in range(x.shape[0]):
             xk = x[k]
-            np.matmul(xk, wt, out=z)                                     # (B, N)
+            np.dot(xk, wt, out=z)                                        # (B, N) (BLAS; np.matmul is slower here)
             features = act(z)
             residual = y[k] - inv_n * (features @ a)                     # (B,)
             if not np.all(np.isfinite(residual)):
@@ -372,7 +372,7 @@ class SGDSimulation:
             coefficient = (scale * sizes[k]) * residual
             np.multiply(act.derivative(z), coefficient[:, None], out=g)
             g *= a
-            np.matmul(xk.T, g, out=update)                               # (d, N) = Xᵀ G
+            np.dot(xk.T, g, out=update)                                  # (d, N) = Xᵀ G
             if noise is not None:
                 update += noise_scale[k] * noise[k]
             if self.on_sphere:                                           # P⊥, then retraction
