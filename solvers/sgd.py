@@ -39,7 +39,8 @@ Implementation:
 
 Data are drawn in blocks of steps (at most ~16 MB) from streams spawned from ``SeedSequence(seed)``:
 initial neurons, x, labels, Langevin noise (``network.sample(n, x_rng, label_rng)`` fills each
-stream sequentially, w-noise (d, N) then, if a is trained, a-noise (N,) per step).  So the data seen at
+stream sequentially; the noise stream gives, step after step, the (d, N) entries of the w-noise and,
+if a is trained, the N of the a-noise).  So the data seen at
 step k do not depend on how the run is split into blocks or :meth:`SGDSimulation.advance` calls, and
 :meth:`SGDSimulation.state` / :meth:`SGDSimulation.set_state` resume bitwise.
 
@@ -218,8 +219,8 @@ class SGDSimulation:
         self.stepping_seconds = 0.0
         d, n, b = self.dimension, self.n_neurons, self.batch_size
         self.block_steps = max(1, _BLOCK_ENTRIES // (b * d))
-        if math.isfinite(self.beta):  # the (steps, d, N) noise block stays below ~16 MB too
-            self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // (d * n)))
+        if math.isfinite(self.beta):  # the (steps, d [+ 1], N) noise block stays below ~16 MB too
+            self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // ((d + 1) * n)))
         self._z = np.empty((b, n))
         self._g = np.empty((b, n))
         self._h = np.empty((b, n))
@@ -323,11 +324,12 @@ class SGDSimulation:
         decay = 1.0 - 2.0 * self.weight_decay * sizes if self.weight_decay > 0 else empty
         a_decay = 1.0 - 2.0 * rate * self.weight_decay * sizes if self.weight_decay > 0 else empty
         noise = a_noise = noise_scale = a_noise_scale = None
-        if math.isfinite(self.beta):
-            noise = self._noise_rng.standard_normal((block, d, n))
+        if math.isfinite(self.beta):  # per step: d·N entries for w, then N for a (if trained)
+            drawn = self._noise_rng.standard_normal((block, d + 1 if self.train_second_layer else d, n))
+            noise = drawn[:, :d, :]
             noise_scale = np.sqrt(4.0 * sizes / self.beta)
             if self.train_second_layer:
-                a_noise = self._noise_rng.standard_normal((block, n))
+                a_noise = drawn[:, d, :]
                 a_noise_scale = np.sqrt(4.0 * rate * sizes / self.beta)
         if self.backend == "numba":
             bad = _sgd_block_piecewise_linear(

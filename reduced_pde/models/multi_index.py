@@ -45,10 +45,10 @@ weights ``m_j >= 0``, so by Cauchy–Schwarz ``|u − u_{K,J}|(x, x') <= b(x) b(
 theorem) ``Σ_{|i|=K−j} K!/(i! j!) ρ^{2i} ϱ^{2j} = C(K, j) |ρ|^{2(K−j)} ϱ^{2j}``: the dropped diagonal,
 hence the bound, the choice of (K_max, J) and the skipped identically-zero degrees (odd K >= 3 for
 ReLU), are *exactly* those of the single-index problem with ρ replaced by |ρ| and the orthogonal
-dimension d − 1 replaced by d − k.  They are therefore delegated to a "radial shadow"
-:class:`~reduced_pde.models.single_index.SingleIndexProblem` at dimension ``d − k + 1`` evaluated at
-``(a, |s|, r)`` (``shadow``; its proof is in the single-index module docstring).  For polynomial σ
-the series terminates (bound 0).  The shadow's target has the degree-block norms
+dimension d − 1 replaced by d − k.  They are therefore computed by the single-index
+:class:`~reduced_pde.models.single_index.SeriesTruncation` with m = d − k, evaluated at ``(a, |ρ|, ϱ)``
+(``truncation``; its proof is in the single-index module docstring).  For polynomial σ
+the series terminates (bound 0).  The truncation's target has the degree-block norms
 ``‖φ̂_K‖ = (Σ_{|i|=K} φ̂_i²)^{1/2}`` as coefficients: by Cauchy–Schwarz in each block,
 ``|Σ_{|i|=K} φ̂_i sqrt(K!/i!) ρ^i| <= ‖φ̂_K‖ |ρ|^K``, so the potential truncated at degree P obeys
 ``|v − v_P| <= |a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` (``T^φ_P = Σ_{|i|>P} φ̂_i²``,
@@ -108,9 +108,11 @@ from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, 
 from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.models.single_index import (
+    SeriesTruncation,
     SingleIndexInitialLaw,
-    SingleIndexProblem,
     _Marginal,
+    ball_geometry,
+    check_network_parameters,
     gaussian_second_moment,
     make_single_index_activation,
 )
@@ -527,7 +529,7 @@ def make_multi_index_target(spec: Any, index_dimension: int | None = None,
 
 
 class _BlockNormTarget(SingleIndexTarget):
-    """The radial shadow's target: coefficients ``‖φ̂_K‖`` (module docstring).  Only its coefficients,
+    """The truncation's target: coefficients ``‖φ̂_K‖`` (module docstring).  Only its coefficients,
     second moment, tails and exact degree are used (degree selection and bounds); never evaluated."""
 
     name = "block_norms"
@@ -537,7 +539,7 @@ class _BlockNormTarget(SingleIndexTarget):
         self.target = target
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("the block-norm target of the radial shadow is not a function of z")
+        raise NotImplementedError("the block-norm target of the truncation is not a function of z")
 
     def coefficients(self, degree: int) -> np.ndarray:
         return self.target.block_norms(degree)
@@ -804,7 +806,7 @@ class MultiIndexProblem(ReducedProblem):
     """The multi-index reduction (module docstring) at finite d or d = ∞, in the ball, with a trained
     (coordinate a) or fixed (``second_layer``) second layer.
 
-    Parameters as :class:`~reduced_pde.models.single_index.SingleIndexProblem` (validated by it), plus
+    Parameters as :class:`~reduced_pde.models.single_index.SingleIndexProblem` (checked by the same code), plus
     ``index_dimension`` k (inferred from a Hermite target when None) and ``initial_alignment`` s0
     (a scalar, broadcast to all k components, or a length-k sequence)."""
 
@@ -830,20 +832,13 @@ class MultiIndexProblem(ReducedProblem):
                              f"k = {k} finite numbers (s0 = Θ* E[w] at t = 0)")
         self.initial_alignment = tuple(float(s) for s in alignment)
         self.train_second_layer = bool(train_second_layer)
-        self._shadow_parameters = {
-            "train_second_layer": self.train_second_layer, "second_layer": second_layer,
-            "second_layer_std": second_layer_std, "weight_scale": weight_scale,
-            "truncation_tolerance": truncation_tolerance, "max_degree": max_degree,
-            "hermite_degree": hermite_degree, "binomial_degree": binomial_degree}
-        self._build_shadow(scale_bound)  # validates the shared parameters
-        shadow = self.shadow
-        self.second_layer = shadow.second_layer
-        self.second_layer_std = shadow.second_layer_std
-        self.weight_scale = shadow.weight_scale
-        self.truncation_tolerance = shadow.truncation_tolerance
-        self.max_degree = shadow.max_degree
-        self.hermite_degree = hermite_degree
-        self.binomial_degree = binomial_degree
+        self.second_layer, self.second_layer_std, self.weight_scale = check_network_parameters(
+            self.train_second_layer, second_layer, second_layer_std, weight_scale)
+        # degrees and bounds: the single-index ones with ρ → |ρ| and m = d − k (module docstring)
+        self.truncation = SeriesTruncation(self.activation, _BlockNormTarget(self.target), self.dimension - k,
+                                           sphere=False, weight_scale=self.weight_scale, scale_bound=scale_bound,
+                                           truncation_tolerance=truncation_tolerance, max_degree=max_degree,
+                                           hermite_degree=hermite_degree, binomial_degree=binomial_degree)
         self.coordinate_names = ((("a",) if self.train_second_layer else ())
                                  + tuple(f"s{l + 1}" for l in range(k)) + ("r",))
         self.linear_coordinate = "a" if self.train_second_layer else None
@@ -852,20 +847,16 @@ class MultiIndexProblem(ReducedProblem):
                                                  self.second_layer, self.second_layer_std,
                                                  index_dimension=k, alignment=self.initial_alignment)
 
-    # ---- the radial shadow (degrees and bounds) ------------------------------------------------------
-    def _build_shadow(self, scale_bound: float | None) -> None:
-        """The single-index problem at dimension d − k + 1 with the block-norm target (module doc)."""
-        self.shadow = SingleIndexProblem(_BlockNormTarget(self.target), self.activation,
-                                         self.dimension - self.index_dimension + 1, scale_bound=scale_bound,
-                                         **self._shadow_parameters)
-        self.scale_bound = self.shadow.scale_bound
-
+    # ---- truncation (degrees and bounds: SeriesTruncation) ------------------------------------------
     def _prepare(self, n: np.ndarray) -> None:
-        """Grow the probe range of the degree selection when points exceed it (as the single-index
-        problem does): the shadow is rebuilt with scale bound 2 max n."""
-        n_max = float(np.max(n)) if n.size else 0.0
-        if n_max > self.scale_bound:
-            self._build_shadow(2.0 * n_max)
+        """Grow the probe range of the degree selection when points exceed it (degrees re-chosen for
+        twice the largest scale n, as in the single-index problem)."""
+        self.truncation.check_scale(n)
+
+    @property
+    def scale_bound(self) -> float:
+        """Largest scale n = |w| the degrees were chosen for (grows when larger n are met)."""
+        return self.truncation.scale_bound
 
     @property
     def orthogonal_dimension(self) -> float:
@@ -874,27 +865,27 @@ class MultiIndexProblem(ReducedProblem):
 
     @property
     def relative_truncation_error(self) -> float:
-        """Achieved ``sup b² / sup E σ(nG)²`` of the interaction bound (the shadow's)."""
+        """Achieved ``sup b² / sup E σ(nG)²`` of the interaction bound."""
         self.series_degrees()
-        return self.shadow.relative_truncation_error
+        return self.truncation.relative_truncation_error
 
     def series_degrees(self) -> tuple[int, int]:
-        """``(K, J)``: Hermite degree and largest binomial index j of the interaction (the shadow's)."""
+        """``(K, J)``: Hermite degree and largest binomial index j of the interaction."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            degrees = self.shadow.series_degrees()
+            degrees = self.truncation.series_degrees()
         for warning in caught:
-            warnings.warn(f"multi-index reduction (k = {self.index_dimension}; degrees chosen by the radial "
-                          f"shadow at dimension d − k + 1): {warning.message}", stacklevel=2)
+            warnings.warn(f"multi-index reduction (k = {self.index_dimension}; degrees chosen as for a single "
+                          f"index with m = d − k): {warning.message}", stacklevel=2)
         return degrees
 
     def potential_degree(self) -> int:
-        """Truncation degree P of (V): the shadow's choice, capped at the target's resolved degree."""
-        return min(self.shadow.potential_degree(), self.target.resolved_degree)
+        """Truncation degree P of (V) (chosen from the block norms), capped at the target's resolved degree."""
+        return min(self.truncation.potential_degree(), self.target.resolved_degree)
 
     def _interaction_rows(self) -> _Rows:
         self.series_degrees()
-        orders_j = self.shadow.index_pairs()  # (K, j) pairs kept by the single-index truncation
+        orders_j = self.truncation.index_pairs()  # (K, j) pairs kept by the truncation
         key = (orders_j[0].tobytes(), orders_j[1].tobytes())
         if key not in self._rows_cache:
             rows = [(order, index, j) for order, j in zip(*orders_j)
@@ -956,11 +947,6 @@ class MultiIndexProblem(ReducedProblem):
         n, rho, vrho = self._geometry(s, r)
         self._prepare(n)
         return a, s, r, n, rho, vrho
-
-    def _shadow_points(self, a: np.ndarray, s: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """``(a, |s|, r)`` in the shadow's coordinates."""
-        columns = {"a": a, "s": np.sqrt(np.sum(s * s, axis=1)), "r": r}
-        return np.stack([columns[name] for name in self.shadow.coordinate_names], axis=1)
 
     @staticmethod
     def _blocks(size: int, rows: int) -> list[slice]:
@@ -1026,18 +1012,12 @@ class MultiIndexProblem(ReducedProblem):
         return self._potential_bound(a, n, rho)
 
     def _potential_bound(self, a: np.ndarray, n: np.ndarray, rho: np.ndarray) -> np.ndarray:
-        degree = self.potential_degree()
-        target_tail = self.target.tail(degree)
-        if target_tail == 0.0 or getattr(self.activation, "polynomial_degree", math.inf) <= degree:
-            return np.zeros_like(n)
-        alpha = self.activation.hermite_coefficients(n, degree)
-        sigma_tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, 0), 0.0)
-        norm_rho = np.sqrt(np.sum(rho * rho, axis=1))
-        return np.abs(a) * norm_rho ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
+        return self.truncation.potential_bound(a, n, np.sqrt(np.sum(rho * rho, axis=1)),
+                                               degree=self.potential_degree())
 
     # ---- interaction -----------------------------------------------------------------------------
     def interaction_low_rank(self, points: np.ndarray) -> LowRankKernel:
-        """(U) truncated at the shadow's (K, J): weights ``m_j`` (R,), features ``g_Kij`` (R, M), and the
+        """(U) truncated at (K, J): weights ``m_j`` (R,), features ``g_Kij`` (R, M), and the
         rigorous bound vector b (M,) with ``|u − u_{K,J}| <= b_i b_j``."""
         a, _, _, n, rho, vrho = self._parts(points)
         rows = self._interaction_rows()
@@ -1050,7 +1030,8 @@ class MultiIndexProblem(ReducedProblem):
         """b(x): the single-index bound at (a, |s|, r) with orthogonal dimension d − k (module doc)."""
         a, s, r, _, _, _ = self._parts(points)
         self.series_degrees()
-        return self.shadow.interaction_truncation_bound(self._shadow_points(a, s, r))
+        n, abs_rho, vrho = ball_geometry(np.sqrt(np.sum(s * s, axis=1)), r)  # k = 1: the single-index numbers
+        return np.sqrt(np.maximum(self.truncation.bound_squared(n, abs_rho, vrho, a), 0.0))
 
     def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
         """``∇g_Kij`` in the problem's coordinates, shape (R, M, dim)."""
@@ -1069,7 +1050,7 @@ class MultiIndexProblem(ReducedProblem):
 
     def interaction_kernel(self, points: np.ndarray, other: np.ndarray, cosine_nodes: int = 64) -> np.ndarray:
         """``u(x_i, x'_j) = a a' E_c E[σ(n X) σ(n' Y)]`` with correlation ``γ = ρ·ρ' + ϱϱ'c``, by
-        Gauss–Jacobi quadrature over c (law of the cosine in R^{d−k}; the shadow's rule) of
+        Gauss–Jacobi quadrature over c (law of the cosine in R^{d−k}) of
         ``activation.bivariate_expectation`` (independent of the Hermite series; slow — a reference and
         a dense fall-back for small problems)."""
         a1, s1, r1 = self._split(points)
@@ -1077,7 +1058,7 @@ class MultiIndexProblem(ReducedProblem):
         _, p1, q1 = self._geometry(s1, r1)
         _, p2, q2 = self._geometry(s2, r2)
         n1, n2 = np.sqrt(np.sum(s1 * s1, 1) + r1 * r1), np.sqrt(np.sum(s2 * s2, 1) + r2 * r2)
-        c_nodes, c_weights = self.shadow._cosine_rule(cosine_nodes)
+        c_nodes, c_weights = self.truncation.cosine_rule(cosine_nodes)
         out = np.zeros((a1.size, a2.size))
         for i in range(a1.size):
             for j in range(a2.size):
@@ -1190,8 +1171,8 @@ class MultiIndexProblem(ReducedProblem):
             "initial.second_layer_std": self.second_layer_std,
             "initial.weight_scale": self.weight_scale,
             "initial.alignment": list(self.initial_alignment),
-            "reduction.truncation_tolerance": self.truncation_tolerance,
-            "reduction.max_degree": self.max_degree,
+            "reduction.truncation_tolerance": self.truncation.truncation_tolerance,
+            "reduction.max_degree": self.truncation.max_degree,
             "reduction.hermite_degree": degree,
             "reduction.binomial_degree": binomial,
             "reduction.potential_degree": self.potential_degree(),

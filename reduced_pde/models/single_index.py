@@ -97,6 +97,7 @@ from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.targets import SingleIndexTarget, make_target
 
 __all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw", "SingleIndexNetwork",
+           "SeriesTruncation", "ball_geometry", "check_network_parameters",
            "absolute_cosine_moments", "gaussian_second_moment"]
 
 _DEFAULT_MAX_DEGREE = 96
@@ -217,6 +218,22 @@ def absolute_cosine_moments(dimension: float, degree: int) -> np.ndarray:
         return (i == 0).astype(float)
     m = float(dimension)
     return np.exp(gammaln((i + 1) / 2) + gammaln(m / 2) - 0.5 * math.log(math.pi) - gammaln((m + i) / 2))
+
+
+def _powers(x: np.ndarray, top: int) -> np.ndarray:
+    """``x^p`` for p = 0..top, shape (top + 1,) + x.shape."""
+    out = np.empty((top + 1,) + x.shape)
+    out[0] = 1.0
+    for p in range(1, top + 1):
+        out[p] = out[p - 1] * x
+    return out
+
+
+def ball_geometry(s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, ρ, ϱ) = (hypot(s, r), s/n, r/n)`` with the n = 0 convention ρ = 0, ϱ = 1."""
+    n = np.hypot(s, r)
+    safe = np.where(n > 0, n, 1.0)
+    return n, np.where(n > 0, s / safe, 0.0), np.where(n > 0, r / safe, 1.0)
 
 
 def _log_binomial(k: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -354,6 +371,243 @@ class SingleIndexInitialLaw:
 # --------------------------------------------------------------------------------------------
 
 
+class SeriesTruncation:
+    """Truncation degrees (K, J) of the interaction (U) and P of the potential (V), and their rigorous
+    bounds (module docstring, "Truncation bound").
+
+    Inputs: σ; a target known through its coefficient norms (``coefficients(P)``, ``second_moment``,
+    ``tail(P)``, ``exact_degree``): φ̂_k for the single-index model, the block norms ‖φ̂_K‖ for a
+    multi-index one (whose bounds are these at ρ → |ρ|, :mod:`reduced_pde.models.multi_index`); the
+    dimension m of the orthogonal complement of the target directions (d − 1, or d − k; inf at d = ∞);
+    ``sphere`` (the only probe scale is then n = 1).  The degrees are chosen once for ``scale_bound``
+    and re-chosen by :meth:`check_scale` only when a larger n is met.  The keyword parameters are the
+    reduction's (``reduction.*``), checked here."""
+
+    def __init__(self, activation: Activation, target: Any, orthogonal_dimension: float, *, sphere: bool,
+                 weight_scale: float, scale_bound: float | None, truncation_tolerance: float, max_degree: int,
+                 hermite_degree: int | None, binomial_degree: int | None) -> None:
+        self.activation = activation
+        self.target = target
+        self.orthogonal_dimension = float(orthogonal_dimension)
+        self.sphere = bool(sphere)
+        if not truncation_tolerance > 0:
+            raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance!r} must be > 0")
+        self.truncation_tolerance = float(truncation_tolerance)
+        if not (isinstance(max_degree, (int, np.integer)) and 0 <= max_degree <= _PROBE_DEGREE):
+            raise ValueError(f"reduction.max_degree = {max_degree!r} must be an integer in [0, {_PROBE_DEGREE}]")
+        self.max_degree = int(max_degree)
+        for field_name, value in (("hermite_degree", hermite_degree), ("binomial_degree", binomial_degree)):
+            if value is not None and not (isinstance(value, (int, np.integer)) and value >= 0):
+                raise ValueError(f"reduction.{field_name} = {value!r} must be an integer >= 0")
+        self.hermite_degree = hermite_degree
+        self.binomial_degree = binomial_degree
+        # probe scales n = |w| <= scale_bound (default max(4, 4κ), κ the initial weight scale); n = 1 on the sphere
+        self.scale_bound = 1.0 if self.sphere else float(scale_bound if scale_bound is not None
+                                                         else max(4.0, 4.0 * weight_scale))
+        if not self.scale_bound > 0:
+            raise ValueError(f"reduction.scale_bound = {scale_bound!r} must be > 0")
+        self._degrees: tuple[int, int] | None = None
+        self._skipped_degrees = np.zeros(0, dtype=int)
+        self._potential_degree: int | None = None
+        self.relative_truncation_error = 0.0
+
+    def check_scale(self, n: np.ndarray) -> None:
+        """Grow the probe range when a scale n = |w| exceeds it: the degrees are re-chosen for twice the
+        largest n (so they do not change from call to call otherwise)."""
+        n_max = float(np.max(n)) if n.size else 0.0
+        if n_max > self.scale_bound:
+            self.scale_bound = 2.0 * n_max
+            self._degrees = None
+            self._potential_degree = None
+
+    def probe_scales(self) -> np.ndarray:
+        return np.array([1.0]) if self.sphere else np.linspace(0.0, self.scale_bound, 33)[1:]
+
+    def series_degrees(self) -> tuple[int, int]:
+        """``(K, J)``: Hermite degree and largest binomial index j of the interaction (module doc)."""
+        if self._degrees is None:
+            self._degrees = self._choose_degrees()
+        return self._degrees
+
+    def _choose_degrees(self) -> tuple[int, int]:
+        exact = getattr(self.activation, "polynomial_degree", None)
+        probe = self.probe_scales()
+        second = gaussian_second_moment(self.activation, probe)
+        scale = max(float(second.max()), 1e-300)
+        tol = self.truncation_tolerance
+        if self.hermite_degree is not None:
+            degree = int(self.hermite_degree)
+        elif exact is not None:
+            degree = exact
+        else:
+            alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
+            tails = second[None, :] - np.cumsum(alpha_sq, axis=0)
+            worst = np.max(tails, axis=1)
+            ok = np.nonzero(worst[: self.max_degree + 1] <= 0.5 * tol * scale)[0]
+            degree = int(ok[0]) if ok.size else self.max_degree
+        if math.isinf(self.orthogonal_dimension):
+            binomial = 0
+        elif self.binomial_degree is not None:
+            binomial = min(int(self.binomial_degree), degree)
+        elif exact is not None and self.hermite_degree is None:
+            binomial = degree
+        else:
+            binomial = self._choose_binomial(probe, degree, 0.5 * tol * scale)
+        self._degrees = (degree, binomial)
+        # degrees whose coefficient vanishes identically on the probe (e.g. odd k >= 3 for ReLU) are
+        # left out of the features; their α_k² is added to the bound, so it stays rigorous anywhere
+        alpha_probe = self.activation.hermite_coefficients(probe, degree)
+        self._skipped_degrees = np.nonzero(np.all(alpha_probe == 0.0, axis=1))[0]
+        # achieved relative bound (sup over the probe of b², relative to S)
+        rho = np.linspace(-1.0, 1.0, 41)
+        n_grid, rho_grid = np.meshgrid(probe, rho, indexing="ij")
+        b2 = self.bound_squared(n_grid.ravel(), rho_grid.ravel(), np.sqrt(1 - rho_grid.ravel() ** 2),
+                                 np.ones(n_grid.size))
+        self.relative_truncation_error = float(b2.max() / scale)
+        if self.relative_truncation_error > tol * (1 + 1e-6) and exact is None:
+            warnings.warn(f"series truncation: interaction truncated at K = {degree}, J = {binomial} "
+                          f"(max_degree = {self.max_degree}); relative bound "
+                          f"{self.relative_truncation_error:.2e} exceeds truncation_tolerance = {tol:g}",
+                          stacklevel=4)
+        return self._degrees
+
+    def _choose_binomial(self, probe: np.ndarray, degree: int, budget: float) -> int:
+        rho = np.linspace(0.0, 1.0, 41)
+        vrho = np.sqrt(1.0 - rho**2)
+        alpha_sq = self.activation.hermite_coefficients(probe, degree) ** 2  # (K+1, P)
+        per_j = self._binomial_contributions(alpha_sq[:, :, None], rho[None, :], vrho[None, :], degree)
+        dropped = np.cumsum(per_j[::-1], axis=0)[::-1]  # dropped[j0] = Σ_{j >= j0}
+        for binomial in range(0, degree + 1, 2):
+            if binomial + 2 > degree or float(dropped[binomial + 2].max()) <= budget:
+                return binomial
+        return degree - degree % 2
+
+    def _binomial_contributions(self, alpha_sq: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
+                                degree: int) -> np.ndarray:
+        """``c_j = Σ_{j<=k<=K} α_k² C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}`` for j = 0..K (zero for odd j);
+        alpha_sq has shape (K+1, ...).  Dropping all j > J costs ``Σ_{j>J} c_j`` in b²."""
+        moments = cosine_moments(self.orthogonal_dimension, degree)
+        shape = np.broadcast_shapes(alpha_sq.shape[1:], np.shape(rho))
+        out = np.zeros((degree + 1,) + shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_rho, log_vrho = np.log(np.abs(rho)), np.log(vrho)
+            for j in range(2, degree + 1, 2):
+                for k in range(j, degree + 1):
+                    log_term = (_log_binomial(np.float64(k), np.float64(j))
+                                + (2 * (k - j) * log_rho if k > j else 0.0) + 2 * j * log_vrho)
+                    out[j] += alpha_sq[k] * np.exp(log_term)
+                out[j] *= moments[j]
+        return out
+
+    def bound_squared(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray, a: np.ndarray) -> np.ndarray:
+        degree, binomial = self._degrees  # type: ignore[misc]
+        exact = getattr(self.activation, "polynomial_degree", None)
+        if (exact is not None and degree >= exact and exact < 32
+                and (binomial >= degree or math.isinf(self.orthogonal_dimension))):
+            # the series terminates; skipped α_k vanish identically (a polynomial in n of degree
+            # <= p < 32 vanishing at the 32 probe scales; on the sphere n = 1 is the only scale)
+            return np.zeros_like(n)
+        alpha = self.activation.hermite_coefficients(n, degree)
+        if exact is not None and degree >= exact:
+            tail = np.zeros_like(n)
+        else:
+            tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, axis=0), 0.0)
+        abs_moments = absolute_cosine_moments(self.orthogonal_dimension, degree + 1)
+        i = np.arange(degree + 2, dtype=float)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_rho, log_vrho = np.log(np.abs(rho))[None, :], np.log(vrho)[None, :]
+            log_terms = (_log_binomial(np.float64(degree + 1), i)
+                         + np.where(i == degree + 1, 0.0, 2 * (degree + 1 - i) * log_rho)
+                         + np.where(i == 0, 0.0, 2 * i * log_vrho))
+        power = np.sum(abs_moments[:, None] * np.exp(log_terms), axis=0)
+        dropped = 0.0
+        if not math.isinf(self.orthogonal_dimension) and binomial + 2 <= degree:
+            # Σ_{k<=K} α_k² Σ_{j even, J<j<=k} C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}, by powers (no logs)
+            moments = cosine_moments(self.orthogonal_dimension, degree)
+            rho2, vrho2 = _powers(rho * rho, degree), _powers(vrho * vrho, degree)
+            alpha_sq = alpha**2
+            dropped = np.zeros_like(n)
+            for j in range(binomial + 2, degree + 1, 2):
+                k = np.arange(j, degree + 1, dtype=float)
+                binom = np.exp(_log_binomial(k, np.float64(j)))[:, None]
+                dropped += moments[j] * vrho2[j] * np.sum(binom * alpha_sq[j:] * rho2[: degree + 1 - j], axis=0)
+        skipped = np.sum(alpha[self._skipped_degrees] ** 2, axis=0)
+        return a * a * (tail * power + dropped + skipped)
+
+    def index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept (k, j) pairs of the interaction features g_kj, as two int arrays (rows of (U))."""
+        degree, binomial = self.series_degrees()
+        skipped = set(int(k) for k in self._skipped_degrees)
+        pairs = [(k, j) for k in range(degree + 1) if k not in skipped
+                 for j in range(0, min(k, binomial) + 1, 2)]
+        arr = np.array(pairs, dtype=int).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    def potential_degree(self) -> int:
+        """Truncation degree P_V of the potential series (V) (module docstring)."""
+        if self._potential_degree is not None:
+            return self._potential_degree
+        degrees = [d for d in (self.target.exact_degree, getattr(self.activation, "polynomial_degree", None))
+                   if d is not None]
+        if degrees:
+            self._potential_degree = min(degrees)
+            return self._potential_degree
+        probe = self.probe_scales()
+        second = gaussian_second_moment(self.activation, probe)
+        alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
+        sigma_tails = np.maximum(second[None, :] - np.cumsum(alpha_sq, axis=0), 0.0).max(axis=1)
+        phi_hat = self.target.coefficients(_PROBE_DEGREE)
+        phi_tails = np.maximum(self.target.second_moment - np.cumsum(phi_hat**2), 0.0)
+        budget = self.truncation_tolerance**2 * self.target.second_moment * max(float(second.max()), 1e-300)
+        ok = np.nonzero(phi_tails * sigma_tails <= budget)[0]
+        self._potential_degree = int(ok[0]) if ok.size else _PROBE_DEGREE
+        return self._potential_degree
+
+    def potential_bound(self, a: np.ndarray, n: np.ndarray, abs_rho: np.ndarray,
+                        alpha: np.ndarray | None = None, degree: int | None = None) -> np.ndarray:
+        """``|a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` >= |v − v_P| (zero if the series terminates); ``abs_rho``
+        = |ρ| (the norm of ρ ∈ R^k for a multi-index target); ``alpha``: α_k(n), k <= P, if known;
+        ``degree``: P if not :meth:`potential_degree` (a multi-index target caps it)."""
+        if degree is None:
+            degree = self.potential_degree()
+        target_tail = self.target.tail(degree)
+        if target_tail == 0.0 or getattr(self.activation, "polynomial_degree", math.inf) <= degree:
+            return np.zeros_like(n)
+        if alpha is None:
+            alpha = self.activation.hermite_coefficients(n, degree)
+        sigma_tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, 0), 0.0)
+        return np.abs(a) * np.abs(abs_rho) ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
+
+    def cosine_rule(self, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Quadrature for the law of c, the cosine between uniform directions of R^m: Gauss–Jacobi with
+        exponent (m−3)/2 (two atoms ±1 at m = 1, the atom 0 at m = ∞)."""
+        m = self.orthogonal_dimension
+        if math.isinf(m):
+            return np.array([0.0]), np.array([1.0])
+        if m == 1:
+            return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+        exponent = (m - 3.0) / 2.0
+        c, w = roots_jacobi(nodes, exponent, exponent)
+        return c, w / w.sum()
+
+
+def check_network_parameters(train_second_layer: bool, second_layer: Any, second_layer_std: Any,
+                             weight_scale: Any) -> tuple[float, float, float]:
+    """``(a0, σ_a, κ)`` of the initial law of an index model's neurons, checked (ValueError naming the
+    field): a0 finite, σ_a >= 0 finite (and 0 unless a is trained), κ > 0 finite."""
+    a0, std, kappa = float(second_layer), float(second_layer_std), float(weight_scale)
+    if not math.isfinite(a0):
+        raise ValueError(f"initial.second_layer = {second_layer!r} must be finite")
+    if not (std >= 0 and math.isfinite(std)):
+        raise ValueError(f"initial.second_layer_std = {second_layer_std!r} must be finite and >= 0")
+    if not train_second_layer and std > 0:
+        raise ValueError(f"initial.second_layer_std = {second_layer_std!r} requires a trained second "
+                         "layer (train_second_layer = True)")
+    if not (kappa > 0 and math.isfinite(kappa)):
+        raise ValueError(f"initial.weight_scale = {weight_scale!r} must be finite and > 0")
+    return a0, std, kappa
+
+
 def _check_dimension(dimension: Any) -> float:
     try:
         d = float(dimension)
@@ -381,45 +635,18 @@ class SingleIndexProblem(ReducedProblem):
         self.activation = make_single_index_activation(activation)
         self.train_second_layer = bool(train_second_layer)
         self.sphere = bool(sphere)
-        self.second_layer = float(second_layer)
-        self.second_layer_std = float(second_layer_std)
-        if not math.isfinite(self.second_layer):
-            raise ValueError(f"initial.second_layer = {second_layer!r} must be finite")
-        if not (self.second_layer_std >= 0 and math.isfinite(self.second_layer_std)):
-            raise ValueError(f"initial.second_layer_std = {second_layer_std!r} must be finite and >= 0")
-        if not self.train_second_layer and self.second_layer_std > 0:
-            raise ValueError(f"initial.second_layer_std = {second_layer_std!r} requires a trained second "
-                             "layer (train_second_layer = True)")
-        self.weight_scale = float(weight_scale)
-        if not (self.weight_scale > 0 and math.isfinite(self.weight_scale)):
-            raise ValueError(f"initial.weight_scale = {weight_scale!r} must be finite and > 0")
+        self.second_layer, self.second_layer_std, self.weight_scale = check_network_parameters(
+            self.train_second_layer, second_layer, second_layer_std, weight_scale)
         self.initial_alignment = float(initial_alignment)
         if not math.isfinite(self.initial_alignment) or (sphere and self.initial_alignment != 0.0):
             raise ValueError(f"initial.alignment = {initial_alignment!r} must be finite (and 0 on the sphere, "
                              "where w is uniform)")
-        if not truncation_tolerance > 0:
-            raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance!r} must be > 0")
-        self.truncation_tolerance = float(truncation_tolerance)
-        if not (isinstance(max_degree, (int, np.integer)) and 0 <= max_degree <= _PROBE_DEGREE):
-            raise ValueError(f"reduction.max_degree = {max_degree!r} must be an integer in [0, {_PROBE_DEGREE}]")
-        self.max_degree = int(max_degree)
-        for field_name, value in (("hermite_degree", hermite_degree), ("binomial_degree", binomial_degree)):
-            if value is not None and not (isinstance(value, (int, np.integer)) and value >= 0):
-                raise ValueError(f"reduction.{field_name} = {value!r} must be an integer >= 0")
-        self.hermite_degree = hermite_degree
-        self.binomial_degree = binomial_degree
-        if self.sphere:
-            self.scale_bound = 1.0
-        else:
-            self.scale_bound = float(scale_bound) if scale_bound is not None else max(4.0, 4.0 * self.weight_scale)
-            if not self.scale_bound > 0:
-                raise ValueError(f"reduction.scale_bound = {scale_bound!r} must be > 0")
+        self.truncation = SeriesTruncation(
+            self.activation, self.target, self.dimension - 1.0, sphere=self.sphere, weight_scale=self.weight_scale,
+            scale_bound=scale_bound, truncation_tolerance=truncation_tolerance, max_degree=max_degree,
+            hermite_degree=hermite_degree, binomial_degree=binomial_degree)
         names = ("a",) if self.train_second_layer else ()
         self.coordinate_names = names + (("s",) if self.sphere else ("s", "r"))
-        self._degrees: tuple[int, int] | None = None
-        self._skipped_degrees = np.zeros(0, dtype=int)
-        self._potential_degree: int | None = None
-        self.relative_truncation_error = 0.0
         self.linear_coordinate = "a" if self.train_second_layer else None
         self._initial_law = SingleIndexInitialLaw(self.dimension, self.coordinate_names, self.weight_scale,
                                                   self.second_layer, self.second_layer_std, self.sphere,
@@ -497,179 +724,40 @@ class SingleIndexProblem(ReducedProblem):
         """``(n, ρ, ϱ)`` with the n = 0 convention ρ = 0, ϱ = 1."""
         if self.sphere:
             return np.ones_like(s), s, r
-        n = np.hypot(s, r)
-        safe = np.where(n > 0, n, 1.0)
-        rho = np.where(n > 0, s / safe, 0.0)
-        vrho = np.where(n > 0, r / safe, 1.0)
-        return n, rho, vrho
+        return ball_geometry(s, r)
 
-    def _check_scale(self, n: np.ndarray) -> None:
-        n_max = float(np.max(n)) if n.size else 0.0
-        if n_max > self.scale_bound:
-            self.scale_bound = 2.0 * n_max
-            self._degrees = None
-            self._potential_degree = None
+    _powers = staticmethod(_powers)
 
-    @staticmethod
-    def _powers(x: np.ndarray, top: int) -> np.ndarray:
-        out = np.empty((top + 1,) + x.shape)
-        out[0] = 1.0
-        for p in range(1, top + 1):
-            out[p] = out[p - 1] * x
-        return out
+    # ---- truncation (SeriesTruncation) -------------------------------------------------------------
+    @property
+    def scale_bound(self) -> float:
+        """Largest scale n = |w| the degrees were chosen for (grows when larger n are met)."""
+        return self.truncation.scale_bound
 
-    # ---- degree selection ----------------------------------------------------------------------
-    def _probe_scales(self) -> np.ndarray:
-        return np.array([1.0]) if self.sphere else np.linspace(0.0, self.scale_bound, 33)[1:]
+    @property
+    def relative_truncation_error(self) -> float:
+        """Achieved ``sup b² / sup E σ(nG)²`` of the interaction bound (after :meth:`series_degrees`)."""
+        return self.truncation.relative_truncation_error
 
     def series_degrees(self) -> tuple[int, int]:
         """``(K, J)``: Hermite degree and largest binomial index j of the interaction (module doc)."""
-        if self._degrees is None:
-            self._degrees = self._choose_degrees()
-        return self._degrees
+        return self.truncation.series_degrees()
 
-    def _choose_degrees(self) -> tuple[int, int]:
-        exact = getattr(self.activation, "polynomial_degree", None)
-        probe = self._probe_scales()
-        second = gaussian_second_moment(self.activation, probe)
-        scale = max(float(second.max()), 1e-300)
-        tol = self.truncation_tolerance
-        if self.hermite_degree is not None:
-            degree = int(self.hermite_degree)
-        elif exact is not None:
-            degree = exact
-        else:
-            alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
-            tails = second[None, :] - np.cumsum(alpha_sq, axis=0)
-            worst = np.max(tails, axis=1)
-            ok = np.nonzero(worst[: self.max_degree + 1] <= 0.5 * tol * scale)[0]
-            degree = int(ok[0]) if ok.size else self.max_degree
-        if math.isinf(self.dimension):
-            binomial = 0
-        elif self.binomial_degree is not None:
-            binomial = min(int(self.binomial_degree), degree)
-        elif exact is not None and self.hermite_degree is None:
-            binomial = degree
-        else:
-            binomial = self._choose_binomial(probe, degree, 0.5 * tol * scale)
-        self._degrees = (degree, binomial)
-        # degrees whose coefficient vanishes identically on the probe (e.g. odd k >= 3 for ReLU) are
-        # left out of the features; their α_k² is added to the bound, so it stays rigorous anywhere
-        alpha_probe = self.activation.hermite_coefficients(probe, degree)
-        self._skipped_degrees = np.nonzero(np.all(alpha_probe == 0.0, axis=1))[0]
-        # achieved relative bound (sup over the probe of b², relative to S)
-        rho = np.linspace(-1.0, 1.0, 41)
-        n_grid, rho_grid = np.meshgrid(probe, rho, indexing="ij")
-        b2 = self._bound_squared(n_grid.ravel(), rho_grid.ravel(), np.sqrt(1 - rho_grid.ravel() ** 2),
-                                 np.ones(n_grid.size))
-        self.relative_truncation_error = float(b2.max() / scale)
-        if self.relative_truncation_error > tol * (1 + 1e-6) and exact is None:
-            warnings.warn(f"single-index reduction: interaction truncated at K = {degree}, J = {binomial} "
-                          f"(max_degree = {self.max_degree}); relative bound "
-                          f"{self.relative_truncation_error:.2e} exceeds truncation_tolerance = {tol:g}",
-                          stacklevel=3)
-        return self._degrees
+    def potential_degree(self) -> int:
+        """Truncation degree P_V of the potential series (V) (module docstring)."""
+        return self.truncation.potential_degree()
 
-    def _choose_binomial(self, probe: np.ndarray, degree: int, budget: float) -> int:
-        rho = np.linspace(0.0, 1.0, 41)
-        vrho = np.sqrt(1.0 - rho**2)
-        alpha_sq = self.activation.hermite_coefficients(probe, degree) ** 2  # (K+1, P)
-        per_j = self._binomial_contributions(alpha_sq[:, :, None], rho[None, :], vrho[None, :], degree)
-        dropped = np.cumsum(per_j[::-1], axis=0)[::-1]  # dropped[j0] = Σ_{j >= j0}
-        for binomial in range(0, degree + 1, 2):
-            if binomial + 2 > degree or float(dropped[binomial + 2].max()) <= budget:
-                return binomial
-        return degree - degree % 2
-
-    def _binomial_contributions(self, alpha_sq: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
-                                degree: int) -> np.ndarray:
-        """``c_j = Σ_{j<=k<=K} α_k² C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}`` for j = 0..K (zero for odd j);
-        alpha_sq has shape (K+1, ...).  Dropping all j > J costs ``Σ_{j>J} c_j`` in b²."""
-        moments = cosine_moments(self.orthogonal_dimension, degree)
-        shape = np.broadcast_shapes(alpha_sq.shape[1:], np.shape(rho))
-        out = np.zeros((degree + 1,) + shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_rho, log_vrho = np.log(np.abs(rho)), np.log(vrho)
-            for j in range(2, degree + 1, 2):
-                for k in range(j, degree + 1):
-                    log_term = (_log_binomial(np.float64(k), np.float64(j))
-                                + (2 * (k - j) * log_rho if k > j else 0.0) + 2 * j * log_vrho)
-                    out[j] += alpha_sq[k] * np.exp(log_term)
-                out[j] *= moments[j]
-        return out
-
-    def _bound_squared(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray, a: np.ndarray) -> np.ndarray:
-        degree, binomial = self._degrees  # type: ignore[misc]
-        exact = getattr(self.activation, "polynomial_degree", None)
-        if (exact is not None and degree >= exact and exact < 32
-                and (binomial >= degree or math.isinf(self.dimension))):
-            # the series terminates; skipped α_k vanish identically (a polynomial in n of degree
-            # <= p < 32 vanishing at the 32 probe scales; on the sphere n = 1 is the only scale)
-            return np.zeros_like(n)
-        alpha = self.activation.hermite_coefficients(n, degree)
-        if exact is not None and degree >= exact:
-            tail = np.zeros_like(n)
-        else:
-            tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, axis=0), 0.0)
-        abs_moments = absolute_cosine_moments(self.orthogonal_dimension, degree + 1)
-        i = np.arange(degree + 2, dtype=float)[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_rho, log_vrho = np.log(np.abs(rho))[None, :], np.log(vrho)[None, :]
-            log_terms = (_log_binomial(np.float64(degree + 1), i)
-                         + np.where(i == degree + 1, 0.0, 2 * (degree + 1 - i) * log_rho)
-                         + np.where(i == 0, 0.0, 2 * i * log_vrho))
-        power = np.sum(abs_moments[:, None] * np.exp(log_terms), axis=0)
-        dropped = 0.0
-        if not math.isinf(self.dimension) and binomial + 2 <= degree:
-            # Σ_{k<=K} α_k² Σ_{j even, J<j<=k} C(k,j) m_j ρ^{2(k−j)} ϱ^{2j}, by powers (no logs)
-            moments = cosine_moments(self.orthogonal_dimension, degree)
-            rho2, vrho2 = self._powers(rho * rho, degree), self._powers(vrho * vrho, degree)
-            alpha_sq = alpha**2
-            dropped = np.zeros_like(n)
-            for j in range(binomial + 2, degree + 1, 2):
-                k = np.arange(j, degree + 1, dtype=float)
-                binom = np.exp(_log_binomial(k, np.float64(j)))[:, None]
-                dropped += moments[j] * vrho2[j] * np.sum(binom * alpha_sq[j:] * rho2[: degree + 1 - j], axis=0)
-        skipped = np.sum(alpha[self._skipped_degrees] ** 2, axis=0)
-        return a * a * (tail * power + dropped + skipped)
+    def index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept (k, j) pairs of the interaction features g_kj (rows of (U))."""
+        return self.truncation.index_pairs()
 
     def rank(self) -> int:
         return int(self.index_pairs()[0].size)
 
-    def index_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """The kept (k, j) pairs of the interaction features g_kj, as two int arrays (rows of (U))."""
-        degree, binomial = self.series_degrees()
-        skipped = set(int(k) for k in self._skipped_degrees)
-        pairs = [(k, j) for k in range(degree + 1) if k not in skipped
-                 for j in range(0, min(k, binomial) + 1, 2)]
-        arr = np.array(pairs, dtype=int).reshape(-1, 2)
-        return arr[:, 0], arr[:, 1]
-
-    # ---- potential -------------------------------------------------------------------------------
-    def potential_degree(self) -> int:
-        """Truncation degree P_V of the potential series (V) (module docstring)."""
-        if self._potential_degree is not None:
-            return self._potential_degree
-        degrees = [d for d in (self.target.exact_degree, getattr(self.activation, "polynomial_degree", None))
-                   if d is not None]
-        if degrees:
-            self._potential_degree = min(degrees)
-            return self._potential_degree
-        probe = self._probe_scales()
-        second = gaussian_second_moment(self.activation, probe)
-        alpha_sq = self.activation.hermite_coefficients(probe, _PROBE_DEGREE) ** 2
-        sigma_tails = np.maximum(second[None, :] - np.cumsum(alpha_sq, axis=0), 0.0).max(axis=1)
-        phi_hat = self.target.coefficients(_PROBE_DEGREE)
-        phi_tails = np.maximum(self.target.second_moment - np.cumsum(phi_hat**2), 0.0)
-        budget = self.truncation_tolerance**2 * self.target.second_moment * max(float(second.max()), 1e-300)
-        ok = np.nonzero(phi_tails * sigma_tails <= budget)[0]
-        self._potential_degree = int(ok[0]) if ok.size else _PROBE_DEGREE
-        return self._potential_degree
-
     def _potential_parts(self, points: np.ndarray):
         a, s, r = self._split(points)
         n, rho, vrho = self._geometry(s, r)
-        self._check_scale(n)
+        self.truncation.check_scale(n)
         return a, s, r, n, rho, vrho
 
     def reduced_potential(self, points: np.ndarray) -> np.ndarray:
@@ -683,18 +771,7 @@ class SingleIndexProblem(ReducedProblem):
     def potential_truncation_bound(self, points: np.ndarray) -> np.ndarray:
         """``|a| |ρ|^{P+1} sqrt(T^φ_P T_P(n))`` (zero if the series terminates)."""
         a, _, _, n, rho, _ = self._potential_parts(points)
-        return self._potential_bound(a, n, rho)
-
-    def _potential_bound(self, a: np.ndarray, n: np.ndarray, rho: np.ndarray,
-                         alpha: np.ndarray | None = None) -> np.ndarray:
-        degree = self.potential_degree()
-        target_tail = self.target.tail(degree)
-        if target_tail == 0.0 or getattr(self.activation, "polynomial_degree", math.inf) <= degree:
-            return np.zeros_like(n)
-        if alpha is None:
-            alpha = self.activation.hermite_coefficients(n, degree)
-        sigma_tail = np.maximum(gaussian_second_moment(self.activation, n) - np.sum(alpha**2, 0), 0.0)
-        return np.abs(a) * np.abs(rho) ** (degree + 1) * np.sqrt(target_tail * sigma_tail)
+        return self.truncation.potential_bound(a, n, rho)
 
     def _feature_derivatives(self, n: np.ndarray, rho: np.ndarray, vrho: np.ndarray,
                              ks: np.ndarray, js: np.ndarray, top: int, derivatives: bool = True
@@ -762,7 +839,7 @@ class SingleIndexProblem(ReducedProblem):
             value, _, _ = self._feature_derivatives(n[block], rho[block], vrho[block], ks, js, degree,
                                                     derivatives=False)
             features[:, block] = a[block] * value
-            bound[block] = np.sqrt(np.maximum(self._bound_squared(n[block], rho[block], vrho[block],
+            bound[block] = np.sqrt(np.maximum(self.truncation.bound_squared(n[block], rho[block], vrho[block],
                                                                   a[block]), 0.0))
         weights = cosine_moments(self.orthogonal_dimension, degree)[js]
         return LowRankKernel(weights, features, truncation_bound=bound)
@@ -770,7 +847,7 @@ class SingleIndexProblem(ReducedProblem):
     def interaction_truncation_bound(self, points: np.ndarray) -> np.ndarray:
         a, _, _, n, rho, vrho = self._potential_parts(points)
         self.series_degrees()
-        return np.sqrt(np.maximum(self._bound_squared(n, rho, vrho, a), 0.0))
+        return np.sqrt(np.maximum(self.truncation.bound_squared(n, rho, vrho, a), 0.0))
 
     def interaction_features_gradient(self, points: np.ndarray) -> np.ndarray:
         """``∇g_kj`` in the problem's coordinates, shape (R, M, dim)."""
@@ -790,17 +867,6 @@ class SingleIndexProblem(ReducedProblem):
         return self.reduced_potential_gradient(points) + np.einsum(
             "k,kmd->md", moments, self.interaction_features_gradient(points))
 
-    def _cosine_rule(self, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Quadrature for the law of c: Gauss–Jacobi with exponent (d−4)/2 (two atoms ±1 at d = 2,
-        the atom 0 at d = ∞)."""
-        if math.isinf(self.dimension):
-            return np.array([0.0]), np.array([1.0])
-        if self.dimension == 2:
-            return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
-        exponent = (self.dimension - 4.0) / 2.0
-        c, w = roots_jacobi(nodes, exponent, exponent)
-        return c, w / w.sum()
-
     def interaction_kernel(self, points: np.ndarray, other: np.ndarray, cosine_nodes: int = 64
                            ) -> np.ndarray:
         """``u(x_i, x'_j) = a a' E_c E[σ(n X) σ(n' Y)]`` with correlation ``γ = ρρ' + ϱϱ'c``, by
@@ -810,7 +876,7 @@ class SingleIndexProblem(ReducedProblem):
         a2, s2, r2 = self._split(other)
         n1, p1, q1 = self._geometry(s1, r1)
         n2, p2, q2 = self._geometry(s2, r2)
-        c_nodes, c_weights = self._cosine_rule(cosine_nodes)
+        c_nodes, c_weights = self.truncation.cosine_rule(cosine_nodes)
         out = np.zeros((a1.size, a2.size))
         for i in range(a1.size):
             for j in range(a2.size):
@@ -857,12 +923,12 @@ class SingleIndexProblem(ReducedProblem):
         w = np.atleast_2d(np.asarray(weights, dtype=float))
         s = w @ theta
         n, rho, _ = self._geometry(s, np.linalg.norm(w - np.outer(s, theta), axis=1))
-        self._check_scale(n)
+        self.truncation.check_scale(n)
         a = np.broadcast_to(np.asarray(a, dtype=float), s.shape)
         degree = self.potential_degree()
         alpha = self.activation.hermite_coefficients(n, degree)
         potential = -a * np.einsum("k,km,km->m", self.target.coefficients(degree), alpha, self._powers(rho, degree))
-        return potential, self._potential_bound(a, n, rho, alpha)
+        return potential, self.truncation.potential_bound(a, n, rho, alpha)
 
     def _check_theta_star(self, theta_star: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta_star, dtype=float)
@@ -895,8 +961,8 @@ class SingleIndexProblem(ReducedProblem):
             "initial.second_layer_std": self.second_layer_std,
             "initial.weight_scale": self.weight_scale,
             "initial.alignment": self.initial_alignment,
-            "reduction.truncation_tolerance": self.truncation_tolerance,
-            "reduction.max_degree": self.max_degree,
+            "reduction.truncation_tolerance": self.truncation.truncation_tolerance,
+            "reduction.max_degree": self.truncation.max_degree,
             "reduction.hermite_degree": degree,
             "reduction.binomial_degree": binomial,
         }
