@@ -215,6 +215,13 @@ class SGDSimulation:
         a, w = network.initial_neurons(self.n_neurons, np.random.Generator(np.random.PCG64(init_seq)))
         self._a = np.array(a, dtype=float).reshape(self.n_neurons)
         self._wt = np.ascontiguousarray(np.asarray(w, dtype=float).T)  # (d, N)
+        if self._wt.shape != (self.dimension, self.n_neurons):
+            raise ValueError(f"network.initial_neurons gave weights of shape {self._wt.T.shape}, expected "
+                             f"{(self.n_neurons, self.dimension)}")
+        n_invariants = self.invariants().reshape(self.n_neurons, -1).shape[1]
+        if n_invariants != len(self.coordinate_names):
+            raise ValueError(f"the network's invariants have {n_invariants} coordinates, the problem's are "
+                             f"{self.coordinate_names}: network and problem of different models")
         self.steps = 0
         self.stepping_seconds = 0.0
         d, n, b = self.dimension, self.n_neurons, self.batch_size

@@ -192,6 +192,9 @@ def test_bad_inputs_are_named():
         index_sgd(problem, 10, 1e-3, second_layer_rate=-1.0)
     with pytest.raises(ValueError, match="data.dimension"):
         SingleIndexNetwork(SingleIndexProblem("relu", "relu", math.inf))
+    other = MultiIndexProblem({"hermite": {"1,0": 1.0}}, "relu", 12, index_dimension=2)
+    with pytest.raises(ValueError, match="network and problem of different models"):
+        SGDSimulation(SingleIndexNetwork(problem), other, n_neurons=10, step_size=1e-3)
     unstable = index_sgd(problem, 10, 1e3, batch_size=1, seed=0)
     with pytest.raises(SolverError, match=r"non-finite .* \(t = .*neuron \d"), \
             np.errstate(over="ignore", invalid="ignore"):
