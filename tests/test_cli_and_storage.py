@@ -132,7 +132,8 @@ def test_hdf5_round_trip_keeps_arrays_and_configuration(tmp_path: Path) -> None:
     trajectory = Trajectory("sgd", [0.0, 1.0], [2.0, 1.0], ("r",), [0.4, 0.5], [0.01, 0.02],
                             network_risk=[2.5, 1.2], fields={"norms": np.arange(6.0).reshape(2, 3)},
                             derived={"solver.dt": 1e-3},
-                            config={"data.dimension": float("inf"), "sgd.seeds": [0, 1], "activation.name": "relu"},
+                            config={"data.dimension": float("inf"), "sgd.seeds": [0, 1], "activation.name": "relu",
+                                    "activation.t1": None},  # None reads back as None
                             diagnostics={"steps": 10})
     path = write_trajectory(tmp_path / "out.h5", trajectory)
     back = read_trajectory(path)

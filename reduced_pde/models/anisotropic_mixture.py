@@ -156,12 +156,14 @@ class AnisotropicGaussianMixture:
     def target_second_moment(self) -> float:
         return 1.0
 
-    def sample(self, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n_samples`` iid pairs (x (n, d), y (n,))."""
+    def sample(self, n_samples: int, rng: np.random.Generator,
+               label_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``n_samples`` iid pairs (x (n, d), y (n,)): y = ±1 from ``label_rng`` (default ``rng``, drawn
+        first), then x = Σ_y^{1/2} g, g ~ N(0, I_d) from ``rng``."""
         if math.isinf(self.dimension):
             raise ValueError("cannot sample x in dimension d = inf")
         s0 = int(self.signal_dimension)
-        y = np.where(rng.random(n_samples) < 0.5, 1.0, -1.0)
+        y = np.where((rng if label_rng is None else label_rng).random(n_samples) < 0.5, 1.0, -1.0)
         x = rng.standard_normal((n_samples, int(self.dimension)))
         x[:, :s0] *= (1.0 + self.delta * y)[:, None]
         return x, y
@@ -492,6 +494,7 @@ class AnisotropicMixtureNetwork(NetworkModel):
 
     trains_second_layer = False
     on_sphere = False
+    records_network_risk = False  # O(N² K) per output with K up to 400 for nearly aligned pairs: on request
 
     def __init__(self, data: AnisotropicGaussianMixture, activation: Activation | str | dict,
                  kappa: float = 0.4) -> None:
@@ -504,8 +507,9 @@ class AnisotropicMixtureNetwork(NetworkModel):
         self.initial = AnisotropicInitialLaw(float(data.dimension), AnisotropicMixtureProblem.coordinate_names,
                                              weight_scale=float(kappa), signal_fraction=float(data.signal_fraction))
 
-    def sample(self, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.sample(n_samples, rng)
+    def sample(self, n_samples: int, rng: np.random.Generator,
+               label_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.sample(n_samples, rng, label_rng)
 
     def initial_neurons(self, n_neurons: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(a = ones(N), w (N, d))``, rows of w iid N(0, κ²/d I_d)."""
@@ -563,9 +567,10 @@ class AnisotropicMixtureNetwork(NetworkModel):
         risk = self.data.target_second_moment + 2.0 * potential / n_neurons + risk_pairs / n_neurons**2
         return float(risk), bound / n_neurons**2
 
-    def network_risk(self, a: np.ndarray, w: np.ndarray) -> float:
-        """Exact population risk of the finite network (see :meth:`network_risk_and_bound`)."""
-        return self.network_risk_and_bound(a, w)[0]
+    def network_risk(self, a: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+        """Exact population risk of the finite network and its truncation bound
+        (:meth:`network_risk_and_bound`)."""
+        return self.network_risk_and_bound(a, w)
 
 
 # ---- the model plug-in -----------------------------------------------------------------------------

@@ -35,8 +35,8 @@ _JSON_PREFIX = "json:"
 
 
 def _attr_value(value: Any) -> Any:
-    if value is None:
-        return "none"
+    if value is None:  # JSON null: reads back as None (a "none" string would not)
+        return _JSON_PREFIX + "null"
     if isinstance(value, dict):  # e.g. a target specification table
         return _JSON_PREFIX + json.dumps(value)
     if isinstance(value, (list, tuple)) and any(not isinstance(v, (int, float, bool, np.number)) for v in value):
