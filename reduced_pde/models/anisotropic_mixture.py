@@ -84,14 +84,17 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.special import gammaln, roots_jacobi
+from scipy.special import gammaln
 
 from reduced_pde.activations import ACTIVATION_NAMES, Activation, make_activation
+from reduced_pde.dual_kernels import cosine_rule
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.models import register
 from reduced_pde.models.base import (Inputs, Key, Model, NetworkModel, dimension_value, in_interval,
                                      one_of, positive)
-from reduced_pde.models.single_index import SingleIndexInitialLaw, _Marginal, gaussian_second_moment
+from reduced_pde.models.isotropic_mixture import MixtureReduction, TwoClassMixture, sample_gaussian_mixture
+from reduced_pde.models.finite_network import mehler_degree, mehler_pair_sum, neuron_cosines
+from reduced_pde.models.single_index import SingleIndexInitialLaw, _Marginal, _powers, gaussian_second_moment
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 
 __all__ = ["AnisotropicGaussianMixture", "AnisotropicMixtureProblem", "AnisotropicInitialLaw",
@@ -119,7 +122,7 @@ def signal_dimension(signal_fraction: float, dimension: float) -> float:
 
 
 @dataclass(frozen=True)
-class AnisotropicGaussianMixture:
+class AnisotropicGaussianMixture(TwoClassMixture):
     """``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² P + P⊥)``, P on the first ``s0 = γ d`` coordinates;
     ``d = inf`` allowed for reductions."""
 
@@ -147,26 +150,14 @@ class AnisotropicGaussianMixture:
         """s0 (inf at d = ∞)."""
         return signal_dimension(float(self.signal_fraction), float(self.dimension))
 
-    @property
-    def class_scales(self) -> tuple[float, float]:
-        """Standard deviation ``1 + yΔ`` of the signal coordinates of x for y = +1, −1."""
-        return (1.0 + self.delta, 1.0 - self.delta)
-
-    @property
-    def target_second_moment(self) -> float:
-        return 1.0
-
     def sample(self, n_samples: int, rng: np.random.Generator,
                label_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` iid pairs (x (n, d), y (n,)): y = ±1 from ``label_rng`` (default ``rng``, drawn
         first), then x = Σ_y^{1/2} g, g ~ N(0, I_d) from ``rng``."""
         if math.isinf(self.dimension):
             raise ValueError("cannot sample x in dimension d = inf")
-        s0 = int(self.signal_dimension)
-        y = np.where((rng if label_rng is None else label_rng).random(n_samples) < 0.5, 1.0, -1.0)
-        x = rng.standard_normal((n_samples, int(self.dimension)))
-        x[:, :s0] *= (1.0 + self.delta * y)[:, None]
-        return x, y
+        return sample_gaussian_mixture(n_samples, int(self.dimension), self.delta, rng, label_rng,
+                                       signal_dimension=int(self.signal_dimension))
 
     def config(self) -> dict[str, Any]:
         return {"model": "anisotropic_gaussian_mixture", "delta": self.delta, "dimension": self.dimension,
@@ -207,19 +198,11 @@ def _log_binomial(k: np.ndarray, j: np.ndarray) -> np.ndarray:
     return gammaln(k + 1.0) - gammaln(j + 1.0) - gammaln(k - j + 1.0)
 
 
-def _powers(x: np.ndarray, top: int) -> np.ndarray:
-    """``x^i`` for i = 0..top, shape (top + 1,) + x.shape (0^0 = 1)."""
-    out = np.empty((top + 1,) + x.shape)
-    out[0] = 1.0
-    for i in range(1, top + 1):
-        out[i] = out[i - 1] * x
-    return out
-
-
-class AnisotropicMixtureProblem(ReducedProblem):
+class AnisotropicMixtureProblem(MixtureReduction, ReducedProblem):
     """The (r1, r2) reduction of the anisotropic mixture at finite d or d = ∞ (module docstring)."""
 
     coordinate_names = ("r1", "r2")
+    problem_name = "anisotropic_mixture"
 
     def __init__(self, data: AnisotropicGaussianMixture, activation: Activation | str | dict,
                  kappa: float = 0.4, hermite_degree: int | None = None,
@@ -253,14 +236,6 @@ class AnisotropicMixtureProblem(ReducedProblem):
                                                   signal_fraction=float(data.signal_fraction))
 
     # ------------------------------------------------------------------------------------------
-    @property
-    def dimension(self) -> float:
-        return self.data.dimension
-
-    @property
-    def target_second_moment(self) -> float:
-        return self.data.target_second_moment
-
     def _split(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(r1, r2) of points (M, 2); negative values are allowed (the even extension, module docstring)."""
         x = np.asarray(points, dtype=float)
@@ -424,15 +399,6 @@ class AnisotropicMixtureProblem(ReducedProblem):
         moments = self._weights(degree) * (features @ np.asarray(masses, dtype=float))
         return self.reduced_potential_gradient(points) + np.einsum("f,fmd->md", moments, gradients)
 
-    def _cosine_rule(self, block_dimension: float, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Gauss–Jacobi rule for the cosine of two uniform directions of R^m (weight (1 − c²)^{(m−3)/2});
-        the atom 0 at m = ∞."""
-        if math.isinf(block_dimension):
-            return np.array([0.0]), np.array([1.0])
-        exponent = (block_dimension - 3.0) / 2.0
-        c, w = roots_jacobi(nodes, exponent, exponent)
-        return c, w / w.sum()
-
     def interaction_kernel(self, points: np.ndarray, other: np.ndarray,
                            cosine_nodes: tuple[int, int] = (16, 12)) -> np.ndarray:
         """``u(x_i, x'_j) = ½ Σ_y E_{c1,c2} E[σ(n_y X) σ(n'_y Y)]``, correlation ``ρ1ρ1'c1 + ρ2ρ2'c2``, by a
@@ -442,8 +408,8 @@ class AnisotropicMixtureProblem(ReducedProblem):
         and the integrand is analytic in c except at the corners |c1| = |c2| = 1."""
         a1, a2 = self._split(points)
         b1, b2 = self._split(other)
-        c1, w1 = self._cosine_rule(self.signal_dimension, int(cosine_nodes[0]))
-        c2, w2 = self._cosine_rule(self.complement_dimension, int(cosine_nodes[1]))
+        c1, w1 = cosine_rule(self.signal_dimension, int(cosine_nodes[0]))
+        c2, w2 = cosine_rule(self.complement_dimension, int(cosine_nodes[1]))
         C1, C2 = np.meshgrid(c1, c2, indexing="ij")
         W = np.outer(w1, w2).ravel()
         C1, C2 = C1.ravel(), C2.ravel()
@@ -476,16 +442,6 @@ class AnisotropicMixtureProblem(ReducedProblem):
 
     def initial_law(self) -> AnisotropicInitialLaw:  # type: ignore[override]
         return self._initial_law
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "problem": "anisotropic_mixture",
-            **{f"data.{k}": v for k, v in self.data.config().items()},
-            **{f"activation.{k}": v for k, v in self.activation.config().items()},
-            "initial.kappa": self.kappa,
-            "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
-            "reduction.truncation_tolerance": self.truncation_tolerance,
-        }
 
 
 # ---- the full-dimensional network ----------------------------------------------------------------
@@ -541,25 +497,11 @@ class AnisotropicMixtureNetwork(NetworkModel):
         for p, y, s in zip(self.data.label_probabilities, self.data.labels, self.data.class_scales):
             scaled = w.copy()
             scaled[:, :s0] *= s
-            norms = np.linalg.norm(scaled, axis=1)
-            unit = scaled / np.where(norms > 0, norms, 1.0)[:, None]
-            cosines = np.clip(unit @ unit.T, -1.0, 1.0)
-            np.fill_diagonal(cosines, 0.0)
-            largest = float(np.max(np.abs(cosines))) if n_neurons > 1 else 0.0
-            if largest == 0.0:
-                degree = 0
-            elif largest >= 1.0:
-                degree = _MAX_DEGREE
-            else:
-                degree = int(min(_MAX_DEGREE, max(1, math.ceil(math.log(tolerance) / math.log(largest) - 1.0))))
+            norms, cosines = neuron_cosines(scaled)
+            degree = mehler_degree(cosines, tolerance)
             alpha = self.activation.hermite_coefficients(norms, degree)  # (K+1, N)
             second = gaussian_second_moment(self.activation, norms)
-            total = np.zeros_like(cosines)
-            power = np.ones_like(cosines)
-            for k in range(degree + 1):
-                total += np.outer(alpha[k], alpha[k]) * power
-                power *= cosines
-            np.fill_diagonal(total, 0.0)
+            total = mehler_pair_sum(alpha, cosines, degree)
             risk_pairs += p * (total.sum() + second.sum())
             tail = np.sqrt(np.maximum(second - np.sum(alpha**2, axis=0), 0.0))
             bound += p * float(tail @ (np.abs(cosines) ** (degree + 1)) @ tail)

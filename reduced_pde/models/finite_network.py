@@ -37,8 +37,8 @@ import numpy as np
 
 from reduced_pde.models.base import NetworkModel
 
-__all__ = ["MAX_MEHLER_DEGREE", "IndexNetwork", "mehler_degree", "output_second_moment",
-           "index_network_risk", "finite_dimension"]
+__all__ = ["MAX_MEHLER_DEGREE", "IndexNetwork", "mehler_degree", "neuron_cosines", "mehler_pair_sum",
+           "output_second_moment", "index_network_risk", "finite_dimension"]
 
 #: largest degree of the pair series of the exact network risk
 MAX_MEHLER_DEGREE = 400
@@ -66,6 +66,28 @@ def mehler_degree(cosines: np.ndarray, tolerance: float, exact_degree: int | Non
     return degree if exact_degree is None else min(degree, exact_degree)
 
 
+def neuron_cosines(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_i = |w_i|, γ_ij = ⟨w_i, w_j⟩/(n_i n_j))`` for weights (N, d): the cosines clipped to [−1, 1],
+    zero on the diagonal and for a neuron with w_i = 0."""
+    norms = np.linalg.norm(weights, axis=1)
+    unit = weights / np.where(norms > 0, norms, 1.0)[:, None]
+    cosines = np.clip(unit @ unit.T, -1.0, 1.0)
+    np.fill_diagonal(cosines, 0.0)
+    return norms, cosines
+
+
+def mehler_pair_sum(alpha: np.ndarray, cosines: np.ndarray, degree: int) -> np.ndarray:
+    """``Σ_{k<=K} α_k(n_i) α_k(n_j) γ_ij^k`` (Mehler's series truncated at K = ``degree``) with a zero
+    diagonal; ``alpha`` (K+1, N), ``cosines`` (N, N)."""
+    total = np.zeros_like(cosines)
+    power = np.ones_like(cosines)
+    for k in range(degree + 1):
+        total += np.outer(alpha[k], alpha[k]) * power
+        power *= cosines
+    np.fill_diagonal(total, 0.0)
+    return total
+
+
 def output_second_moment(activation, second_moment: Callable[[np.ndarray], np.ndarray], a: np.ndarray,
                          weights: np.ndarray, *, classes: Sequence[tuple[float, float]] = ((1.0, 1.0),),
                          tolerance: float = 1e-12, degree: int | None = None,
@@ -78,10 +100,7 @@ def output_second_moment(activation, second_moment: Callable[[np.ndarray], np.nd
     w = np.atleast_2d(np.asarray(weights, dtype=float))
     n_neurons = w.shape[0]
     a = np.broadcast_to(np.asarray(a, dtype=float), (n_neurons,))
-    norms = np.linalg.norm(w, axis=1)
-    unit = w / np.where(norms > 0, norms, 1.0)[:, None]
-    cosines = np.clip(unit @ unit.T, -1.0, 1.0)
-    np.fill_diagonal(cosines, 0.0)
+    norms, cosines = neuron_cosines(w)
     if degree is None:
         degree = mehler_degree(cosines, tolerance, exact_degree)
     abs_power = np.abs(cosines) ** (degree + 1)
@@ -89,12 +108,7 @@ def output_second_moment(activation, second_moment: Callable[[np.ndarray], np.nd
     for probability, scale in classes:
         alpha = activation.hermite_coefficients(scale * norms, degree)  # (K+1, N)
         second = np.asarray(second_moment(scale * norms), dtype=float)
-        total = np.zeros_like(cosines)
-        power = np.ones_like(cosines)
-        for k in range(degree + 1):
-            total += np.outer(alpha[k], alpha[k]) * power
-            power *= cosines
-        np.fill_diagonal(total, 0.0)
+        total = mehler_pair_sum(alpha, cosines, degree)
         pairs += probability * float(a @ total @ a)
         diagonal += probability * float(np.sum(a * a * second))
         if exact_degree is None or degree < exact_degree:

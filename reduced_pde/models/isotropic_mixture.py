@@ -31,22 +31,84 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import roots_jacobi
 
 from reduced_pde.activations import Activation, make_activation
+from reduced_pde.dual_kernels import cosine_rule
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.initial_laws import InitialLaw, make_initial_law
 from reduced_pde.models.base import NetworkModel
 from reduced_pde.models.finite_network import finite_dimension, output_second_moment
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 
-__all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem", "IsotropicMixtureNetwork"]
+__all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem", "IsotropicMixtureNetwork",
+           "sample_gaussian_mixture", "TwoClassMixture", "MixtureReduction"]
 
 _MAX_DEGREE = 400
 
 
+def sample_gaussian_mixture(n_samples: int, dimension: int, delta: float, rng: np.random.Generator,
+                            label_rng: np.random.Generator | None = None,
+                            signal_dimension: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` iid pairs (x (n, d), y (n,)) of a two-class mixture: y = ±1 (prob. ½) from
+    ``label_rng`` (default ``rng``, drawn first), then ``x = D_y g``, g ~ N(0, I_d) from ``rng``, where
+    D_y multiplies the first ``signal_dimension`` coordinates (all of them by default: the isotropic
+    mixture) by ``1 + yΔ`` and leaves the others."""
+    y = np.where((rng if label_rng is None else label_rng).random(n_samples) < 0.5, 1.0, -1.0)
+    x = rng.standard_normal((n_samples, dimension))
+    x[:, :signal_dimension] *= (1.0 + delta * y)[:, None]
+    return x, y
+
+
+class TwoClassMixture:
+    """What the two Gaussian mixtures share: labels y = ±1 and ``E y² = 1``; the coordinates of x that
+    carry the signal (all of them for the isotropic mixture) have standard deviation ``1 + yΔ``
+    (``self.delta``)."""
+
+    delta: float
+
+    @property
+    def class_scales(self) -> tuple[float, float]:
+        """Standard deviation ``1 + yΔ`` of the signal coordinates of x for y = +1, −1."""
+        return (1.0 + self.delta, 1.0 - self.delta)
+
+    @property
+    def target_second_moment(self) -> float:
+        return 1.0
+
+
+class MixtureReduction:
+    """What the mixture reductions share (mixed into a :class:`ReducedProblem`): d and ``E y²`` are
+    those of ``self.data``, and :meth:`config` writes the data, the activation, κ, the truncation degree
+    (−1: automatic) and tolerance under the name ``problem_name``."""
+
+    problem_name: str
+    data: TwoClassMixture
+    activation: Activation
+    kappa: float
+    hermite_degree: int | None
+    truncation_tolerance: float
+
+    @property
+    def dimension(self) -> float:
+        return self.data.dimension
+
+    @property
+    def target_second_moment(self) -> float:
+        return self.data.target_second_moment
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem_name,
+            **{f"data.{k}": v for k, v in self.data.config().items()},
+            **{f"activation.{k}": v for k, v in self.activation.config().items()},
+            "initial.kappa": self.kappa,
+            "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
+            "reduction.truncation_tolerance": self.truncation_tolerance,
+        }
+
+
 @dataclass(frozen=True)
-class IsotropicGaussianMixture:
+class IsotropicGaussianMixture(TwoClassMixture):
     """``y = ±1`` (prob. ½), ``x | y ~ N(0, (1 + yΔ)² I_d)``; ``d = inf`` allowed for reductions."""
 
     delta: float
@@ -64,32 +126,21 @@ class IsotropicGaussianMixture:
     labels: tuple[float, float] = (1.0, -1.0)
     label_probabilities: tuple[float, float] = (0.5, 0.5)
 
-    @property
-    def class_scales(self) -> tuple[float, float]:
-        """Standard deviation ``1 + yΔ`` of each coordinate of x for y = +1, −1."""
-        return (1.0 + self.delta, 1.0 - self.delta)
-
-    @property
-    def target_second_moment(self) -> float:
-        return 1.0
-
     def sample(self, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` iid pairs (x, y); x has shape (n_samples, d)."""
         if math.isinf(self.dimension):
             raise ValueError("cannot sample x in dimension d = inf")
-        y = np.where(rng.random(n_samples) < 0.5, 1.0, -1.0)
-        x = rng.standard_normal((n_samples, int(self.dimension)))
-        x *= (1.0 + self.delta * y)[:, None]
-        return x, y
+        return sample_gaussian_mixture(n_samples, int(self.dimension), self.delta, rng)
 
     def config(self) -> dict[str, Any]:
         return {"model": "isotropic_gaussian_mixture", "delta": self.delta, "dimension": self.dimension}
 
 
-class IsotropicMixtureRadialProblem(ReducedProblem):
+class IsotropicMixtureRadialProblem(MixtureReduction, ReducedProblem):
     """The MMN18 radial reduction at finite d or d = ∞ (module docstring)."""
 
     coordinate_names = ("r",)
+    problem_name = "isotropic_mixture_radial"
 
     def __init__(self, data: IsotropicGaussianMixture, activation: Activation | str | dict,
                  kappa: float = 0.4, hermite_degree: int | None = None,
@@ -110,14 +161,6 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         self._initial_law = make_initial_law(self.kappa, data.dimension)
 
     # ------------------------------------------------------------------------------------------
-    @property
-    def dimension(self) -> float:
-        return self.data.dimension
-
-    @property
-    def target_second_moment(self) -> float:
-        return self.data.target_second_moment
-
     def _class_terms(self):
         """(probability, label, scale factor 1 + yΔ) for each class."""
         return [(p, y, s) for p, y, s in zip(self.data.label_probabilities, self.data.labels,
@@ -201,12 +244,7 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
         (independent of the Hermite series; slow, for checks and small dense problems)."""
         r = np.atleast_1d(np.asarray(points, dtype=float))
         r2 = np.atleast_1d(np.asarray(other, dtype=float))
-        if math.isinf(self.dimension):
-            c_nodes, c_weights = np.array([0.0]), np.array([1.0])
-        else:
-            exponent = (self.dimension - 3.0) / 2.0
-            c_nodes, c_weights = roots_jacobi(cosine_nodes, exponent, exponent)
-            c_weights = c_weights / c_weights.sum()
+        c_nodes, c_weights = cosine_rule(self.dimension, cosine_nodes)
         out = np.zeros((r.size, r2.size))
         for p, _, s in self._class_terms():
             for i, ri in enumerate(r):
@@ -250,16 +288,6 @@ class IsotropicMixtureRadialProblem(ReducedProblem):
     def initial_law(self) -> InitialLaw:
         return self._initial_law
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "problem": "isotropic_mixture_radial",
-            **{f"data.{k}": v for k, v in self.data.config().items()},
-            **{f"activation.{k}": v for k, v in self.activation.config().items()},
-            "initial.kappa": self.kappa,
-            "reduction.hermite_degree": -1 if self.hermite_degree is None else self.hermite_degree,
-            "reduction.truncation_tolerance": self.truncation_tolerance,
-        }
-
 
 class IsotropicMixtureNetwork(NetworkModel):
     """The MMN18 network ``f(x; W) = (1/N) Σ_i σ(⟨w_i, x⟩)`` (first layer only: a_i = 1, not trained;
@@ -283,10 +311,7 @@ class IsotropicMixtureNetwork(NetworkModel):
         """y = ±1 (prob. ½) from ``label_rng`` (default ``rng``, drawn first), then
         ``x = (1 + yΔ) g``, g ~ N(0, I_d) from ``rng`` (with one generator: the pairs of
         :meth:`IsotropicGaussianMixture.sample`)."""
-        y = np.where((rng if label_rng is None else label_rng).random(n_samples) < 0.5, 1.0, -1.0)
-        x = rng.standard_normal((n_samples, self.dimension))
-        x *= (1.0 + self.delta * y)[:, None]
-        return x, y
+        return sample_gaussian_mixture(n_samples, self.dimension, self.delta, rng, label_rng)
 
     def initial_neurons(self, n_neurons: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         w = self.problem.initial_law().sample_weights(n_neurons, self.dimension, rng)

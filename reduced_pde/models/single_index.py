@@ -87,9 +87,10 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import hermite_e
 from scipy import stats
-from scipy.special import gammaln, roots_jacobi
+from scipy.special import gammaln
 
 from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
+from reduced_pde.dual_kernels import cosine_rule
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
 from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
@@ -221,7 +222,7 @@ def absolute_cosine_moments(dimension: float, degree: int) -> np.ndarray:
 
 
 def _powers(x: np.ndarray, top: int) -> np.ndarray:
-    """``x^p`` for p = 0..top, shape (top + 1,) + x.shape."""
+    """``x^p`` for p = 0..top, shape (top + 1,) + x.shape (0^0 = 1)."""
     out = np.empty((top + 1,) + x.shape)
     out[0] = 1.0
     for p in range(1, top + 1):
@@ -581,14 +582,7 @@ class SeriesTruncation:
     def cosine_rule(self, nodes: int) -> tuple[np.ndarray, np.ndarray]:
         """Quadrature for the law of c, the cosine between uniform directions of R^m: Gauss–Jacobi with
         exponent (m−3)/2 (two atoms ±1 at m = 1, the atom 0 at m = ∞)."""
-        m = self.orthogonal_dimension
-        if math.isinf(m):
-            return np.array([0.0]), np.array([1.0])
-        if m == 1:
-            return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
-        exponent = (m - 3.0) / 2.0
-        c, w = roots_jacobi(nodes, exponent, exponent)
-        return c, w / w.sum()
+        return cosine_rule(self.orthogonal_dimension, nodes)
 
 
 def check_network_parameters(train_second_layer: bool, second_layer: Any, second_layer_std: Any,
