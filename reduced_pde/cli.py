@@ -45,15 +45,20 @@ from reduced_pde.running.storage import (
 __all__ = ["main", "build_parser"]
 
 
+def _write_finished(output: Path, trajectory: Any, wall_time_digits: int) -> None:
+    """Write a finished run to ``output``, remove its checkpoint, and print its final risk and wall time."""
+    write_trajectory(output, trajectory)
+    checkpoint_path(output).unlink(missing_ok=True)
+    print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
+          f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.{wall_time_digits}f} s)")
+
+
 def _cmd_pde(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.set)
     output = Path(args.output)
     trajectory = run_pde(config, checkpoint=checkpoint_path(output), resume=args.resume,
                          progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    write_trajectory(output, trajectory)
-    checkpoint_path(output).unlink(missing_ok=True)
-    print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
-          f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.2f} s)")
+    _write_finished(output, trajectory, wall_time_digits=2)
 
 
 def _cmd_sgd(args: argparse.Namespace) -> None:
@@ -62,10 +67,7 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
     output = Path(args.output)
     trajectory = run_sgd_seed(config, seed, checkpoint=checkpoint_path(output), resume=args.resume,
                               progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    write_trajectory(output, trajectory)
-    checkpoint_path(output).unlink(missing_ok=True)
-    print(f"wrote {output}  (final risk {trajectory.risk[-1]:.6g}, "
-          f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.1f} s)")
+    _write_finished(output, trajectory, wall_time_digits=1)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:

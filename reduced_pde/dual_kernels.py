@@ -167,6 +167,20 @@ def hermite_series_dual_kernel(alpha1: np.ndarray, alpha2: np.ndarray, correlati
     return total
 
 
+def _finite_pair_and_correlation(function: str, names: tuple[str, str], meaning: str, first: np.ndarray,
+                                 second: np.ndarray, correlation: np.ndarray
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(first, second, γ)`` broadcast as float arrays, γ checked by :func:`_checked_correlation`;
+    ValueError naming the function, the argument and its first non-finite value otherwise."""
+    first, second, g = np.broadcast_arrays(np.asarray(first, dtype=float), np.asarray(second, dtype=float),
+                                           _checked_correlation(correlation))
+    for field, value in zip(names, (first, second)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{function}: {field} = {value[~np.isfinite(value)].ravel()[0]!r} "
+                             f"is not allowed: {meaning} must be finite")
+    return first, second, g
+
+
 def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, correlation: np.ndarray) -> np.ndarray:
     """``Φ₂(h, k; γ) = P(X < h, Y < k)`` for standard normals X, Y of correlation γ.
 
@@ -175,12 +189,7 @@ def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, correlation: np.ndarray) 
     ``β = ½`` if ``hk < 0`` or (``hk = 0`` and ``h + k < 0``), else 0; ``T(0, ±∞) = ±¼``, and
     ``Φ₂(0, 0; γ) = ¼ + arcsin(γ)/(2π)``.  The degenerate laws: ``Φ(min(h, k))`` at γ = 1 (Y = X),
     ``max(Φ(h) − Φ(−k), 0)`` at γ = −1 (Y = −X).  h, k finite; arrays broadcast."""
-    h, k, g = np.broadcast_arrays(np.asarray(h, dtype=float), np.asarray(k, dtype=float),
-                                  _checked_correlation(correlation))
-    for field, value in (("h", h), ("k", k)):
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"bivariate_normal_cdf: {field} = {value[~np.isfinite(value)].ravel()[0]!r} "
-                             "is not allowed: the limits must be finite")
+    h, k, g = _finite_pair_and_correlation("bivariate_normal_cdf", ("h", "k"), "the limits", h, k, correlation)
     regular = np.abs(g) < 1.0
     g_safe = np.where(regular, g, 0.0)
     s = np.sqrt(1.0 - g_safe * g_safe)
@@ -200,12 +209,8 @@ def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, correlation: np.ndarray) 
 def rectified_product_moment(a: np.ndarray, b: np.ndarray, correlation: np.ndarray) -> np.ndarray:
     """``F(a, b, γ) = E[(X − a)_+ (Y − b)_+]`` for standard normals of correlation γ (module docstring;
     exact limits at γ = ±1); arrays broadcast."""
-    a, b, g = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
-                                  _checked_correlation(correlation))
-    for field, value in (("a", a), ("b", b)):
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"rectified_product_moment: {field} = {value[~np.isfinite(value)].ravel()[0]!r} "
-                             "is not allowed: the thresholds must be finite")
+    a, b, g = _finite_pair_and_correlation("rectified_product_moment", ("a", "b"), "the thresholds", a, b,
+                                           correlation)
     s = np.sqrt(np.maximum(1.0 - g * g, 0.0))
     regular = s > 0.0
     s_safe = np.where(regular, s, 1.0)

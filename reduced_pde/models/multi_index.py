@@ -705,17 +705,22 @@ def _row_gradient(row: int, start: int, width: int, table: np.ndarray, rho: np.n
 
 
 @njit(cache=True)
+def _gradient_work_arrays(k: int, top: int, columns: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Work arrays of the gradient kernels for one chunk of points: the power table (k+1, top+1, P),
+    ``product`` and ``work`` (P,), ``result`` (columns, P), P = _TABLE_POINTS."""
+    return (np.empty((k + 1, top + 1, _TABLE_POINTS)), np.empty(_TABLE_POINTS), np.empty(_TABLE_POINTS),
+            np.empty((columns, _TABLE_POINTS)))
+
+
+@njit(cache=True)
 def _gradient_kernel(alpha: np.ndarray, d_alpha: np.ndarray, ratio: np.ndarray, rho: np.ndarray,
                      vrho: np.ndarray, scale: np.ndarray, with_scale: bool, orders: np.ndarray,
                      multi: np.ndarray, binomial: np.ndarray, coefficient: np.ndarray, out: np.ndarray,
                      offset: int) -> None:
     """``out[row, offset + m, :]`` = the gradient of row at point m (see :func:`_row_gradient`)."""
     n_points, k = rho.shape
-    top = alpha.shape[0] - 1
-    table = np.empty((k + 1, top + 1, _TABLE_POINTS))
-    product = np.empty(_TABLE_POINTS)
-    work = np.empty(_TABLE_POINTS)
-    result = np.empty((out.shape[2], _TABLE_POINTS))
+    table, product, work, result = _gradient_work_arrays(k, alpha.shape[0] - 1, out.shape[2])
     for start in range(0, n_points, _TABLE_POINTS):
         width = min(_TABLE_POINTS, n_points - start)
         _fill_powers(rho, vrho, start, width, table)
@@ -734,11 +739,7 @@ def _contracted_gradient_kernel(alpha: np.ndarray, d_alpha: np.ndarray, ratio: n
                                 row_weights: np.ndarray, out: np.ndarray, offset: int) -> None:
     """``out[offset + m, :] += Σ_row row_weights[row] ∇(row)(x_m)`` without storing (R, M, dim)."""
     n_points, k = rho.shape
-    top = alpha.shape[0] - 1
-    table = np.empty((k + 1, top + 1, _TABLE_POINTS))
-    product = np.empty(_TABLE_POINTS)
-    work = np.empty(_TABLE_POINTS)
-    result = np.empty((out.shape[1], _TABLE_POINTS))
+    table, product, work, result = _gradient_work_arrays(k, alpha.shape[0] - 1, out.shape[1])
     total = np.empty((out.shape[1], _TABLE_POINTS))
     for start in range(0, n_points, _TABLE_POINTS):
         width = min(_TABLE_POINTS, n_points - start)
