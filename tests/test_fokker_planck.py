@@ -13,32 +13,27 @@ from scipy import stats
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem, LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum
-from reduced_pde.problem import NoInteraction, ReducedProblem
 from solvers.common import SolverError
 from solvers.finite_volume import FiniteVolumeSolver
 from solvers.fokker_planck import FokkerPlanckSolver1D, bernoulli
 from solvers.grid import UniformGrid1D
+from tests.problem_checks import GivenPotentialProblem
 
 EPS = np.finfo(float).eps
 
 
-class NoInteractionProblem(NoInteraction, ReducedProblem):
+class NoInteractionProblem(GivenPotentialProblem):
     """u = 0 (rank-0 kernel) and a given v (default 0): a free radial Brownian motion in R^d."""
 
     coordinate_names = ("r",)
 
     def __init__(self, dimension: float, potential=None, nan_at: float | None = None):
-        self.dimension = dimension
-        self.potential_fn = potential
+        super().__init__(dimension, potential)
         self.nan_at = nan_at
-
-    @property
-    def target_second_moment(self) -> float:
-        return 1.0
 
     def reduced_potential(self, points):
         r = np.asarray(points, dtype=float)
-        v = np.zeros_like(r) if self.potential_fn is None else self.potential_fn(r)
+        v = super().reduced_potential(r)
         if self.nan_at is not None:
             v = np.where(np.abs(r - self.nan_at) < 0.05, np.nan, v)
         return v

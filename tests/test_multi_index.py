@@ -20,6 +20,7 @@ from reduced_pde.models.multi_index import (
     make_multi_index_target,
 )
 from reduced_pde.models.single_index import SingleIndexProblem
+from tests.problem_checks import assert_gradients_match_finite_differences
 
 # σ = He_2 + He_3/2 in the probabilists' basis (exact, terminating series)
 POLY = {"name": "polynomial", "he_coefficients": [0.0, 0.0, 1.0, 0.5]}
@@ -263,17 +264,7 @@ def test_gradients_match_finite_differences(train: bool, k: int) -> None:
     dim = len(problem.coordinate_names)
     x = np.random.default_rng(0).uniform(-0.9, 0.9, (4, dim))
     x[:, -1] = np.abs(x[:, -1]) + 0.1
-    h = 1e-6
-    grad_v = problem.reduced_potential_gradient(x)
-    grad_g = problem.interaction_features_gradient(x)
-    assert grad_v.shape == (4, dim) and grad_g.shape == (problem.rank(), 4, dim)
-    for c in range(dim):
-        e = np.zeros(dim)
-        e[c] = h
-        fd_v = (problem.reduced_potential(x + e) - problem.reduced_potential(x - e)) / (2 * h)
-        fd_g = (problem.interaction_low_rank(x + e).features - problem.interaction_low_rank(x - e).features) / (2 * h)
-        np.testing.assert_allclose(grad_v[:, c], fd_v, atol=1e-7)
-        np.testing.assert_allclose(grad_g[:, :, c], fd_g, atol=1e-7)
+    assert_gradients_match_finite_differences(problem, x, h=1e-6, atol=1e-7)
 
 
 def test_gradient_at_the_origin_is_the_limit_along_r() -> None:

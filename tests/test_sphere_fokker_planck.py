@@ -14,31 +14,19 @@ from scipy import integrate, stats
 
 from reduced_pde import LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point
-from reduced_pde.problem import NoInteraction, ReducedProblem
 from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D
+from tests.problem_checks import GivenPotentialProblem
 
 EPS = np.finfo(float).eps
 
 
-class SpherePotentialProblem(NoInteraction, ReducedProblem):
+class SpherePotentialProblem(GivenPotentialProblem):
     """u = 0 and a given v(s) on the sphere S^{d−1}, s = ⟨w, θ*⟩ ∈ [−1, 1]: its geometry (domain,
     mobility 1 − s², log J = ((d − 3)/2) log(1 − s²), no weight decay) through the problem's methods."""
 
     coordinate_names = ("s",)
-
-    def __init__(self, dimension: float, potential=None):
-        self.dimension = dimension
-        self.potential_fn = potential
-
-    @property
-    def target_second_moment(self) -> float:
-        return 1.0
-
-    def reduced_potential(self, points):
-        s = np.asarray(points, dtype=float)
-        return np.zeros_like(s) if self.potential_fn is None else self.potential_fn(s)
 
     def reduced_potential_gradient(self, points):
         raise NotImplementedError
