@@ -17,7 +17,9 @@ correlation c (Mehler's formula),
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.special import roots_hermitenorm
@@ -26,6 +28,7 @@ __all__ = [
     "normalized_hermite",
     "gauss_hermite_rule",
     "cosine_moments",
+    "finite_coefficients",
 ]
 
 
@@ -67,3 +70,12 @@ def cosine_moments(dimension: float, degree: int) -> np.ndarray:
         value *= (2.0 * m - 1.0) / (dimension + 2.0 * m - 2.0)
         moments[2 * m] = value
     return moments
+
+
+def finite_coefficients(field: str, values: Any) -> tuple[float, ...]:
+    """``values`` as a tuple of floats; ValueError naming ``field`` and the values unless it is a
+    non-empty list of finite numbers (coefficients of a Hermite expansion)."""
+    coefficients = tuple(float(x) for x in values)
+    if not coefficients or not all(math.isfinite(x) for x in coefficients):
+        raise ValueError(f"{field} = {list(values)!r} must be a non-empty list of finite numbers")
+    return coefficients

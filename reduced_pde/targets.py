@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from reduced_pde.activations import ACTIVATION_NAMES, Activation, make_activation
-from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
+from reduced_pde.hermite import finite_coefficients, gauss_hermite_rule, normalized_hermite
 
 __all__ = ["SingleIndexTarget", "HermiteTarget", "ActivationTarget", "CallableTarget",
            "make_target", "TARGET_KINDS"]
@@ -104,10 +104,7 @@ class HermiteTarget(SingleIndexTarget):
     name: str = "hermite"
 
     def __post_init__(self) -> None:
-        coeffs = tuple(float(c) for c in self.normalized_coefficients)
-        if not coeffs or not all(math.isfinite(c) for c in coeffs):
-            raise ValueError(f"target.hermite = {list(self.normalized_coefficients)!r} must be a "
-                             "non-empty list of finite numbers")
+        coeffs = finite_coefficients("target.hermite", self.normalized_coefficients)
         object.__setattr__(self, "normalized_coefficients", coeffs)
         object.__setattr__(self, "noise_variance", _check_noise(self.noise_variance))
 

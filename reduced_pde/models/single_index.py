@@ -91,7 +91,7 @@ from scipy.special import gammaln
 
 from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
 from reduced_pde.dual_kernels import cosine_rule
-from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
+from reduced_pde.hermite import cosine_moments, finite_coefficients, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
 from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
 from reduced_pde.problem import LowRankKernel, ReducedProblem
@@ -125,10 +125,7 @@ class PolynomialActivation(Activation):
     name: str = "polynomial"
 
     def __post_init__(self) -> None:
-        c = tuple(float(x) for x in self.he_coefficients)
-        if not c or not all(math.isfinite(x) for x in c):
-            raise ValueError(f"activation.he_coefficients = {list(self.he_coefficients)!r} must be a "
-                             "non-empty list of finite numbers")
+        c = finite_coefficients("activation.he_coefficients", self.he_coefficients)
         while len(c) > 1 and c[-1] == 0.0:
             c = c[:-1]
         object.__setattr__(self, "he_coefficients", c)
