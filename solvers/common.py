@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolverError", "check_integer", "check_number", "validate_output_times"]
+__all__ = ["SolverError", "check_integer", "check_number", "require_increasing", "validate_output_times"]
 
 
 class SolverError(RuntimeError):
@@ -58,9 +58,15 @@ def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> 
         raise ValueError(f"output_times = {times} must be finite")
     if times[0] < start:
         raise ValueError(f"output_times[0] = {times[0]:g} must be >= {start:g} (the current time)")
-    steps = np.diff(times)
+    require_increasing(times, "output_times", "output_times")
+    return times
+
+
+def require_increasing(values: np.ndarray, what: str, name: str, digits: str = "g") -> None:
+    """Refuse a 1-D array that is not strictly increasing, naming the first offending pair:
+    ``"<what> must be strictly increasing: <name>[k+1] = … <= <name>[k] = …"``."""
+    steps = np.diff(values)
     if np.any(steps <= 0):
         k = int(np.argmax(steps <= 0))
-        raise ValueError(f"output_times must be strictly increasing: output_times[{k + 1}] = "
-                         f"{times[k + 1]:g} <= output_times[{k}] = {times[k]:g}")
-    return times
+        raise ValueError(f"{what} must be strictly increasing: {name}[{k + 1}] = {values[k + 1]:{digits}} <= "
+                         f"{name}[{k}] = {values[k]:{digits}}")

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from solvers.common import require_increasing
+
 __all__ = ["MAX_DIMENSION", "SPACINGS", "GridAxis", "TensorGrid"]
 
 SPACINGS = ("uniform", "stretched", "edges")
@@ -86,11 +88,7 @@ class GridAxis:
                              f"{MIN_CELLS + 1} edges ({MIN_CELLS} cells)")
         if not np.all(np.isfinite(edges)):
             raise ValueError(f"{field}.edges must be finite")
-        steps = np.diff(edges)
-        if np.any(steps <= 0):
-            k = int(np.argmax(steps <= 0))
-            raise ValueError(f"{field}.edges must be strictly increasing: edges[{k + 1}] = "
-                             f"{edges[k + 1]:.17g} <= edges[{k}] = {edges[k]:.17g}")
+        require_increasing(edges, f"{field}.edges", "edges", ".17g")
         edges.flags.writeable = False
         object.__setattr__(self, "edges", edges)
 
