@@ -236,7 +236,7 @@ def _face_velocities(p, psi, speed, shape, coefficients, stiffness, widths, velo
 
 
 @njit(cache=True)
-def _reconstruct_line(p, base, n, stride, d, widths, gaps, east, west):
+def _reconstruct_line(p, base, n, stride, d, widths, inv_gaps, east, west):
     """Minmod-limited east/west values of the cells ``base + k·stride`` (k = 0..n−1) of one line along
     d (zero slope in the first and last cell)."""
     first = base
@@ -247,14 +247,14 @@ def _reconstruct_line(p, base, n, stride, d, widths, gaps, east, west):
     west[last] = p[last]
     for k in range(1, n - 1):
         i = base + k * stride
-        slope = _minmod((p[i + stride] - p[i]) / gaps[d, k], (p[i] - p[i - stride]) / gaps[d, k - 1])
+        slope = _minmod((p[i + stride] - p[i]) * inv_gaps[d, k], (p[i] - p[i - stride]) * inv_gaps[d, k - 1])
         half = 0.5 * widths[d, k] * slope
         east[i] = p[i] + half
         west[i] = p[i] - half
 
 
 @njit(cache=True)
-def _divergence(p, velocity, shape, widths, gaps, muscl, east, west, out):
+def _divergence(p, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, out):
     """``out_i = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i`` with zero boundary fluxes (module docstring).
     Lines along the stride-1 axis (the only axis in 1-D) are swept cell by cell."""
     cells = p.shape[0]
@@ -270,7 +270,7 @@ def _divergence(p, velocity, shape, widths, gaps, muscl, east, west, out):
         if stride == 1:
             for base in range(0, cells, block):
                 if muscl:
-                    _reconstruct_line(p, base, n, 1, d, widths, gaps, east, west)
+                    _reconstruct_line(p, base, n, 1, d, widths, inv_gaps, east, west)
                 for k in range(n - 1):
                     i = base + k
                     u = velocity[d, i]
@@ -278,8 +278,8 @@ def _divergence(p, velocity, shape, widths, gaps, muscl, east, west, out):
                         flux = u * east[i] if u > 0.0 else u * west[i + 1]
                     else:
                         flux = u * p[i] if u > 0.0 else u * p[i + 1]
-                    out[i] -= flux / widths[d, k]
-                    out[i + 1] += flux / widths[d, k + 1]
+                    out[i] -= flux * inv_widths[d, k]
+                    out[i + 1] += flux * inv_widths[d, k + 1]
             continue
         if muscl:
             for base in range(0, cells, block):
@@ -349,6 +349,8 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
     p1 = np.empty(cells)
     p2 = np.empty(cells)
     p_new = np.empty(cells)
+    inv_widths = 1.0 / widths  # reciprocals once: the sweeps multiply
+    inv_gaps = 1.0 / gaps
     steps = 0
     risk = risk_prev
     while t < t_end:
@@ -379,7 +381,7 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
         if dt >= remaining * (1.0 - 1e-12):
             dt = remaining
             last = True
-        _divergence(p, velocity, shape, widths, gaps, muscl, east, west, rate)
+        _divergence(p, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, rate)
         while True:
             for i in range(cells):
                 p1[i] = p[i] + dt * rate[i]
@@ -394,7 +396,7 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
                     last = False
                     retake = True
                 else:
-                    _divergence(p1, velocity, shape, widths, gaps, muscl, east, west, p_new)
+                    _divergence(p1, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, p_new)
                     if stages == 2:
                         for i in range(cells):
                             p_new[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * p_new[i])
@@ -411,7 +413,7 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
                             last = False
                             retake = True
                         else:
-                            _divergence(p2, velocity, shape, widths, gaps, muscl, east, west, p_new)
+                            _divergence(p2, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, p_new)
                             for i in range(cells):
                                 p_new[i] = p[i] / 3.0 + (2.0 / 3.0) * (p2[i] + dt * p_new[i])
             else:
