@@ -43,8 +43,8 @@ def _compare_risk_and_means(name, config, refined, coordinates, risk_allowance, 
     runs = [run_sgd_seed(config, seed, progress=False) for seed in range(SEEDS)]
     _compare(f"{name} risk", [r.risk for r in runs], coarse.risk, fine.risk, risk_allowance)
     for c in coordinates:
-        _compare(f"{name} mean {c}", [r.fields[f"mean_{c}"] for r in runs], coarse.fields[f"mean_{c}"],
-                 fine.fields[f"mean_{c}"], mean_allowance)
+        _compare(f"{name} mean {c}", [r.mean_of(c) for r in runs], coarse.mean_of(c), fine.mean_of(c),
+                 mean_allowance)
 
 
 def test_relu_single_index_against_sgd():
@@ -106,5 +106,5 @@ def test_relu_infinite_dimension_against_sgd():
     _compare("relu d=inf risk", [r.risk for r in runs], coarse.risk, fine.risk, 0.01,
              extra=np.abs(at_400.risk - fine.risk))
     for c in ("a", "s"):
-        _compare(f"relu d=inf mean {c}", [r.fields[f"mean_{c}"] for r in runs], coarse.fields[f"mean_{c}"],
-                 fine.fields[f"mean_{c}"], 0.01, extra=np.abs(at_400.fields[f"mean_{c}"] - fine.fields[f"mean_{c}"]))
+        _compare(f"relu d=inf mean {c}", [r.mean_of(c) for r in runs], coarse.mean_of(c),
+                 fine.mean_of(c), 0.01, extra=np.abs(at_400.mean_of(c) - fine.mean_of(c)))
