@@ -346,10 +346,6 @@ def _hermite_degree(even: bool):
     return check
 
 
-def _hermite_default(value: int | None) -> Any:
-    return "auto" if value is None else value
-
-
 from reduced_pde.models import register  # noqa: E402  (the registry imports this module lazily)
 from reduced_pde.models.base import (  # noqa: E402
     Inputs,

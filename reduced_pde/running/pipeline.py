@@ -260,11 +260,6 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
     return out
 
 
-def read_runs(paths: Sequence[str | Path]) -> list[Trajectory]:
-    """Trajectories from result files, each refused with its path when it is not one."""
-    return [read_trajectory(path) for path in paths]
-
-
 # ---- Gibbs states ------------------------------------------------------------------------------------
 def gibbs_study(config: dict[str, Any], betas: Sequence[float] | None = None) -> dict[str, Any]:
     """Self-consistent Gibbs states p* ∝ J e^{−βψ_λ(·; p*)} of a one-coordinate problem on the run's
