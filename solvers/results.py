@@ -78,6 +78,18 @@ class Trajectory:
             raise KeyError(f"{name!r} is not recorded; coordinates {self.coordinates}, fields {sorted(self.fields)}")
         return np.asarray(self.fields[name])
 
+    def particle_law(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(points (M, D), masses (M,)) of a particle law at output ``index``: SGD neurons (field
+        ``points``, equal masses) or characteristics particles (``positions`` with ``masses``); None
+        for a grid solution."""
+        for key in ("points", "positions"):
+            if key in self.fields:
+                x = np.asarray(self.fields[key][index], dtype=float)
+                x = x[:, None] if x.ndim == 1 else x
+                masses = np.asarray(self.fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])), dtype=float)
+                return x, masses
+        return None
+
     def std_of(self, coordinate: str) -> np.ndarray:
         """Standard deviation of ``coordinate`` under the law at each output time, shape (T,)."""
         return self.std[:, self._index(coordinate)]

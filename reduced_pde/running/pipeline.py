@@ -39,7 +39,7 @@ from reduced_pde.running.storage import CheckpointFile, read_trajectory, write_t
 from solvers.controller import run_simulation
 from solvers.results import Trajectory
 
-__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "plateau_report", "particle_law", "checkpoint_path"]
+__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "plateau_report", "checkpoint_path"]
 
 
 def checkpoint_path(output: str | Path) -> Path:
@@ -55,6 +55,22 @@ def _store(path: str | Path | None) -> CheckpointFile | None:
 def _derived(problem: ReducedProblem, solver_config: dict[str, Any]) -> dict[str, Any]:
     """What the problem and the solver derived from the inputs (truncation degrees, time step bound, ...)."""
     return {**problem.config(), **solver_config}
+
+
+def uniform_line(config: dict[str, Any], problem: ReducedProblem) -> tuple[str, Any]:
+    """(coordinate, :class:`~solvers.grid.UniformGrid1D`) of a one-coordinate run's grid (the
+    Scharfetter–Gummel solver and the Gibbs fixed point need equal cells); ValueError otherwise."""
+    from solvers.grid import UniformGrid1D
+    from solvers.tensor_grid import TensorGrid
+
+    if len(problem.coordinate_names) != 1:
+        raise ValueError(f"needs a one-coordinate reduction; this problem has {problem.coordinate_names}")
+    axis = TensorGrid.from_table(grid_table(config, problem), problem.coordinate_names).axes[0]
+    line = UniformGrid1D(float(axis.edges[0]), float(axis.edges[-1]), int(axis.cells))
+    if not np.allclose(line.edges, axis.edges, rtol=0, atol=1e-12 * max(1.0, abs(line.upper))):
+        raise ValueError(f"grid.{axis.name} must be uniform (equal cells) for the Scharfetter–Gummel solver "
+                         "and the Gibbs fixed point")
+    return axis.name, line
 
 
 def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = None) -> tuple[Any, str, dict[str, Any]]:
@@ -73,24 +89,19 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
                                   sampling=pde["sampling"], schedule=schedule, rates=coordinate_rates(config),
                                   rtol=float(pde["rtol"]), atol=1e-3 * float(pde["rtol"]), method=pde["ode_method"])
         return solver, "pde_lagrangian", solver.static_fields()
-    from solvers.tensor_grid import TensorGrid
-
-    axes = grid_table(config, problem)
-    grid = TensorGrid.from_table(axes, tuple(problem.coordinate_names))
     if route == "fokker_planck":
         from solvers.fokker_planck import FokkerPlanckSolver1D
-        from solvers.grid import UniformGrid1D
 
         beta, lam = noise_parameters(config)
-        axis = grid.axes[0]
-        line = UniformGrid1D(float(axis.edges[0]), float(axis.edges[-1]), int(axis.cells))
-        if not np.allclose(line.edges, axis.edges, rtol=0, atol=1e-12 * max(1.0, abs(line.upper))):
-            raise ValueError(f"grid.{axis.name}: the Scharfetter–Gummel solver needs a uniform grid")
+        name, line = uniform_line(config, problem)
         stepping = pde["time_stepping"] if pde["time_stepping"] != "auto" else "implicit"
         solver = FokkerPlanckSolver1D(problem, line, beta, lam, time_stepping=stepping, cfl=float(pde["cfl"]),
                                       schedule=schedule)
-        return solver, "pde_fokker_planck", {f"{axis.name}_centers": line.centers, f"{axis.name}_edges": line.edges}
+        return solver, "pde_fokker_planck", {f"{name}_centers": line.centers, f"{name}_edges": line.edges}
     from solvers.finite_volume import FiniteVolumeSolver
+    from solvers.tensor_grid import TensorGrid
+
+    grid = TensorGrid.from_table(grid_table(config, problem), tuple(problem.coordinate_names))
 
     solver = FiniteVolumeSolver(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
                                   kernel=pde["kernel"], rates=coordinate_rates(config))
@@ -205,17 +216,6 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
 
 
 # ---- plateau report -------------------------------------------------------------------------------
-def particle_law(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(points (M, D), masses) of a particle file at output ``index`` (characteristics or SGD), else None."""
-    for key in ("positions", "points"):
-        if key in trajectory.fields:
-            x = np.asarray(trajectory.fields[key][index], dtype=float)
-            x = x[:, None] if x.ndim == 1 else x
-            masses = np.asarray(trajectory.fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])))
-            return x, masses
-    return None
-
-
 def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing: float = 0.1,
                    min_duration: float = 0.3, ignore_before: float | None = None,
                    max_degree: int | None = None) -> dict[str, Any]:
@@ -252,8 +252,8 @@ def plateau_report(trajectory: Trajectory, *, threshold: float = 0.1, smoothing:
         out["unlearnable"] = [(k, float(energies[k])) for k in unlearnable_degrees(structure, top) if energies[k] > 0]
     out["matches"] = match_plateaus(plateaus, theory)
     degrees = [level.next_degree for level in theory if level.next_degree is not None]
-    if degrees and structure.target.coefficients is not None and particle_law(trajectory, 0) is not None:
-        values = np.array([hermite_order_parameters(structure, *particle_law(trajectory, i), degrees,
+    if degrees and structure.target.coefficients is not None and trajectory.particle_law(0) is not None:
+        values = np.array([hermite_order_parameters(structure, *trajectory.particle_law(i), degrees,
                                                     normalized=True) for i in range(trajectory.time.size)])
         out["order_parameters"] = (trajectory.time, np.array(degrees), values)
         out["target_coefficients"] = np.asarray(structure.target.coefficients(max(degrees)))
@@ -267,11 +267,9 @@ def gibbs_study(config: dict[str, Any], betas: Sequence[float] | None = None) ->
     optimum of ½R + (λ/2)E x² for comparison).  Returns ``{"betas", "points" (GibbsFixedPoint),
     "noiseless_optimum" or None, "centers", "edges", "coordinate", "config", "derived"}``."""
     from reduced_pde.free_energy import gibbs_fixed_point, noiseless_optimum
-    from solvers.tensor_grid import TensorGrid
 
     problem = build_problem(config)
-    if len(problem.coordinate_names) != 1:
-        raise ValueError(f"gibbs: needs a one-coordinate reduction; this problem has {problem.coordinate_names}")
+    name, line = uniform_line(config, problem)
     beta, lam = noise_parameters(config)
     sweep = bool(betas)
     betas = [float(b) for b in betas] if betas else [beta]
@@ -279,12 +277,8 @@ def gibbs_study(config: dict[str, Any], betas: Sequence[float] | None = None) ->
         raise ValueError(f"gibbs: needs finite β > 0 (noise.beta or --betas), got {betas}")
     for b in betas:
         problem.check_noise(b, lam)
-    axis = TensorGrid.from_table(grid_table(config, problem), problem.coordinate_names).axes[0]
-    spacing = float(axis.widths[0])
-    if not np.allclose(axis.widths, spacing, rtol=1e-12, atol=0):
-        raise ValueError(f"gibbs: grid.{axis.name} must be uniform")
-    points = [gibbs_fixed_point(problem, axis.centers, spacing, b, lam) for b in betas]
-    best = noiseless_optimum(problem, axis.centers, spacing, lam) if sweep else None
-    return {"betas": betas, "points": points, "noiseless_optimum": best, "centers": axis.centers,
-            "edges": axis.edges, "coordinate": axis.name, "config": flatten(config),
+    points = [gibbs_fixed_point(problem, line.centers, line.spacing, b, lam) for b in betas]
+    best = noiseless_optimum(problem, line.centers, line.spacing, lam) if sweep else None
+    return {"betas": betas, "points": points, "noiseless_optimum": best, "centers": line.centers,
+            "edges": line.edges, "coordinate": name, "config": flatten(config),
             "derived": _derived(problem, {})}

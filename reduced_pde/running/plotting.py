@@ -149,11 +149,9 @@ def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
 
 
 def _coordinate_samples(trajectory: Trajectory) -> np.ndarray:
-    """(T, N) samples of the reduced coordinate of an SGD run: |w_i| (radial) or s_i (sphere), from the
-    field ``points`` (T, N, 1) (files written before the one SGD engine: ``norms`` or ``s``)."""
-    if "points" in trajectory.fields:
-        return np.asarray(trajectory.fields["points"])[..., 0]
-    return trajectory.fields["norms"] if "norms" in trajectory.fields else trajectory.fields["s"]
+    """(T, N) samples of the reduced coordinate of a one-coordinate SGD run (|w_i| radial, s_i on the
+    sphere), from the field ``points`` (T, N, 1)."""
+    return np.asarray(trajectory.fields["points"])[..., 0]
 
 
 def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
@@ -191,19 +189,6 @@ def coordinate_names(trajectory: Trajectory) -> tuple[str, ...]:
     return trajectory.coordinates
 
 
-def _weighted_points(trajectory: Trajectory, index: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(points (M, D), masses (M,)) of a particle law at output ``index``: SGD neurons
-    (``points``) or characteristics particles (``positions`` with ``masses``)."""
-    fields = trajectory.fields
-    for key in ("points", "positions", "s", "norms"):
-        if key in fields:
-            x = np.asarray(fields[key][index], dtype=float)
-            x = x[:, None] if x.ndim == 1 else x
-            masses = np.asarray(fields.get("masses", np.full(x.shape[0], 1.0 / x.shape[0])), dtype=float)
-            return x, masses
-    return None
-
-
 def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
                      bins: np.ndarray | int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Marginal density of ``coordinate`` at output ``index``: from a grid solution's
@@ -216,7 +201,7 @@ def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
         return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields[f"marginal_{coordinate}"][index])
     if "density" in fields and len(names) == 1:
         return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields["density"][index])
-    law = _weighted_points(trajectory, index)
+    law = trajectory.particle_law(index)
     if law is None:
         raise ValueError(f"the {trajectory.kind} file holds neither marginals nor particles")
     x, masses = law
@@ -242,7 +227,7 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
             ax.plot(x, p, "k-", lw=1.5, label="reduced PDE")
             if sgd:
                 i_sgd = int(np.argmin(np.abs(sgd[0].time - t)))
-                samples = np.concatenate([_weighted_points(s, i_sgd)[0][:, coordinate_names(s).index(name)]
+                samples = np.concatenate([s.particle_law(i_sgd)[0][:, coordinate_names(s).index(name)]
                                           for s in sgd])
                 lo, hi = float(np.min(samples)), float(np.max(samples))
                 span = max(hi - lo, 1e-3)
