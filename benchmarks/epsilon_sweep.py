@@ -38,13 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from reduced_pde.running.pipeline import plateau_report, run_pde
 from reduced_pde.running.config import build_problem, load_config
-from reduced_pde.analysis.timescales import (
-    fit_power_law,
-    he0_fit_time,
-    he1_learning_time,
-    learning_time,
-    local_exponents,
-)
+from reduced_pde.analysis import timescales
 
 CONFIG = ROOT / "configs" / "bmz_plateaus.toml"
 EPSILONS = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
@@ -75,8 +69,8 @@ def solve(epsilon: float, *, particles: int = 40, rtol: float = 1e-6) -> dict:
     t0 = float(np.interp(math.log(0.5), np.log(excess[[i, i - 1]]), t[[i, i - 1]]))
     return {"epsilon": epsilon, "wall": wall, "evaluations": trajectory.diagnostics.get("evaluations"),
             "t0": t0,
-            "t1": learning_time(times, values[:, column[1]], phi[1]),
-            "t2": learning_time(times, values[:, column[2]], phi[2]),
+            "t1": timescales.learning_time(times, values[:, column[1]], phi[1]),
+            "t2": timescales.learning_time(times, values[:, column[2]], phi[2]),
             "plateaus": report["matches"], "time": trajectory.time, "risk": trajectory.risk}
 
 
@@ -100,8 +94,8 @@ def main() -> None:
     for epsilon in EPSILONS:
         run = solve(epsilon)
         runs.append(run)
-        exact0 = he0_fit_time(epsilon, alpha[0])
-        pred1 = he1_learning_time(epsilon, alpha[1], phi[1], SECOND_LAYER_VARIANCE)
+        exact0 = timescales.he0_fit_time(epsilon, alpha[0])
+        pred1 = timescales.he1_learning_time(epsilon, alpha[1], phi[1], SECOND_LAYER_VARIANCE)
         say(f"{epsilon:8.0e} {run['t0']:11.4e} {run['t0'] / exact0 - 1:+11.2e} {run['t1']:11.4e} "
             f"{run['t1'] / pred1:8.4f} {run['t1'] / math.sqrt(epsilon):12.5f} {run['t2']:11.4e} "
             f"{run['t2'] - run['t1']:11.4e} {run['wall']:7.1f} {run['evaluations']:9.0f}")
@@ -121,7 +115,7 @@ def main() -> None:
     say("He_1: local exponents d ln t1/d ln eps (predicted 1/2 - 1/(2 ln(C/sqrt(eps))) -> 1/2 from below):")
     mids = np.sqrt(eps[1:] * eps[:-1])
     pred_local = 0.5 - 0.5 / np.log(2 * abs(phi[1]) / (alpha[1] * SECOND_LAYER_VARIANCE * np.sqrt(mids)))
-    for m, x, p in zip(mids, local_exponents(eps, t1), pred_local):
+    for m, x, p in zip(mids, timescales.local_exponents(eps, t1), pred_local):
         say(f"   eps ~ {m:8.1e}: measured {x:.4f}   leading-order prediction {p:.4f}")
     x = np.log(1 / np.sqrt(eps))
     y = t1 / np.sqrt(eps)
@@ -140,10 +134,10 @@ def main() -> None:
     say()
     gap = t2 - t1
     say("He_2: local exponents of t2 - t1 (no derived law; the naive argument's 1/4 is not observed): "
-        + ", ".join(f"{v:.4f}" for v in local_exponents(eps, gap)))
-    say("      local exponents of t2: " + ", ".join(f"{v:.4f}" for v in local_exponents(eps, t2)))
+        + ", ".join(f"{v:.4f}" for v in timescales.local_exponents(eps, gap)))
+    say("      local exponents of t2: " + ", ".join(f"{v:.4f}" for v in timescales.local_exponents(eps, t2)))
     for e_max in (1e-5, 1e-6):
-        fit = fit_power_law(eps[eps <= e_max], gap[eps <= e_max])
+        fit = timescales.fit_power_law(eps[eps <= e_max], gap[eps <= e_max])
         say(f"      fit t2 - t1 = C eps^g on eps <= {e_max:.0e}: g = {fit.exponent:.4f} +- {fit.exponent_stderr:.4f} "
             f"(residual s.e.: curvature of the log corrections, not noise)")
     say()
@@ -167,6 +161,8 @@ def figure(runs, eps, t0, t1, t2, alpha, phi) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from reduced_pde.running.plotting import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
@@ -182,22 +178,19 @@ def figure(runs, eps, t0, t1, t2, alpha, phi) -> None:
     ax = axes[1]
     grid = np.geomspace(eps.min(), eps.max(), 60)
     ax.loglog(eps, t0, "o", color="C0", label="t₀: He₀ half fitted")
-    ax.loglog(grid, [he0_fit_time(e, alpha[0]) for e in grid], "-", color="C0", lw=0.8, label="exact ε ln2/(4α₀²)")
+    ax.loglog(grid, [timescales.he0_fit_time(e, alpha[0]) for e in grid], "-", color="C0", lw=0.8, label="exact ε ln2/(4α₀²)")
     ax.loglog(eps, t1, "s", color="C1", label="t₁: m̂₁ = φ̂₁/2")
-    ax.loglog(grid, [he1_learning_time(e, alpha[1], phi[1], SECOND_LAYER_VARIANCE) for e in grid], "-", color="C1",
+    ax.loglog(grid, [timescales.he1_learning_time(e, alpha[1], phi[1], SECOND_LAYER_VARIANCE) for e in grid], "-", color="C1",
               lw=0.8, label="(√ε/4α₁|φ̂₁|) ln(2|φ̂₁|/(α₁V√ε))")
     ax.loglog(eps, t2 - t1, "^", color="C2", label="t₂ − t₁: m̂₂ = φ̂₂/2")
-    fit = fit_power_law(eps[eps <= 1e-5], (t2 - t1)[eps <= 1e-5])
+    fit = timescales.fit_power_law(eps[eps <= 1e-5], (t2 - t1)[eps <= 1e-5])
     ax.loglog(grid, fit.prefactor * grid ** fit.exponent, "--", color="C2", lw=0.8,
               label=f"fit ε ≤ 1e-5: slope {fit.exponent:.3f} ± {fit.exponent_stderr:.3f}")
     ax.set_xlabel("ε (second layer 1/ε faster)")
     ax.set_ylabel("learning time")
     ax.set_title("Separated time scales: t₀ ∝ ε, t₁ ∝ √ε ln(1/ε), t₂ − t₁ ≈ ε^{1/3} (measured)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = ROOT / "figures" / "epsilon_sweep.png"
-    fig.savefig(out, dpi=120)
-    print(f"wrote {out}")
+    print(f"wrote {save_figure(fig, ROOT / 'figures' / 'epsilon_sweep.png')}")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def figure(sweeps) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from reduced_pde.running.plotting import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     colors = {3: "C0", 4: "C3"}
@@ -135,10 +137,7 @@ def figure(sweeps) -> None:
     ax.set_ylabel("$T_{1/2}$")
     ax.set_title("k = 2: logarithmic law")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = ROOT / "figures" / "escape_time_scaling.png"
-    fig.savefig(out, dpi=120)
-    print(f"wrote {out}")
+    print(f"wrote {save_figure(fig, ROOT / 'figures' / 'escape_time_scaling.png')}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ __all__ = [
 _CASE_TABLES = ("data.", "activation.", "initial.", "schedule.")
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     inset.set_xlabel("t", fontsize=7)
     inset.set_ylabel(_summary(trajectories[0])[0] if trajectories else "", fontsize=7)
     inset.tick_params(labelsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
@@ -178,7 +178,7 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_plateaus(trajectory: Trajectory, matches: Sequence[Any], theory: Sequence[Any], path: str | Path,
@@ -342,7 +342,7 @@ def plot_escape_times(dimensions: np.ndarray, escape_times: np.ndarray, predicte
     ax.set_ylabel("T / T$_{pred}$ − 1")
     fig.suptitle(title or f"Escape from the plateau: σ = φ = He$_{k}$ on $S^{{d−1}}$", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _format_dimension(value: Any) -> str:
@@ -403,4 +403,4 @@ def plot_plateau_comparison(prediction: Trajectory, runs: Sequence[Trajectory], 
         sgd_dimension = _format_dimension(runs[0].config.get("data.dimension", "?") if value == "data" else value)
     fig.suptitle(title or f"Plateaus: reduced PDE (d = {dimension}) vs SGD (d = {sgd_dimension}, "
                           f"{len(runs)} seeds)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
