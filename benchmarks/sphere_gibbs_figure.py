@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from reduced_pde.free_energy import gibbs_fixed_point  # noqa: E402
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexNetwork, SingleIndexProblem  # noqa: E402
+from reduced_pde.activations import PolynomialActivation  # noqa: E402
+from reduced_pde.models.single_index import SingleIndexNetwork, SingleIndexProblem  # noqa: E402
 from solvers.grid import UniformGrid1D  # noqa: E402
 from solvers.sgd import run_sgd  # noqa: E402
 

@@ -16,7 +16,8 @@ __all__ = [
     "LearningRateSchedule",
 ]
 
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexInitialLaw, SingleIndexProblem  # noqa: E402
+from reduced_pde.activations import PolynomialActivation  # noqa: E402
+from reduced_pde.models.single_index import SingleIndexInitialLaw, SingleIndexProblem  # noqa: E402
 from reduced_pde.targets import (ActivationTarget, CallableTarget, HermiteTarget, SingleIndexTarget,  # noqa: E402
                       make_target)
 

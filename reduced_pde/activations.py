@@ -32,7 +32,9 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import erf as _erf, expit, ndtr
 
-from reduced_pde.hermite import gauss_hermite_rule, normalized_hermite
+from numpy.polynomial import hermite_e
+
+from reduced_pde.hermite import finite_coefficients, gauss_hermite_rule, normalized_hermite
 
 __all__ = [
     "Activation",
@@ -341,6 +343,79 @@ def _sigmoid_derivative(t: np.ndarray) -> np.ndarray:
     return s * (1.0 - s)
 
 
+@dataclass(frozen=True)
+class PolynomialActivation(Activation):
+    """``σ(t) = Σ_m c_m He_m(t)`` (probabilists' Hermite basis; ``PolynomialActivation.hermite(k)``
+    is ``He_k``, ``from_monomials`` converts from ``Σ p_m t^m``).
+
+    All Gaussian expectations are exact: ``σ(nG)`` is a polynomial of degree p in G, so
+    ``α_k(n) = 0`` for k > p and Gauss–Hermite rules with ``⌈(p + k + 1)/2⌉`` nodes integrate
+    ``σ(nG) h_k(G)`` and ``G σ'(nG) h_k(G)`` exactly; ``bivariate_expectation`` uses a tensor
+    Gauss–Hermite rule exact for the degree-2p integrand (independent of Mehler's series).
+    """
+
+    he_coefficients: tuple[float, ...]
+    name: str = "polynomial"
+
+    def __post_init__(self) -> None:
+        c = finite_coefficients("activation.he_coefficients", self.he_coefficients)
+        while len(c) > 1 and c[-1] == 0.0:
+            c = c[:-1]
+        object.__setattr__(self, "he_coefficients", c)
+
+    @classmethod
+    def hermite(cls, degree: int) -> "PolynomialActivation":
+        return cls(tuple([0.0] * degree + [1.0]), name=f"he{degree}")
+
+    @classmethod
+    def from_monomials(cls, coefficients: list[float], name: str = "polynomial") -> "PolynomialActivation":
+        return cls(tuple(hermite_e.poly2herme(np.asarray(coefficients, dtype=float))), name=name)
+
+    @property
+    def polynomial_degree(self) -> int:
+        return len(self.he_coefficients) - 1
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        return hermite_e.hermeval(np.asarray(t, dtype=float), self.he_coefficients)
+
+    def derivative(self, t: np.ndarray) -> np.ndarray:
+        return hermite_e.hermeval(np.asarray(t, dtype=float),
+                                  hermite_e.hermeder(np.asarray(self.he_coefficients)))
+
+    def _project(self, values_fn, scale: np.ndarray, degree: int, extra: int) -> np.ndarray:
+        scale = np.asarray(scale, dtype=float)
+        if np.any(scale < 0) or not np.all(np.isfinite(scale)):
+            raise ValueError("activation scale n must be finite and >= 0")
+        p = self.polynomial_degree
+        top = min(degree, p)
+        nodes, weights = gauss_hermite_rule(max(2, (p + top + extra) // 2 + 2))
+        basis = normalized_hermite(nodes, top) * weights
+        out = np.zeros((degree + 1,) + scale.shape)
+        out[: top + 1] = np.moveaxis(values_fn(np.multiply.outer(scale, nodes), nodes) @ basis.T, -1, 0)
+        return out
+
+    def hermite_coefficients(self, scale: np.ndarray, degree: int) -> np.ndarray:
+        return self._project(lambda t, g: self(t), scale, degree, 1)
+
+    def hermite_coefficients_derivative(self, scale: np.ndarray, degree: int) -> np.ndarray:
+        return self._project(lambda t, g: g * self.derivative(t), scale, degree, 2)
+
+    def bivariate_expectation(self, scale1: float, scale2: float, correlation: float) -> float:
+        c = float(np.clip(correlation, -1.0, 1.0))
+        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
+        x = nodes[:, None]
+        y = c * x + math.sqrt(max(0.0, 1.0 - c * c)) * nodes[None, :]
+        return float(weights @ (self(scale1 * x) * self(scale2 * y)) @ weights)
+
+    def second_moment(self, scale: np.ndarray) -> np.ndarray:
+        scale = np.asarray(scale, dtype=float)
+        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
+        return self(np.multiply.outer(scale, nodes)) ** 2 @ weights
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "polynomial", "he_coefficients": list(self.he_coefficients)}
+
+
 _SMOOTH = {
     "tanh": (np.tanh, _tanh_derivative),
     "erf": (_erf, _erf_derivative),
@@ -350,18 +425,25 @@ _SMOOTH = {
 ACTIVATION_NAMES = ("mmn18", "relu", "tanh", "erf", "sigmoid", "piecewise_linear")
 
 
-def make_activation(spec: str | dict[str, Any] | Activation) -> Activation:
+def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool = False) -> Activation:
     """Build an activation from a name or a configuration table.
 
     ``{"name": "mmn18", "t1": .5, "t2": 1.5, "s1": -2.5, "s2": 7.5}``, ``"relu"``, ``"tanh"``,
     ``"erf"``, ``"sigmoid"``, ``{"name": "piecewise_linear", "intercept": .., "slope": ..,
     "knots": [..], "jumps": [..]}``; an :class:`Activation` instance is returned unchanged.
     A user-supplied σ with its derivative: ``SmoothActivation(f, df, name="mine")``.
+    With ``polynomial=True`` (the reductions whose kernels take finite Hermite expansions), also
+    ``"he<k>"`` (σ = He_k) and ``{"name": "polynomial", "he_coefficients": [c_0, c_1, ...]}``.
     """
     if isinstance(spec, Activation):
         return spec
     params: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
+    if polynomial and isinstance(name, str) and name.startswith("he") and name[2:].isdigit() and not params:
+        return PolynomialActivation.hermite(int(name[2:]))
+    if polynomial and name == "polynomial":
+        _reject_unknown(params, {"he_coefficients"}, name)
+        return PolynomialActivation(tuple(params.get("he_coefficients", ())))
     if name == "mmn18":
         allowed = {"t1", "t2", "s1", "s2"}
         _reject_unknown(params, allowed, name)
@@ -379,7 +461,8 @@ def make_activation(spec: str | dict[str, Any] | Activation) -> Activation:
             float(params.get("intercept", 0.0)), float(params.get("slope", 0.0)),
             tuple(float(k) for k in params.get("knots", ())),
             tuple(float(a) for a in params.get("jumps", ())))
-    raise ValueError(f"activation.name = {name!r} is not known; allowed: {', '.join(ACTIVATION_NAMES)} "
+    allowed = ", ".join(ACTIVATION_NAMES + (("he<k>", "polynomial") if polynomial else ()))
+    raise ValueError(f"activation.name = {name!r} is not known; allowed: {allowed} "
                      "(or pass an Activation instance, e.g. SmoothActivation(f, df))")
 
 

@@ -18,7 +18,7 @@ Closed forms used here (``κ₀``, ``κ₁`` the arc-cosine kernels of order 0 a
   (ReLU: ``K = n n' κ₁(γ)``), evaluated without Owen's T;
 * step ``σ(t) = 1{t > 0}``: ``K = κ₀(γ) = (π − arccos γ)/(2π)`` for n, n' > 0 (0 if n or n' is 0);
 * erf: ``K = (2/π) arcsin(2 n n' γ / sqrt((1 + 2n²)(1 + 2n'²)))`` (Williams 1997);
-* polynomial σ (:class:`~reduced_pde.models.single_index.PolynomialActivation`, degree p): the terminating
+* polynomial σ (:class:`~reduced_pde.activations.PolynomialActivation`, degree p): the terminating
   Mehler sum ``Σ_{k<=p} α_k(n) α_k(n') γ^k`` (exact);
 * anything else (tanh, sigmoid, user callables): the Mehler sum to a high degree K (default 200),
   with the rigorous bound ``|K_σ − K_K| <= |γ|^{K+1} sqrt(T_K(n) T_K(n'))``,

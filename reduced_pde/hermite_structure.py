@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from reduced_pde.activations import make_activation
+
 __all__ = ["ActivationSpectrum", "HermiteStructure", "TargetSpectrum"]
 
 
@@ -143,7 +145,6 @@ class HermiteStructure:
         (:func:`~reduced_pde.targets.make_target`: ``{"he": [c_0, ...]}``, ``{"name": "relu"}``, a target
         object, ...) and/or an activation specification (``"tanh"``, ``"he3"``, ``{"name": "polynomial",
         "he_coefficients": [...]}``, an activation object); ``sphere``: the neurons have n = |w| = 1."""
-        from reduced_pde.models.single_index import make_single_index_activation
         from reduced_pde.targets import make_target
 
         if target is None and activation is None:
@@ -157,7 +158,7 @@ class HermiteStructure:
         coefficients = None
         if activation is not None:
             try:
-                sigma = make_single_index_activation(activation)
+                sigma = make_activation(activation, polynomial=True)
             except ValueError as error:
                 raise ValueError(f"activation: {error}") from None
             coefficients = ActivationSpectrum(sigma.hermite_coefficients, 1.0 if sphere else None)

@@ -40,7 +40,8 @@ from reduced_pde.dual_kernels import (
 )
 from reduced_pde.hermite import gauss_hermite_rule
 from reduced_pde.models.multi_index import MultiIndexProblem
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
+from reduced_pde.activations import PolynomialActivation
+from reduced_pde.models.single_index import SingleIndexProblem
 
 ROUND_OFF = 1e-13  # a few hundred ulps of O(1) sums (arccos, Owen's T, 64-node weighted sums)
 CUT = 12.0  # integration range |x| <= 12: Gaussian mass beyond is < 1e-32

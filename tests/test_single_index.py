@@ -11,10 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
-from reduced_pde.activations import SmoothActivation
+from reduced_pde.activations import PolynomialActivation, SmoothActivation, make_activation
 from reduced_pde.hermite import cosine_moments
-from reduced_pde.models.single_index import (PolynomialActivation, SingleIndexProblem, absolute_cosine_moments,
-                                      make_single_index_activation)
+from reduced_pde.models.single_index import SingleIndexProblem, absolute_cosine_moments
 from reduced_pde.targets import CallableTarget, HermiteTarget, make_target
 from tests.problem_checks import assert_gradients_match_finite_differences
 
@@ -333,7 +332,7 @@ def test_targets_coefficients_and_moments() -> None:
 def test_polynomial_activation_is_exact() -> None:
     """σ = He_2 + He_3/2: α_k(n) against a 200-node Gauss–Hermite projection of the callable, the
     monomial constructor, and E σ(nG)² = Σ_k α_k(n)² (finite expansion)."""
-    poly = make_single_index_activation(POLY)
+    poly = make_activation(POLY, polynomial=True)
     assert poly.polynomial_degree == 3
     n = np.array([0.0, 0.4, 1.7])
     reference = SmoothActivation(poly, poly.derivative, quadrature_order=200).hermite_coefficients(n, 6)

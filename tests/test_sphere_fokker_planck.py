@@ -14,7 +14,8 @@ from scipy import integrate, stats
 
 from reduced_pde import LearningRateSchedule
 from reduced_pde.free_energy import gibbs_fixed_point
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexProblem
+from reduced_pde.activations import PolynomialActivation
+from reduced_pde.models.single_index import SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D
 from tests.problem_checks import GivenPotentialProblem

@@ -19,7 +19,8 @@ from scipy import stats
 
 from reduced_pde.free_energy import gibbs_fixed_point
 from solvers.controller import map_in_processes
-from reduced_pde.models.single_index import PolynomialActivation, SingleIndexNetwork, SingleIndexProblem
+from reduced_pde.activations import PolynomialActivation
+from reduced_pde.models.single_index import SingleIndexNetwork, SingleIndexProblem
 from solvers.fokker_planck import FokkerPlanckSolver1D
 from solvers.grid import UniformGrid1D
 from solvers.sgd import SGDSimulation, run_sgd

@@ -103,6 +103,7 @@ from numba import njit
 from scipy import stats
 from scipy.special import gammaln
 
+from reduced_pde.activations import make_activation
 from reduced_pde.hermite import cosine_moments, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
 from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
@@ -114,7 +115,6 @@ from reduced_pde.models.single_index import (
     ball_geometry,
     check_network_parameters,
     gaussian_second_moment,
-    make_single_index_activation,
 )
 from reduced_pde.targets import SingleIndexTarget
 
@@ -825,7 +825,7 @@ class MultiIndexProblem(ReducedProblem):
         self.index_dimension = self.target.index_dimension
         k = self.index_dimension
         self.dimension = _check_dimension(dimension, k)
-        self.activation = make_single_index_activation(activation)
+        self.activation = make_activation(activation, polynomial=True)
         alignment = np.broadcast_to(np.asarray(initial_alignment, dtype=float), (k,)) \
             if np.ndim(initial_alignment) == 0 else np.asarray(initial_alignment, dtype=float)
         if alignment.shape != (k,) or not np.all(np.isfinite(alignment)):

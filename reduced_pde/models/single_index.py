@@ -89,7 +89,7 @@ from numpy.polynomial import hermite_e
 from scipy import stats
 from scipy.special import gammaln
 
-from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
+from reduced_pde.activations import Activation, PiecewiseLinearActivation, PolynomialActivation, make_activation
 from reduced_pde.dual_kernels import cosine_rule
 from reduced_pde.hermite import cosine_moments, finite_coefficients, gauss_hermite_rule, normalized_hermite
 from reduced_pde.hermite_structure import ActivationSpectrum, HermiteStructure, TargetSpectrum
@@ -97,104 +97,12 @@ from reduced_pde.models.finite_network import IndexNetwork, index_network_risk
 from reduced_pde.problem import LowRankKernel, ReducedProblem
 from reduced_pde.targets import SingleIndexTarget, make_target
 
-__all__ = ["PolynomialActivation", "SingleIndexProblem", "SingleIndexInitialLaw", "SingleIndexNetwork",
+__all__ = ["SingleIndexProblem", "SingleIndexInitialLaw", "SingleIndexNetwork",
            "SeriesTruncation", "ball_geometry", "check_network_parameters",
            "absolute_cosine_moments", "gaussian_second_moment"]
 
 _DEFAULT_MAX_DEGREE = 96
 _PROBE_DEGREE = 400
-
-
-# --------------------------------------------------------------------------------------------
-# Polynomial activations (finite Hermite expansions)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PolynomialActivation(Activation):
-    """``σ(t) = Σ_m c_m He_m(t)`` (probabilists' Hermite basis; ``PolynomialActivation.hermite(k)``
-    is ``He_k``, ``from_monomials`` converts from ``Σ p_m t^m``).
-
-    All Gaussian expectations are exact: ``σ(nG)`` is a polynomial of degree p in G, so
-    ``α_k(n) = 0`` for k > p and Gauss–Hermite rules with ``⌈(p + k + 1)/2⌉`` nodes integrate
-    ``σ(nG) h_k(G)`` and ``G σ'(nG) h_k(G)`` exactly; ``bivariate_expectation`` uses a tensor
-    Gauss–Hermite rule exact for the degree-2p integrand (independent of Mehler's series).
-    """
-
-    he_coefficients: tuple[float, ...]
-    name: str = "polynomial"
-
-    def __post_init__(self) -> None:
-        c = finite_coefficients("activation.he_coefficients", self.he_coefficients)
-        while len(c) > 1 and c[-1] == 0.0:
-            c = c[:-1]
-        object.__setattr__(self, "he_coefficients", c)
-
-    @classmethod
-    def hermite(cls, degree: int) -> "PolynomialActivation":
-        return cls(tuple([0.0] * degree + [1.0]), name=f"he{degree}")
-
-    @classmethod
-    def from_monomials(cls, coefficients: list[float], name: str = "polynomial") -> "PolynomialActivation":
-        return cls(tuple(hermite_e.poly2herme(np.asarray(coefficients, dtype=float))), name=name)
-
-    @property
-    def polynomial_degree(self) -> int:
-        return len(self.he_coefficients) - 1
-
-    def __call__(self, t: np.ndarray) -> np.ndarray:
-        return hermite_e.hermeval(np.asarray(t, dtype=float), self.he_coefficients)
-
-    def derivative(self, t: np.ndarray) -> np.ndarray:
-        return hermite_e.hermeval(np.asarray(t, dtype=float),
-                                  hermite_e.hermeder(np.asarray(self.he_coefficients)))
-
-    def _project(self, values_fn, scale: np.ndarray, degree: int, extra: int) -> np.ndarray:
-        scale = np.asarray(scale, dtype=float)
-        if np.any(scale < 0) or not np.all(np.isfinite(scale)):
-            raise ValueError("activation scale n must be finite and >= 0")
-        p = self.polynomial_degree
-        top = min(degree, p)
-        nodes, weights = gauss_hermite_rule(max(2, (p + top + extra) // 2 + 2))
-        basis = normalized_hermite(nodes, top) * weights
-        out = np.zeros((degree + 1,) + scale.shape)
-        out[: top + 1] = np.moveaxis(values_fn(np.multiply.outer(scale, nodes), nodes) @ basis.T, -1, 0)
-        return out
-
-    def hermite_coefficients(self, scale: np.ndarray, degree: int) -> np.ndarray:
-        return self._project(lambda t, g: self(t), scale, degree, 1)
-
-    def hermite_coefficients_derivative(self, scale: np.ndarray, degree: int) -> np.ndarray:
-        return self._project(lambda t, g: g * self.derivative(t), scale, degree, 2)
-
-    def bivariate_expectation(self, scale1: float, scale2: float, correlation: float) -> float:
-        c = float(np.clip(correlation, -1.0, 1.0))
-        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
-        x = nodes[:, None]
-        y = c * x + math.sqrt(max(0.0, 1.0 - c * c)) * nodes[None, :]
-        return float(weights @ (self(scale1 * x) * self(scale2 * y)) @ weights)
-
-    def second_moment(self, scale: np.ndarray) -> np.ndarray:
-        scale = np.asarray(scale, dtype=float)
-        nodes, weights = gauss_hermite_rule(self.polynomial_degree + 2)
-        return self(np.multiply.outer(scale, nodes)) ** 2 @ weights
-
-    def config(self) -> dict[str, Any]:
-        return {"name": "polynomial", "he_coefficients": list(self.he_coefficients)}
-
-
-def make_single_index_activation(spec: Any) -> Activation:
-    """:func:`~reduced_pde.activations.make_activation`, plus ``{"name": "polynomial",
-    "he_coefficients": [...]}`` and ``"he<k>"`` (σ = He_k)."""
-    if isinstance(spec, str) and spec.startswith("he") and spec[2:].isdigit():
-        return PolynomialActivation.hermite(int(spec[2:]))
-    if isinstance(spec, dict) and spec.get("name") == "polynomial":
-        unknown = set(spec) - {"name", "he_coefficients"}
-        if unknown:
-            raise ValueError(f"activation 'polynomial': unknown parameter(s) {sorted(unknown)}; "
-                             "allowed: ['he_coefficients']")
-        return PolynomialActivation(tuple(spec.get("he_coefficients", ())))
-    return make_activation(spec)
 
 
 def gaussian_second_moment(activation: Activation, scale: np.ndarray) -> np.ndarray:
@@ -623,7 +531,7 @@ class SingleIndexProblem(ReducedProblem):
                  noise_variance: float | None = None) -> None:
         self.dimension = _check_dimension(dimension)
         self.target: SingleIndexTarget = make_target(target, noise_variance)
-        self.activation = make_single_index_activation(activation)
+        self.activation = make_activation(activation, polynomial=True)
         self.train_second_layer = bool(train_second_layer)
         self.sphere = bool(sphere)
         self.second_layer, self.second_layer_std, self.weight_scale = check_network_parameters(
@@ -979,7 +887,7 @@ def _activation_table(field: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"[{field}] must be a table such as {{name = \"relu\"}}, got {value!r}")
     table = {"name": "mmn18", **value}
-    make_single_index_activation(activation_spec(table))
+    make_activation(activation_spec(table), polynomial=True)
     return table
 
 
