@@ -307,6 +307,14 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model) -> 
     out = config["output"]
     if out["spacing"] == "log" and not out["t_first"] < out["t_final"]:
         raise ValueError(f"output.t_first = {out['t_first']} must be < output.t_final = {out['t_final']}")
+    # a key whose value cannot matter is refused when it differs from its default (so that a stored,
+    # defaults-filled configuration parses again)
+    if out["spacing"] == "linear" and out["t_first"] != RUN_SCHEMA["output"]["t_first"].default:
+        raise ValueError(f"output.t_first = {out['t_first']} applies to output.spacing = 'log'; this run uses "
+                         "'linear' spacing (remove the key or set spacing = \"log\")")
+    if config["schedule"]["alpha"] == 0.0 and config["schedule"]["t0"] != RUN_SCHEMA["schedule"]["t0"].default:
+        raise ValueError(f"schedule.t0 = {config['schedule']['t0']} has no effect with schedule.alpha = 0 "
+                         "(ξ(t) = ξ0 (1 + t/t0)^(-alpha) is constant); remove the key or set alpha > 0")
     if any(t > out["t_final"] for t in out["law_times"]):
         raise ValueError(f"output.law_times = {out['law_times']} must lie in [0, output.t_final = {out['t_final']}]")
     solver = config["pde"]["solver"]
