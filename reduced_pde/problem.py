@@ -30,14 +30,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from numba import types
 
 from reduced_pde.hermite_structure import HermiteStructure
 from reduced_pde.initial_laws import InitialLaw
 
-__all__ = ["LowRankKernel", "ReducedProblem", "NoInteraction"]
+__all__ = ["CompiledDrift", "DRIFT_SIGNATURE", "LowRankKernel", "ReducedProblem", "NoInteraction"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,28 @@ class LowRankKernel:
 
     def dense(self) -> np.ndarray:
         return (self.features.T * self.weights) @ self.features
+
+
+#: ``kernel(x, masses, parameters, out)``: x (n, D) and out (n, D) C-contiguous, masses (n,), parameters (P,)
+DRIFT_SIGNATURE = types.void(types.float64[:, ::1], types.float64[::1], types.float64[::1], types.float64[:, ::1])
+
+
+@dataclass(frozen=True)
+class CompiledDrift:
+    """The drift ``M(x_i) ∇ψ(x_i; p̂)`` (mobility times the potential's gradient) at the points of the law
+    ``p̂ = Σ_i m_i δ_{x_i}`` themselves, compiled: ``kernel(x, masses, parameters, out)`` is a numba
+    function of signature :data:`DRIFT_SIGNATURE` writing into ``out`` (n, D) the same quantity as
+    ``mobility · (reduced_potential_gradient + Σ_k λ_k Φ_k ∇g_k)`` of the numpy methods; compiled
+    integrators call it without Python.  The series truncation is fixed when it is built; it holds
+    for points with every coordinate ``<= valid_below`` (rebuild beyond)."""
+
+    kernel: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+    parameters: np.ndarray
+    valid_below: float
+
+    def evaluate(self, x: np.ndarray, masses: np.ndarray, out: np.ndarray) -> None:
+        """``out = M(x) ∇ψ(x; Σ masses_i δ_{x_i})`` for x, out of shape (n, D)."""
+        self.kernel(x, masses, self.parameters, out)
 
 
 class ReducedProblem(ABC):
@@ -136,6 +159,12 @@ class ReducedProblem(ABC):
         ones (Euclidean coordinates); ``1 − s²`` for the coordinate s of neurons on the sphere."""
         x = np.asarray(points, dtype=float)
         return np.ones((x.shape[0], len(self.coordinate_names)))
+
+    def compiled_drift(self, points: np.ndarray) -> CompiledDrift | None:
+        """A compiled evaluator of the drift ``M ∇ψ`` at a law's own points (:class:`CompiledDrift`), with
+        the series truncation chosen as for ``points``; None (the default) where the problem has none —
+        solvers then use the numpy methods above, which define the same quantity."""
+        return None
 
     # ---- Hermite/index structure (read by reduced_pde.analysis) ----------------------------------
     def hermite_structure(self) -> HermiteStructure | None:

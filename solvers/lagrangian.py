@@ -44,7 +44,12 @@ characteristics never cross), and a particle on a finite end of its domain canno
 Integration: :func:`scipy.integrate.solve_ivp` (``method``: DOP853 by default; "Radau"/"BDF"/"LSODA"
 for stiff rate ratios, e.g. a second layer 10⁶ times faster than the first, with the Jacobian of
 :meth:`ParticleVelocity.jacobian`: exact low-rank coupling plus differenced local blocks, D + 1
-evaluations instead of n·D) between consecutive output times.  A one-coordinate reduction may choose
+evaluations instead of n·D) between consecutive output times.  Where the problem has a compiled
+drift (:meth:`ReducedProblem.compiled_drift`: MMN18 with a piecewise-linear σ), DOP853 runs as one
+compiled call per output interval (:func:`_dop853_advance`: scipy's DOP853 tableau, initial step,
+error norm and step control, so the same steps up to round-off; features, moments, gradient and
+velocity in compiled code, no Python per evaluation); the numpy path re-takes an interval in which a
+particle passed the drift's ``valid_below`` (where the series degree is re-chosen).  A one-coordinate reduction may choose
 its series degree from the largest point it is given (the radial MMN18 reduction does); to keep the
 right-hand side a smooth function of the positions, the features of one-coordinate problems are
 evaluated with one extra fixed point ``degree_radius`` appended (and dropped again), by default
@@ -62,12 +67,14 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from numba import njit, types
+from scipy.integrate import DOP853, solve_ivp
 
-from reduced_pde.problem import ReducedProblem
+from reduced_pde.problem import DRIFT_SIGNATURE, CompiledDrift, ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
 from solvers.common import SolverError, validate_output_times
+from solvers.finite_volume import learning_rate
 from solvers.results import Trajectory
 
 __all__ = ["LagrangianSolver", "ParticleVelocity", "solve_lagrangian", "initial_particles"]
@@ -194,6 +201,189 @@ def _project_to_domain(problem: ReducedProblem, x: np.ndarray) -> np.ndarray:
     return np.clip(np.array(x, dtype=float), lower, upper)
 
 
+@njit(cache=True)
+def _clip_into(x, lower, upper):
+    """A copy of ``x`` (n, D) with every coordinate clipped into [lower_d, upper_d] (round-off)."""
+    out = np.empty_like(x)
+    _clip(x, lower, upper, out)
+    return out
+
+
+@njit(cache=True)
+def _clip(x, lower, upper, out):
+    for i in range(x.shape[0]):
+        for d in range(x.shape[1]):
+            out[i, d] = min(max(x[i, d], lower[d]), upper[d])
+
+
+@njit(cache=True)
+def _bounded_velocity(x, drift, scale, lower, upper, out):
+    """``out = scale ⊙ drift`` (``scale = −2ξ(t) C``, ``drift = M(x) ∇ψ``), zero where a particle on a finite
+    end of its domain would move outwards (r = 0, s = ±1 on the sphere).  Returns the flat index of
+    the first non-finite velocity, or −1."""
+    bad = -1
+    for i in range(x.shape[0]):
+        for d in range(x.shape[1]):
+            u = scale[d] * drift[i, d]
+            if (x[i, d] <= lower[d] and u < 0.0) or (x[i, d] >= upper[d] and u > 0.0):
+                u = 0.0
+            out[i, d] = u
+            if bad < 0 and not math.isfinite(u):
+                bad = i * x.shape[1] + d
+    return bad
+
+
+@njit(cache=True)
+def _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, clipped, work, out):
+    """``out = −2ξ(t) C M ∇ψ`` at the clipped positions of ``y`` with the boundary rule (as
+    :meth:`ParticleVelocity.velocity`); returns the flat index of a non-finite velocity or −1."""
+    _clip(y, lower, upper, clipped)
+    drift(clipped, masses, parameters, work)
+    speed = -2.0 * learning_rate(t, xi0, alpha, t0)
+    return _bounded_velocity(clipped, work, speed * rates, lower, upper, out)
+
+
+@njit(cache=True)
+def _rms(a, b, scale, h):
+    """``sqrt(mean(((a − b)/h / scale)²))`` (``b`` = None-like when h == 0: then ``a/scale``)."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            value = (a[i, d] - b[i, d]) / h if h != 0.0 else a[i, d]
+            value /= scale[i, d]
+            total += value * value
+    return math.sqrt(total / a.size)
+
+
+_DOP853_A = np.ascontiguousarray(DOP853.A, dtype=float)
+_DOP853_B = np.ascontiguousarray(DOP853.B, dtype=float)
+_DOP853_C = np.ascontiguousarray(DOP853.C, dtype=float)
+_DOP853_E3 = np.ascontiguousarray(DOP853.E3, dtype=float)
+_DOP853_E5 = np.ascontiguousarray(DOP853.E5, dtype=float)
+
+_ADVANCE_SIGNATURE = types.Tuple((types.int64, types.int64, types.int64, types.float64))(
+    types.FunctionType(DRIFT_SIGNATURE), types.float64[::1], types.float64[:, ::1], types.float64[::1],
+    types.float64, types.float64, types.float64, types.float64, types.float64, types.float64, types.float64,
+    types.float64[::1], types.float64[::1], types.float64[::1], types.float64[:, ::1], types.float64[::1],
+    types.float64[::1], types.float64[::1], types.float64[::1])
+
+
+@njit(_ADVANCE_SIGNATURE, cache=True)
+def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alpha, t0, rates, lower, upper,
+                    a_matrix, b_weights, c_nodes, e3, e5):
+    """Integrate ``dy/dt = _particle_velocity`` from t to t_end in place, by the DOP853 scheme of
+    :class:`scipy.integrate.DOP853` (same tableau, initial step selection, error norm and step control,
+    so the steps agree with ``solve_ivp(method="DOP853")`` up to round-off).  Returns
+    ``(status, evaluations, bad_index, t_fail)``: status 0 ok, 1 non-finite velocity (flat index
+    ``bad_index`` at time ``t_fail``), 2 step size too small."""
+    n_stages = b_weights.shape[0]
+    n, dim = y.shape
+    clipped = np.empty((n, dim))
+    work = np.empty((n, dim))
+    stages = np.empty((n_stages + 1, n, dim))
+    f = np.empty((n, dim))
+    y_new = np.empty((n, dim))
+    trial = np.empty((n, dim))
+    scale = np.empty((n, dim))
+    evaluations = 1
+    bad = _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, clipped, work, f)
+    if bad >= 0:
+        return 1, evaluations, bad, t
+    interval = t_end - t
+    if interval <= 0.0:
+        return 0, evaluations, -1, t
+    # initial step (scipy.integrate._ivp.common.select_initial_step, error estimator order 7)
+    for i in range(n):
+        for d in range(dim):
+            scale[i, d] = atol + abs(y[i, d]) * rtol
+    d0 = _rms(y, y, scale, 0.0)
+    d1 = _rms(f, f, scale, 0.0)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, interval)
+    for i in range(n):
+        for d in range(dim):
+            trial[i, d] = y[i, d] + h0 * f[i, d]
+    evaluations += 1
+    bad = _particle_velocity(drift, parameters, trial, masses, t + h0, xi0, alpha, t0, rates, lower, upper, clipped,
+                             work, y_new)
+    if bad >= 0:
+        return 1, evaluations, bad, t + h0
+    d2 = _rms(y_new, f, scale, h0)
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / 8.0)
+    h_abs = min(100.0 * h0, h1, interval)
+    exponent = -1.0 / 8.0
+    while t < t_end:
+        min_step = 10.0 * abs(np.nextafter(t, np.inf) - t)
+        if h_abs < min_step:
+            h_abs = min_step
+        rejected = False
+        while True:
+            if h_abs < min_step:
+                return 2, evaluations, -1, t
+            t_new = t + h_abs
+            if t_new > t_end:
+                t_new = t_end
+            h = t_new - t
+            h_abs = abs(h)
+            stages[0] = f
+            for s in range(1, n_stages):
+                for i in range(n):
+                    for d in range(dim):
+                        acc = 0.0
+                        for j in range(s):
+                            acc += a_matrix[s, j] * stages[j, i, d]
+                        trial[i, d] = y[i, d] + h * acc
+                evaluations += 1
+                bad = _particle_velocity(drift, parameters, trial, masses, t + c_nodes[s] * h, xi0, alpha, t0,
+                                         rates, lower, upper, clipped, work, stages[s])
+                if bad >= 0:
+                    return 1, evaluations, bad, t + c_nodes[s] * h
+            for i in range(n):
+                for d in range(dim):
+                    acc = 0.0
+                    for j in range(n_stages):
+                        acc += b_weights[j] * stages[j, i, d]
+                    y_new[i, d] = y[i, d] + h * acc
+            evaluations += 1
+            bad = _particle_velocity(drift, parameters, y_new, masses, t + h, xi0, alpha, t0, rates, lower, upper,
+                                     clipped, work, stages[n_stages])
+            if bad >= 0:
+                return 1, evaluations, bad, t + h
+            err5 = 0.0
+            err3 = 0.0
+            for i in range(n):
+                for d in range(dim):
+                    sc = atol + max(abs(y[i, d]), abs(y_new[i, d])) * rtol
+                    acc5 = 0.0
+                    acc3 = 0.0
+                    for j in range(n_stages + 1):
+                        acc5 += stages[j, i, d] * e5[j]
+                        acc3 += stages[j, i, d] * e3[j]
+                    err5 += (acc5 / sc) ** 2
+                    err3 += (acc3 / sc) ** 2
+            if err5 == 0.0 and err3 == 0.0:
+                error_norm = 0.0
+            else:
+                error_norm = h_abs * err5 / math.sqrt((err5 + 0.01 * err3) * (n * dim))
+            if error_norm < 1.0:
+                factor = 10.0 if error_norm == 0.0 else min(10.0, 0.9 * error_norm ** exponent)
+                if rejected:
+                    factor = min(1.0, factor)
+                h_abs *= factor
+                break
+            h_abs *= max(0.2, 0.9 * error_norm ** exponent)
+            rejected = True
+        t = t_new
+        for i in range(n):
+            for d in range(dim):
+                y[i, d] = y_new[i, d]
+                f[i, d] = stages[n_stages, i, d]
+    return 0, evaluations, -1, t
+
+
 class ParticleVelocity:
     """``f(t, x) = −2ξ(t) C M(x) ∇ψ(x_i; p̂)`` for fixed masses (module docstring), on the flattened
     state ``x.ravel()`` of shape (n·D,); counts evaluations."""
@@ -210,6 +400,8 @@ class ParticleVelocity:
         self.lower, self.upper = _domain_bounds(problem)
         self.evaluations = 0
         self.rank = 0
+        self.compiled: CompiledDrift | None = None
+        self._compiled_checked = False
 
     def _problem_points(self, x: np.ndarray) -> np.ndarray:
         """Points in the problem's convention: (n,) for one coordinate, (n, D) otherwise."""
@@ -221,8 +413,31 @@ class ParticleVelocity:
         points = self._problem_points(x)
         return points if self.degree_radius is None else np.append(points, self.degree_radius)
 
+    def compiled_drift(self, x: np.ndarray) -> CompiledDrift | None:
+        """The problem's :class:`~reduced_pde.problem.CompiledDrift` for these particles (built once,
+        with the series degree fixed on the particles and ``degree_radius``; rebuilt when a particle
+        passes ``valid_below``, where the numpy path would re-choose the degree too), or None."""
+        if not self._compiled_checked or (self.compiled is not None and x.max() > self.compiled.valid_below):
+            self._compiled_checked = True
+            points = self._with_degree_point(x)
+            self.compiled = self.problem.compiled_drift(points)
+            if self.compiled is not None:
+                self.rank = self.problem.interaction_low_rank(points).rank
+        return self.compiled
+
+    def drift(self, x: np.ndarray) -> np.ndarray:
+        """``M(x_i) ∇ψ(x_i; p̂)`` at the particles, shape (n, D): the problem's compiled drift where it has
+        one (:meth:`ReducedProblem.compiled_drift`), else its numpy methods."""
+        compiled = self.compiled_drift(x)
+        if compiled is None:
+            mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
+            return mobility * self.potential_gradient(x)
+        out = np.empty(x.shape)
+        compiled.evaluate(x, self.masses, out)
+        return out
+
     def potential_gradient(self, x: np.ndarray) -> np.ndarray:
-        """``∇ψ(x_i; p̂)`` at the particles themselves, shape (n, D)."""
+        """``∇ψ(x_i; p̂)`` at the particles themselves from the problem's numpy methods, shape (n, D)."""
         n = x.shape[0]
         points = self._with_degree_point(x)
         m = points.shape[0]
@@ -238,14 +453,12 @@ class ParticleVelocity:
 
     def velocity(self, t: float, x: np.ndarray) -> np.ndarray:
         """Velocities (n, D) of particles at positions ``x`` (n, D), with the boundary rules."""
-        x = _project_to_domain(self.problem, x)
-        mobility = np.asarray(self.problem.mobility(self._problem_points(x)), dtype=float).reshape(x.shape)
-        velocity = -2.0 * float(self.schedule(t)) * self.rates * mobility * self.potential_gradient(x)
-        # a particle on a finite end of its domain cannot move outwards (e.g. r = 0, s = ±1 on the sphere)
-        outward = ((x <= self.lower) & (velocity < 0.0)) | ((x >= self.upper) & (velocity > 0.0))
-        velocity = np.where(outward, 0.0, velocity)
-        if not np.all(np.isfinite(velocity)):
-            i, d = np.argwhere(~np.isfinite(velocity))[0]
+        x = _clip_into(np.ascontiguousarray(x, dtype=float), self.lower, self.upper)
+        velocity = np.empty(x.shape)
+        bad = _bounded_velocity(x, self.drift(x), -2.0 * float(self.schedule(t)) * self.rates, self.lower, self.upper,
+                                velocity)
+        if bad >= 0:
+            i, d = divmod(bad, self.dimension)
             raise SolverError(f"particle velocity became non-finite ({velocity[i, d]}) for particle {i}, "
                               f"coordinate {self.names[d]} (position {x[i].tolist()}) at t = {t:.6g}")
         return velocity
@@ -395,6 +608,8 @@ class LagrangianSolver:
         """Integrate the characteristics from ``self.time`` to ``t_target``."""
         if not t_target > self.time:
             return
+        if self.method == "DOP853" and self._advance_compiled(float(t_target)):
+            return
         options = {}
         if self.method in ("Radau", "BDF", "LSODA"):
             options["jac"] = self.velocity.jacobian
@@ -409,6 +624,37 @@ class LagrangianSolver:
             raise SolverError(f"particle {i} became non-finite between t = {self.time:.6g} and {t_target:.6g}")
         self.positions = _project_to_domain(self.problem, state)
         self.time = float(t_target)
+
+    def _advance_compiled(self, t_target: float) -> bool:
+        """DOP853 in one compiled call (:func:`_dop853_advance`) when the problem has a compiled drift;
+        False (nothing done) otherwise, or when a particle passed the drift's ``valid_below`` (the numpy
+        path then re-takes the interval, re-choosing the series degree as it goes)."""
+        field = self.velocity
+        compiled = field.compiled_drift(self.positions)
+        if compiled is None:
+            return False
+        y = np.ascontiguousarray(self.positions, dtype=float).copy()
+        xi0, alpha, t0 = self.schedule.as_tuple()
+        status, evaluations, bad, t_fail = _dop853_advance(
+            compiled.kernel, compiled.parameters, y, field.masses, self.time, t_target, self.rtol, self.atol,
+            xi0, alpha, t0, field.rates, field.lower, field.upper, _DOP853_A, _DOP853_B, _DOP853_C, _DOP853_E3,
+            _DOP853_E5)
+        field.evaluations += evaluations
+        if status == 1:
+            i, d = divmod(bad, self.dimension)
+            raise SolverError(f"particle velocity became non-finite for particle {i}, coordinate {self.names[d]} "
+                              f"at t = {t_fail:.6g} (compiled DOP853 between t = {self.time:.6g} and {t_target:.6g})")
+        if status == 2:
+            raise SolverError(f"DOP853 failed between t = {self.time:.6g} and {t_target:.6g}: required step size is "
+                              f"less than spacing between numbers (at t = {t_fail:.6g})")
+        if y.max(axis=0).max() > compiled.valid_below:
+            return False
+        if not np.all(np.isfinite(y)):
+            i = int(np.argwhere(~np.isfinite(y))[0, 0])
+            raise SolverError(f"particle {i} became non-finite between t = {self.time:.6g} and {t_target:.6g}")
+        self.positions = _project_to_domain(self.problem, y)
+        self.time = t_target
+        return True
 
     def _problem_points(self) -> np.ndarray:
         return self.velocity._problem_points(self.positions)

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from reduced_pde.activations import Activation, make_activation
+from reduced_pde.activations import Activation, PiecewiseLinearActivation, make_activation
 from reduced_pde.dual_kernels import cosine_rule
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.initial_laws import InitialLaw, make_initial_law
 from reduced_pde.models.base import NetworkModel
 from reduced_pde.models.finite_network import finite_dimension, output_second_moment
-from reduced_pde.problem import LowRankKernel, ReducedProblem
+from reduced_pde.problem import CompiledDrift, LowRankKernel, ReducedProblem
 
 __all__ = ["IsotropicGaussianMixture", "IsotropicMixtureRadialProblem", "IsotropicMixtureNetwork",
            "sample_gaussian_mixture", "TwoClassMixture", "MixtureReduction"]
@@ -219,6 +219,24 @@ class IsotropicMixtureRadialProblem(MixtureReduction, ReducedProblem):
             features.append(alpha[even])
         return LowRankKernel(np.concatenate(weights), np.concatenate(features),
                              truncation_bound=np.zeros_like(r))
+
+    def compiled_drift(self, points: np.ndarray) -> CompiledDrift | None:
+        """``ψ'(r_i; p̂)`` (mobility 1) compiled (:mod:`reduced_pde.radial_hermite`) for a piecewise-linear σ (the
+        closed-form coefficients), with the degree K of :meth:`series_degree` on ``points``; None for
+        a smooth σ (its coefficients come from quadrature in numpy)."""
+        if not isinstance(self.activation, PiecewiseLinearActivation):
+            return None
+        from reduced_pde.radial_hermite import radial_hermite_gradient
+
+        degree = self.series_degree(np.asarray(points, dtype=float))
+        moments = cosine_moments(self.dimension, degree)
+        terms = self._class_terms()
+        valid_below = self.radius_bound if not math.isinf(self.dimension) and self.hermite_degree is None \
+            else math.inf
+        return radial_hermite_gradient(
+            self.activation, scales=np.array([s for _, _, s in terms]),
+            potential_coefficients=np.array([-p * y for p, y, _ in terms]),
+            kernel_weights=np.array([p * moments for p, _, _ in terms]), valid_below=valid_below)
 
     def interaction_truncation_bound(self, points: np.ndarray) -> np.ndarray:
         """``b_i`` with ``|u − u_K|(r_i, r_j) <= b_i b_j`` (module docstring); zero at d = ∞."""
