@@ -91,7 +91,7 @@ from solvers.results import Trajectory
 from solvers.tensor_grid import MAX_DIMENSION, TensorGrid
 
 __all__ = ["POSITIVITY_BOUND", "SCHEMES", "TIME_STEPPERS", "FiniteVolumeSolver", "SolverError",
-           "learning_rate", "low_rank_potential", "solve_finite_volume"]
+           "learning_rate", "low_rank_potential", "solve_finite_volume", "step_to_output"]
 
 SCHEMES = ("upwind", "muscl")
 TIME_STEPPERS = {"euler": 1, "ssprk2": 2, "ssprk3": 3}
@@ -117,26 +117,55 @@ def learning_rate(t: float, xi0: float, alpha: float, t0: float) -> float:
 
 
 @njit(cache=True)
+def step_to_output(dt: float, max_dt: float, t: float, t_end: float) -> tuple[float, bool]:
+    """``(min(dt, max_dt), False)``, or ``(t_end − t, True)`` when that step would reach (within 1e-12
+    relative) or pass the output time: outputs are hit exactly."""
+    dt = min(dt, max_dt)
+    remaining = t_end - t
+    if dt >= remaining * (1.0 - 1e-12):
+        return remaining, True
+    return dt, False
+
+
+@njit(cache=True)
+def _dot(a, b):
+    """``Σ_j a_j b_j`` with four independent accumulators (re-associated: the serial sum is bound by
+    the latency of one addition per term; four chains run in parallel and vectorise)."""
+    n = a.shape[0]
+    acc0 = 0.0
+    acc1 = 0.0
+    acc2 = 0.0
+    acc3 = 0.0
+    j = 0
+    while j + 3 < n:
+        acc0 += a[j] * b[j]
+        acc1 += a[j + 1] * b[j + 1]
+        acc2 += a[j + 2] * b[j + 2]
+        acc3 += a[j + 3] * b[j + 3]
+        j += 4
+    while j < n:
+        acc0 += a[j] * b[j]
+        j += 1
+    return (acc0 + acc1) + (acc2 + acc3)
+
+
+@njit(cache=True)
 def low_rank_potential(masses, v, weights, features, moments, psi):
     """``ψ_j = v_j + Σ_k λ_k f_k(j) M_k`` into ``psi``, with the moments ``M_k = Σ_j f_k(j) masses_j``
     into ``moments``: O(points × rank).  Returns ``Σ_j masses_j (v_j + ψ_j) = 2 Σ v m + Σ_k λ_k M_k²``,
-    i.e. ``R_h − E[y²]``."""
+    i.e. ``R_h − E[y²]`` (from the moments: no extra pass over the points)."""
     n = masses.shape[0]
     rank = weights.shape[0]
+    energy = 2.0 * _dot(v, masses)
     for k in range(rank):
-        acc = 0.0
-        for j in range(n):
-            acc += features[k, j] * masses[j]
-        moments[k] = acc
+        moments[k] = _dot(features[k], masses)
+        energy += weights[k] * moments[k] * moments[k]
     for j in range(n):
         psi[j] = v[j]
     for k in range(rank):
         c = weights[k] * moments[k]
         for j in range(n):
             psi[j] += c * features[k, j]
-    energy = 0.0
-    for j in range(n):
-        energy += masses[j] * (v[j] + psi[j])
     return energy
 
 
@@ -190,17 +219,47 @@ def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights,
 
 
 @njit(cache=True)
-def _face_velocities(p, psi, speed, shape, coefficients, stiffness, widths, velocity, outflow):
-    """``velocity[d, i] = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` at the face between cell i and its + neighbour
-    along d (``K_d = c_d M_d / centre distance``, ``speed = −2ξ(t)``).  Returns ``(courant, coupling)``:
-    the Courant rate ``max_i Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` (``outflow[i]`` holds
-    the sum of cell i; NaN if any velocity is NaN) and the interaction rate
-    ``|speed| Σ_faces Q_f max(p_i, p_{i⁺})`` (``Q = stiffness``, module docstring).  Along the axis of
-    stride 1 (the last non-singleton one: the only one in 1-D) the cells of a line are contiguous and
-    the loop runs over them directly."""
-    cells = psi.shape[0]
+def _reconstruct_block(p, base, n, stride, d, widths, inv_gaps, east, west):
+    """Minmod-limited east/west values of the cells ``base + k·stride + o`` (k = 0..n−1, o < stride):
+    the ``stride`` lines along d of one block (zero slope in the first and last cell of a line)."""
+    last = base + (n - 1) * stride
+    for i in range(base, base + stride):
+        east[i] = p[i]
+        west[i] = p[i]
+        east[last + i - base] = p[last + i - base]
+        west[last + i - base] = p[last + i - base]
+    for k in range(1, n - 1):
+        half = 0.5 * widths[d, k]
+        inv_right = inv_gaps[d, k]
+        inv_left = inv_gaps[d, k - 1]
+        start = base + k * stride
+        for i in range(start, start + stride):
+            slope = _minmod((p[i + stride] - p[i]) * inv_right, (p[i] - p[i - stride]) * inv_left)
+            east[i] = p[i] + half * slope
+            west[i] = p[i] - half * slope
+
+
+@njit(cache=True)
+def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, velocity, east,
+            west, outflow, rate):
+    """One pass per axis d over the faces between cell i and its + neighbour along d:
+
+    * face velocity ``u = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` into ``velocity[d, i]`` (``K_d = c_d M_d /
+      centre distance``, ``speed = −2ξ(t)``);
+    * upwind flux ``F = u⁺ p^E_i + u⁻ p^W_{i⁺}`` (MUSCL values from :func:`_reconstruct_block`, or
+      ``p`` itself for upwind) and ``rate_i = dp_i/dt = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i``;
+    * the outflow ``Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` of each cell and the coupling
+      ``Σ_faces Q_f max(p_i, p_{i⁺})`` (``Q = stiffness``).
+
+    Returns ``(courant, coupling)``: the Courant rate ``max_i outflow_i`` (NaN if a velocity is NaN)
+    and the interaction rate ``|speed| · coupling`` (module docstring).  Boundary faces carry no flux."""
+    cells = p.shape[0]
     for i in range(cells):
         outflow[i] = 0.0
+        rate[i] = 0.0
+    if not muscl:
+        east = p
+        west = p
     nonfinite = False
     coupling = 0.0
     stride = cells
@@ -209,21 +268,27 @@ def _face_velocities(p, psi, speed, shape, coefficients, stiffness, widths, velo
         stride = stride // n
         if n < 2:
             continue
-        block = n * stride
-        for base in range(0, cells, block):
+        for base in range(0, cells, n * stride):
+            if muscl:
+                _reconstruct_block(p, base, n, stride, d, widths, inv_gaps, east, west)
             for k in range(n - 1):
                 start = base + k * stride
-                inv_here = 1.0 / widths[d, k]
-                inv_next = 1.0 / widths[d, k + 1]
+                inv_here = inv_widths[d, k]
+                inv_next = inv_widths[d, k + 1]
                 for i in range(start, start + stride):
                     u = speed * coefficients[d, i] * (psi[i + stride] - psi[i])
                     velocity[d, i] = u
+                    flux = 0.0
                     if u > 0.0:
                         outflow[i] += u * inv_here
+                        flux = u * east[i]
                     elif u < 0.0:
                         outflow[i + stride] -= u * inv_next
+                        flux = u * west[i + stride]
                     elif math.isnan(u):
                         nonfinite = True
+                    rate[i] -= flux * inv_here
+                    rate[i + stride] += flux * inv_next
                     q = stiffness[d, i]
                     if q != 0.0:
                         coupling += q * max(p[i], p[i + stride])
@@ -236,93 +301,15 @@ def _face_velocities(p, psi, speed, shape, coefficients, stiffness, widths, velo
 
 
 @njit(cache=True)
-def _reconstruct_line(p, base, n, stride, d, widths, inv_gaps, east, west):
-    """Minmod-limited east/west values of the cells ``base + k·stride`` (k = 0..n−1) of one line along
-    d (zero slope in the first and last cell)."""
-    first = base
-    last = base + (n - 1) * stride
-    east[first] = p[first]
-    west[first] = p[first]
-    east[last] = p[last]
-    west[last] = p[last]
-    for k in range(1, n - 1):
-        i = base + k * stride
-        slope = _minmod((p[i + stride] - p[i]) * inv_gaps[d, k], (p[i] - p[i - stride]) * inv_gaps[d, k - 1])
-        half = 0.5 * widths[d, k] * slope
-        east[i] = p[i] + half
-        west[i] = p[i] - half
-
-
-@njit(cache=True)
-def _divergence(p, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, out):
-    """``out_i = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i`` with zero boundary fluxes (module docstring).
-    Lines along the stride-1 axis (the only axis in 1-D) are swept cell by cell."""
-    cells = p.shape[0]
-    for i in range(cells):
-        out[i] = 0.0
-    stride = cells
-    for d in range(3):
-        n = shape[d]
-        stride = stride // n
-        if n < 2:
-            continue
-        block = n * stride
-        if stride == 1:
-            for base in range(0, cells, block):
-                if muscl:
-                    _reconstruct_line(p, base, n, 1, d, widths, inv_gaps, east, west)
-                for k in range(n - 1):
-                    i = base + k
-                    u = velocity[d, i]
-                    if muscl:
-                        flux = u * east[i] if u > 0.0 else u * west[i + 1]
-                    else:
-                        flux = u * p[i] if u > 0.0 else u * p[i + 1]
-                    out[i] -= flux * inv_widths[d, k]
-                    out[i + 1] += flux * inv_widths[d, k + 1]
-            continue
-        if muscl:
-            for base in range(0, cells, block):
-                for k in range(n):
-                    start = base + k * stride
-                    if k == 0 or k == n - 1:
-                        for i in range(start, start + stride):
-                            east[i] = p[i]
-                            west[i] = p[i]
-                    else:
-                        half = 0.5 * widths[d, k]
-                        inv_right = 1.0 / gaps[d, k]
-                        inv_left = 1.0 / gaps[d, k - 1]
-                        for i in range(start, start + stride):
-                            slope = _minmod((p[i + stride] - p[i]) * inv_right,
-                                            (p[i] - p[i - stride]) * inv_left)
-                            east[i] = p[i] + half * slope
-                            west[i] = p[i] - half * slope
-        for base in range(0, cells, block):
-            for k in range(n - 1):
-                start = base + k * stride
-                inv_here = 1.0 / widths[d, k]
-                inv_next = 1.0 / widths[d, k + 1]
-                for i in range(start, start + stride):
-                    u = velocity[d, i]
-                    if muscl:
-                        flux = u * east[i] if u > 0.0 else u * west[i + stride]
-                    else:
-                        flux = u * p[i] if u > 0.0 else u * p[i + stride]
-                    out[i] -= flux * inv_here
-                    out[i + stride] += flux * inv_next
-
-
-@njit(cache=True)
-def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, volumes, linear, linear_factor,
-              other_index, v_other, weights, features, dense, use_dense, aggregated, moments, phi, psi,
-              velocity, outflow):
-    """Potential and face velocities of ``p`` at time t; returns (Courant rate, interaction rate,
-    R_h − E y²)."""
+def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, volumes, linear,
+              linear_factor, other_index, v_other, weights, features, dense, use_dense, muscl, aggregated, moments,
+              phi, psi, velocity, east, west, outflow, rate):
+    """Potential, face velocities and ``rate = dp/dt`` of ``p`` at time t (:func:`_potential`,
+    :func:`_fluxes`); returns (Courant rate, interaction rate, R_h − E y²)."""
     energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                         use_dense, aggregated, moments, phi, psi)
-    courant, coupling = _face_velocities(p, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients,
-                                         stiffness, widths, velocity, outflow)
+    courant, coupling = _fluxes(p, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients, stiffness,
+                                widths, inv_widths, inv_gaps, muscl, velocity, east, west, outflow, rate)
     return courant, coupling, energy
 
 
@@ -337,18 +324,13 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
     """
     cells = p.shape[0]
     n_other = v_other.shape[0]
-    aggregated = np.empty(n_other)
+    sub_grid = np.empty((2, n_other))  # aggregated masses and φ on the sub-grid
+    aggregated, phi = sub_grid[0], sub_grid[1]
     moments = np.zeros(max(weights.shape[0], 1))
-    phi = np.empty(n_other)
-    psi = np.empty(cells)
+    work = np.empty((9, cells))  # one block of per-cell work arrays
+    psi, outflow, east, west, rate, stage_rate, p1, p2, p_new = (work[0], work[1], work[2], work[3], work[4],
+                                                                 work[5], work[6], work[7], work[8])
     velocity = np.zeros((3, cells))
-    outflow = np.empty(cells)
-    east = np.empty(cells)
-    west = np.empty(cells)
-    rate = np.empty(cells)
-    p1 = np.empty(cells)
-    p2 = np.empty(cells)
-    p_new = np.empty(cells)
     inv_widths = 1.0 / widths  # reciprocals once: the sweeps multiply
     inv_gaps = 1.0 / gaps
     steps = 0
@@ -356,10 +338,11 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
     while t < t_end:
         if steps >= max_steps:
             return _MAX_STEPS, t, steps, risk, max_increase, -1, 0.0, t
-        courant_rate, coupling, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness,
-                                                   widths, volumes, linear, linear_factor, other_index, v_other,
-                                                   weights, features, dense, use_dense, aggregated,
-                                                   moments, phi, psi, velocity, outflow)
+        courant_rate, coupling, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths,
+                                                   inv_widths, inv_gaps, volumes, linear, linear_factor,
+                                                   other_index, v_other, weights, features, dense, use_dense, muscl,
+                                                   aggregated, moments, phi, psi, velocity, east, west, outflow,
+                                                   rate)
         risk_now = target_second_moment + energy
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
@@ -373,49 +356,40 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
                 if not math.isfinite(psi[i]):
                     return _NONFINITE, t, steps, risk, max_increase, i, psi[i], t
             return _NONFINITE, t, steps, risk, max_increase, -1, courant_rate, t
-        remaining = t_end - t
         rate_bound = max(courant_rate, coupling)
-        dt = cfl / rate_bound if rate_bound > 0.0 else np.inf
-        dt = min(dt, max_dt)
-        last = False
-        if dt >= remaining * (1.0 - 1e-12):
-            dt = remaining
-            last = True
-        _divergence(p, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, rate)
+        dt, last = step_to_output(cfl / rate_bound if rate_bound > 0.0 else np.inf, max_dt, t, t_end)
         while True:
             for i in range(cells):
                 p1[i] = p[i] + dt * rate[i]
             retake = False
             if stages >= 2:
-                c1, _, _ = _evaluate(p1, t + dt, xi0, alpha, t0, shape, coefficients, stiffness, widths,
-                                     volumes, linear, linear_factor, other_index, v_other, weights, features,
-                                     dense, use_dense, aggregated, moments, phi, psi, velocity, outflow)
+                c1, _, _ = _evaluate(p1, t + dt, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_widths,
+                                     inv_gaps, volumes, linear, linear_factor, other_index, v_other, weights,
+                                     features, dense, use_dense, muscl, aggregated, moments, phi, psi, velocity,
+                                     east, west, outflow, stage_rate)
                 c1 = c1 * dt
                 if c1 > bound:
                     dt = dt * cfl / c1
                     last = False
                     retake = True
+                elif stages == 2:
+                    for i in range(cells):
+                        p_new[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * stage_rate[i])
                 else:
-                    _divergence(p1, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, p_new)
-                    if stages == 2:
-                        for i in range(cells):
-                            p_new[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * p_new[i])
+                    for i in range(cells):
+                        p2[i] = 0.75 * p[i] + 0.25 * (p1[i] + dt * stage_rate[i])
+                    c2, _, _ = _evaluate(p2, t + 0.5 * dt, xi0, alpha, t0, shape, coefficients, stiffness, widths,
+                                         inv_widths, inv_gaps, volumes, linear, linear_factor, other_index, v_other,
+                                         weights, features, dense, use_dense, muscl, aggregated, moments, phi, psi,
+                                         velocity, east, west, outflow, stage_rate)
+                    c2 = c2 * dt
+                    if c2 > bound:
+                        dt = dt * cfl / c2
+                        last = False
+                        retake = True
                     else:
                         for i in range(cells):
-                            p2[i] = 0.75 * p[i] + 0.25 * (p1[i] + dt * p_new[i])
-                        c2, _, _ = _evaluate(p2, t + 0.5 * dt, xi0, alpha, t0, shape, coefficients,
-                                             stiffness, widths, volumes, linear, linear_factor, other_index,
-                                             v_other, weights, features, dense, use_dense, aggregated,
-                                             moments, phi, psi, velocity, outflow)
-                        c2 = c2 * dt
-                        if c2 > bound:
-                            dt = dt * cfl / c2
-                            last = False
-                            retake = True
-                        else:
-                            _divergence(p2, velocity, shape, widths, gaps, inv_widths, inv_gaps, muscl, east, west, p_new)
-                            for i in range(cells):
-                                p_new[i] = p[i] / 3.0 + (2.0 / 3.0) * (p2[i] + dt * p_new[i])
+                            p_new[i] = p[i] / 3.0 + (2.0 / 3.0) * (p2[i] + dt * stage_rate[i])
             else:
                 for i in range(cells):
                     p_new[i] = p1[i]
@@ -438,9 +412,8 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
             p[i] = p_new[i]
         t = t_end if last else t + dt
         steps += 1
-    _, _, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, volumes, linear,
-                             linear_factor, other_index, v_other, weights, features, dense, use_dense, aggregated,
-                          moments, phi, psi, velocity, outflow)
+    energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                        use_dense, aggregated, moments, phi, psi)
     risk_now = target_second_moment + energy
     if steps > 0 and risk_now - risk_prev > max_increase:
         max_increase = risk_now - risk_prev
@@ -450,6 +423,20 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
 # ------------------------------------------------------------------------------------------------
 # Python interface
 # ------------------------------------------------------------------------------------------------
+def raise_common_status(status: int, value: float, where: str, t: float, kept_time: float,
+                        max_steps: int) -> None:
+    """Raise the :class:`SolverError` of the status codes both compiled grid loops share (non-finite,
+    negative density, too many steps), naming the cell (``where``), the time and the kept state."""
+    kept = f" (state kept at t = {kept_time:.6g})"
+    if status == _NONFINITE:
+        raise SolverError(f"density or potential became non-finite ({value}){where} at t = {t:.6g}{kept}")
+    if status == _NEGATIVE:
+        raise SolverError(f"density became negative ({value:.3g}){where} at t = {t:.6g}{kept}")
+    if status == _MAX_STEPS:
+        raise SolverError(f"more than solver.max_steps_per_output = {max_steps} steps before the next output; "
+                          f"stopped at t = {t:.6g}")
+
+
 def _points(grid_points: np.ndarray) -> np.ndarray:
     """Points as the problem takes them: (M,) for one coordinate (1-D problems such as MMN18 take
     radii), (M, D) otherwise."""
@@ -801,14 +788,7 @@ class FiniteVolumeSolver(MonitoredDensityState):
 
     def _raise(self, status: int, t: float, cell: int, value: float) -> None:
         where = f" in {self.grid.describe_cell(cell)}" if cell >= 0 else ""
-        kept = f" (state kept at t = {self.time:.6g})"
-        if status == _NONFINITE:
-            raise SolverError(f"density or potential became non-finite ({value}){where} at t = {t:.6g}{kept}")
-        if status == _NEGATIVE:
-            raise SolverError(f"density became negative ({value:.3g}){where} at t = {t:.6g}{kept}")
-        if status == _MAX_STEPS:
-            raise SolverError(f"more than solver.max_steps_per_output = {self.max_steps_per_output} "
-                              f"steps before the next output; stopped at t = {t:.6g}")
+        raise_common_status(status, value, where, t, self.time, self.max_steps_per_output)
         if status == _DT_UNDERFLOW:
             raise SolverError(f"time step underflow (dt = {value:.3g}) at t = {t:.6g}: velocity blow-up?")
         raise SolverError(f"unknown status {status} at t = {t:.6g}")
@@ -816,17 +796,18 @@ class FiniteVolumeSolver(MonitoredDensityState):
     # ---- discrete fields ---------------------------------------------------------------------------
     def _fields(self) -> tuple[float, float, float, np.ndarray, np.ndarray]:
         """(Courant rate, interaction rate, R_h, ψ (flat), velocities (3, cells)) of the current state."""
-        n_other = self._v.shape[0]
-        psi = np.empty(self.grid.cells)
-        velocity = np.zeros((MAX_DIMENSION, self.grid.cells))
+        n_other, cells = self._v.shape[0], self.grid.cells
+        psi = np.empty(cells)
+        velocity = np.zeros((MAX_DIMENSION, cells))
         xi0, alpha, t0 = self.schedule.as_tuple()
+        work = np.empty((4, cells))
         courant, coupling, energy = _evaluate(
             self._density, self.time, float(xi0), float(alpha), float(t0), self._shape,
-            self._coefficients, self._stiffness, self._widths, self._volumes,
+            self._coefficients, self._stiffness, self._widths, 1.0 / self._widths, 1.0 / self._gaps, self._volumes,
             self.linear_coordinate is not None, self._linear_factor,
             self._other_index, self._v, self._weights, self._features, self._dense, self._use_dense,
-            np.empty(n_other), np.zeros(max(self._weights.shape[0], 1)), np.empty(n_other), psi,
-            velocity, np.empty(self.grid.cells))
+            self.scheme == "muscl", np.empty(n_other), np.zeros(max(self._weights.shape[0], 1)), np.empty(n_other),
+            psi, velocity, work[0], work[1], work[2], work[3])
         return (float(courant), float(coupling), float(self.problem.target_second_moment + energy),
                 psi, velocity)
 

@@ -69,7 +69,7 @@ from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
 from solvers.common import SolverError, validate_output_times
-from solvers.finite_volume import learning_rate, low_rank_potential
+from solvers.finite_volume import learning_rate, low_rank_potential, raise_common_status, step_to_output
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
 
@@ -78,7 +78,7 @@ __all__ = ["FokkerPlanckSolver1D", "solve_fokker_planck", "TIME_STEPPING", "bern
 TIME_STEPPING = ("explicit", "implicit")
 NEGATIVE_TOLERANCE = 1e-12
 
-_OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _UNSTABLE = 0, 1, 2, 3, 5
+_OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _UNSTABLE = 0, 1, 2, 3, 5  # 0–3 as solvers.finite_volume (raise_common_status)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,13 +132,8 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
     n = p.shape[0]
     rank = weights.shape[0]
     moments = np.zeros(max(rank, 1))
-    psi = np.empty(n)
-    masses = np.empty(n)
-    a = np.zeros(n)
-    b = np.zeros(n)
-    p_new = np.empty(n)
-    c_prime = np.empty(n)
-    d_prime = np.empty(n)
+    work = np.zeros((7, n))  # per-cell work arrays, one block
+    psi, masses, a, b, p_new, c_prime, d_prime = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
     steps = 0
     free = free_prev
     while True:
@@ -180,12 +175,7 @@ def _fp_loop(p, t, t_end, h, v, quad, log_j, mobility, weights, features, beta, 
             dt = cfl * h / umax if umax > 0.0 else np.inf
         else:
             dt = cfl * bound
-        dt = min(dt, max_dt)
-        remaining = t_end - t
-        last = False
-        if dt >= remaining * (1.0 - 1e-12):
-            dt = remaining
-            last = True
+        dt, last = step_to_output(dt, max_dt, t, t_end)
         if implicit:
             # (I + dt A) p_new = p ; sub_i = −dt a_{i−1}, diag_i, sup_i = −dt b_i  (Thomas)
             for i in range(n):
@@ -331,15 +321,7 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
         if status != _OK:
             coordinate = self.coordinate_names[0]
             where = f" in cell {cell} ({coordinate} = {self.grid.centers[cell]:.6g})" if cell >= 0 else ""
-            kept = f" (state kept at t = {self.time:.6g})"
-            if status == _NONFINITE:
-                raise SolverError(f"density or potential became non-finite ({value}){where} at "
-                                  f"t = {t_fail:.6g}{kept}")
-            if status == _NEGATIVE:
-                raise SolverError(f"density became negative ({value:.3g}){where} at t = {t_fail:.6g}{kept}")
-            if status == _MAX_STEPS:
-                raise SolverError(f"more than {self.max_steps_per_output} steps before the next "
-                                  f"output; stopped at t = {t_fail:.6g}")
+            raise_common_status(status, value, where, t_fail, self.time, self.max_steps_per_output)
             if status == _UNSTABLE:
                 raise SolverError(f"explicit step dt = {value:.3g} exceeds the positivity/stability "
                                   f"bound {bound:.3g}{where} at t = {t_fail:.6g}; use a smaller "
