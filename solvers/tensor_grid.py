@@ -11,6 +11,10 @@ Cell centres are the midpoints ``(e_i + e_{i+1}) / 2`` of each axis.
 Axes are built as
 
 * ``uniform``: ``cells`` equal cells on ``[lower, upper]``;
+* ``clustered``: fine towards both ends, edges ``lower + (upper − lower)(1 + sin(π u/2))/2`` at equally
+  spaced ``u ∈ [−1, 1]`` (Chebyshev-like; widths ``∝ cos(πu/2)``, ``O(1/cells²)`` at the ends).  For a
+  coordinate whose mobility vanishes at both ends, e.g. s on the sphere (``1 − s²``), where aligned mass
+  piles up against the end: a smooth map, so the scheme keeps its design order;
 * ``stretched``: fine near ``center``, coarse away from it — the sinh map
   ``x(ζ) = center + w sinh(ζ)`` on equally spaced ``ζ_k = ζ_lo + k (ζ_hi − ζ_lo)/cells``,
   ``ζ_lo = asinh((lower − center)/w)``, ``ζ_hi = asinh((upper − center)/w)``, with the length ``w``
@@ -41,10 +45,11 @@ from solvers.common import require_increasing
 
 __all__ = ["MAX_DIMENSION", "SPACINGS", "GridAxis", "TensorGrid"]
 
-SPACINGS = ("uniform", "stretched", "edges")
+SPACINGS = ("uniform", "clustered", "stretched", "edges")
 MAX_DIMENSION = 3
 MIN_CELLS = 2
 _TABLE_KEYS = {"uniform": {"spacing", "lower", "upper", "cells"},
+               "clustered": {"spacing", "lower", "upper", "cells"},
                "stretched": {"spacing", "lower", "upper", "cells", "min_spacing", "center"},
                "edges": {"spacing", "edges"}}
 
@@ -96,13 +101,27 @@ class GridAxis:
     @classmethod
     def uniform(cls, name: str, lower: float, upper: float, cells: int) -> GridAxis:
         """``cells`` equal cells on ``[lower, upper]`` (edges ``lower + k h``, the last = upper exactly)."""
+        return cls._mapped(name, lower, upper, cells, "uniform")
+
+    @classmethod
+    def clustered(cls, name: str, lower: float, upper: float, cells: int) -> GridAxis:
+        """``cells`` cells on ``[lower, upper]`` clustered towards both ends (module docstring)."""
+        return cls._mapped(name, lower, upper, cells, "clustered")
+
+    @classmethod
+    def _mapped(cls, name: str, lower: float, upper: float, cells: int, spacing: str) -> GridAxis:
         lower, upper = _finite(f"grid.{name}.lower", lower), _finite(f"grid.{name}.upper", upper)
         cells = _cells(f"grid.{name}.cells", cells)
         if not upper > lower:
             raise ValueError(f"grid.{name}.upper = {upper} must be > grid.{name}.lower = {lower}")
-        edges = lower + (upper - lower) / cells * np.arange(cells + 1, dtype=float)
+        if spacing == "uniform":
+            edges = lower + (upper - lower) / cells * np.arange(cells + 1, dtype=float)
+        else:
+            u = -1.0 + 2.0 * np.arange(cells + 1, dtype=float) / cells
+            edges = lower + (upper - lower) * 0.5 * (1.0 + np.sin(0.5 * math.pi * u))
+            edges[0] = lower
         edges[-1] = upper
-        return cls(name, edges, "uniform")
+        return cls(name, edges, spacing)
 
     @classmethod
     def stretched(cls, name: str, lower: float, upper: float, cells: int, min_spacing: float,
@@ -148,7 +167,7 @@ class GridAxis:
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> GridAxis:
-        """From ``{lower, upper, cells[, spacing = "uniform" | "stretched", min_spacing, center]}`` or
+        """From ``{lower, upper, cells[, spacing = "uniform" | "clustered" | "stretched", min_spacing, center]}`` or
         ``{spacing = "edges", edges = [...]}``; unknown keys are refused."""
         if not isinstance(table, Mapping):
             raise TypeError(f"grid.{name} = {table!r} must be a table such as "
@@ -166,8 +185,8 @@ class GridAxis:
             raise ValueError(f"grid.{name}: missing key(s) {sorted(missing)} for spacing = {spacing!r}")
         if spacing == "edges":
             return cls.from_edges(name, table["edges"])
-        if spacing == "uniform":
-            return cls.uniform(name, table["lower"], table["upper"], table["cells"])
+        if spacing in ("uniform", "clustered"):
+            return cls._mapped(name, table["lower"], table["upper"], table["cells"], spacing)
         return cls.stretched(name, table["lower"], table["upper"], table["cells"], table["min_spacing"],
                              table.get("center", 0.0))
 
@@ -196,8 +215,8 @@ class GridAxis:
 
     def table(self) -> dict[str, Any]:
         """The ``[grid]`` table entry that rebuilds this axis (:meth:`from_table`)."""
-        if self.spacing == "uniform":
-            return {"spacing": "uniform", "lower": self.lower, "upper": self.upper, "cells": self.cells}
+        if self.spacing in ("uniform", "clustered"):
+            return {"spacing": self.spacing, "lower": self.lower, "upper": self.upper, "cells": self.cells}
         if self.spacing == "stretched":
             return {"spacing": "stretched", "lower": self.lower, "upper": self.upper, "cells": self.cells,
                     "min_spacing": self.min_spacing, "center": self.center}

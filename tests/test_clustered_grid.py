@@ -1,0 +1,50 @@
+"""Axes clustered towards both ends (``spacing = "clustered"``, edges (1 + sin(πu/2))/2): the edges, the
+table round trip, and the point of them — second-order convergence of finite volumes on the sphere,
+where the uniform grid converges at first order (aligned mass piles into the end cells)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reduced_pde.running.config import build_problem, load_config
+from solvers.finite_volume import solve_finite_volume
+from solvers.tensor_grid import GridAxis, TensorGrid
+
+
+def test_clustered_edges_and_table_round_trip() -> None:
+    axis = GridAxis.clustered("s", -1.0, 1.0, 8)
+    u = np.linspace(-1.0, 1.0, 9)
+    np.testing.assert_allclose(axis.edges, np.sin(0.5 * math.pi * u), rtol=0, atol=1e-15)
+    assert axis.edges[0] == -1.0 and axis.edges[-1] == 1.0
+    assert axis.widths[0] < 0.2 * axis.widths[3]  # fine at the ends, coarse in the middle
+    table = axis.table()
+    assert table == {"spacing": "clustered", "lower": -1.0, "upper": 1.0, "cells": 8}
+    rebuilt = TensorGrid.from_config(TensorGrid([axis]).config())
+    np.testing.assert_array_equal(rebuilt.axes[0].edges, axis.edges)
+    with pytest.raises(ValueError, match="grid.s: unknown key"):
+        GridAxis.from_table("s", {"spacing": "clustered", "lower": -1, "upper": 1, "cells": 8, "center": 0})
+
+
+def test_clustered_sphere_grid_converges_at_second_order() -> None:
+    """He_4 on the sphere, d = 24 (configs/sphere_he4.toml), risk at t = 0.3 against 1600 clustered cells.
+    A second-order scheme divides the error by 4 per halving of the cells, a first-order one by 2;
+    measured ratios 4.15 (100 → 200) and 4.29 (200 → 400) clustered, 1.97 uniform; relative errors at 400
+    cells 5.4e-4 clustered, 2.5e-2 uniform (the reference is within 2.6e-5 of 3200 cells).  Asserted:
+    > 3 for clustered (between the two orders), < 2.5 for uniform (the first-order baseline)."""
+    problem = build_problem(load_config("configs/sphere_he4.toml"))
+    times = np.array([0.0, 0.3])
+
+    def risk(spacing: str, cells: int) -> float:
+        grid = TensorGrid([GridAxis.from_table("s", {"spacing": spacing, "lower": -1.0, "upper": 1.0,
+                                                     "cells": cells})])
+        return float(solve_finite_volume(problem, grid, times, scheme="muscl", cfl=0.4).risk[-1])
+
+    reference = risk("clustered", 1600)
+    clustered = [abs(risk("clustered", n) - reference) for n in (100, 200, 400)]
+    uniform = [abs(risk("uniform", n) - reference) for n in (100, 200)]
+    assert clustered[0] / clustered[1] > 3.0 and clustered[1] / clustered[2] > 3.0, clustered
+    assert uniform[0] / uniform[1] < 2.5, uniform
+    assert clustered[2] < 1e-3 * reference < uniform[1]
