@@ -38,7 +38,7 @@ from numba import types
 from reduced_pde.hermite_structure import HermiteStructure
 from reduced_pde.initial_laws import InitialLaw
 
-__all__ = ["CompiledDrift", "DRIFT_SIGNATURE", "LowRankKernel", "ReducedProblem", "NoInteraction"]
+__all__ = ["CompiledDrift", "DRIFT_SIGNATURE", "ENERGY_SIGNATURE", "LowRankKernel", "ReducedProblem", "NoInteraction"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class LowRankKernel:
 
 #: ``kernel(x, masses, parameters, out)``: x (n, D) and out (n, D) C-contiguous, masses (n,), parameters (P,)
 DRIFT_SIGNATURE = types.void(types.float64[:, ::1], types.float64[::1], types.float64[::1], types.float64[:, ::1])
+#: ``energy(x, masses, parameters) = R(p̂) − E[y²]``
+ENERGY_SIGNATURE = types.float64(types.float64[:, ::1], types.float64[::1], types.float64[::1])
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class CompiledDrift:
     kernel: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
     parameters: np.ndarray
     valid_below: float
+    #: optional ``energy(x, masses, parameters) = R(p̂) − E[y²]`` (:data:`ENERGY_SIGNATURE`), the
+    #: compiled form of :meth:`ReducedProblem.risk` for the same truncation
+    energy: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = None
 
     def evaluate(self, x: np.ndarray, masses: np.ndarray, out: np.ndarray) -> None:
         """``out = M(x) ∇ψ(x; Σ masses_i δ_{x_i})`` for x, out of shape (n, D)."""

@@ -37,9 +37,9 @@ import numpy as np
 from numba import njit
 
 from reduced_pde.activations import PiecewiseLinearActivation
-from reduced_pde.problem import DRIFT_SIGNATURE, CompiledDrift
+from reduced_pde.problem import DRIFT_SIGNATURE, ENERGY_SIGNATURE, CompiledDrift
 
-__all__ = ["radial_hermite_gradient", "radial_hermite_drift"]
+__all__ = ["radial_hermite_gradient", "radial_hermite_drift", "radial_hermite_energy"]
 
 _TAIL = 38.0  # as reduced_pde.activations._TAIL
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -90,16 +90,12 @@ def _coefficients_at(n, intercept, slope, knots, jumps, degree, inv_norm, ratio,
             h_now = h_next
 
 
-@njit(DRIFT_SIGNATURE, cache=True)
-def radial_hermite_drift(x, masses, parameters, out):
-    """``out[i, 0] = ∂_r ψ(r_i; Σ_j m_j δ_{r_j})`` for ``r = x[:, 0]`` (module docstring; mobility 1), with
-    ``parameters`` packed by :func:`radial_hermite_gradient`: ``[C, K, J, c0, s0, s_c (C), a_c (C),
-    w_{c,2m} (C × (K/2 + 1), row-major), t_j (J), a_j (J)]``."""
+@njit(cache=True)
+def _unpack(parameters):
+    """The packed parameters of :func:`radial_hermite_gradient` and the recursion's constants."""
     n_classes = int(parameters[0])
     degree = int(parameters[1])
     n_knots = int(parameters[2])
-    intercept = parameters[3]
-    slope = parameters[4]
     half = degree // 2 + 1
     at = 5
     scales = parameters[at:at + n_classes]
@@ -110,32 +106,54 @@ def radial_hermite_drift(x, masses, parameters, out):
     at += n_classes * half
     knots = parameters[at:at + n_knots]
     jumps = parameters[at + n_knots:at + 2 * n_knots]
-    inv_norm = np.zeros(degree + 1)
-    ratio = np.zeros(degree + 1)
-    root = np.empty(degree + 1)
-    inv_root_next = np.empty(degree + 1)
+    constants = np.zeros((4, degree + 1))  # 1/sqrt(k(k−1)), sqrt(k/(k−1)), sqrt(k), 1/sqrt(k+1)
     for k in range(degree + 1):
-        root[k] = math.sqrt(k)
-        inv_root_next[k] = 1.0 / math.sqrt(k + 1.0)
+        constants[2, k] = math.sqrt(k)
+        constants[3, k] = 1.0 / math.sqrt(k + 1.0)
         if k >= 2:
-            inv_norm[k] = 1.0 / math.sqrt(k * (k - 1.0))
-            ratio[k] = math.sqrt(k / (k - 1.0))
-    n_points = x.shape[0]
+            constants[0, k] = 1.0 / math.sqrt(k * (k - 1.0))
+            constants[1, k] = math.sqrt(k / (k - 1.0))
+    return degree, scales, potential_coefficients, kernel_weights, knots, jumps, constants
+
+
+@njit(cache=True)
+def _features_and_moments(x, masses, parameters, derivatives):
+    """One pass over the points: ``dα_{2m}/dn(s_c r_i)`` into ``derivatives`` (classes, K/2 + 1, n) if it
+    has n columns, and returns (``w_{c,2m} Φ_{c,2m}``, ``Σ_i m_i v(r_i)``)."""
+    degree, scales, potential_coefficients, kernel_weights, knots, jumps, constants = _unpack(parameters)
+    n_classes, half = kernel_weights.shape
     alpha = np.empty(degree + 1)
     d_alpha = np.empty(degree + 1)
-    derivatives = np.empty((n_classes, half, n_points))
     moments = np.zeros((n_classes, half))
-    for i in range(n_points):
+    store = derivatives.shape[2] == x.shape[0]
+    potential = 0.0
+    for i in range(x.shape[0]):
         for c in range(n_classes):
-            _coefficients_at(scales[c] * x[i, 0], intercept, slope, knots, jumps, degree, inv_norm, ratio, root,
-                             inv_root_next, alpha, d_alpha)
+            _coefficients_at(scales[c] * x[i, 0], parameters[3], parameters[4], knots, jumps, degree, constants[0],
+                             constants[1], constants[2], constants[3], alpha, d_alpha)
+            potential += masses[i] * potential_coefficients[c] * alpha[0]
             for m in range(half):
-                derivatives[c, m, i] = d_alpha[2 * m]
                 moments[c, m] += masses[i] * alpha[2 * m]
+                if store:
+                    derivatives[c, m, i] = d_alpha[2 * m]
     for c in range(n_classes):
         for m in range(half):
             moments[c, m] *= kernel_weights[c, m]
-    for i in range(n_points):
+    return moments, potential
+
+
+@njit(DRIFT_SIGNATURE, cache=True)
+def radial_hermite_drift(x, masses, parameters, out):
+    """``out[i, 0] = ∂_r ψ(r_i; Σ_j m_j δ_{r_j})`` for ``r = x[:, 0]`` (module docstring; mobility 1), with
+    ``parameters`` packed by :func:`radial_hermite_gradient`: ``[C, K, J, c0, s0, s_c (C), a_c (C),
+    w_{c,2m} (C × (K/2 + 1), row-major), t_j (J), a_j (J)]``."""
+    n_classes = int(parameters[0])
+    half = int(parameters[1]) // 2 + 1
+    scales = parameters[5:5 + n_classes]
+    potential_coefficients = parameters[5 + n_classes:5 + 2 * n_classes]
+    derivatives = np.empty((n_classes, half, x.shape[0]))
+    moments, _ = _features_and_moments(x, masses, parameters, derivatives)
+    for i in range(x.shape[0]):
         total = 0.0
         for c in range(n_classes):
             acc = potential_coefficients[c] * derivatives[c, 0, i]
@@ -143,6 +161,22 @@ def radial_hermite_drift(x, masses, parameters, out):
                 acc += moments[c, m] * derivatives[c, m, i]
             total += scales[c] * acc
         out[i, 0] = total
+
+
+@njit(ENERGY_SIGNATURE, cache=True)
+def radial_hermite_energy(x, masses, parameters):
+    """``2 Σ_i m_i v(r_i) + Σ_{c,k} w_{c,k} Φ_{c,k}² = R(p̂) − E[y²]`` (parameters as
+    :func:`radial_hermite_drift`)."""
+    derivatives = np.empty((0, 0, 0))
+    moments, potential = _features_and_moments(x, masses, parameters, derivatives)
+    n_classes, half = moments.shape
+    weights = parameters[5 + 2 * n_classes:5 + 2 * n_classes + n_classes * half].reshape((n_classes, half))
+    energy = 2.0 * potential
+    for c in range(n_classes):
+        for m in range(half):
+            if weights[c, m] != 0.0:
+                energy += moments[c, m] * moments[c, m] / weights[c, m]
+    return energy
 
 
 def radial_hermite_gradient(activation: PiecewiseLinearActivation, scales: np.ndarray,
@@ -159,4 +193,4 @@ def radial_hermite_gradient(activation: PiecewiseLinearActivation, scales: np.nd
         np.asarray(potential_coefficients, dtype=float), kernel_weights[:, 0::2].ravel(),
         np.array(activation.knots, dtype=float), np.array(activation.jumps, dtype=float)])
     return CompiledDrift(kernel=radial_hermite_drift, parameters=np.ascontiguousarray(parameters),
-                         valid_below=float(valid_below))
+                         valid_below=float(valid_below), energy=radial_hermite_energy)

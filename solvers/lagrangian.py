@@ -659,10 +659,18 @@ class LagrangianSolver:
     def _problem_points(self) -> np.ndarray:
         return self.velocity._problem_points(self.positions)
 
+    def _risk(self) -> float:
+        """``R(p̂)``: the compiled drift's ``energy`` where it has one, else :meth:`ReducedProblem.risk`."""
+        compiled = self.velocity.compiled_drift(self.positions) if self.method == "DOP853" else None
+        if compiled is not None and compiled.energy is not None:
+            x = np.ascontiguousarray(self.positions, dtype=float)
+            return float(self.problem.target_second_moment + compiled.energy(x, self.masses, compiled.parameters))
+        return float(self.problem.risk(self._problem_points(), self.masses))
+
     def observables(self) -> dict[str, Any]:
         """``risk`` R(p̂), ``mean_<x>``/``std_<x>`` of every coordinate and ``positions`` ((n,) in 1-D,
         (n, D) otherwise)."""
-        out: dict[str, Any] = {"risk": float(self.problem.risk(self._problem_points(), self.masses))}
+        out: dict[str, Any] = {"risk": self._risk()}
         for d, name in enumerate(self.names):
             mean = float(self.positions[:, d] @ self.masses / self.total_mass)
             var = float(((self.positions[:, d] - mean) ** 2) @ self.masses / self.total_mass)
