@@ -151,22 +151,26 @@ def _dot(a, b):
 
 @njit(cache=True)
 def low_rank_potential(masses, v, weights, features, moments, psi):
-    """``ψ_j = v_j + Σ_k λ_k f_k(j) M_k`` into ``psi``, with the moments ``M_k = Σ_j f_k(j) masses_j``
-    into ``moments``: O(points × rank).  Returns ``Σ_j masses_j (v_j + ψ_j) = 2 Σ v m + Σ_k λ_k M_k²``,
-    i.e. ``R_h − E[y²]`` (from the moments: no extra pass over the points)."""
+    """``ψ_j = v_j + Σ_k λ_k f_k(j) M_k`` into ``psi``, with the weighted moments ``λ_k M_k``,
+    ``M_k = Σ_j f_k(j) masses_j``, into ``moments``: O(points × rank), the moments by re-associated
+    sums, then ψ and ``Σ v m`` in one pass.  Returns ``Σ_j masses_j (v_j + ψ_j) = 2 Σ v m + Σ_k λ_k M_k²``,
+    i.e. ``R_h − E[y²]``."""
     n = masses.shape[0]
     rank = weights.shape[0]
-    energy = 2.0 * _dot(v, masses)
+    energy = 0.0
     for k in range(rank):
         moments[k] = _dot(features[k], masses)
         energy += weights[k] * moments[k] * moments[k]
-    for j in range(n):
-        psi[j] = v[j]
     for k in range(rank):
-        c = weights[k] * moments[k]
-        for j in range(n):
-            psi[j] += c * features[k, j]
-    return energy
+        moments[k] *= weights[k]  # λ_k M_k from here on
+    potential = 0.0
+    for j in range(n):  # one pass: ψ and Σ v m
+        acc = v[j]
+        for k in range(rank):
+            acc += moments[k] * features[k, j]
+        psi[j] = acc
+        potential += v[j] * masses[j]
+    return energy + 2.0 * potential
 
 
 @njit(cache=True)
@@ -198,23 +202,21 @@ def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights,
     else:
         for i in range(cells):
             aggregated[i] = p[i] * volumes[i]
+    target = phi if linear else psi  # without a linear coordinate φ is ψ: written in place
     if use_dense:
         for j in range(n_other):
             acc = 0.0
             for k in range(n_other):
                 acc += dense[j, k] * aggregated[k]
-            phi[j] = v_other[j] + acc
+            target[j] = v_other[j] + acc
         energy = 0.0
         for j in range(n_other):
-            energy += aggregated[j] * (v_other[j] + phi[j])
+            energy += aggregated[j] * (v_other[j] + target[j])
     else:
-        energy = low_rank_potential(aggregated, v_other, weights, features, moments, phi)
+        energy = low_rank_potential(aggregated, v_other, weights, features, moments, target)
     if linear:
         for i in range(cells):
             psi[i] = linear_factor[i] * phi[other_index[i]]
-    else:
-        for i in range(cells):
-            psi[i] = phi[i]
     return energy
 
 
@@ -240,6 +242,51 @@ def _reconstruct_block(p, base, n, stride, d, widths, inv_gaps, east, west):
 
 
 @njit(cache=True)
+def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, velocity,
+                 accumulate, outflow, rate):
+    """The faces of one contiguous line (stride 1, cells ``base … base + n − 1``) along d in one sweep, as
+    :func:`_fluxes` (same arithmetic, same order), with the minmod slope, rate of change and outflow of
+    the next cell carried from face to face in registers.  The stride-1 axis is the last one swept, so
+    a cell is final once its right face is done: ``rate`` receives it, and only the maximum of the
+    outflow is kept.  With ``accumulate`` the other axes' contributions already in ``rate`` and
+    ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass).  Returns (coupling
+    sum, a velocity was NaN, largest outflow of the line's cells)."""
+    coupling = 0.0
+    nonfinite = False
+    largest = 0.0
+    slope_here = 0.0  # zero slope in the first and last cell of the line
+    rate_here = rate[base] if accumulate else 0.0
+    out_here = outflow[base] if accumulate else 0.0
+    for k in range(n - 1):
+        i = base + k
+        slope_next = 0.0
+        if muscl and k + 2 < n:
+            slope_next = _minmod((p[i + 2] - p[i + 1]) * inv_gaps[d, k + 1], (p[i + 1] - p[i]) * inv_gaps[d, k])
+        u = speed * coefficients[d, i] * (psi[i + 1] - psi[i])
+        velocity[d, i] = u
+        flux = 0.0
+        out_next = outflow[i + 1] if accumulate else 0.0
+        if u > 0.0:
+            out_here += u * inv_widths[d, k]
+            flux = u * (p[i] + 0.5 * widths[d, k] * slope_here)
+        elif u < 0.0:
+            out_next -= u * inv_widths[d, k + 1]
+            flux = u * (p[i + 1] - 0.5 * widths[d, k + 1] * slope_next)
+        elif math.isnan(u):
+            nonfinite = True
+        rate[i] = rate_here - flux * inv_widths[d, k]
+        rate_here = (rate[i + 1] if accumulate else 0.0) + flux * inv_widths[d, k + 1]
+        q = stiffness[d, i]
+        if q != 0.0:
+            coupling += q * max(p[i], p[i + 1])
+        slope_here = slope_next
+        largest = max(largest, out_here)
+        out_here = out_next
+    rate[base + n - 1] = rate_here
+    return coupling, nonfinite, max(largest, out_here)
+
+
+@njit(cache=True)
 def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, velocity, east,
             west, outflow, rate):
     """One pass per axis d over the faces between cell i and its + neighbour along d:
@@ -254,19 +301,35 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
     Returns ``(courant, coupling)``: the Courant rate ``max_i outflow_i`` (NaN if a velocity is NaN)
     and the interaction rate ``|speed| · coupling`` (module docstring).  Boundary faces carry no flux."""
     cells = p.shape[0]
-    for i in range(cells):
-        outflow[i] = 0.0
-        rate[i] = 0.0
+    axes = 0
+    for d in range(3):
+        axes += shape[d] > 1
+    if axes > 1:  # accumulators of several axes (one axis: the line sweep writes them)
+        for i in range(cells):
+            outflow[i] = 0.0
+            rate[i] = 0.0
     if not muscl:
         east = p
         west = p
     nonfinite = False
     coupling = 0.0
+    largest = 0.0
+    swept = False  # the stride-1 axis was swept by lines: largest is the Courant rate already
     stride = cells
     for d in range(3):
         n = shape[d]
         stride = stride // n
         if n < 2:
+            continue
+        if stride == 1:
+            for base in range(0, cells, n):
+                line_coupling, line_nonfinite, line_largest = _line_fluxes(
+                    p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
+                    velocity, axes > 1, outflow, rate)
+                coupling += line_coupling
+                nonfinite = nonfinite or line_nonfinite
+                largest = max(largest, line_largest)
+            swept = True
             continue
         for base in range(0, cells, n * stride):
             if muscl:
@@ -292,9 +355,9 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
                     q = stiffness[d, i]
                     if q != 0.0:
                         coupling += q * max(p[i], p[i + stride])
-    largest = 0.0
-    for i in range(cells):
-        largest = max(largest, outflow[i])
+    if not swept:
+        for i in range(cells):
+            largest = max(largest, outflow[i])
     if nonfinite or not math.isfinite(largest):
         largest = np.nan
     return largest, abs(speed) * coupling
@@ -400,14 +463,20 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
         if dt < 1e-14 * (1.0 + abs(t)) and not last:
             return _DT_UNDERFLOW, t, steps, risk, max_increase, -1, dt, t
         pmax = 0.0
-        for i in range(cells):
+        pmin = 0.0
+        finite = True
+        for i in range(cells):  # one pass: NaN/inf fail every comparison, caught below
             x = p_new[i]
-            if not math.isfinite(x):
-                return _NONFINITE, t, steps, risk, max_increase, i, x, t + dt
             pmax = max(pmax, x)
-        for i in range(cells):
-            if p_new[i] < -NEGATIVE_TOLERANCE * pmax:
-                return _NEGATIVE, t, steps, risk, max_increase, i, p_new[i], t + dt
+            pmin = min(pmin, x)
+            finite = finite and (x - x == 0.0)
+        if not (finite and math.isfinite(pmax)) or pmin < -NEGATIVE_TOLERANCE * pmax:
+            for i in range(cells):  # failure: locate the first offending cell
+                if not math.isfinite(p_new[i]):
+                    return _NONFINITE, t, steps, risk, max_increase, i, p_new[i], t + dt
+            for i in range(cells):
+                if p_new[i] < -NEGATIVE_TOLERANCE * pmax:
+                    return _NEGATIVE, t, steps, risk, max_increase, i, p_new[i], t + dt
         for i in range(cells):
             p[i] = p_new[i]
         t = t_end if last else t + dt
