@@ -25,9 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [
     ("reduced-pde pde configs/mmn18_pde.toml (finite volumes, 1600 cells, t <= 100)",
      ["pde", "configs/mmn18_pde.toml", "-o", "{out}/mmn18_pde.h5"]),
-    ("reduced-pde pde configs/mmn18_pde.toml --set pde.solver=\"lagrangian\" (800 particles)",
-     ["pde", "configs/mmn18_pde.toml", "-o", "{out}/mmn18_lagrangian.h5", "--set", 'pde.solver="lagrangian"',
-      "--set", "pde.n_particles=800"]),
+    ("reduced-pde pde configs/mmn18_quick.toml (characteristics, 800 particles, t <= 10)",
+     ["pde", "configs/mmn18_quick.toml", "-o", "{out}/mmn18_quick.h5"]),
     ("reduced-pde pde configs/sphere_he4.toml (finite volumes, 400 cells)",
      ["pde", "configs/sphere_he4.toml", "-o", "{out}/sphere_he4.h5"]),
     ("reduced-pde sgd configs/sphere_he4.toml --seed 0 (N = 1000, 30000 steps)",
@@ -38,7 +37,7 @@ COMMANDS = [
 def run(tree: Path, arguments: list[str], out: Path) -> tuple[float, int, int]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "NUMBA_DEBUG_CACHE": "1",
            "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-m", "reduced_pde.cli"] + [a.format(out=out) for a in arguments]
+    command = [sys.executable, "-m", "reduced_pde.cli"] + [a.format(out=out) for a in arguments] + ["--quiet"]
     began = time.perf_counter()
     result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began

@@ -49,7 +49,7 @@ drift (:meth:`ReducedProblem.compiled_drift`: MMN18 with a piecewise-linear σ),
 compiled call per output interval (:func:`_dop853_advance`: scipy's DOP853 tableau, initial step,
 error norm and step control, so the same steps up to round-off; features, moments, gradient and
 velocity in compiled code, no Python per evaluation); the numpy path re-takes an interval in which a
-particle passed the drift's ``valid_below`` (where the series degree is re-chosen).  A one-coordinate reduction may choose
+stage point passed the drift's ``valid_below`` (where the series degree is re-chosen).  A one-coordinate reduction may choose
 its series degree from the largest point it is given (the radial MMN18 reduction does); to keep the
 right-hand side a smooth function of the positions, the features of one-coordinate problems are
 evaluated with one extra fixed point ``degree_radius`` appended (and dropped again), by default
@@ -234,10 +234,16 @@ def _bounded_velocity(x, drift, scale, lower, upper, out):
 
 
 @njit(cache=True)
-def _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, clipped, work, out):
+def _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, valid_below, clipped,
+                       work, out):
     """``out = −2ξ(t) C M ∇ψ`` at the clipped positions of ``y`` with the boundary rule (as
-    :meth:`ParticleVelocity.velocity`); returns the flat index of a non-finite velocity or −1."""
+    :meth:`ParticleVelocity.velocity`); returns the flat index of a non-finite velocity, −2 if a
+    coordinate is beyond ``valid_below`` (the drift's truncation; nothing evaluated), or −1."""
     _clip(y, lower, upper, clipped)
+    for i in range(clipped.shape[0]):
+        for d in range(clipped.shape[1]):
+            if clipped[i, d] > valid_below:
+                return -2
     drift(clipped, masses, parameters, work)
     speed = -2.0 * learning_rate(t, xi0, alpha, t0)
     return _bounded_velocity(clipped, work, speed * rates, lower, upper, out)
@@ -264,18 +270,19 @@ _DOP853_E5 = np.ascontiguousarray(DOP853.E5, dtype=float)
 _ADVANCE_SIGNATURE = types.Tuple((types.int64, types.int64, types.int64, types.float64))(
     types.FunctionType(DRIFT_SIGNATURE), types.float64[::1], types.float64[:, ::1], types.float64[::1],
     types.float64, types.float64, types.float64, types.float64, types.float64, types.float64, types.float64,
-    types.float64[::1], types.float64[::1], types.float64[::1], types.float64[:, ::1], types.float64[::1],
-    types.float64[::1], types.float64[::1], types.float64[::1])
+    types.float64[::1], types.float64[::1], types.float64[::1], types.float64, types.float64[:, ::1],
+    types.float64[::1], types.float64[::1], types.float64[::1], types.float64[::1])
 
 
 @njit(_ADVANCE_SIGNATURE, cache=True)
 def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alpha, t0, rates, lower, upper,
-                    a_matrix, b_weights, c_nodes, e3, e5):
+                    valid_below, a_matrix, b_weights, c_nodes, e3, e5):
     """Integrate ``dy/dt = _particle_velocity`` from t to t_end in place, by the DOP853 scheme of
     :class:`scipy.integrate.DOP853` (same tableau, initial step selection, error norm and step control,
     so the steps agree with ``solve_ivp(method="DOP853")`` up to round-off).  Returns
     ``(status, evaluations, bad_index, t_fail)``: status 0 ok, 1 non-finite velocity (flat index
-    ``bad_index`` at time ``t_fail``), 2 step size too small."""
+    ``bad_index`` at time ``t_fail``), 2 step size too small, 3 a stage point passed ``valid_below``
+    (the drift's truncation radius: the caller re-takes the interval with the numpy path)."""
     n_stages = b_weights.shape[0]
     n, dim = y.shape
     clipped = np.empty((n, dim))
@@ -286,9 +293,10 @@ def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alp
     trial = np.empty((n, dim))
     scale = np.empty((n, dim))
     evaluations = 1
-    bad = _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, clipped, work, f)
-    if bad >= 0:
-        return 1, evaluations, bad, t
+    bad = _particle_velocity(drift, parameters, y, masses, t, xi0, alpha, t0, rates, lower, upper, valid_below,
+                             clipped, work, f)
+    if bad != -1:
+        return (1 if bad >= 0 else 3), evaluations, bad, t
     interval = t_end - t
     if interval <= 0.0:
         return 0, evaluations, -1, t
@@ -304,10 +312,10 @@ def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alp
         for d in range(dim):
             trial[i, d] = y[i, d] + h0 * f[i, d]
     evaluations += 1
-    bad = _particle_velocity(drift, parameters, trial, masses, t + h0, xi0, alpha, t0, rates, lower, upper, clipped,
-                             work, y_new)
-    if bad >= 0:
-        return 1, evaluations, bad, t + h0
+    bad = _particle_velocity(drift, parameters, trial, masses, t + h0, xi0, alpha, t0, rates, lower, upper,
+                             valid_below, clipped, work, y_new)
+    if bad != -1:
+        return (1 if bad >= 0 else 3), evaluations, bad, t + h0
     d2 = _rms(y_new, f, scale, h0)
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
@@ -338,9 +346,9 @@ def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alp
                         trial[i, d] = y[i, d] + h * acc
                 evaluations += 1
                 bad = _particle_velocity(drift, parameters, trial, masses, t + c_nodes[s] * h, xi0, alpha, t0,
-                                         rates, lower, upper, clipped, work, stages[s])
-                if bad >= 0:
-                    return 1, evaluations, bad, t + c_nodes[s] * h
+                                         rates, lower, upper, valid_below, clipped, work, stages[s])
+                if bad != -1:
+                    return (1 if bad >= 0 else 3), evaluations, bad, t + c_nodes[s] * h
             for i in range(n):
                 for d in range(dim):
                     acc = 0.0
@@ -349,9 +357,9 @@ def _dop853_advance(drift, parameters, y, masses, t, t_end, rtol, atol, xi0, alp
                     y_new[i, d] = y[i, d] + h * acc
             evaluations += 1
             bad = _particle_velocity(drift, parameters, y_new, masses, t + h, xi0, alpha, t0, rates, lower, upper,
-                                     clipped, work, stages[n_stages])
-            if bad >= 0:
-                return 1, evaluations, bad, t + h
+                                     valid_below, clipped, work, stages[n_stages])
+            if bad != -1:
+                return (1 if bad >= 0 else 3), evaluations, bad, t + h
             err5 = 0.0
             err3 = 0.0
             for i in range(n):
@@ -627,8 +635,8 @@ class LagrangianSolver:
 
     def _advance_compiled(self, t_target: float) -> bool:
         """DOP853 in one compiled call (:func:`_dop853_advance`) when the problem has a compiled drift;
-        False (nothing done) otherwise, or when a particle passed the drift's ``valid_below`` (the numpy
-        path then re-takes the interval, re-choosing the series degree as it goes)."""
+        False (nothing done) otherwise, or when a stage point passed the drift's ``valid_below`` (the
+        numpy path then re-takes the interval, re-choosing the series degree where it would have)."""
         field = self.velocity
         compiled = field.compiled_drift(self.positions)
         if compiled is None:
@@ -637,8 +645,8 @@ class LagrangianSolver:
         xi0, alpha, t0 = self.schedule.as_tuple()
         status, evaluations, bad, t_fail = _dop853_advance(
             compiled.kernel, compiled.parameters, y, field.masses, self.time, t_target, self.rtol, self.atol,
-            xi0, alpha, t0, field.rates, field.lower, field.upper, _DOP853_A, _DOP853_B, _DOP853_C, _DOP853_E3,
-            _DOP853_E5)
+            xi0, alpha, t0, field.rates, field.lower, field.upper, compiled.valid_below, _DOP853_A, _DOP853_B,
+            _DOP853_C, _DOP853_E3, _DOP853_E5)
         field.evaluations += evaluations
         if status == 1:
             i, d = divmod(bad, self.dimension)
@@ -647,7 +655,7 @@ class LagrangianSolver:
         if status == 2:
             raise SolverError(f"DOP853 failed between t = {self.time:.6g} and {t_target:.6g}: required step size is "
                               f"less than spacing between numbers (at t = {t_fail:.6g})")
-        if y.max(axis=0).max() > compiled.valid_below:
+        if status == 3:
             return False
         if not np.all(np.isfinite(y)):
             i = int(np.argwhere(~np.isfinite(y))[0, 0])

@@ -93,3 +93,28 @@ def test_compiled_path_reports_a_nonfinite_velocity() -> None:
     solver.velocity.masses = masses
     with pytest.raises(SolverError, match="non-finite"):
         solver.advance(1.0)
+
+
+def test_particles_past_the_truncation_radius_fall_back_to_numpy() -> None:
+    """radius_bound = degree_radius = 0.45 while the particles move from ~0.4 to ~1.8: the compiled
+    interval in which a particle passes the bound is discarded and re-taken by the numpy path (which
+    re-chooses the series degree as it goes), later intervals rebuild the compiled drift for the new
+    bound — so the run equals the numpy-only run to round-off (1e-12 relative, as above)."""
+    times = np.array([0.0, 0.5, 1.0, 3.0])
+    runs = []
+    for cls in (IsotropicMixtureRadialProblem, NumpyOnly):
+        problem = mmn18(320, 0.4, cls, radius_bound=0.45)
+        solver = LagrangianSolver(problem, n_particles=20, degree_radius=0.45)
+        risks = []
+        for t in times:
+            solver.advance(float(t))
+            risks.append(solver.observables()["risk"])
+        runs.append((solver.positions.copy(), np.array(risks), problem.radius_bound,
+                     problem.series_degree(np.array([0.0]))))
+    (x_c, risk_c, bound_c, degree_c), (x_n, risk_n, bound_n, degree_n) = runs
+    # the bound was passed and raised (to twice the largest stage point when it was passed: round-off
+    # apart, the same crossing) to the same series degree
+    assert x_c.max() > 1.0 and bound_c > 0.45 and degree_c == degree_n
+    assert abs(bound_c - bound_n) <= 1e-8 * bound_n
+    np.testing.assert_allclose(x_c, x_n, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(risk_c, risk_n, rtol=1e-12, atol=0)
