@@ -260,6 +260,15 @@ def _cmd_escape_times(args: argparse.Namespace) -> None:
         print(f"wrote {plot_escape_times(sweep.dimensions, values, predicted, k, args.figure, fit=fit, level=q)}")
 
 
+def _cmd_chaos(args: argparse.Namespace) -> None:
+    from reduced_pde.running.chaos import plot_chaos, run_chaos, write_chaos
+    config = load_config(args.config, args.set)
+    result = run_chaos(config, widths=args.widths, seeds=args.seeds, predict=False if args.no_prediction else None)
+    print(f"wrote {write_chaos(args.output, result)}  (coupled runs {result['wall_time']:.1f} s)")
+    if args.figure:
+        print(f"wrote {plot_chaos(args.output, args.figure)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -294,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-sgd", action="store_true")
     p.add_argument("--processes", type=int, default=2, help="parallel SGD runs (default 2)")
     p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("chaos", help="finite width: m-neuron networks against their mean-field twins, "
+                                     "and the 1/m prediction (single_index_sphere, polynomial σ)")
+    common(p)
+    p.add_argument("-o", "--output", default="chaos.h5")
+    p.add_argument("--widths", type=int, nargs="+", default=None, help="widths m (default: chaos.widths)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: chaos.seeds)")
+    p.add_argument("--no-prediction", action="store_true", help="skip the prediction e(t), c(t)")
+    p.add_argument("--figure", default=None, metavar="PNG", help="also draw the three-panel figure")
+    p.set_defaults(func=_cmd_chaos)
 
     p = sub.add_parser("gibbs", help="Gibbs fixed point of the noisy dynamics (optionally a β sweep)")
     common(p)

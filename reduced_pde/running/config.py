@@ -108,6 +108,19 @@ def _seeds(field: str, value: Any) -> list[int]:
     return list(value)
 
 
+def _widths(field: str, value: Any) -> list[int]:
+    if not (isinstance(value, list) and value and all(isinstance(m, int) and not isinstance(m, bool) and m >= 1
+                                                      for m in value)):
+        raise ValueError(f"{field} = {value!r} must be a non-empty list of integers >= 1")
+    return list(value)
+
+
+def _flag(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{field} = {value!r} must be true or false")
+    return value
+
+
 def _sgd_dimension(field: str, value: Any) -> str | int:
     if value == "data":
         return value
@@ -153,6 +166,15 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
     "sgd": {"n_neurons": Key(800, integer_at_least(1), "N"), "step_size": Key(1e-4, positive, "ε"),
             "batch_size": Key(10, integer_at_least(1), "B"), "seeds": Key([0, 1, 2], _seeds, "one run per seed"),
             "dimension": Key("data", _sgd_dimension, "\"data\" or the d of full-dimensional SGD")},
+    "chaos": {"widths": Key([64, 256, 1024], _widths, "finite widths m (reduced-pde chaos)"),
+              "seeds": Key([0, 1, 2, 3, 4, 5, 6, 7], _seeds, "networks per width, batched"),
+              "dt": Key(1e-3, positive, "RK4 step bound of the m-neuron flow and the prediction"),
+              "nodes": Key(1024, integer_at_least(2), "Gauss-Jacobi nodes of the mean-field flow in s"),
+              "predict": Key(True, _flag, "also compute the 1/m prediction e(t), c(t)"),
+              "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's s_w"),
+              "s_nodes": Key(256, integer_at_least(2), "prediction: nodes in s"),
+              "q_nodes": Key(4, integer_at_least(2), "prediction: nodes in q"),
+              "epsilon": Key(1e-3, positive, "prediction: mass of the extra neuron (central differences)")},
 }
 #: keys of ``[pde]`` that belong to one solver only (given for the other, they are refused)
 SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},

@@ -1,0 +1,551 @@
+"""Finite width: an m-neuron network against its mean-field limit, measured and predicted.
+
+Setting (design note §3c; derivation in ``docs/finite_width.md``)
+-----------------------------------------------------------------
+Neurons ``w_i ∈ S^{d−1}``, a fixed second layer a, polynomial activation ``σ = Σ_k α_k h_k``
+(``h_k = He_k/√k!``), Gaussian data ``x ~ N(0, I_d)``, ``y = φ(⟨θ*, x⟩) + noise`` with
+``φ̂_k = E[φ h_k]``.  On the sphere the kernel and the potential are polynomials (exact, no
+truncation)::
+
+    U(w, w') = κ(⟨w, w'⟩),   κ(γ) = Σ_k κ_k γ^k,   κ_k = a² α_k²,
+    V(w) = v(⟨w, θ*⟩),       v(s) = Σ_k v_k s^k,   v_k = −a φ̂_k α_k.
+
+The m-neuron network ``f_m = (1/m) Σ_i a σ(⟨w_i, x⟩)`` has the risk (no ½)
+``L_m = E y² + (2/m) Σ_i V(w_i) + (1/m²) Σ_{ij} κ(G_ij)``, ``G = W Wᵀ`` the Gram matrix, and its
+population gradient flow (time t = kε, design note §2) is the projected flow
+
+    dw_i/dt = −2ξ(t) P_{w_i} ∇_1Ψ(w_i; ρ^m),   ∇_1Ψ(w; ρ^m) = v'(⟨w,θ*⟩) θ* + (1/m) Σ_j κ'(G_ij) w_j,
+
+``P_w = I − w wᵀ``: O(m² d) per step through the Gram matrix, seeds batched as a leading axis.
+Its empirical measure ρ^m_t solves the mean-field equation exactly (the self-term j = i is part
+of Ψ(·; ρ^m)), so ``ρ^m_t = S_t(ρ^m_0)`` with S_t the mean-field solution map.
+
+The mean-field twin of neuron i is its initial point moved by the mean-field velocity: by
+symmetry ``Ψ(w; ν_t) = ψ(⟨w, θ*⟩; p_t)`` and the twin is ``w̄_i(t) = s̄_i(t) θ* + sqrt(1 − s̄_i²) u_i``
+with ``u_i`` the unit orthogonal part of ``w_i(0)`` and ``ds̄/dt = −2ξ (1 − s̄²) ∂_sψ(s̄; p_t)``, the
+reduced characteristic of :class:`~reduced_pde.models.single_index.SingleIndexProblem` (sphere).
+
+Measured per (m, seed, t): ``E_t² = ‖f_m − f_{ν_t}‖²_{L²} = ∫∫κ d(ρ^m − ν_t) d(ρ^m − ν_t)`` (exact),
+the coupling gaps ``|w_i(t) − w̄_i(t)|`` (mean and quantiles over i), ``L_m(t)`` and ``L(ν_t)``.
+
+Predicted (cost independent of m): with ``ν^{ε,w}_0 = (1 − ε)ν_0 + ε δ_w`` and ``h = ρ^m_0 − ν_0``,
+
+    m E[E_t²] → e(t) = E_{w~ν_0} ‖∂_ε f_{S_t(ν^{ε,w}_0)}|_{ε=0}‖²,
+    E[L_m(t)] = L(ν_t) + c(t)/m + O(1/m²),   c(t) = ½ E_{w~ν_0} ∂²_ε R(S_t(ν^{ε,w}_0))|_{ε=0}.
+
+``S_t(ν^{ε,w}_0)`` is invariant under the rotations fixing θ* and w, so it is a law of
+``(s, q) = (⟨θ, θ*⟩, ⟨θ, e_w⟩)`` (e_w the unit orthogonal part of w) plus one atom of mass ε on the
+great circle through θ* and w: a 2-D reduced computation (:func:`predict_fluctuations`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from numba import njit
+from scipy.special import comb, roots_jacobi
+
+from reduced_pde.hermite import cosine_moments
+
+__all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPrediction",
+           "coupled_runs", "predict_fluctuations", "sphere_quadrature", "time_steps"]
+
+Schedule = Callable[[float], float]
+
+
+def _constant_schedule(t: float) -> float:
+    return 1.0
+
+
+def _check_int(field: str, value: Any, lower: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
+        raise ValueError(f"{field} = {value!r} must be an integer >= {lower}")
+    return int(value)
+
+
+def _check_positive(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(float(value)) or not float(value) > 0:
+        raise ValueError(f"{field} = {value!r} must be a finite number > 0")
+    return float(value)
+
+
+def _check_times(times: Any) -> np.ndarray:
+    t = np.asarray(times, dtype=float)
+    if t.ndim != 1 or t.size < 1 or not np.all(np.isfinite(t)) or t[0] != 0.0 or np.any(np.diff(t) <= 0):
+        raise ValueError(f"times = {times!r} must be a 1-D increasing array of finite values starting at 0")
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# The model: polynomial kernel and potential on the sphere
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SphereHermiteModel:
+    """``κ(γ) = Σ_k kernel[k] γ^k`` and ``v(s) = Σ_k potential[k] s^k`` on ``S^{d−1}`` (module doc)."""
+
+    dimension: int
+    kernel: np.ndarray
+    potential: np.ndarray
+    label_second_moment: float
+
+    def __post_init__(self) -> None:
+        _check_int("data.dimension", self.dimension, 3)
+        kernel = np.asarray(self.kernel, dtype=float)
+        potential = np.asarray(self.potential, dtype=float)
+        if kernel.ndim != 1 or np.any(kernel < 0) or not np.all(np.isfinite(kernel)):
+            raise ValueError(f"kernel coefficients {kernel!r} must be finite and >= 0 (κ_k = a² α_k²)")
+        size = max(kernel.size, potential.size)
+        object.__setattr__(self, "kernel", np.pad(kernel, (0, size - kernel.size)))
+        object.__setattr__(self, "potential", np.pad(potential, (0, size - potential.size)))
+
+    @classmethod
+    def from_problem(cls, problem: Any) -> "SphereHermiteModel":
+        """From a :class:`~reduced_pde.models.single_index.SingleIndexProblem` on the sphere with a
+        fixed second layer and a polynomial activation (the only case with an exact finite kernel)."""
+        if not getattr(problem, "sphere", False) or getattr(problem, "train_second_layer", True):
+            raise ValueError("finite-width runs need data.model = 'single_index_sphere' with "
+                             "network.train_second_layer = false (neurons on the sphere, fixed a)")
+        degree = getattr(problem.activation, "polynomial_degree", None)
+        if degree is None:
+            raise ValueError(f"activation {problem.activation.config()!r} must be a polynomial (he<k> or "
+                             "he_coefficients): the Gram-block kernel is exact only for polynomial σ")
+        if math.isinf(problem.dimension):
+            raise ValueError("data.dimension = inf is not allowed for finite-width runs (an integer >= 3 is)")
+        a = float(problem.second_layer)
+        alpha = np.asarray(problem.activation.hermite_coefficients(np.array(1.0), degree), dtype=float)
+        alpha[np.abs(alpha) < 1e-12 * np.max(np.abs(alpha))] = 0.0  # quadrature round-off of exact zeros
+        phi_hat = np.asarray(problem.target.coefficients(degree), dtype=float)
+        return cls(int(problem.dimension), a * a * alpha ** 2, -a * phi_hat * alpha,
+                   float(problem.target_second_moment))
+
+    @property
+    def degree(self) -> int:
+        return int(self.kernel.size - 1)
+
+    def kappa(self, gamma: np.ndarray) -> np.ndarray:
+        return np.polynomial.polynomial.polyval(gamma, self.kernel)
+
+    def kappa_prime(self, gamma: np.ndarray) -> np.ndarray:
+        return np.polynomial.polynomial.polyval(gamma, np.polynomial.polynomial.polyder(self.kernel))
+
+    def v(self, s: np.ndarray) -> np.ndarray:
+        return np.polynomial.polynomial.polyval(s, self.potential)
+
+    def v_prime(self, s: np.ndarray) -> np.ndarray:
+        return np.polynomial.polynomial.polyval(s, np.polynomial.polynomial.polyder(self.potential))
+
+    def output_variance(self) -> float:
+        """Variance of one neuron's output at t = 0, ``κ(1) − ∫∫κ dν_0 dν_0`` with ν_0 uniform on the
+        sphere (``E⟨w,w'⟩^k`` = cosine moments in R^d): the exact e(0) = c(0)."""
+        moments = cosine_moments(float(self.dimension), self.degree)
+        return float(np.sum(self.kernel) - self.kernel @ moments)
+
+    def config(self) -> dict[str, Any]:
+        return {"dimension": self.dimension, "kernel": self.kernel.tolist(), "potential": self.potential.tolist(),
+                "label_second_moment": self.label_second_moment}
+
+
+def sphere_quadrature(dimension: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Jacobi rule for ``s = ⟨w, θ*⟩``, w uniform on S^{d−1} (density ∝ (1 − s²)^{(d−3)/2}):
+    exact for polynomials of degree ``2·nodes − 1`` in s; weights sum to 1."""
+    exponent = (dimension - 3.0) / 2.0
+    s, weights = roots_jacobi(nodes, exponent, exponent)
+    return s, weights / weights.sum()
+
+
+def time_steps(times: np.ndarray, dt: float) -> list[tuple[float, int]]:
+    """For each output interval ``[t_k, t_{k+1}]`` the sub-step h <= dt and the number of sub-steps."""
+    out = []
+    for t0, t1 in zip(times[:-1], times[1:]):
+        n = max(1, int(math.ceil((t1 - t0) / dt - 1e-12)))
+        out.append(((t1 - t0) / n, n))
+    return out
+
+
+def _rk4(state: tuple[np.ndarray, ...], t: float, h: float,
+         rhs: Callable[[float, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """One classical Runge–Kutta step for a tuple of arrays."""
+    k1 = rhs(t, state)
+    k2 = rhs(t + h / 2, tuple(x + (h / 2) * k for x, k in zip(state, k1)))
+    k3 = rhs(t + h / 2, tuple(x + (h / 2) * k for x, k in zip(state, k2)))
+    k4 = rhs(t + h, tuple(x + h * k for x, k in zip(state, k3)))
+    return tuple(x + (h / 6) * (a + 2 * b + 2 * c + d) for x, a, b, c, d in zip(state, k1, k2, k3, k4))
+
+
+# --------------------------------------------------------------------------------------------
+# Mean-field flow in s (the reduced problem's field) with passive points (the twins)
+# --------------------------------------------------------------------------------------------
+
+
+class MeanFieldFlow:
+    """Reduced characteristics of the sphere problem: Gauss–Jacobi nodes of ν_0 in s carry masses;
+    the field ``∂_sψ(s; p_t)`` comes from the problem (``reduced_potential_gradient`` plus the exact
+    low-rank interaction), and any extra points (the twins) move passively in it."""
+
+    def __init__(self, problem: Any, nodes: int = 256, schedule: Schedule | None = None) -> None:
+        self.problem = problem
+        self.model = SphereHermiteModel.from_problem(problem)
+        self.nodes, self.masses = sphere_quadrature(self.model.dimension, _check_int("nodes", nodes, 2))
+        self.schedule = schedule or _constant_schedule
+
+    def _moments(self, nodes: np.ndarray) -> np.ndarray:
+        kernel = self.problem.interaction_low_rank(np.clip(nodes, -1.0, 1.0)[:, None])
+        return kernel.weights * (kernel.features @ self.masses)
+
+    def field(self, nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``∂_sψ(points; p)`` for the law p with atoms ``nodes`` carrying ``self.masses``."""
+        x = np.clip(points, -1.0, 1.0)[:, None]
+        gradient = self.problem.reduced_potential_gradient(x)[:, 0]
+        return gradient + np.einsum("k,km->m", self._moments(nodes),
+                                    self.problem.interaction_features_gradient(x)[:, :, 0])
+
+    def velocity(self, t: float, nodes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        both = np.concatenate([nodes, points])
+        v = -2.0 * self.schedule(t) * (1.0 - both ** 2) * self.field(nodes, both)
+        return v[: nodes.size], v[nodes.size:]
+
+    def interaction_at(self, nodes: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``∫κ(⟨w, w'⟩) ν(dw')`` at points with ⟨w, θ*⟩ = s (exact low-rank form)."""
+        kernel = self.problem.interaction_low_rank(np.clip(s, -1.0, 1.0).reshape(-1, 1))
+        return (self._moments(nodes) @ kernel.features).reshape(np.shape(s))
+
+    def risk(self, nodes: np.ndarray) -> tuple[float, float]:
+        """``(L(ν), ∫∫κ dν dν)`` of the law with atoms ``nodes``."""
+        kernel = self.problem.interaction_low_rank(nodes[:, None])
+        moments = kernel.features @ self.masses
+        interaction = float(kernel.weights @ moments ** 2)
+        potential = float(self.masses @ self.model.v(nodes))
+        return self.model.label_second_moment + 2 * potential + interaction, interaction
+
+
+# --------------------------------------------------------------------------------------------
+# Coupled runs: m-neuron gradient flow, seeds batched, against the mean-field twins
+# --------------------------------------------------------------------------------------------
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass
+class CoupledRuns:
+    """Measured gaps, shape (widths, seeds, times) unless stated."""
+
+    time: np.ndarray
+    widths: np.ndarray
+    seeds: np.ndarray
+    function_gap_squared: np.ndarray  # E_t² (exact through the kernel)
+    coupling_mean: np.ndarray  # mean_i |w_i − w̄_i|
+    coupling_rms: np.ndarray  # (mean_i |w_i − w̄_i|²)^{1/2}
+    coupling_quantiles: np.ndarray  # (W, S, T, Q) at QUANTILES
+    network_risk: np.ndarray  # L_m
+    mean_field_risk: np.ndarray  # (T,) L(ν_t)
+    twin_fluctuation: np.ndarray  # 2∫Ψ(·; ν_t) d(ρ̄^m_t − ν_t), ρ̄^m the twins' empirical measure: mean 0
+    quantiles: tuple[float, ...] = QUANTILES
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def function_gap(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.function_gap_squared, 0.0))
+
+    @property
+    def risk_excess(self) -> np.ndarray:
+        """``L_m − L(ν_t)`` per (m, seed, t)."""
+        return self.network_risk - self.mean_field_risk
+
+    @property
+    def risk_excess_controlled(self) -> np.ndarray:
+        """``L_m − L(ν_t) − 2∫Ψ(·; ν_t) d(ρ̄^m_t − ν_t)``: the same mean (the twins ``w̄_i(t) = Φ_t(w_i(0))``
+        are iid ν_t, so the subtracted control variate has mean zero exactly), but the O(m^{−1/2})
+        seed-to-seed fluctuation of the linear term is largely cancelled by its twin counterpart."""
+        return self.risk_excess - self.twin_fluctuation
+
+    def seed_mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over seeds and its standard error (axis 1), shape (W, T) each."""
+        n = values.shape[1]
+        se = values.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.full(values.mean(axis=1).shape, np.nan)
+        return values.mean(axis=1), se
+
+
+def _check_step(nodes: np.ndarray, twins: np.ndarray, dt: float) -> None:
+    """The exact reduced flow keeps s in [−1, 1] (mobility 1 − s²); an RK4 step that leaves it is unstable."""
+    worst = max(float(np.max(np.abs(nodes))), float(np.max(np.abs(twins), initial=0.0)))
+    if not worst <= 1.0 + 1e-9:
+        raise ValueError(f"chaos.dt = {dt!r} is too large: an RK4 step of the reduced flow left s ∈ [−1, 1] "
+                         f"(|s| = {worst:.6g}); use a smaller dt")
+
+
+def _initial_neurons(dimension: int, width: int, seeds: Sequence[int]) -> np.ndarray:
+    """(S, m, d) iid uniform on S^{d−1}; seed (seed, m) through a SeedSequence, θ* = e_1."""
+    out = np.empty((len(seeds), width, dimension))
+    for k, seed in enumerate(seeds):
+        g = np.random.default_rng([int(seed), int(width)]).standard_normal((width, dimension))
+        out[k] = g / np.linalg.norm(g, axis=1, keepdims=True)
+    return out
+
+
+def _network_velocity(model: SphereHermiteModel, xi: float, w: np.ndarray) -> np.ndarray:
+    """``−2ξ P_w ∇_1Ψ(w_i; ρ^m)`` for W of shape (S, m, d), θ* = e_1 (Gram blocks)."""
+    m = w.shape[1]
+    gram = w @ np.swapaxes(w, 1, 2)
+    grad = model.kappa_prime(gram) @ w / m
+    grad[..., 0] += model.v_prime(w[..., 0])
+    radial = np.einsum("smd,smd->sm", grad, w)
+    return -2.0 * xi * (grad - radial[..., None] * w)
+
+
+def _network_measures(model: SphereHermiteModel, flow: MeanFieldFlow, nodes: np.ndarray, w: np.ndarray,
+                      interaction_nu: float) -> tuple[np.ndarray, np.ndarray]:
+    """(E_t², L_m) per seed for W (S, m, d)."""
+    m = w.shape[1]
+    gram = w @ np.swapaxes(w, 1, 2)
+    self_term = model.kappa(gram).sum(axis=(1, 2)) / m ** 2
+    cross = flow.interaction_at(nodes, w[..., 0]).mean(axis=1)
+    gap_sq = self_term - 2 * cross + interaction_nu
+    risk = model.label_second_moment + 2 * model.v(w[..., 0]).mean(axis=1) + self_term
+    return gap_sq, risk
+
+
+def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], times: Any, *,
+                 dt: float = 1e-3, nodes: int = 256, schedule: Schedule | None = None,
+                 progress: Callable[[str], None] | None = None) -> CoupledRuns:
+    """Gradient flow of m-neuron networks (m in ``widths``, one batch of ``len(seeds)`` networks per m,
+    iid uniform initial neurons) coupled to their mean-field twins, RK4 with sub-steps <= dt and the
+    neurons renormalised to |w| = 1 after each step (the exact flow keeps |w| = 1)."""
+    model = SphereHermiteModel.from_problem(problem)
+    times = _check_times(times)
+    dt = _check_positive("chaos.dt", dt)
+    widths = [_check_int("chaos.widths", m, 1) for m in widths]
+    seeds = [_check_int("chaos.seeds", s, 0) for s in seeds]
+    if not widths or not seeds:
+        raise ValueError(f"chaos.widths = {widths!r} and chaos.seeds = {seeds!r} must be non-empty")
+    flow = MeanFieldFlow(problem, nodes, schedule)
+    steps = time_steps(times, dt)
+    shape = (len(widths), len(seeds), times.size)
+    gap_sq, risk, c_mean, c_rms, control = (np.empty(shape) for _ in range(5))
+    c_q = np.empty(shape + (len(QUANTILES),))
+    mf_risk = np.empty(times.size)
+    for iw, m in enumerate(widths):
+        w = _initial_neurons(model.dimension, m, seeds)
+        s0 = w[..., 0].copy()
+        ortho = w.copy()
+        ortho[..., 0] = 0.0
+        ortho /= np.maximum(np.linalg.norm(ortho, axis=-1, keepdims=True), 1e-300)
+        state = (w, flow.nodes.copy(), s0.ravel().copy())
+
+        def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            v_nodes, v_twins = flow.velocity(t, y[1], y[2])
+            return _network_velocity(model, flow.schedule(t), y[0]), v_nodes, v_twins
+
+        t = 0.0
+        for k in range(times.size):
+            if k > 0:
+                h, n = steps[k - 1]
+                for j in range(n):
+                    state = _rk4(state, t + j * h, h, rhs)
+                    state = (state[0] / np.linalg.norm(state[0], axis=-1, keepdims=True), state[1], state[2])
+                    _check_step(state[1], state[2], dt)
+                t = times[k]
+            w_t, nodes_t, twins = state
+            mf_risk[k], interaction = flow.risk(nodes_t)
+            gap_sq[iw, :, k], risk[iw, :, k] = _network_measures(model, flow, nodes_t, w_t, interaction)
+            sbar = np.clip(twins.reshape(s0.shape), -1.0, 1.0)
+            potential_twins = model.v(sbar) + flow.interaction_at(nodes_t, sbar)
+            potential_nu = flow.masses @ (model.v(nodes_t) + flow.interaction_at(nodes_t, nodes_t))
+            control[iw, :, k] = 2 * (potential_twins.mean(axis=1) - potential_nu)
+            twin = np.sqrt(1.0 - sbar ** 2)[..., None] * ortho
+            twin[..., 0] = sbar
+            dist = np.linalg.norm(w_t - twin, axis=-1)
+            c_mean[iw, :, k] = dist.mean(axis=1)
+            c_rms[iw, :, k] = np.sqrt((dist ** 2).mean(axis=1))
+            c_q[iw, :, k] = np.quantile(dist, QUANTILES, axis=1).T
+        if progress is not None:
+            progress(f"m = {m}: done")
+    config = {"widths": list(widths), "seeds": list(seeds), "dt": dt, "nodes": nodes, **model.config()}
+    return CoupledRuns(times, np.array(widths), np.array(seeds), gap_sq, c_mean, c_rms, c_q, risk, mf_risk,
+                       control, config=config)
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction: e(t) and c(t) from the flow of (1 − ε)ν_0 + εδ_w in (s, q)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FluctuationPrediction:
+    """``e(t) = lim m E[E_t²]``, ``c(t) = lim m (E L_m − L(ν_t))`` and ``L(ν_t)`` of the 2-D computation."""
+
+    time: np.ndarray
+    function_gap: np.ndarray  # e(t)
+    risk_excess: np.ndarray  # c(t)
+    mean_field_risk: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@njit(cache=True)
+def _plane_moments(x, weights, atom, atom_mass, ea, eb, el, top):  # pragma: no cover - compiled
+    """Σ_n weights[b, n] x₁^a x₂^b ρ^l (+ the atom), shape (B, F)."""
+    B, M = weights.shape
+    F = ea.size
+    out = np.zeros((B, F))
+    p = np.empty((3, top + 1))
+    for b in range(B):
+        for n in range(M + 1):
+            if n < M:
+                w = weights[b, n]
+                y = x[b, n]
+            else:
+                w = atom_mass[b]
+                y = atom[b]
+            for i in range(3):
+                p[i, 0] = 1.0
+                for k in range(1, top + 1):
+                    p[i, k] = p[i, k - 1] * y[i]
+            for f in range(F):
+                out[b, f] += w * p[0, ea[f]] * p[1, eb[f]] * p[2, el[f]]
+    return out
+
+
+@njit(cache=True)
+def _plane_gradient(x, coefficient_moments, ea, eb, el, top):  # pragma: no cover - compiled
+    """∇ Σ_f coefficient_moments[b, f] x₁^a x₂^b ρ^l at x (B, M, 3)."""
+    B, M, _ = x.shape
+    F = ea.size
+    out = np.zeros((B, M, 3))
+    p = np.empty((3, top + 1))
+    for b in range(B):
+        for n in range(M):
+            for i in range(3):
+                p[i, 0] = 1.0
+                for k in range(1, top + 1):
+                    p[i, k] = p[i, k - 1] * x[b, n, i]
+            g0 = 0.0
+            g1 = 0.0
+            g2 = 0.0
+            for f in range(F):
+                c = coefficient_moments[b, f]
+                a, e, l = ea[f], eb[f], el[f]
+                if a > 0:
+                    g0 += c * a * p[0, a - 1] * p[1, e] * p[2, l]
+                if e > 0:
+                    g1 += c * e * p[0, a] * p[1, e - 1] * p[2, l]
+                if l > 0:
+                    g2 += c * l * p[0, a] * p[1, e] * p[2, l - 1]
+            out[b, n, 0] = g0
+            out[b, n, 1] = g1
+            out[b, n, 2] = g2
+    return out
+
+
+class _PlaneFeatures:
+    """Low-rank form of ``E_c κ(x₁x₁' + x₂x₂' + ρρ'c)`` (c the cosine of two uniform directions of
+    R^{d−2}): ``Σ_f C_f φ_f(x) φ_f(x')`` with ``φ_f = x₁^a x₂^b ρ^l`` (l even, k = a + b + l) and
+    ``C_f = κ_k C(k, l) E[c^l] C(a + b, a) >= 0`` (binomial expansions; odd moments of c vanish)."""
+
+    def __init__(self, model: SphereHermiteModel) -> None:
+        K = model.degree
+        m_l = cosine_moments(float(model.dimension - 2), K)
+        rows = []
+        for k in range(K + 1):
+            if model.kernel[k] == 0.0:
+                continue
+            for l in range(0, k + 1, 2):
+                for a in range(k - l + 1):
+                    c = model.kernel[k] * comb(k, l) * m_l[l] * comb(k - l, a)
+                    if c > 0:
+                        rows.append((a, k - l - a, l, c))
+        self.a = np.array([r[0] for r in rows], dtype=int)
+        self.b = np.array([r[1] for r in rows], dtype=int)
+        self.l = np.array([r[2] for r in rows], dtype=int)
+        self.coefficient = np.array([r[3] for r in rows])
+        self.top = K
+
+    def moments(self, x: np.ndarray, weights: np.ndarray, atom: np.ndarray, atom_mass: np.ndarray) -> np.ndarray:
+        """``∫φ_f dμ`` (B, F) for μ = Σ_n weights[b, n] δ_{x[b, n]} + atom_mass[b] δ_{atom[b]}; x (B, M, 3)."""
+        return _plane_moments(x, weights, atom, atom_mass, self.a, self.b, self.l, self.top)
+
+    def gradient(self, x: np.ndarray, moments: np.ndarray) -> np.ndarray:
+        """``∇_x Σ_f C_f moments_f φ_f(x)`` in (x₁, x₂, ρ), x (B, M, 3) → (B, M, 3)."""
+        return _plane_gradient(x, self.coefficient * moments, self.a, self.b, self.l, self.top)
+
+    def quadratic(self, moments: np.ndarray) -> np.ndarray:
+        return (moments ** 2) @ self.coefficient
+
+
+def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: int = 48, q_nodes: int = 24,
+                         dt: float = 1e-3, epsilon: float = 1e-3, schedule: Schedule | None = None
+                         ) -> FluctuationPrediction:
+    """e(t) and c(t) (module doc; ``docs/finite_width.md``).
+
+    For each atom position ``w = (σ, τ) = (s_w, sqrt(1 − s_w²))`` (Gauss–Jacobi in s_w, ``atoms``
+    nodes; the law of ⟨w, θ*⟩) and ε ∈ {−epsilon, 0, +epsilon}, the measure
+    ``(1 − ε)ν_0 + εδ_w`` is carried by a product Gauss–Jacobi rule in (s, q) (q = sqrt(1 − s²) c₂,
+    c₂ with density ∝ (1 − c₂²)^{(d−4)/2}; ρ = sqrt(1 − s² − q²)) and the atom, all moving by the
+    projected gradient of ``Ψ(·; μ)`` in (x₁, x₂, ρ) (RK4, renormalised to the sphere).  Then
+    ``e = Σ_w ω_w ‖(f_+ − f_−)/(2ε)‖²`` and ``c = ½ Σ_w ω_w (R_+ − 2R_0 + R_−)/ε²`` (central
+    differences: relative error O(ε²))."""
+    model = SphereHermiteModel.from_problem(problem)
+    times = _check_times(times)
+    dt = _check_positive("chaos.dt", dt)
+    eps = _check_positive("chaos.epsilon", epsilon)
+    schedule = schedule or _constant_schedule
+    d = model.dimension
+    if d < 4:
+        raise ValueError(f"data.dimension = {d} must be >= 4 for the (s, q, ρ) reduction")
+    features = _PlaneFeatures(model)
+    s, ws = sphere_quadrature(d, _check_int("chaos.s_nodes", s_nodes, 2))
+    exponent = (d - 4.0) / 2.0
+    c2, wc = roots_jacobi(_check_int("chaos.q_nodes", q_nodes, 2), exponent, exponent)
+    wc = wc / wc.sum()
+    S, C = np.meshgrid(s, c2, indexing="ij")
+    base = np.stack([S.ravel(), np.sqrt(1 - S.ravel() ** 2) * C.ravel(),
+                     np.sqrt(1 - S.ravel() ** 2) * np.sqrt(1 - C.ravel() ** 2)], axis=-1)  # (M, 3)
+    base_weights = np.outer(ws, wc).ravel()
+    s_atoms, w_atoms = sphere_quadrature(d, _check_int("chaos.atoms", atoms, 1))
+    n_atoms = s_atoms.size
+    signs = np.concatenate([np.zeros(1), np.full(n_atoms, 1.0), np.full(n_atoms, -1.0)])
+    mass = eps * signs  # batch: [unperturbed, +ε per atom, −ε per atom]
+    atom_s = np.concatenate([[0.0], s_atoms, s_atoms])
+    atom0 = np.stack([atom_s, np.sqrt(1 - atom_s ** 2), np.zeros_like(atom_s)], axis=-1)  # (B, 3)
+    weights = (1.0 - mass)[:, None] * base_weights[None, :]
+    x0 = np.broadcast_to(base, (mass.size,) + base.shape).copy()
+
+    def velocity(t: float, x: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        moments = features.moments(x, weights, atom, mass)
+        both = np.concatenate([x, atom[:, None, :]], axis=1)
+        g = features.gradient(both, moments)
+        g[..., 0] += model.v_prime(both[..., 0])
+        radial = np.sum(g * both, axis=-1, keepdims=True)
+        v = -2.0 * schedule(t) * (g - radial * both)
+        return v[:, :-1], v[:, -1]
+
+    def measures(x: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        moments = features.moments(x, weights, atom, mass)
+        potential = np.einsum("bm,bm->b", weights, model.v(x[..., 0])) + mass * model.v(atom[:, 0])
+        return moments, model.label_second_moment + 2 * potential + features.quadratic(moments)
+
+    def renormalise(y: np.ndarray) -> np.ndarray:
+        return y / np.linalg.norm(y, axis=-1, keepdims=True)
+
+    steps = time_steps(times, dt)
+    e, c, risk0 = (np.empty(times.size) for _ in range(3))
+    state = (x0, atom0)
+    t = 0.0
+    for k in range(times.size):
+        if k > 0:
+            h, n = steps[k - 1]
+            for j in range(n):
+                state = _rk4(state, t + j * h, h, lambda tt, y: velocity(tt, *y))
+                state = (renormalise(state[0]), renormalise(state[1]))
+            t = times[k]
+        moments, risk = measures(*state)
+        plus, minus = slice(1, 1 + n_atoms), slice(1 + n_atoms, None)
+        e[k] = w_atoms @ features.quadratic((moments[plus] - moments[minus]) / (2 * eps))
+        c[k] = 0.5 * w_atoms @ ((risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2)
+        risk0[k] = risk[0]
+    config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, **model.config()}
+    return FluctuationPrediction(times, e, c, risk0, config)

@@ -1,0 +1,155 @@
+"""Finite-width runs from a configuration: coupled m-neuron runs, the 1/m prediction, HDF5, figure.
+
+``run_chaos(config)`` reads ``[chaos]`` (widths, seeds, RK4 step, rule sizes) and ``[output]`` (the
+times) of a validated configuration whose model is ``single_index_sphere`` with a fixed second
+layer and a polynomial activation (:mod:`reduced_pde.analysis.finite_width`).  ``write_chaos``
+stores one file::
+
+    /time (T,), /width (W,), /seed (S,)                     coordinates
+    /function_gap_squared, /network_risk, /twin_fluctuation,
+    /coupling_mean, /coupling_rms        (W, S, T)
+    /coupling_quantiles                  (W, S, T, Q), attribute ``quantiles``
+    /mean_field_risk                     (T,)  L(ν_t) of the reduced flow
+    /prediction/function_gap, /prediction/risk_excess, /prediction/mean_field_risk  (T,)  e, c, L
+    attrs: kind = "chaos", config.<table>.<key> (the full configuration), derived.<key>
+"""
+
+from __future__ import annotations
+
+import time as _time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from reduced_pde.analysis.finite_width import QUANTILES, CoupledRuns, FluctuationPrediction, coupled_runs, \
+    predict_fluctuations
+from reduced_pde.running.config import build_problem, build_schedule, flatten, output_times, parse_config
+from reduced_pde.running.storage import _attr_value, atomic_h5, write_config_attributes
+
+__all__ = ["run_chaos", "write_chaos", "read_chaos", "plot_chaos"]
+
+
+def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
+              seeds: Sequence[int] | None = None, predict: bool | None = None
+              ) -> dict[str, Any]:
+    """Coupled runs (and, if ``chaos.predict``, the prediction) for a validated configuration;
+    ``widths``/``seeds``/``predict`` override ``[chaos]`` (and are written back into the stored
+    configuration, so the file describes what ran)."""
+    config = {table: dict(values) if isinstance(values, Mapping) else values for table, values in config.items()}
+    chaos = config["chaos"]
+    if widths is not None:
+        chaos["widths"] = [int(m) for m in widths]
+    if seeds is not None:
+        chaos["seeds"] = [int(s) for s in seeds]
+    if predict is not None:
+        chaos["predict"] = bool(predict)
+    config = parse_config(config)  # re-validate the overrides (one error format)
+    chaos = config["chaos"]
+    problem = build_problem(config)
+    schedule = build_schedule(config)
+    times = output_times(config)
+    start = _time.perf_counter()
+    runs = coupled_runs(problem, chaos["widths"], chaos["seeds"], times, dt=chaos["dt"], nodes=chaos["nodes"],
+                        schedule=schedule)
+    run_time = _time.perf_counter() - start
+    prediction = None
+    if chaos["predict"]:
+        start = _time.perf_counter()
+        prediction = predict_fluctuations(problem, times, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
+                                          q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
+                                          schedule=schedule)
+        prediction.config["wall_time"] = _time.perf_counter() - start
+    return {"config": config, "runs": runs, "prediction": prediction, "wall_time": run_time}
+
+
+def write_chaos(path: str | Path, result: Mapping[str, Any]) -> Path:
+    """Write :func:`run_chaos`'s result atomically (layout in the module docstring)."""
+    from reduced_pde import __version__
+    runs: CoupledRuns = result["runs"]
+    prediction: FluctuationPrediction | None = result["prediction"]
+
+    def write(file: h5py.File) -> None:
+        file.attrs["kind"] = "chaos"
+        file.attrs["package_version"] = __version__
+        file.attrs["created"] = _time.strftime("%Y-%m-%dT%H:%M:%S")
+        file.attrs["dims"] = "width, seed, time"
+        write_config_attributes(file, flatten(result["config"]))
+        for key, value in runs.config.items():
+            file.attrs[f"derived.{key}"] = _attr_value(value)
+        file.attrs["diagnostics.wall_time"] = float(result.get("wall_time", np.nan))
+        file["time"] = runs.time
+        file["width"] = runs.widths
+        file["seed"] = runs.seeds
+        for name in ("function_gap_squared", "network_risk", "twin_fluctuation", "coupling_mean", "coupling_rms"):
+            file[name] = getattr(runs, name)
+        file["coupling_quantiles"] = runs.coupling_quantiles
+        file["coupling_quantiles"].attrs["quantiles"] = np.asarray(runs.quantiles)
+        file["mean_field_risk"] = runs.mean_field_risk
+        if prediction is not None:
+            group = file.create_group("prediction")
+            group["function_gap"] = prediction.function_gap
+            group["risk_excess"] = prediction.risk_excess
+            group["mean_field_risk"] = prediction.mean_field_risk
+            for key, value in prediction.config.items():
+                group.attrs[key] = _attr_value(value)
+
+    return atomic_h5(path, write)
+
+
+def read_chaos(path: str | Path) -> dict[str, Any]:
+    """The arrays of a chaos file as a :class:`CoupledRuns` and, if present, a prediction."""
+    with h5py.File(path, "r") as file:
+        if file.attrs.get("kind") != "chaos":
+            raise ValueError(f"{path} is not a chaos result file (attribute kind = {file.attrs.get('kind')!r})")
+        runs = CoupledRuns(file["time"][()], file["width"][()], file["seed"][()], file["function_gap_squared"][()],
+                           file["coupling_mean"][()], file["coupling_rms"][()], file["coupling_quantiles"][()],
+                           file["network_risk"][()], file["mean_field_risk"][()], file["twin_fluctuation"][()],
+                           tuple(file["coupling_quantiles"].attrs.get("quantiles", QUANTILES)))
+        prediction = None
+        if "prediction" in file:
+            g = file["prediction"]
+            prediction = FluctuationPrediction(file["time"][()], g["function_gap"][()], g["risk_excess"][()],
+                                               g["mean_field_risk"][()], dict(g.attrs))
+    return {"runs": runs, "prediction": prediction}
+
+
+def plot_chaos(path: str | Path, output: str | Path) -> Path:
+    """Three panels against t (log axis, t > 0): m E_t² (→ e(t)), √m × mean coupling gap, and
+    m (L_m − L(ν_t)) with the control variate (→ c(t)); seed means ± 2 standard errors per m, the
+    prediction as a black line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_chaos(path)
+    runs: CoupledRuns = data["runs"]
+    prediction = data["prediction"]
+    t = runs.time
+    keep = t > 0
+    m = runs.widths[:, None, None].astype(float)
+    panels = [("m · E_t²", m * runs.function_gap_squared, None if prediction is None else prediction.function_gap),
+              ("√m · mean |w_i − w̄_i|", np.sqrt(m) * runs.coupling_mean, None),
+              ("m · (L_m − L(ν_t))", m * runs.risk_excess_controlled,
+               None if prediction is None else prediction.risk_excess)]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (label, values, theory) in zip(axes, panels):
+        mean, se = runs.seed_mean(values)
+        for k, width in enumerate(runs.widths):
+            ax.errorbar(t[keep], mean[k, keep], yerr=2 * np.nan_to_num(se[k, keep]), capsize=2, marker="o", ms=3,
+                        label=f"m = {width}")
+        if theory is not None:
+            ax.plot(t[keep], theory[keep], "k-", lw=1.5, label="prediction (m → ∞)")
+        ax.set_xscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"finite width: {len(runs.seeds)} seeds per m, mean ± 2 s.e.")
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output

@@ -1,0 +1,187 @@
+"""Finite width (reduced_pde.analysis.finite_width, reduced-pde chaos): exact identities of the
+m-neuron flow and of the prediction; the validation against coupled runs is marked slow."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+from reduced_pde.analysis.finite_width import (
+    MeanFieldFlow,
+    SphereHermiteModel,
+    _check_step,
+    _initial_neurons,
+    _network_measures,
+    _network_velocity,
+    coupled_runs,
+    predict_fluctuations,
+)
+from reduced_pde.cli import main
+from reduced_pde.models.single_index import SingleIndexProblem
+
+
+def sphere_problem(d: int, activation="he4", target=None) -> SingleIndexProblem:
+    return SingleIndexProblem(target or {"name": "he", "degree": 4}, activation, d, sphere=True,
+                              train_second_layer=False, second_layer=1.0)
+
+
+def test_model_coefficients_and_output_variance():
+    # σ = He_4, φ = He_4: κ(γ) = 24 γ⁴, v(s) = −24 s⁴, E y² = 24; Var = 24 (1 − E⟨w,w'⟩⁴), E c⁴ = 3/(d(d+2))
+    model = SphereHermiteModel.from_problem(sphere_problem(16))
+    assert np.allclose(model.kernel, [0, 0, 0, 0, 24], atol=1e-12)
+    assert np.allclose(model.potential, [0, 0, 0, 0, -24], atol=1e-12)
+    assert model.output_variance() == pytest.approx(24 * (1 - 3 / (16 * 18)), rel=1e-13)  # = 23.75
+
+
+def test_refuses_models_without_exact_gram_kernel():
+    with pytest.raises(ValueError, match="train_second_layer"):
+        SphereHermiteModel.from_problem(SingleIndexProblem({"name": "he", "degree": 4}, "he4", 16, sphere=True))
+    with pytest.raises(ValueError, match="polynomial"):
+        SphereHermiteModel.from_problem(sphere_problem(16, activation="relu"))
+
+
+def test_network_risk_matches_the_problem_exact_risk():
+    # L_m from the Gram matrix against the package's independent exact network risk (Mehler series)
+    problem = sphere_problem(8, activation={"name": "polynomial", "he_coefficients": [0.3, 0, 0, 0, 1.0, 0, 0.5]},
+                             target={"he": [0.1, 0, 0, 0, 0.8, 0, 0.6]})
+    model = SphereHermiteModel.from_problem(problem)
+    w = _initial_neurons(8, 5, [3])
+    flow = MeanFieldFlow(problem, 16)
+    _, risk = _network_measures(model, flow, flow.nodes, w, flow.risk(flow.nodes)[1])
+    expected, bound = problem.network_risk(1.0, w[0], np.eye(8)[0])
+    assert risk[0] == pytest.approx(expected, rel=1e-11, abs=10 * bound + 1e-12)
+
+
+def test_velocity_is_the_projected_risk_gradient():
+    # dw_i/dt = −ξ m P_{w_i} ∂L_m/∂w_i (design note §2); central differences, error O(h²) ~ 1e-8
+    problem = sphere_problem(6)
+    model = SphereHermiteModel.from_problem(problem)
+    flow = MeanFieldFlow(problem, 8)
+    w = _initial_neurons(6, 4, [1])
+    velocity = _network_velocity(model, 0.7, w)
+
+    def risk(x):
+        return _network_measures(model, flow, flow.nodes, x, 0.0)[1][0]
+
+    h = 1e-5
+    grad = np.zeros_like(w)
+    for i in range(4):
+        for j in range(6):
+            e = np.zeros_like(w)
+            e[0, i, j] = h
+            grad[0, i, j] = (risk(w + e) - risk(w - e)) / (2 * h)
+    projected = grad - np.sum(grad * w, axis=-1, keepdims=True) * w
+    assert np.allclose(velocity, -0.7 * 4 * projected, atol=1e-6 * np.abs(velocity).max())
+
+
+def test_initial_gap_has_mean_variance_over_m():
+    # E[m E_0²] = Var exactly for every m; 4000 networks of m = 4: standard error ~ 0.3, bound 4 s.e.
+    problem = sphere_problem(8)
+    runs = coupled_runs(problem, [4], list(range(4000)), [0.0], nodes=32)
+    values = 4 * runs.function_gap_squared[0, :, 0]
+    se = values.std(ddof=1) / math.sqrt(values.size)
+    assert abs(values.mean() - SphereHermiteModel.from_problem(problem).output_variance()) < 4 * se
+    # and E[L_m(0)] − L(ν_0) = Var/m (E_0² and L_m − L coincide in mean at t = 0)
+    excess = 4 * runs.risk_excess[0, :, 0]
+    assert abs(excess.mean() - SphereHermiteModel.from_problem(problem).output_variance()) < 4 * excess.std() / 63
+
+
+def test_prediction_at_time_zero_is_the_output_variance():
+    # e(0) = c(0) = Var (docs/finite_width.md §2): the 2-D rule and feature expansion integrate the
+    # degree-8 polynomial exactly; R(ε) is exactly quadratic at t = 0, so the central difference is exact
+    # up to round-off ~ 1e-16 · 24 / ε² ~ 1e-9
+    problem = sphere_problem(10)
+    prediction = predict_fluctuations(problem, [0.0], atoms=6, s_nodes=6, q_nodes=6)
+    variance = SphereHermiteModel.from_problem(problem).output_variance()
+    assert prediction.function_gap[0] == pytest.approx(variance, rel=1e-9)
+    assert prediction.risk_excess[0] == pytest.approx(variance, rel=1e-6)
+
+
+def test_plane_reduction_reproduces_the_reduced_flow():
+    # at ε = 0 the (s, q, ρ) computation is the 1-D reduced flow of the problem (its own features and
+    # field): same s-nodes, same RK4 steps; the two differ only by the renormalisation to the sphere
+    # after each 3-D step, an O(h⁴) global difference: 1.5e-5 (relative) at h = 2e-3, so < 1e-6 at h = 5e-4
+    problem = sphere_problem(12)
+    times = np.array([0.0, 0.01, 0.03])
+    prediction = predict_fluctuations(problem, times, atoms=2, s_nodes=24, q_nodes=4, dt=5e-4)
+    runs = coupled_runs(problem, [2], [0], times, dt=5e-4, nodes=24)
+    assert np.allclose(prediction.mean_field_risk, runs.mean_field_risk, rtol=1e-6, atol=0)
+    assert runs.mean_field_risk[-1] < runs.mean_field_risk[0]
+
+
+def test_risk_decreases_and_twins_start_on_the_neurons():
+    problem = sphere_problem(8)
+    runs = coupled_runs(problem, [32], [0, 1], np.linspace(0, 0.03, 4), dt=2e-3, nodes=64)
+    assert np.all(np.diff(runs.network_risk, axis=-1) <= 1e-12)
+    assert np.all(runs.coupling_mean[..., 0] < 1e-12)
+    assert np.all(runs.coupling_mean[..., 1:] > 0)
+    assert runs.coupling_quantiles.shape == (1, 2, 4, 3)
+
+
+def test_cli_chaos_writes_coordinates_and_configuration(tmp_path):
+    config = tmp_path / "chaos.toml"
+    config.write_text("""
+[data]
+model = "single_index_sphere"
+dimension = 8
+target = {name = "he", degree = 4}
+second_layer = 1.0
+[activation]
+name = "he4"
+[output]
+t_final = 0.01
+n_outputs = 2
+spacing = "linear"
+[chaos]
+widths = [4, 8]
+seeds = [0, 1]
+dt = 2e-3
+nodes = 32
+atoms = 2
+s_nodes = 8
+q_nodes = 4
+""")
+    output = tmp_path / "out.h5"
+    assert main(["chaos", str(config), "-o", str(output), "--seeds", "0", "1", "2", "--quiet"]) == 0
+    with h5py.File(output, "r") as file:
+        assert file.attrs["kind"] == "chaos"
+        assert list(file["width"][()]) == [4, 8] and list(file["seed"][()]) == [0, 1, 2]
+        assert file["function_gap_squared"].shape == (2, 3, 3)
+        assert file["prediction/function_gap"].shape == (3,)
+        assert file.attrs["config.chaos.seeds"].tolist() == [0, 1, 2]
+        assert file.attrs["config.data.dimension"] == 8
+    assert main(["chaos", str(config), "-o", str(output), "--widths", "0"]) == 2
+    assert main(["chaos", str(config), "-o", str(output), "--set", "chaos.dt=-1"]) == 2
+    assert main(["chaos", str(config), "-o", str(output), "--set", "data.model=single_index", "--quiet"]) == 2
+
+
+def test_unstable_step_is_refused():
+    with pytest.raises(ValueError, match="chaos.dt = 0.5 is too large"):
+        _check_step(np.array([0.2, 1.3]), np.zeros(0), 0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation (slow): the 1/m prediction against coupled runs, He_4 on the sphere
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d, t_final", [(16, 0.06)])
+def test_prediction_matches_coupled_runs(d, t_final):
+    """m E[E_t²] and m (E L_m − L) against e(t), c(t).  Allowed error: 3 standard errors of the seed
+    mean plus the O(1/m) correction, estimated from the two widths as |X_m − X_{4m}| (Richardson: the
+    remaining bias of X_{4m} is 1/3 of it)."""
+    problem = sphere_problem(d)
+    times = np.linspace(0, t_final, 4)
+    prediction = predict_fluctuations(problem, times, atoms=64, s_nodes=256, q_nodes=4, dt=2e-3)
+    small, large = 32, 128
+    runs = coupled_runs(problem, [small, large], list(range(256)), times, dt=2e-3, nodes=1024)
+    m = runs.widths[:, None, None]
+    for values, theory in ((m * runs.function_gap_squared, prediction.function_gap),
+                           (m * runs.risk_excess_controlled, prediction.risk_excess)):
+        mean, se = runs.seed_mean(values)
+        bias = np.abs(mean[0] - mean[1]) / 3
+        assert np.all(np.abs(mean[1] - theory) <= 3 * se[1] + bias + 1e-12), (mean, se, theory)
