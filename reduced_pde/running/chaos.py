@@ -119,9 +119,7 @@ def plot_chaos(path: str | Path, output: str | Path) -> Path:
     """Three panels against t (log axis, t > 0): m E_t² (→ e(t)), √m × mean coupling gap, and
     m (L_m − L(ν_t)) with the control variate (→ c(t)); seed means ± 2 standard errors per m, the
     prediction as a black line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reduced_pde.running.plotting import _save, plt
 
     data = read_chaos(path)
     runs: CoupledRuns = data["runs"]
@@ -147,9 +145,4 @@ def plot_chaos(path: str | Path, output: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"finite width: {len(runs.seeds)} seeds per m, mean ± 2 s.e.")
-    fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    return output
+    return _save(fig, output)

@@ -169,7 +169,7 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
     "chaos": {"widths": Key([64, 256, 1024], _widths, "finite widths m (reduced-pde chaos)"),
               "seeds": Key([0, 1, 2, 3, 4, 5, 6, 7], _seeds, "networks per width, batched"),
               "dt": Key(1e-3, positive, "RK4 step bound of the m-neuron flow and the prediction"),
-              "nodes": Key(1024, integer_at_least(2), "Gauss-Jacobi nodes of the mean-field flow in s"),
+              "nodes": Key(1024, integer_at_least(2), "quadrature nodes of the mean-field flow in s"),
               "predict": Key(True, _flag, "also compute the 1/m prediction e(t), c(t)"),
               "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's s_w"),
               "s_nodes": Key(256, integer_at_least(2), "prediction: nodes in s"),
