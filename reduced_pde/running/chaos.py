@@ -119,7 +119,7 @@ def plot_chaos(path: str | Path, output: str | Path) -> Path:
     """Three panels against t (log axis, t > 0): m E_t² (→ e(t)), √m × mean coupling gap, and
     m (L_m − L(ν_t)) with the control variate (→ c(t)); seed means ± 2 standard errors per m, the
     prediction as a black line."""
-    from reduced_pde.running.plotting import _save, plt
+    from reduced_pde.running.plotting import plt, save_figure
 
     data = read_chaos(path)
     runs: CoupledRuns = data["runs"]
@@ -145,4 +145,4 @@ def plot_chaos(path: str | Path, output: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"finite width: {len(runs.seeds)} seeds per m, mean ± 2 s.e.")
-    return _save(fig, output)
+    return save_figure(fig, output)
