@@ -354,6 +354,7 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model) -> 
         raise ValueError("[noise] and pde.time_stepping = 'implicit' need pde.solver = 'finite_volume' "
                          "(the Scharfetter–Gummel finite volumes)")
     if solver == "finite_volume":
+        pde_solver_name(config, problem)  # noise / implicit stepping need a one-coordinate reduction
         grid_table(config, problem)  # builds the axes: every coordinate has one, no stray table
     elif any(name != "cells" for name in config["grid"]) or "cells" in raw.get("grid", {}):
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")
