@@ -9,6 +9,8 @@
     reduced-pde plateaus FILE [...] [-o FIGURE.png] [--threshold S] [--smoothing D] [--min-duration D]
     reduced-pde plateaus --compare PDE_FILE SGD_FILE [...] -o OVERLAY.png
     reduced-pde escape-times -k K -d D [D ...] [--level Q] [--particles N] [-o FILE.h5] [--figure PNG]
+    reduced-pde sweep SWEEP.toml [--outdir DIR] [--scheduler ADDRESS] [--workers N]   # on Dask
+    reduced-pde phase-diagram DATASET [--sgd DATASET] [--level R] -o FIGURE.png
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
 run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
@@ -269,6 +271,22 @@ def _cmd_chaos(args: argparse.Namespace) -> None:
         print(f"wrote {plot_chaos(args.output, args.figure)}")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from reduced_pde.running.sweeps import run_sweep
+
+    report = run_sweep(args.sweep, args.outdir, scheduler=args.scheduler, workers=args.workers,
+                       progress=not args.quiet)
+    if report.failed:
+        raise SystemExit(1)
+
+
+def _cmd_phase_diagram(args: argparse.Namespace) -> None:
+    from reduced_pde.running.phase_diagrams import phase_diagram
+
+    for line in phase_diagram(args.dataset, args.output, sgd=args.sgd, level=args.level, title=args.title):
+        print(line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,6 +379,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="PNG: T vs d with the prediction and the fit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_escape_times)
+
+    p = sub.add_parser("sweep", help="a sweep file's tasks (PDE, SGD seeds, plateau reports) on Dask, "
+                                     "resumable, gathered into one netCDF dataset")
+    p.add_argument("sweep", help="sweep file (TOML: [sweep] base, task; [axes])")
+    p.add_argument("--outdir", default=None, help="default: results/sweeps/<name>")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing Dask scheduler (tcp://host:port or a scheduler file); default: a LocalCluster")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the CPU count)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("phase-diagram", help="outcome map of a 2-axis sweep dataset (final risk, stall, time to "
+                                             "a risk level; plateau exit times), with SGD points")
+    p.add_argument("dataset", help="sweep.nc of a pde or plateaus sweep over two axes")
+    p.add_argument("--sgd", default=None, help="sweep.nc of SGD seeds at points on the same axes")
+    p.add_argument("--level", type=float, default=None, help="risk level for the time-to-level map")
+    p.add_argument("-o", "--output", default="phase_diagram.png")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_phase_diagram)
     return parser
 
 

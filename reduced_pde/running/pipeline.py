@@ -173,7 +173,7 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
         plot_marginals,
         plot_risk_comparison,
     )
-    from solvers.controller import map_in_processes
+    from reduced_pde.running.sweeps import map_on_dask
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,9 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
             jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5")) for seed in case["sgd"]["seeds"]]
     log("\n".join("  " + line for line in timings))
     if jobs:
-        log(f"running {len(jobs)} SGD runs on {min(processes, len(jobs))} process(es)")
-        for path, seconds in map_in_processes(_sgd_job, jobs, processes, progress="SGD runs" if progress else None):
+        log(f"running {len(jobs)} SGD runs on {min(processes, len(jobs))} process(es) (a Dask LocalCluster when > 1)")
+        for path, seconds in map_on_dask(_sgd_job, jobs, processes, progress="SGD runs" if progress else None,
+                                         log=log):
             timings.append(f"{Path(path).name}: {seconds:.1f} s")
             files.append(Path(path))
             trajectories.append(read_trajectory(path))
