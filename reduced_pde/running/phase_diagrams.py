@@ -1,0 +1,274 @@
+"""Phase diagrams drawn from sweep datasets (:mod:`reduced_pde.running.sweeps`).
+
+``task = "pde"`` over two axes: per point the final risk R(T), the outcome (reached the risk level /
+stalled / still decreasing at T, :func:`reduced_pde.analysis.outcomes.classify_outcome`) and the time
+to reach the level; an SGD dataset over points of the same axes is drawn on the same panels (markers
+coloured on the same scale) and compared point by point at the SGD's final time.
+
+``task = "plateaus"`` over two axes: the exit times of the first plateaus of each risk curve against
+the second axis, one line per value of the first axis, and a table.
+
+:func:`phase_diagram` draws the figure and returns the lines of its table (the CLI prints them).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reduced_pde.analysis.outcomes import OUTCOMES, classify_outcome, time_to_level
+from reduced_pde.running.sweeps import open_dataset
+
+__all__ = ["phase_diagram", "outcome_maps", "sgd_comparison"]
+
+_TIME_DIMS = ("time", "output", "seed", "plateau")
+
+
+def _axes_of(dataset: Any) -> list[str]:
+    axes = [dim for dim in dataset.status.dims if dim not in _TIME_DIMS]
+    if len(axes) != 2:
+        raise ValueError(f"a phase diagram needs a sweep over exactly two axes; this dataset has {axes}")
+    return axes
+
+
+def _times(dataset: Any, at: dict[str, Any]) -> np.ndarray:
+    if "time" in dataset.dims:
+        return dataset["time"].values
+    return dataset["time"].sel(at).values
+
+
+def outcome_maps(dataset: Any, level: float) -> dict[str, np.ndarray]:
+    """Per point of a two-axis ``pde`` sweep: ``final_risk``, ``outcome`` (0 reached, 1 stalled,
+    2 decreasing; −1 for a point that did not finish) and ``time_to_level`` (NaN if not reached)."""
+    first, second = _axes_of(dataset)
+    shape = (dataset.sizes[first], dataset.sizes[second])
+    maps = {"final_risk": np.full(shape, math.nan), "outcome": np.full(shape, -1),
+            "time_to_level": np.full(shape, math.nan)}
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            at = {first: i, second: j}
+            if int(dataset.status.isel(at)) != 1:
+                continue
+            point = dataset.isel(at)
+            time = point["time"].values
+            risk = point.risk.values
+            maps["final_risk"][i, j] = point.final_risk.item()
+            maps["outcome"][i, j] = classify_outcome(time, risk, level)
+            maps["time_to_level"][i, j] = time_to_level(time, risk, level)
+    return maps
+
+
+def _index(values: np.ndarray, value: Any) -> int | None:
+    """Position of ``value`` on a coordinate (numbers: equal to 1e-9 relative), None if absent."""
+    if values.dtype.kind in "fiu":
+        hits = np.flatnonzero(np.isclose(values.astype(float), float(value), rtol=1e-9, atol=0))
+    else:
+        hits = np.flatnonzero(values.astype(str) == str(value))
+    return int(hits[0]) if hits.size else None
+
+
+def sgd_comparison(pde: Any, sgd: Any, level: float) -> list[dict[str, Any]]:
+    """One row per point of the SGD dataset: its grid position in ``pde``, the reduced prediction at the
+    SGD's final time T (risk interpolated in ln t between the PDE outputs; outcome and time to level
+    on [0, T]), and over the seeds the mean ± standard error (ddof = 1) of the SGD's risk of the
+    empirical law of invariants (``risk``: the quantity the PDE predicts at N = ∞), of the finite
+    network's exact risk (``network_risk``) and of the time to level, with each seed's outcome."""
+    first, second = _axes_of(pde)
+    if _axes_of(sgd) != [first, second]:
+        raise ValueError(f"--sgd: the SGD dataset's axes {_axes_of(sgd)} differ from the PDE's {[first, second]}")
+    rows = []
+    for a in sgd[first].values:
+        for b in sgd[second].values:
+            i, j = _index(pde[first].values, a), _index(pde[second].values, b)
+            point = sgd.sel({first: a, second: b})
+            done = point.status.values == 1
+            if i is None or j is None or not done.any():
+                continue
+            seeds = point.isel(seed=np.flatnonzero(done))
+            time = seeds["time"].values
+            horizon = float(time[-1])
+            pde_point = pde.isel({first: i, second: j})
+            pde_time, pde_risk = pde_point["time"].values, pde_point.risk.values
+            keep = pde_time <= horizon * (1 + 1e-12)
+            positive = pde_time > 0
+            predicted = float(np.exp(np.interp(math.log(horizon), np.log(pde_time[positive]),
+                                               np.log(pde_risk[positive]))))
+            curve_t = np.append(pde_time[keep], horizon)
+            curve_r = np.append(pde_risk[keep], predicted)
+            row = {"first": float(a) if np.ndim(a) == 0 and np.asarray(a).dtype.kind in "fiu" else a,
+                   "second": float(b) if np.asarray(b).dtype.kind in "fiu" else b, "i": i, "j": j,
+                   "horizon": horizon, "seeds": int(done.sum()), "pde_risk": predicted,
+                   "pde_outcome": OUTCOMES[classify_outcome(curve_t, curve_r, level)],
+                   "pde_time": time_to_level(curve_t, curve_r, level)}
+            for name in ("risk", "network_risk"):
+                finals = seeds[name].values[:, -1]
+                row[f"sgd_{name}"] = float(finals.mean())
+                row[f"sgd_{name}_se"] = float(finals.std(ddof=1) / math.sqrt(finals.size)) if finals.size > 1 \
+                    else math.nan
+            times = np.array([time_to_level(time, r, level) for r in seeds.risk.values])
+            row["sgd_time"] = float(np.mean(times)) if np.all(np.isfinite(times)) else math.nan
+            row["sgd_time_se"] = float(times.std(ddof=1) / math.sqrt(times.size)) \
+                if times.size > 1 and np.all(np.isfinite(times)) else math.nan
+            row["sgd_outcomes"] = [OUTCOMES[classify_outcome(time, r, level)] for r in seeds.risk.values]
+            rows.append(row)
+    return rows
+
+
+def _label(key: str) -> str:
+    names = {"initial.kappa": "κ (initial scale)", "data.delta": "Δ (class separation)",
+             "data.dimension": "d", "network.second_layer_rate": "1/ε (second-layer rate)"}
+    return names.get(key, key)
+
+
+def _ticks(ax: Any, values: np.ndarray, axis: str) -> None:
+    labels = [f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v) for v in values.tolist()]
+    getattr(ax, f"set_{axis}ticks")(range(len(values)))
+    getattr(ax, f"set_{axis}ticklabels")(labels, rotation=45 if axis == "x" else 0)
+
+
+def _pde_figure(pde: Any, sgd: Any | None, level: float, output: Path, title: str | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
+
+    first, second = _axes_of(pde)
+    maps = outcome_maps(pde, level)
+    rows = sgd_comparison(pde, sgd, level) if sgd is not None else []
+    horizon = float(pde["time"].values[-1]) if "time" in pde.dims else math.nan
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), constrained_layout=True)
+    # rows of the maps = first axis (y), columns = second axis (x)
+    risk = maps["final_risk"]
+    norm = LogNorm(vmin=np.nanmin(risk), vmax=np.nanmax(risk))
+    image = axes[0].imshow(risk, origin="lower", cmap="viridis", norm=norm, aspect="auto")
+    fig.colorbar(image, ax=axes[0], label=f"reduced PDE: R(T = {horizon:g})")
+    outcome_cmap = ListedColormap(["#dddddd", "#4daf4a", "#e41a1c", "#ff7f00"])
+    axes[1].imshow(maps["outcome"], origin="lower", cmap=outcome_cmap, aspect="auto",
+                   norm=BoundaryNorm([-1.5, -0.5, 0.5, 1.5, 2.5], 4))
+    for i in range(risk.shape[0]):
+        for j in range(risk.shape[1]):
+            code = int(maps["outcome"][i, j])
+            axes[1].text(j, i, "—" if code < 0 else OUTCOMES[code][0].upper(), ha="center", va="center",
+                         fontsize=9, color="white")
+    from matplotlib.patches import Patch
+
+    axes[1].legend(handles=[Patch(color=c, label=f"{n} (PDE)") for c, n in
+                            zip(["#4daf4a", "#e41a1c", "#ff7f00"], ["R ≤ level by T", "stalled at T", "still decreasing"])],
+                   loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
+    times = maps["time_to_level"]
+    finite = times[np.isfinite(times) & (times > 0)]
+    tnorm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
+    image = axes[2].imshow(np.where(times > 0, times, np.nan), origin="lower", cmap="magma_r", norm=tnorm,
+                           aspect="auto")
+    fig.colorbar(image, ax=axes[2], label=f"time to reach R = {level:g} (blank: not by T)")
+    for i, j in zip(*np.nonzero(times == 0)):
+        axes[2].text(j, i, "R(0) ≤ level", ha="center", va="center", fontsize=7)
+    for row in rows:  # SGD: same colour scale, black edge; label = seeds' mean
+        axes[0].scatter([row["j"]], [row["i"]], s=260, c=[row["sgd_risk"]], cmap="viridis", norm=norm,
+                        edgecolors="black", linewidths=1.5, marker="o", zorder=3)
+        axes[0].annotate(f"{row['sgd_risk']:.3g}\n({row['pde_risk']:.3g})", (row["j"], row["i"]),
+                         textcoords="offset points", xytext=(0, 14), ha="center", fontsize=7, color="black",
+                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0})
+        reached = sum(o == "reached" for o in row["sgd_outcomes"])
+        axes[1].scatter([row["j"]], [row["i"]], s=200, facecolors="none", edgecolors="black", linewidths=1.5,
+                        zorder=3)
+        axes[1].annotate(f"SGD {reached}/{row['seeds']} reached\nby t = {row['horizon']:g}", (row["j"], row["i"]),
+                         textcoords="offset points", xytext=(0, 12), ha="center", fontsize=7,
+                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0})
+        if math.isfinite(row["sgd_time"]) and tnorm is not None:
+            axes[2].scatter([row["j"]], [row["i"]], s=200, c=[row["sgd_time"]], cmap="magma_r", norm=tnorm,
+                            edgecolors="black", linewidths=1.5, zorder=3)
+    for ax, name in zip(axes, ["final risk (disc: SGD mean at its T, label: SGD (PDE) at that T)",
+                               f"outcome at T = {horizon:g}, level R = {level:g}",
+                               "time to reach the level (disc: SGD mean)"]):
+        _ticks(ax, pde[second].values, "x")
+        _ticks(ax, pde[first].values, "y")
+        ax.set_xlabel(_label(second))
+        ax.set_ylabel(_label(first))
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title or f"{pde.attrs.get('sweep.name', '')}: reduced PDE over ({_label(first)}, {_label(second)})"
+                 + (f"; SGD seeds at {len(rows)} points" if rows else ""))
+    fig.savefig(output, dpi=130)
+    plt.close(fig)
+    lines = [f"reduced PDE, {pde.sizes[first]} x {pde.sizes[second]} points, T = {horizon:g}, level R = {level:g}: "
+             + ", ".join(f"{int(np.sum(maps['outcome'] == k))} {name}" for k, name in enumerate(OUTCOMES))]
+    if rows:
+        lines.append(f"{first:>16} {second:>12} {'T':>5} {'R_PDE(T)':>10} {'R_SGD(T) (law)':>20} "
+                     f"{'R_SGD(T) (network)':>20} {'t_PDE':>8} {'t_SGD':>16}  PDE outcome / SGD seeds")
+        for r in rows:
+            t_sgd = f"{r['sgd_time']:.3g} ± {r['sgd_time_se']:.2g}" if math.isfinite(r["sgd_time"]) else "-"
+            lines.append(f"{r['first']:16.4g} {r['second']:12.4g} {r['horizon']:5.3g} {r['pde_risk']:10.4g} "
+                         f"{r['sgd_risk']:11.4g} ± {r['sgd_risk_se']:6.2g} {r['sgd_network_risk']:11.4g} ± "
+                         f"{r['sgd_network_risk_se']:6.2g} {r['pde_time']:8.3g} {t_sgd:>16}  {r['pde_outcome']} / "
+                         f"{', '.join(r['sgd_outcomes'])}")
+    return lines
+
+
+def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first, second = _axes_of(dataset)
+    exits = dataset.plateau_exit.values
+    heights = dataset.plateau_height.values
+    shown = min(exits.shape[-1], 3)
+    fig, axes = plt.subplots(1, shown, figsize=(5.2 * shown, 4.6), constrained_layout=True, squeeze=False)
+    x = dataset[second].values.astype(float)
+    colours = plt.cm.viridis(np.linspace(0, 0.9, dataset.sizes[first]))
+    for k in range(shown):
+        ax = axes[0, k]
+        for i, value in enumerate(dataset[first].values):
+            y = exits[i, :, k]
+            ax.plot(x, y, "o-", color=colours[i], label=f"{_label(first).split(' ')[0]} = {value:g}")
+        level = np.nanmedian(heights[..., k])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(_label(second))
+        ax.set_ylabel("exit time")
+        ax.set_title(f"plateau {k + 1} (median height {level:.3g})", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"{dataset.attrs.get('sweep.name', '')}: plateau exit times over "
+                          f"({_label(first)}, {_label(second)})")
+    fig.savefig(output, dpi=130)
+    plt.close(fig)
+    lines = [f"{first:>26} {second:>14}  plateaus: height [entry, exit]"]
+    for i, a in enumerate(dataset[first].values):
+        for j, b in enumerate(dataset[second].values):
+            found = [f"{heights[i, j, k]:.4g} [{dataset.plateau_entry.values[i, j, k]:.3g}, {exits[i, j, k]:.3g}]"
+                     for k in range(exits.shape[-1]) if np.isfinite(heights[i, j, k])]
+            status = "" if int(dataset.status.values[i, j]) == 1 else "  (not finished)"
+            lines.append(f"{a!s:>26} {b!s:>14}  " + "; ".join(found) + status)
+    return lines
+
+
+def phase_diagram(path: str | Path, output: str | Path, *, sgd: str | Path | None = None,
+                  level: float | None = None, title: str | None = None) -> list[str]:
+    """Draw the phase diagram of the sweep dataset ``path`` to ``output`` and return its table.
+    ``level``: the risk level of the outcome and time-to-level maps (default: half the largest initial
+    risk on the grid)."""
+    dataset = open_dataset(path)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    kind = dataset.attrs.get("sweep.task")
+    if kind == "plateaus":
+        if sgd is not None or level is not None:
+            raise ValueError("--sgd and --level apply to a pde sweep; this dataset is a plateaus sweep")
+        lines = _plateau_figure(dataset, output, title)
+    elif kind == "pde":
+        if level is None:
+            level = 0.5 * float(np.nanmax(dataset.risk.isel({dataset.risk.dims[-1]: 0}).values))
+        elif not (math.isfinite(level) and level > 0):
+            raise ValueError(f"--level = {level!r} must be a finite risk > 0")
+        other = open_dataset(sgd) if sgd is not None else None
+        if other is not None and other.attrs.get("sweep.task") != "sgd":
+            raise ValueError(f"--sgd {str(sgd)!r} is a {other.attrs.get('sweep.task')!r} sweep, not an sgd sweep")
+        lines = _pde_figure(dataset, other, level, output, title)
+    else:
+        raise ValueError(f"phase-diagram: {str(path)!r} is a {kind!r} sweep; it draws pde and plateaus sweeps")
+    return lines + [f"wrote {output}"]
