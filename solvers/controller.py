@@ -16,14 +16,17 @@ knows nothing of file formats.
 
 from __future__ import annotations
 
+import contextlib
 import time as wallclock
+import warnings
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
 from solvers.results import Trajectory
 
-__all__ = ["Simulation", "CheckpointStore", "run_simulation", "map_in_processes"]
+__all__ = ["Simulation", "CheckpointStore", "run_simulation", "map_in_processes", "local_dask_client", "ONE_THREAD_ENV"]
 
 class CheckpointStore(Protocol):
     """Where a run's checkpoints go: ``save`` replaces the previous one atomically."""
@@ -158,47 +161,62 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
     return _assemble(kind, names, times, records, static_fields, config, diagnostics, derived)
 
 
+#: the environment of every local Dask worker: one BLAS / OpenMP / numba thread (workers are the parallelism)
+ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "NUMBA_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def local_dask_client(workers: int, *, processes: bool = True) -> Iterator[Any]:
+    """A :class:`dask.distributed.Client` on a new LocalCluster of ``workers`` single-threaded workers:
+    processes with one BLAS thread each (:data:`ONE_THREAD_ENV`), or threads of this process
+    (``processes=False``).  Closed on exit."""
+    from dask.distributed import Client, LocalCluster
+
+    options: dict[str, Any] = {"n_workers": workers, "threads_per_worker": 1, "processes": processes,
+                               "dashboard_address": None}
+    if processes:
+        options["env"] = dict(ONE_THREAD_ENV)
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        yield client
+
+
 def map_in_processes(function, jobs: list, processes: int, progress: str | None = None) -> list:
-    """``[function(job) for job in jobs]``, in ``processes`` spawned worker processes with one BLAS
-    thread each (so that 2 workers use 2 cores); sequential when ``processes == 1``.  ``function``
-    must be importable (a module-level function) and jobs picklable.  Results keep job order.
-    ``progress``: a label for a progress bar over finished jobs (None: no bar)."""
+    """``[function(job) for job in jobs]`` in job order: on a Dask LocalCluster of ``processes``
+    single-threaded worker processes (:func:`local_dask_client`), in this process when
+    ``processes == 1`` or one job, and sequentially with a warning when dask.distributed is not
+    installed (``pip install "reduced-pde[sweeps]"``).  ``function`` must be importable (a module-level
+    function) and jobs picklable.  ``progress``: a label for a progress bar over finished jobs."""
     bar = None
     if progress is not None:
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc=progress, unit="run")
     try:
-        if processes <= 1 or len(jobs) <= 1:
+        parallel = processes > 1 and len(jobs) > 1
+        if parallel:
+            try:
+                from dask.distributed import as_completed
+            except ImportError:
+                warnings.warn("dask.distributed is not installed (pip install 'reduced-pde[sweeps]'): "
+                              "running the jobs sequentially", stacklevel=2)
+                parallel = False
+        if not parallel:
             results = []
             for job in jobs:
                 results.append(function(job))
                 if bar is not None:
                     bar.update(1)
             return results
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawned workers read the environment when they import numpy: one BLAS thread each
-        saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        os.environ.update({k: "1" for k in saved})
-        try:
-            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)),
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
-                results = [None] * len(jobs)
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    if bar is not None:
-                        bar.update(1)
-                return results
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with local_dask_client(min(processes, len(jobs))) as client:
+            futures = client.map(function, list(jobs), pure=False)
+            order = {future.key: i for i, future in enumerate(futures)}
+            results = [None] * len(jobs)
+            for future in as_completed(futures):
+                results[order[future.key]] = future.result()
+                if bar is not None:
+                    bar.update(1)
+            return results
     finally:
         if bar is not None:
             bar.close()

@@ -192,3 +192,13 @@ def test_sweep_through_a_scheduler_and_two_worker_processes(tmp_path):
         for process in processes:  # the processes this test started (SIGKILL: no graceful shutdown to wait for)
             process.kill()
             process.wait()
+
+
+def test_map_in_processes_runs_on_a_local_cluster_in_job_order():
+    """The experiment's SGD seeds go through solvers.controller.map_in_processes: a LocalCluster of 2
+    worker processes; results come back in job order whatever order they finish in."""
+    import math
+
+    from solvers.controller import map_in_processes
+
+    assert map_in_processes(math.factorial, [7, 3, 5, 1, 4], 2) == [5040, 6, 120, 1, 24]

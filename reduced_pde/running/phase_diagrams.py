@@ -170,21 +170,24 @@ def _pde_figure(pde: Any, sgd: Any | None, level: float, output: Path, title: st
     for row in rows:  # SGD: same colour scale, black edge; label = seeds' mean
         axes[0].scatter([row["j"]], [row["i"]], s=260, c=[row["sgd_risk"]], cmap="viridis", norm=norm,
                         edgecolors="black", linewidths=1.5, marker="o", zorder=3)
-        axes[0].annotate(f"{row['sgd_risk']:.3g}\n({row['pde_risk']:.3g})", (row["j"], row["i"]),
-                         textcoords="offset points", xytext=(0, 14), ha="center", fontsize=7, color="black",
+        axes[0].annotate(f"{row['sgd_risk']:.3g} ({row['pde_risk']:.3g})", (row["j"], row["i"]),
+                         textcoords="offset points", xytext=(11, 0), ha="left", va="center", fontsize=7,
                          bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0})
         reached = sum(o == "reached" for o in row["sgd_outcomes"])
         axes[1].scatter([row["j"]], [row["i"]], s=200, facecolors="none", edgecolors="black", linewidths=1.5,
                         zorder=3)
-        axes[1].annotate(f"SGD {reached}/{row['seeds']} reached\nby t = {row['horizon']:g}", (row["j"], row["i"]),
-                         textcoords="offset points", xytext=(0, 12), ha="center", fontsize=7,
+        axes[1].annotate(f"SGD {reached}/{row['seeds']}", (row["j"], row["i"]),
+                         textcoords="offset points", xytext=(11, 0), ha="left", va="center", fontsize=7,
                          bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0})
         if math.isfinite(row["sgd_time"]) and tnorm is not None:
             axes[2].scatter([row["j"]], [row["i"]], s=200, c=[row["sgd_time"]], cmap="magma_r", norm=tnorm,
                             edgecolors="black", linewidths=1.5, zorder=3)
-    for ax, name in zip(axes, ["final risk (disc: SGD mean at its T, label: SGD (PDE) at that T)",
-                               f"outcome at T = {horizon:g}, level R = {level:g}",
-                               "time to reach the level (disc: SGD mean)"]):
+    sgd_horizon = f"t = {rows[0]['horizon']:g}" if rows else ""
+    for ax, name in zip(axes, [f"PDE R(T = {horizon:g})" + (f"; discs: SGD mean R({sgd_horizon[4:]}),\n"
+                                                            f"labels: SGD (PDE) at {sgd_horizon}" if rows else ""),
+                               f"PDE outcome at T = {horizon:g}, level R = {level:g}"
+                               + (f";\nlabels: SGD seeds below the level by {sgd_horizon}" if rows else ""),
+                               "time to reach the level" + ("; discs: SGD mean" if rows else "")]):
         _ticks(ax, pde[second].values, "x")
         _ticks(ax, pde[first].values, "y")
         ax.set_xlabel(_label(second))

@@ -173,7 +173,7 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
         plot_marginals,
         plot_risk_comparison,
     )
-    from reduced_pde.running.sweeps import map_on_dask
+    from solvers.controller import map_in_processes
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -191,8 +191,7 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
     log("\n".join("  " + line for line in timings))
     if jobs:
         log(f"running {len(jobs)} SGD runs on {min(processes, len(jobs))} process(es) (a Dask LocalCluster when > 1)")
-        for path, seconds in map_on_dask(_sgd_job, jobs, processes, progress="SGD runs" if progress else None,
-                                         log=log):
+        for path, seconds in map_in_processes(_sgd_job, jobs, processes, progress="SGD runs" if progress else None):
             timings.append(f"{Path(path).name}: {seconds:.1f} s")
             files.append(Path(path))
             trajectories.append(read_trajectory(path))

@@ -27,7 +27,7 @@ import numpy as np
 
 from solvers.results import Trajectory
 
-__all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5",
+__all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5", "atomic_write",
            "CheckpointFile"]
 
 
@@ -64,14 +64,24 @@ def _decode(value: Any) -> Any:
 
 def atomic_h5(path: str | Path, write: Callable[[h5py.File], None]) -> Path:
     """Run ``write(file)`` on a temporary HDF5 file and atomically move it to ``path``."""
+
+    def write_file(temporary: str) -> None:
+        with h5py.File(temporary, "w") as file:
+            write(file)
+            file.flush()
+
+    return atomic_write(path, write_file)
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Run ``write(temporary_path)`` (any format), fsync the file and atomically rename it to ``path``
+    (a temporary file in the same folder; removed if ``write`` raises)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        with h5py.File(temporary, "w") as file:
-            write(file)
-            file.flush()
+        write(temporary)
         with open(temporary, "rb") as raw:
             os.fsync(raw.fileno())
         os.replace(temporary, path)

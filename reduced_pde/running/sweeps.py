@@ -47,7 +47,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 import time
 import tomllib
 import traceback
@@ -61,15 +60,12 @@ import numpy as np
 from reduced_pde.running.config import apply_overrides, flatten, output_times, parse_config
 
 __all__ = ["TASK_KINDS", "SweepSpec", "Task", "SweepReport", "load_sweep", "sweep_tasks", "task_hash",
-           "execute_task", "dask_client", "map_on_dask", "run_tasks", "run_sweep", "gather_sweep", "write_dataset", "ONE_THREAD_ENV"]
+           "execute_task", "dask_client", "run_tasks", "run_sweep", "gather_sweep", "write_dataset"]
 
 TASK_KINDS = ("pde", "sgd", "plateaus")
 #: options of :func:`~reduced_pde.running.pipeline.plateau_report` a sweep file may set
 PLATEAU_OPTIONS = {"threshold": 0.1, "smoothing": 0.1, "min_duration": 0.3, "ignore_before": None,
                    "max_degree": None}
-#: the environment of every local worker: one BLAS / OpenMP / numba thread (workers are the parallelism)
-ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                  "NUMBA_NUM_THREADS": "1"}
 _MAX_POINTS = 100_000
 
 
@@ -269,7 +265,7 @@ def execute_task(task: Task) -> dict[str, Any]:
     import h5py
 
     from reduced_pde.running.pipeline import checkpoint_path, plateau_report, run_pde, run_sgd_seed
-    from reduced_pde.running.storage import write_trajectory
+    from reduced_pde.running.storage import atomic_write, write_trajectory
 
     began = time.perf_counter()
     path = Path(task.path)
@@ -279,9 +275,7 @@ def execute_task(task: Task) -> dict[str, Any]:
                                   progress=False)
     else:
         trajectory = run_pde(task.config, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    def write(temporary: str) -> None:
         write_trajectory(temporary, trajectory)
         with h5py.File(temporary, "a") as file:
             if task.kind == "plateaus":
@@ -296,11 +290,8 @@ def execute_task(task: Task) -> dict[str, Any]:
             file.attrs["task.options"] = json.dumps(task.options, default=repr)
             file.attrs["task.host"] = socket.gethostname()
             file.attrs["task.pid"] = os.getpid()
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    atomic_write(path, write)
     checkpoint.unlink(missing_ok=True)
     return {"hash": task.hash, "wall_time": time.perf_counter() - began, "final_risk": float(trajectory.risk[-1])}
 
@@ -314,7 +305,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, *,
     else to a new LocalCluster of ``workers`` (default: the CPU count) single-threaded workers with one
     BLAS thread each (``processes=False``: threads of this process, for tests)."""
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:  # pragma: no cover - depends on the installation
         raise ValueError("sweeps need dask.distributed: pip install 'reduced-pde[sweeps]'") from None
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -332,54 +323,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, *,
         finally:
             client.close()
         return
-    n = workers or os.cpu_count() or 1
-    options: dict[str, Any] = {"n_workers": n, "threads_per_worker": 1, "processes": processes,
-                               "dashboard_address": None}
-    if processes:
-        options["env"] = dict(ONE_THREAD_ENV)
-    with LocalCluster(**options) as cluster, Client(cluster) as client:
+    from solvers.controller import local_dask_client
+
+    with local_dask_client(workers or os.cpu_count() or 1, processes=processes) as client:
         yield client
-
-
-def map_on_dask(function: Callable[[Any], Any], jobs: Sequence[Any], workers: int, *,
-                progress: str | None = None, log: Callable[[str], None] = print) -> list[Any]:
-    """``[function(job) for job in jobs]`` in job order: on a LocalCluster of ``workers`` single-threaded
-    processes (see :func:`dask_client`), sequentially in this process when ``workers == 1`` or one job,
-    and sequentially with a notice when dask is not installed.  ``progress``: a label for a bar."""
-    bar = None
-    if progress is not None:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc=progress, unit="run")
-    try:
-        parallel = workers > 1 and len(jobs) > 1
-        if parallel:
-            try:
-                import dask.distributed  # noqa: F401
-            except ImportError:
-                log("dask.distributed is not installed (pip install 'reduced-pde[sweeps]'): running sequentially")
-                parallel = False
-        if not parallel:
-            results = []
-            for job in jobs:
-                results.append(function(job))
-                if bar is not None:
-                    bar.update(1)
-            return results
-        from dask.distributed import as_completed
-
-        with dask_client(None, min(workers, len(jobs))) as client:
-            futures = client.map(function, list(jobs), pure=False)
-            order = {future.key: i for i, future in enumerate(futures)}
-            results = [None] * len(jobs)
-            for future in as_completed(futures):
-                results[order[future.key]] = future.result()
-                if bar is not None:
-                    bar.update(1)
-            return results
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _record_failure(task: Task, error: BaseException, tb: Any) -> str:
@@ -574,18 +521,9 @@ def gather_sweep(spec: SweepSpec, tasks: Sequence[Task]) -> Any:
 
 def write_dataset(dataset: Any, path: str | Path) -> Path:
     """Write ``dataset`` as netCDF-4/HDF5 (h5netcdf engine) to a temporary file, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        dataset.to_netcdf(temporary, engine="h5netcdf")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
+    from reduced_pde.running.storage import atomic_write
+
+    return atomic_write(path, lambda temporary: dataset.to_netcdf(temporary, engine="h5netcdf"))
 
 
 def open_dataset(path: str | Path) -> Any:
