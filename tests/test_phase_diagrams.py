@@ -73,3 +73,11 @@ def test_phase_diagram_command_on_a_synthetic_sweep(tmp_path, capsys):
         assert row.endswith("reached / reached, reached" if k == 0.2 else "stalled / stalled, stalled")
     assert main(["phase-diagram", str(tmp_path / "sgd.nc"), "-o", str(figure)]) == 2
     assert "'sgd' sweep" in capsys.readouterr().err
+
+
+def test_plateau_heights_are_grouped_across_points():
+    from reduced_pde.running.phase_diagrams import _height_clusters
+
+    # BMZ-like: E y² plateau (2.84-2.89 across points), R_0 plateau (1.82-1.85), a late 0.17 one; NaN = none
+    heights = np.array([[2.884, 1.825, np.nan], [2.873, 1.848, 0.1703], [2.84, np.nan, 0.1692]])
+    assert _height_clusters(heights) == pytest.approx([2.873, 1.8365, 0.16975])

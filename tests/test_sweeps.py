@@ -194,6 +194,7 @@ def test_sweep_through_a_scheduler_and_two_worker_processes(tmp_path):
             process.wait()
 
 
+@pytest.mark.slow  # ~8 s of process start-up; the default suite checks the same LocalCluster path with threads
 def test_map_in_processes_runs_on_a_local_cluster_in_job_order():
     """The experiment's SGD seeds go through solvers.controller.map_in_processes: a LocalCluster of 2
     worker processes; results come back in job order whatever order they finish in."""

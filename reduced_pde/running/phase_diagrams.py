@@ -211,6 +211,19 @@ def _pde_figure(pde: Any, sgd: Any | None, level: float, output: Path, title: st
     return lines
 
 
+def _height_clusters(heights: np.ndarray, ratio: float = 1.25) -> list[float]:
+    """Representative heights of the plateaus found anywhere in the sweep: sorted heights grouped while
+    within ``ratio`` of the group's first one (the same plateau at different points)."""
+    values = np.sort(heights[np.isfinite(heights)])[::-1]
+    clusters: list[list[float]] = []
+    for h in values:
+        if clusters and clusters[-1][0] / h <= ratio:
+            clusters[-1].append(float(h))
+        else:
+            clusters.append([float(h)])
+    return [float(np.median(c)) for c in clusters]
+
+
 def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
     import matplotlib
 
@@ -218,32 +231,45 @@ def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
     import matplotlib.pyplot as plt
 
     first, second = _axes_of(dataset)
-    exits = dataset.plateau_exit.values
-    heights = dataset.plateau_height.values
-    shown = min(exits.shape[-1], 3)
-    fig, axes = plt.subplots(1, shown, figsize=(5.2 * shown, 4.6), constrained_layout=True, squeeze=False)
+    exits, heights = dataset.plateau_exit.values, dataset.plateau_height.values
+    entries = dataset.plateau_entry.values
+    horizon = np.nanmax(dataset["time"].values)
+    levels = _height_clusters(heights)
+    shown = max(1, min(len(levels), 3))
+    fig, axes = plt.subplots(1, shown, figsize=(5.2 * shown, 4.6), constrained_layout=True, squeeze=False,
+                             sharex=True)
     x = dataset[second].values.astype(float)
-    colours = plt.cm.viridis(np.linspace(0, 0.9, dataset.sizes[first]))
-    for k in range(shown):
+    colours = plt.cm.viridis(np.linspace(0, 0.85, dataset.sizes[first]))
+    for k, level in enumerate(levels[:shown]):
         ax = axes[0, k]
         for i, value in enumerate(dataset[first].values):
-            y = exits[i, :, k]
-            ax.plot(x, y, "o-", color=colours[i], label=f"{_label(first).split(' ')[0]} = {value:g}")
-        level = np.nanmedian(heights[..., k])
+            y = np.full(x.shape, np.nan)
+            open_end = np.zeros(x.shape, dtype=bool)
+            for j in range(x.size):
+                near = np.flatnonzero(np.abs(np.log(heights[i, j] / level)) <= np.log(1.25))
+                if near.size:
+                    y[j] = exits[i, j, near[0]]
+                    open_end[j] = y[j] >= horizon * (1 - 1e-9)
+            closed = np.where(open_end, np.nan, y)
+            ax.plot(x, closed, "o-", color=colours[i], label=f"{_label(first).split(' ')[0]} = {value:g}")
+            if open_end.any():
+                ax.plot(x[open_end], y[open_end], "^", color=colours[i], markerfacecolor="none")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(_label(second))
         ax.set_ylabel("exit time")
-        ax.set_title(f"plateau {k + 1} (median height {level:.3g})", fontsize=10)
+        ax.set_title(f"plateau at R ≈ {level:.3g} (missing: not detected; △: still on it at T = {horizon:g})",
+                     fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle(title or f"{dataset.attrs.get('sweep.name', '')}: plateau exit times over "
                           f"({_label(first)}, {_label(second)})")
     fig.savefig(output, dpi=130)
     plt.close(fig)
-    lines = [f"{first:>26} {second:>14}  plateaus: height [entry, exit]"]
+    lines = [f"{first:>26} {second:>14}  plateaus: height [entry, exit]  ('> T': still on it at T = {horizon:g})"]
     for i, a in enumerate(dataset[first].values):
         for j, b in enumerate(dataset[second].values):
-            found = [f"{heights[i, j, k]:.4g} [{dataset.plateau_entry.values[i, j, k]:.3g}, {exits[i, j, k]:.3g}]"
+            found = [f"{heights[i, j, k]:.4g} [{entries[i, j, k]:.3g}, "
+                     + (f"> T]" if exits[i, j, k] >= horizon * (1 - 1e-9) else f"{exits[i, j, k]:.3g}]")
                      for k in range(exits.shape[-1]) if np.isfinite(heights[i, j, k])]
             status = "" if int(dataset.status.values[i, j]) == 1 else "  (not finished)"
             lines.append(f"{a!s:>26} {b!s:>14}  " + "; ".join(found) + status)
