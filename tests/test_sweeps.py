@@ -203,3 +203,27 @@ def test_map_in_processes_runs_on_a_local_cluster_in_job_order():
     from solvers.controller import map_in_processes
 
     assert map_in_processes(math.factorial, [7, 3, 5, 1, 4], 2) == [5040, 6, 120, 1, 24]
+
+
+@pytest.mark.slow  # a real interruption: ~1 minute of process start-up and solves
+def test_sweep_killed_halfway_resumes_without_rerunning_finished_tasks(tmp_path):
+    """``reduced-pde sweep`` in its own process, killed (SIGKILL, no clean-up) once some task files
+    exist; the next invocation skips exactly the finished tasks and completes the dataset."""
+    text = SWEEP.replace('"initial.kappa" = [0.1, 0.4]', '"initial.kappa" = [0.1, 0.2, 0.3, 0.4]').replace(
+        "pde.rtol=1e-6", "pde.rtol=1e-9").replace("output.t_final=1.0", "output.t_final=10.0")
+    sweep, outdir = _sweep_file(tmp_path, text), tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "reduced_pde.cli", "sweep", str(sweep), "--outdir",
+                                str(outdir), "--workers", "1", "--quiet"], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(list((outdir / "tasks").glob("*.h5"))) >= 2, 300, "two finished tasks")
+    finally:
+        process.kill()  # the driver; its LocalCluster's worker process dies with it or is left idle
+        process.wait()
+    finished = {path.stem for path in (outdir / "tasks").glob("*.h5")}
+    tasks = sweep_tasks(load_sweep(sweep), outdir)
+    assert 2 <= len(finished) < len(tasks) == 8
+    report = run_sweep(sweep, outdir, workers=2, processes=False, progress=False, log=lambda line: None)
+    assert set(report.skipped) == finished and set(report.ran) == {t.hash for t in tasks} - finished
+    assert open_dataset(outdir / "sweep.nc").status.values.all()
