@@ -173,8 +173,10 @@ def local_dask_client(workers: int, *, processes: bool = True) -> Iterator[Any]:
     (``processes=False``).  Closed on exit."""
     from dask.distributed import Client, LocalCluster
 
+    # the scheduler's HTTP server (dashboard, health) starts even with dashboard_address=None in this
+    # distributed version: a free port, so that two clusters on one machine do not collide on 8787
     options: dict[str, Any] = {"n_workers": workers, "threads_per_worker": 1, "processes": processes,
-                               "dashboard_address": None}
+                               "dashboard_address": ":0"}
     if processes:
         options["env"] = dict(ONE_THREAD_ENV)
     with LocalCluster(**options) as cluster, Client(cluster) as client:
