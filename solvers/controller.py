@@ -17,6 +17,7 @@ knows nothing of file formats.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time as wallclock
 import warnings
 from collections.abc import Iterator
@@ -176,7 +177,9 @@ def local_dask_client(workers: int, *, processes: bool = True) -> Iterator[Any]:
     # the scheduler's HTTP server (dashboard, health) starts even with dashboard_address=None in this
     # distributed version: a free port, so that two clusters on one machine do not collide on 8787
     options: dict[str, Any] = {"n_workers": workers, "threads_per_worker": 1, "processes": processes,
-                               "dashboard_address": ":0"}
+                               "dashboard_address": ":0",
+                               # errors only: the nanny's shutdown warnings ("still alive ... killing") are noise
+                               "silence_logs": logging.ERROR}
     if processes:
         options["env"] = dict(ONE_THREAD_ENV)
     with LocalCluster(**options) as cluster, Client(cluster) as client:
