@@ -31,3 +31,7 @@ from reduced_pde.analysis.timescales import (escape_time, he0_fit_time, he1_lear
 
 __all__ += ["compare_plateaus", "detect_plateaus", "hermite_plateau_heights", "unlearnable_degrees",
             "escape_time", "he0_fit_time", "he1_learning_time", "learning_time", "predicted_escape_time"]
+
+from reduced_pde.resources import config_path, configs_dir, find_results  # noqa: E402
+
+__all__ += ["config_path", "configs_dir", "find_results"]

@@ -221,7 +221,7 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
 def _cmd_escape_times(args: argparse.Namespace) -> None:
     """d-sweep of the escape time of the He_k sphere model (σ = φ = He_k, fixed a = 1): table on stdout,
     HDF5 file, figure."""
-    from reduced_pde.analysis.timescales import escape_time_sweep, fit_power_law, local_exponents
+    from reduced_pde.analysis.timescales import escape_time_sweep, exponent_estimates, fit_power_law, local_exponents
     from reduced_pde.running.plotting import plot_escape_times
 
     if args.degree < 2:
@@ -256,10 +256,16 @@ def _cmd_escape_times(args: argparse.Namespace) -> None:
         print(f"power-law fit on all d: exponent {fit.exponent:.5f} +- {fit.exponent_stderr:.5f} "
               f"(predicted {(k - 2) / 2:g}{'; k = 2 is logarithmic' if k == 2 else ''}); the residual "
               "s.e. measures the curvature of log T (finite-d corrections), not noise")
+        estimates = exponent_estimates(sweep.dimensions, sweep.escape_times,
+                                       correction_order=0.5 if k == 3 else 1.0 if k >= 4 else None)
+        print(f"spread of the fitted (larger half of d), local and extrapolated exponents: "
+              f"{estimates.low:.5f} to {estimates.high:.5f} (the systematic uncertainty)")
     write_escape_time_sweep(args.output, sweep, fit, rtol=args.rtol)
     print(f"wrote {args.output}")
     if args.figure:
-        print(f"wrote {plot_escape_times(sweep.dimensions, values, predicted, k, args.figure, fit=fit, level=q)}")
+        figure = plot_escape_times(sweep.dimensions, values, predicted, k, args.figure, fit=fit,
+                                   estimates=estimates if fit is not None else None, level=q)
+        print(f"wrote {figure}")
 
 
 def _cmd_chaos(args: argparse.Namespace) -> None:

@@ -53,6 +53,8 @@ from solvers.results import Trajectory
 
 __all__ = [
     "EscapeTimeSweep",
+    "ExponentEstimates",
+    "exponent_estimates",
     "PowerLawFit",
     "asymptotic_escape_prefactor",
     "escape_time",
@@ -405,6 +407,59 @@ def extrapolated_exponent(dimensions: Sequence[float], times: Sequence[float], c
     residual = y - design @ coefficients
     covariance = float(residual @ residual) / (last - columns) * np.linalg.inv(design.T @ design)
     return float(coefficients[0]), float(math.sqrt(covariance[0, 0]))
+
+
+@dataclass(frozen=True)
+class ExponentEstimates:
+    """Estimates of the asymptotic exponent γ of deterministic times T(d) ~ C d^γ and their spread.
+
+    The times come from converged solves, so a fit's residual standard error measures the curvature
+    of log T (finite-d corrections), not noise, and quoting it as an uncertainty would exclude the
+    true exponent by tens of standard errors.  The honest uncertainty is systematic: how much the
+    estimate moves with the method and the range of d.  ``fit``: least squares on the larger half of
+    the dimensions (at least 3 points); ``window_fits``: fits on every 3 consecutive dimensions of that
+    half; ``local``: the last local exponent; ``extrapolated``: :func:`extrapolated_exponent` (when
+    there are enough local exponents, else None).  ``low``/``high``: the range of all of them."""
+
+    fit: PowerLawFit
+    window_fits: tuple[float, ...]
+    local: float
+    extrapolated: float | None
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return (self.fit.exponent, *self.window_fits, self.local,
+                *(() if self.extrapolated is None else (self.extrapolated,)))
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+
+def exponent_estimates(dimensions: Sequence[float], times: Sequence[float], *,
+                       correction_order: float | None = None) -> ExponentEstimates:
+    """The estimates of :class:`ExponentEstimates` for times at ≥ 3 dimensions (sorted by d);
+    ``correction_order`` p of the finite-d correction (γ_local = γ∞ + (A + B ln d) d^{−p}) enables the
+    extrapolated estimate (needs ≥ 3 local exponents)."""
+    d = np.asarray(dimensions, dtype=float)
+    t = np.asarray(times, dtype=float)
+    if d.shape != t.shape or d.ndim != 1 or d.size < 3:
+        raise ValueError(f"dimensions {d.shape} and times {t.shape} must be 1-D of equal length >= 3")
+    order = np.argsort(d)
+    d, t = d[order], t[order]
+    upper = max(3, (d.size + 1) // 2)
+    fit = fit_power_law(d, t, d_min=float(d[-upper]))
+    windows = tuple(fit_power_law(d[i:i + 3], t[i:i + 3]).exponent for i in range(d.size - upper, d.size - 2))
+    local = float(local_exponents(d, t)[-1])
+    extrapolated = None
+    if correction_order is not None and d.size - 1 >= 3:
+        extrapolated = extrapolated_exponent(d, t, correction_order, last=min(5, d.size - 1),
+                                             log_correction=d.size - 1 >= 3)[0]
+    return ExponentEstimates(fit=fit, window_fits=windows, local=local, extrapolated=extrapolated)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from reduced_pde.running.storage import CheckpointFile, read_trajectory, write_t
 from solvers.controller import run_simulation
 from solvers.results import Trajectory
 
-__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "plateau_report", "checkpoint_path"]
+__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "experiment_figures", "plateau_report", "checkpoint_path"]
 
 
 def checkpoint_path(output: str | Path) -> Path:
@@ -167,12 +167,6 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
     """For every case of the ``[sweep]`` table: one reduced solve and one SGD run per seed, written to
     ``outdir`` (``<case>_pde.h5``, ``<case>_sgd_seed<k>.h5``), and the figures ``risk.png`` and
     ``law.png``.  Returns ``{"files", "figures", "timings"}``."""
-    from reduced_pde.running.plotting import (
-        case_key,
-        plot_law_evolution,
-        plot_marginals,
-        plot_risk_comparison,
-    )
     from solvers.controller import map_in_processes
 
     outdir = Path(outdir)
@@ -195,13 +189,29 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
             timings.append(f"{Path(path).name}: {seconds:.1f} s")
             files.append(Path(path))
             trajectories.append(read_trajectory(path))
+    figures = experiment_figures(trajectories, outdir)
+    return {"files": files, "figures": figures, "timings": timings}
+
+
+def experiment_figures(trajectories: Sequence[Trajectory], outdir: str | Path) -> list[Path]:
+    """The figures of an experiment, drawn from its result files alone (so that they can be redrawn
+    from stored data): ``risk.png`` (every case) and ``law.png`` (the last case's PDE against its SGD
+    seeds at ``output.law_times``, else t = 0 and three log-spaced times).  The title and the law
+    times come from the configuration stored in the last PDE file."""
+    from reduced_pde.running.plotting import case_key, plot_law_evolution, plot_marginals, plot_risk_comparison
+
+    outdir = Path(outdir)
+    pdes = [t for t in trajectories if t.kind != "sgd"]
+    if not pdes:
+        raise ValueError("experiment_figures: needs at least one PDE result file among the trajectories")
+    law_pde = pdes[-1]
+    config = unflatten(law_pde.config)
     sgd_table = config["sgd"]
     title = model_of(config).describe(resolved(config)) + ", "
     if sgd_table["dimension"] != "data":
         title += f"SGD at d = {sgd_table['dimension']}, "
     title += f"N = {sgd_table['n_neurons']}, ε = {sgd_table['step_size']}, B = {sgd_table['batch_size']}"
     figures = [plot_risk_comparison(trajectories, outdir / "risk.png", title=title)]
-    law_pde = [t for t in trajectories if t.kind != "sgd"][-1]
     law_sgd = [t for t in trajectories if t.kind == "sgd" and case_key(t) == case_key(law_pde)]
     t_final = float(config["output"]["t_final"])
     law_times = config["output"]["law_times"] or [0.0] + list(
@@ -212,7 +222,7 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
     else:
         figures.append(plot_marginals(law_pde, law_sgd, law_times, outdir / "law.png",
                                       title="marginal laws of the invariants; " + title))
-    return {"files": files, "figures": figures, "timings": timings}
+    return figures
 
 
 # ---- plateau report -------------------------------------------------------------------------------

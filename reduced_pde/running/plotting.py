@@ -1,11 +1,16 @@
 """PDE-vs-SGD figures, drawn from result files alone.
 
-* :func:`plot_risk_comparison`: risk vs time (log–log), reduced PDE as lines, SGD as symbols
-  (mean over seeds, bars = seed-to-seed min–max); inset: mean |w|.  For SGD the filled symbols are
-  the N = ∞ risk of the empirical law of |w| (design note §5: the like-for-like comparison) and
-  the small open symbols the exact population risk of the N-neuron network.
-* :func:`plot_law_evolution`: the law of |w| at a few times: PDE density (line) over the SGD
-  histogram pooled over seeds.
+* :func:`plot_risk_comparison`: risk vs time (log–log), reduced PDE as lines, SGD as symbols drawn
+  over them (mean over seeds, bars = seed-to-seed min–max); right panel: an order parameter that is
+  not zero by symmetry (mean |w| for a radial law, ⟨s²⟩ = mean² + std² for an overlap s).  For SGD
+  the filled symbols are the N = ∞ risk of the empirical law of the invariants (design note §5: the
+  like-for-like comparison) and the small open symbols the exact population risk of the N-neuron
+  network; every legend entry names its case.
+* :func:`plot_law_evolution`, :func:`plot_marginals`: laws at the requested times (each panel is the
+  nearest stored output, and its title says so when that differs from the time asked for); PDE as a
+  line that falls to zero outside the support of its particles, SGD pooled over seeds.  A law with
+  atoms (peak density × support width > ``ATOM_RATIO``, e.g. neurons piled at s = ±1 on the sphere)
+  is drawn as cumulative distribution functions, on which PDE and SGD are comparable.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ __all__ = [
     "plot_plateau_comparison",
     "plot_plateaus",
     "plot_risk_comparison",
+    "has_atoms",
+    "law_cdf",
+    "nearest_output",
 ]
 
 _CASE_TABLES = ("data.", "activation.", "initial.", "schedule.")
@@ -82,43 +90,61 @@ def _positive_times(trajectory: Trajectory) -> np.ndarray:
 
 
 def _summary(trajectory: Trajectory) -> tuple[str, np.ndarray]:
-    """(label, values) of the inset's summary statistic: the mean of s (s1) when the law has it,
-    else the mean of its last coordinate (|w| for MMN18)."""
+    """(label, values) of the order parameter drawn next to the risk: ⟨s²⟩ = mean² + std² of the
+    overlap s (s1) when the law has one (its mean is zero by symmetry for even targets, ⟨s²⟩ is not),
+    else the mean of the last coordinate (|w| for MMN18, a non-negative radius)."""
     for name in ("s", "s1"):
         if name in trajectory.coordinates:
-            return f"mean {name}", trajectory.mean_of(name)
+            return f"⟨{name}²⟩", trajectory.mean_of(name) ** 2 + trajectory.std_of(name) ** 2
     name = trajectory.coordinates[-1]
     return ("mean |w|" if name == "r" else f"mean {name}"), trajectory.mean_of(name)
 
 
+def nearest_output(trajectory: Trajectory, t: float) -> int:
+    """Index of the stored output time nearest to ``t``."""
+    return int(np.argmin(np.abs(trajectory.time - t)))
+
+
+def _panel_title(stored: float, asked: float) -> str:
+    """"t = stored", with the time asked for when the nearest stored output differs from it."""
+    if abs(stored - asked) <= 1e-9 * max(1.0, abs(asked)):
+        return f"t = {stored:.3g}"
+    return f"t = {stored:.3g} (nearest output to {asked:g})"
+
+
 def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
                          title: str | None = None) -> Path:
-    fig, ax = plt.subplots(figsize=(7.0, 5.0))
-    inset = ax.inset_axes([0.56, 0.56, 0.4, 0.38])
+    """Risk vs time (left, log–log) and the order parameter of :func:`_summary` (right), one colour
+    per case (:func:`group_cases`): PDE lines under SGD symbols."""
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(11.0, 4.6), gridspec_kw={"width_ratios": [1.6, 1.0]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, pde, sgd) in enumerate(group_cases(trajectories)):
         color = colors[index % len(colors)]
         if pde is not None:
             keep = _positive_times(pde)
-            ax.plot(pde.time[keep], pde.risk[keep], "-", color=color, lw=1.8, label=f"PDE, {label}")
-            inset_label, summary = _summary(pde)
-            inset.plot(pde.time[keep], summary[keep], "-", color=color, lw=1.5)
+            ax.plot(pde.time[keep], pde.risk[keep], "-", color=color, lw=1.6, zorder=2, label=f"PDE, {label}")
+            right.plot(pde.time[keep], _summary(pde)[1][keep], "-", color=color, lw=1.5, zorder=2,
+                       label=f"PDE, {label}")
         if sgd:
             keep = _positive_times(sgd[0])
             t = sgd[0].time[keep]
             reduced = np.array([s.risk[keep] for s in sgd])
             network = (np.array([s.network_risk[keep] for s in sgd])
                        if all(s.network_risk is not None for s in sgd) else None)
-            mean_r = np.array([_summary(s)[1][keep] for s in sgd])
+            summary = np.array([_summary(s)[1][keep] for s in sgd])
             n_neurons = sgd[0].config.get("sgd.n_neurons", "?")
+            who = f"SGD N = {n_neurons}, {len(sgd)} seeds, {label}"
+            if f"d = {_dimension_label(sgd[0])}" not in label:
+                who += f" (SGD at d = {_dimension_label(sgd[0])})"
             ax.errorbar(t, reduced.mean(0), yerr=[reduced.mean(0) - reduced.min(0), reduced.max(0) - reduced.mean(0)],
-                        fmt="o", ms=4.5, color=color, capsize=2,
-                        label=f"SGD N={n_neurons}, d = {_dimension_label(sgd[0])} ({len(sgd)} seeds), "
-                              "R of the law of the invariants")
+                        fmt="o", ms=4.5, color=color, mec="white", mew=0.6, capsize=2, zorder=3,
+                        label=f"{who}: R of the law of the invariants")
             if network is not None:
-                ax.plot(t, network.mean(0), "o", ms=3, mfc="none", color=color, alpha=0.7,
-                        label="SGD, network risk R_N")
-            inset.plot(t, mean_r.mean(0), "o", ms=3, color=color)
+                ax.plot(t, network.mean(0), "o", ms=3.5, mfc="none", color=color, alpha=0.8, zorder=3,
+                        label=f"{who}: network risk R_N")
+            right.errorbar(t, summary.mean(0), yerr=[summary.mean(0) - summary.min(0), summary.max(0) - summary.mean(0)],
+                           fmt="o", ms=3.5, color=color, mec="white", mew=0.5, capsize=1.5, zorder=3,
+                           label=f"SGD, {label}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("time t (= SGD steps × ε)")
@@ -132,10 +158,20 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     return save_figure(fig, path)
 
 
+    ax.legend(fontsize=6.5, loc="best")
+    right.set_xscale("log")
+    right.set_xlabel("time t")
+    right.set_ylabel(_summary(trajectories[0])[0] if trajectories else "")
+    right.set_title("order parameter (bars: seed min–max)", fontsize=9)
+    fig.suptitle(title or "Reduced PDE (lines) vs SGD (symbols)", fontsize=10)
+    return save_figure(fig, path)
+
+
 def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
                               group: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Density of the law carried by ordered quantile particles: the mass of ``group`` consecutive
-    particles over the distance they span (1-D flows keep particles ordered)."""
+    particles over the distance they span (1-D flows keep particles ordered), closed by zeros at the
+    outermost particles (the law carries no mass beyond them), so the line does not stop in mid-air."""
     order = np.argsort(positions)
     r, m = positions[order], masses[order]
     n = (len(r) - 1) // group
@@ -145,7 +181,59 @@ def quantile_particle_density(positions: np.ndarray, masses: np.ndarray,
     mass = np.add.reduceat(m[: n * group], np.arange(0, n * group, group))
     with np.errstate(divide="ignore"):
         density = np.where(right > left, mass / (right - left), np.nan)
-    return 0.5 * (left + right), density
+    return (np.concatenate([[r[0]], 0.5 * (left + right), [r[-1]]]),
+            np.concatenate([[0.0], density, [0.0]]))
+
+
+#: a law is drawn as CDFs when its peak density times the width of its support exceeds this (a
+#: smooth unimodal law gives ≲ 5 — a Gaussian over ±4 std gives 3.2 — neurons piled into atoms give
+#: hundreds, and a density plot then shows the spikes and hides the bulk)
+ATOM_RATIO = 25.0
+
+
+def has_atoms(x: np.ndarray, density: np.ndarray) -> bool:
+    """Whether the law with this density on the points x has (near-)atoms: peak density × support
+    width > :data:`ATOM_RATIO`, the support being where the density exceeds 1e-6 of its peak."""
+    x, density = np.asarray(x, dtype=float), np.asarray(density, dtype=float)
+    finite = np.isfinite(density)
+    if not finite.any():
+        return False
+    peak = float(np.max(density[finite]))
+    if peak <= 0:
+        return False
+    support = x[finite & (density > 1e-6 * peak)]
+    width = float(support.max() - support.min())
+    return width <= 0 or peak * width > ATOM_RATIO
+
+
+def law_cdf(trajectory: Trajectory, coordinate: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, F(x)) of the marginal law of ``coordinate`` at output ``index``: exact for particles
+    (steps at the sorted positions), the integral of the cell densities at the cell edges for a grid."""
+    names = coordinate_names(trajectory)
+    law = trajectory.particle_law(index) if "positions" in trajectory.fields or trajectory.kind == "sgd" else None
+    if law is not None:
+        x, masses = law
+        values = np.asarray(x)[:, names.index(coordinate)]
+        order = np.argsort(values)
+        cdf = np.cumsum(np.asarray(masses, dtype=float)[order])
+        return np.repeat(values[order], 2), np.concatenate([[0.0], np.repeat(cdf / cdf[-1], 2)[:-1]])
+    centers, density = marginal_density(trajectory, coordinate, index)
+    edges = trajectory.fields.get(f"{coordinate}_edges")
+    if edges is None or len(edges) != len(centers) + 1:
+        mid = 0.5 * (centers[1:] + centers[:-1])
+        edges = np.concatenate([[2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]])
+    edges = np.asarray(edges, dtype=float)
+    cdf = np.concatenate([[0.0], np.cumsum(density * np.diff(edges))])
+    return edges, cdf / cdf[-1]
+
+
+def _sgd_cdf_symbols(ax: plt.Axes, samples: np.ndarray, lo: float, hi: float, label: str) -> None:
+    """Empirical CDF of pooled SGD samples at 30 points of [lo, hi], ± one binomial standard error."""
+    x = np.linspace(lo, hi, 30)
+    values = np.searchsorted(np.sort(samples), x, side="right") / samples.size
+    error = np.sqrt(values * (1 - values) / samples.size)
+    ax.errorbar(x, values, yerr=error, fmt="o", ms=3, color="C3", mec="white", mew=0.4, capsize=1.5,
+                zorder=3, label=label)
 
 
 def _coordinate_samples(trajectory: Trajectory) -> np.ndarray:
@@ -156,25 +244,42 @@ def _coordinate_samples(trajectory: Trajectory) -> np.ndarray:
 
 def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
                        path: str | Path, title: str | None = None) -> Path:
+    """The law of a one-coordinate reduction (|w|, or s on the sphere) at ``times``: PDE density (line)
+    over the SGD histogram pooled over seeds, or both as CDFs when the law has atoms (:func:`has_atoms`)."""
     if "density" not in pde.fields and "positions" not in pde.fields:
         raise ValueError("the PDE file holds no density (fields/density) or particles (fields/positions)")
-    fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.0), squeeze=False)
-    for ax, t in zip(axes[0], times):
-        i_pde = int(np.argmin(np.abs(pde.time - t)))
-        if sgd:
-            i_sgd = int(np.argmin(np.abs(sgd[0].time - t)))
-            norms = np.concatenate([_coordinate_samples(s)[i_sgd] for s in sgd])
-            ax.hist(norms, bins=40, density=True, color="0.75", label=f"SGD ({len(sgd)} seeds)")
+    name = pde.coordinates[0]
+    xlabel = "s = ⟨w, θ*⟩" if name == "s" else ("|w|" if name == "r" else name)
+    curves = []
+    for t in times:
+        i_pde = nearest_output(pde, t)
         if "density" in pde.fields:
-            ax.plot(pde.fields[f"{pde.coordinates[0]}_centers"], pde.fields["density"][i_pde], "k-", lw=1.5,
-                    label="PDE")
+            curves.append((i_pde, np.asarray(pde.fields[f"{name}_centers"]), np.asarray(pde.fields["density"][i_pde])))
         else:
-            r, p = quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])
-            ax.plot(r, p, "k-", lw=1.5, label="PDE (characteristics)")
-        ax.set_title(f"t = {pde.time[i_pde]:.3g}", fontsize=9)
-        ax.set_xlabel("s = ⟨w, θ*⟩" if sgd and "s" in sgd[0].fields else "|w|")
+            curves.append((i_pde, *quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])))
+    cdf = any(has_atoms(x, p) for _, x, p in curves)
+    fig, axes = plt.subplots(1, len(times), figsize=(3.2 * len(times), 3.0), squeeze=False)
+    for ax, t, (i_pde, x, p) in zip(axes[0], times, curves):
+        samples = None
+        if sgd:
+            i_sgd = nearest_output(sgd[0], t)
+            samples = np.concatenate([_coordinate_samples(s)[i_sgd] for s in sgd])
+        pde_label = "PDE" if "density" in pde.fields else "PDE (characteristics)"
+        if cdf:
+            xc, fc = law_cdf(pde, name, i_pde)
+            ax.plot(xc, fc, "k-", lw=1.4, zorder=2, label=pde_label)
+            if samples is not None:
+                lo = min(float(samples.min()), float(xc[0]))
+                hi = max(float(samples.max()), float(xc[-1]))
+                _sgd_cdf_symbols(ax, samples, lo, hi, f"SGD ({len(sgd)} seeds)")
+        else:
+            if samples is not None:
+                ax.hist(samples, bins=40, density=True, color="0.75", zorder=1, label=f"SGD ({len(sgd)} seeds)")
+            ax.plot(x, p, "k-", lw=1.5, zorder=2, label=pde_label)
+        ax.set_title(_panel_title(float(pde.time[i_pde]), float(t)), fontsize=8)
+        ax.set_xlabel(xlabel)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("density")
+    axes[0][0].set_ylabel("cumulative distribution" if cdf else "density")
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -206,7 +311,9 @@ def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
         raise ValueError(f"the {trajectory.kind} file holds neither marginals nor particles")
     x, masses = law
     values, edges = np.histogram(x[:, names.index(coordinate)], bins=bins, weights=masses, density=True)
-    return 0.5 * (edges[1:] + edges[:-1]), values
+    # closed by zeros at the outermost particles: no mass beyond them
+    return (np.concatenate([[edges[0]], 0.5 * (edges[1:] + edges[:-1]), [edges[-1]]]),
+            np.concatenate([[0.0], values, [0.0]]))
 
 
 def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[float],
@@ -214,35 +321,47 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
                    title: str | None = None) -> Path:
     """Evolution of the marginal laws (rows: coordinates, columns: times): the reduced solution as a
     line, SGD (pooled over seeds, histogram on the same bins) as symbols with ± one binomial
-    standard error."""
+    standard error, drawn over the line.  A row whose law has atoms (:func:`has_atoms`) is drawn as
+    CDFs (SGD: empirical CDF ± binomial standard error)."""
     names = tuple(coordinates) if coordinates else tuple(n for n in coordinate_names(pde) if n != "r") \
         or coordinate_names(pde)
     fig, axes = plt.subplots(len(names), len(times), figsize=(3.1 * len(times), 2.6 * len(names)),
                              squeeze=False)
     for row, name in enumerate(names):
-        for col, t in enumerate(times):
+        indices = [nearest_output(pde, t) for t in times]
+        densities = [marginal_density(pde, name, i) for i in indices]
+        cdf = any(has_atoms(x, p) for x, p in densities)
+        for col, (t, i_pde, (x, p)) in enumerate(zip(times, indices, densities)):
             ax = axes[row][col]
-            i_pde = int(np.argmin(np.abs(pde.time - t)))
-            x, p = marginal_density(pde, name, i_pde)
-            ax.plot(x, p, "k-", lw=1.5, label="reduced PDE")
+            samples = None
             if sgd:
-                i_sgd = int(np.argmin(np.abs(sgd[0].time - t)))
+                i_sgd = nearest_output(sgd[0], t)
                 samples = np.concatenate([s.particle_law(i_sgd)[0][:, coordinate_names(s).index(name)]
                                           for s in sgd])
-                lo, hi = float(np.min(samples)), float(np.max(samples))
-                span = max(hi - lo, 1e-3)
-                edges = np.linspace(lo - 0.02 * span, hi + 0.02 * span, 31)
-                counts, _ = np.histogram(samples, bins=edges)
-                width = np.diff(edges)
-                density = counts / (samples.size * width)
-                error = np.sqrt(counts) / (samples.size * width)
-                ax.errorbar(0.5 * (edges[1:] + edges[:-1]), density, yerr=error, fmt="o", ms=3,
-                            color="C3", capsize=1.5, label=f"SGD ({len(sgd)} seeds)")
+            if cdf:
+                xc, fc = law_cdf(pde, name, i_pde)
+                ax.plot(xc, fc, "k-", lw=1.4, zorder=2, label="reduced PDE")
+                if samples is not None:
+                    _sgd_cdf_symbols(ax, samples, min(float(samples.min()), float(xc[0])),
+                                     max(float(samples.max()), float(xc[-1])), f"SGD ({len(sgd)} seeds)")
+            else:
+                ax.plot(x, p, "k-", lw=1.5, zorder=2, label="reduced PDE")
+                if samples is not None:
+                    lo, hi = float(np.min(samples)), float(np.max(samples))
+                    span = max(hi - lo, 1e-3)
+                    edges = np.linspace(lo - 0.02 * span, hi + 0.02 * span, 31)
+                    counts, _ = np.histogram(samples, bins=edges)
+                    width = np.diff(edges)
+                    density = counts / (samples.size * width)
+                    error = np.sqrt(counts) / (samples.size * width)
+                    ax.errorbar(0.5 * (edges[1:] + edges[:-1]), density, yerr=error, fmt="o", ms=3,
+                                color="C3", mec="white", mew=0.4, capsize=1.5, zorder=3,
+                                label=f"SGD ({len(sgd)} seeds)")
             if row == 0:
-                ax.set_title(f"t = {pde.time[i_pde]:.3g}", fontsize=9)
+                ax.set_title(_panel_title(float(pde.time[i_pde]), float(t)), fontsize=8)
             ax.set_xlabel(name, fontsize=9)
             ax.tick_params(labelsize=7)
-        axes[row][0].set_ylabel(f"density of {name}", fontsize=9)
+        axes[row][0].set_ylabel(f"CDF of {name}" if cdf else f"density of {name}", fontsize=9)
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -313,11 +432,14 @@ def plot_plateaus(trajectory: Trajectory, matches: Sequence[Any], theory: Sequen
 
 
 def plot_escape_times(dimensions: np.ndarray, escape_times: np.ndarray, predicted: np.ndarray, k: int,
-                      path: str | Path, *, fit: Any = None, level: float = 0.5,
+                      path: str | Path, *, fit: Any = None, estimates: Any = None, level: float = 0.5,
                       title: str | None = None) -> Path:
     """Escape time from the initial plateau vs dimension (log–log): the reduced solves (symbols), the
-    predicted law (dashed: ``τ_q d^{(k−2)/2}``, exact quadrature for k = 2) and an optional power-law
-    fit (:class:`~reduced_pde.analysis.timescales.PowerLawFit`, solid); right panel: ``T/T_pred − 1``, the
+    predicted law (dashed: ``τ_q d^{(k−2)/2}``, exact quadrature for k = 2) and a power-law fit (solid):
+    ``estimates`` (:class:`~reduced_pde.analysis.timescales.ExponentEstimates`: the label gives the fit
+    and the range of the fitted, local and extrapolated exponents — the systematic uncertainty) or a
+    bare ``fit`` (:class:`~reduced_pde.analysis.timescales.PowerLawFit`: the label gives γ alone; its
+    residual s.e. is not an uncertainty for deterministic times); right panel: ``T/T_pred − 1``, the
     finite-d correction, which must tend to 0."""
     d = np.asarray(dimensions, dtype=float)
     times = np.asarray(escape_times, dtype=float)
@@ -327,11 +449,14 @@ def plot_escape_times(dimensions: np.ndarray, escape_times: np.ndarray, predicte
     ax.loglog(d, times, "o", color="C0", label=f"reduced PDE, $T_{{{level:g}}}$")
     ax.loglog(d, prediction, "--", color="k", alpha=0.6,
               label="exact (k = 2)" if k == 2 else f"predicted τ d$^{{{(k - 2) / 2:g}}}$")
+    if estimates is not None:
+        fit = estimates.fit
     if fit is not None:
-        grid = np.geomspace(d.min(), d.max(), 50)
-        digits = max(3, 1 - math.floor(math.log10(fit.exponent_stderr))) if fit.exponent_stderr > 0 else 4
-        ax.loglog(grid, fit.prefactor * grid ** fit.exponent, "-", color="C0", alpha=0.6,
-                  label=f"fit d ≥ {fit.d_min:g}: γ = {fit.exponent:.{digits}f} ± {fit.exponent_stderr:.{digits}f}")
+        grid = np.geomspace(fit.d_min, d.max(), 50)
+        label = f"fit d ≥ {fit.d_min:g}: γ = {fit.exponent:.3f}"
+        if estimates is not None:
+            label += f"\n(fitted/local/extrapolated: {estimates.low:.3f} – {estimates.high:.3f})"
+        ax.loglog(grid, fit.prefactor * grid ** fit.exponent, "-", color="C0", alpha=0.6, label=label)
     ax.set_xlabel("dimension d")
     ax.set_ylabel("escape time (mean-field time)")
     ax.legend(fontsize=8)
@@ -377,6 +502,9 @@ def plot_plateau_comparison(prediction: Trajectory, runs: Sequence[Trajectory], 
         for level in theory:
             if level.height > 0:
                 ax.axhline(level.height, color="0.5", ls="--", lw=0.7)
+                fitted = "nothing fitted" if level.fitted_degree < 0 else f"≤ {level.fitted_degree} fitted"
+                ax.annotate(f"R = {level.height:.3g} ({fitted})", (0.99, level.height),
+                            xycoords=("axes fraction", "data"), fontsize=6.5, color="0.35", ha="right", va="bottom")
         for comparison in comparisons:
             plateau = comparison.predicted
             ax.axvspan(plateau.entry_time, plateau.exit_time, color="0.6", alpha=0.15)
