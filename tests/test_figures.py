@@ -45,3 +45,49 @@ def test_order_parameter_of_an_overlap_is_its_second_moment() -> None:
     label, values = _summary(trajectory)
     assert label == "⟨s²⟩"
     assert values == pytest.approx([0.01, 0.49], rel=1e-14)
+
+
+def _regenerate_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "regenerate_figures.py"
+    spec = importlib.util.spec_from_file_location("regenerate_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_figures_equal_what_the_code_draws(tmp_path) -> None:
+    """Every committed figure whose data is stored (figures/data/) is redrawn by the current code and
+    compared with figures/*.png: identical pixels when the PNG was written by this matplotlib version
+    (Agg is deterministic), else ≤ 1% of pixels off (antialiasing of another build; see
+    benchmarks/regenerate_figures.py).  ~10 s: reading the stored HDF5 files and drawing, no solve."""
+    regenerate = _regenerate_module()
+    stored = [entry for entry in regenerate.ENTRIES if entry.stored()]
+    assert {"relu_single_index", "multi_index", "sphere_he4", "anisotropic_mixture"} <= {e.name for e in stored}
+    reports = []
+    for entry in stored:
+        for path in entry.redraw(tmp_path):
+            equal, report = regenerate.compare_png(path, regenerate.FIGURES / path.name)
+            reports.append((equal, report))
+    assert all(equal for equal, _ in reports), [report for equal, report in reports if not equal]
+
+
+def test_figure_comparison_detects_a_changed_legend(tmp_path) -> None:
+    """The check can fail: one changed word in a legend is found (same matplotlib: exact comparison)."""
+    import matplotlib.pyplot as plt
+
+    regenerate = _regenerate_module()
+    paths = []
+    for word in ("seeds", "seedz"):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1], [0, 1], label=f"SGD, 3 {word}")
+        ax.legend()
+        paths.append(tmp_path / f"{word}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    assert regenerate.compare_png(paths[0], paths[0])[0]
+    assert not regenerate.compare_png(paths[1], paths[0])[0]

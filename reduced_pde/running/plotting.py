@@ -74,7 +74,9 @@ def group_cases(trajectories: Sequence[Trajectory]) -> list[tuple[str, Trajector
     for key, (pde, sgd) in groups.items():
         config = dict(key)
         first = pde[0] if pde else sgd[0]
-        label = f"κ = {config.get('initial.kappa', '?')}, d = {_dimension_label(first)}"
+        label = f"d = {_dimension_label(first)}"
+        if "initial.kappa" in config:   # models without a first-layer scale (the sphere) have none
+            label = f"κ = {config['initial.kappa']}, " + label
         out.append((label, pde[0] if pde else None, sgd))
     return out
 
