@@ -56,7 +56,8 @@ class Experiment:
         return DATA / self.name
 
     def command(self) -> str:
-        return f"reduced-pde experiment configs/{self.config}.toml --outdir figures/data/{self.name}"
+        return (f"python benchmarks/regenerate_figures.py --recompute {self.name}   "
+                f"(= reduced-pde experiment configs/{self.config}.toml, files stored slim)")
 
     def stored(self) -> bool:
         return self.data.is_dir() and any(self.data.glob("*_pde.h5"))
@@ -191,8 +192,8 @@ def main() -> int:
     if args.list:
         for entry in ENTRIES:
             status = "data stored: redraw" if entry.stored() else "no stored data: recompute"
-            print(f"{', '.join(entry.outputs.values() if isinstance(entry, Experiment) else entry.outputs)}\n"
-                  f"    {entry.command()}   ({entry.cost}; {status})")
+            outputs = entry.outputs.values() if isinstance(entry, Experiment) else entry.outputs
+            print(f"{entry.name}: {', '.join(outputs)}\n    {entry.command()}   ({entry.cost}; {status})")
         return 0
     for name in args.recompute or []:
         print(f"recomputing {name}: {by_name[name].command()}")

@@ -10,8 +10,11 @@ Samples: seeds × output times t = 5..T (spacing 1, after the relaxation t ≈ 4
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib
 
@@ -62,12 +65,14 @@ def main() -> None:
             f"R(pooled) {risk:.4f} (R(p*) {fixed.risk:.4f}); {time.perf_counter() - began:.1f} s")
     print(line)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(pooled, bins=80, range=(-1, 1), density=True, alpha=0.5, label="noisy projected SGD")
-    ax.plot(grid.centers, fixed.density, "k", label="Gibbs fixed point p*")
-    ax.set_xlabel("s = <w, θ*>")
-    ax.set_ylabel("density")
-    ax.set_title(f"sphere, σ = φ = He_{args.he}, d = {args.dimension}, β = {args.beta:g}")
-    ax.legend()
+    ax.hist(pooled, bins=80, range=(-1, 1), density=True, alpha=0.5,
+            label=f"noisy projected SGD, N = {args.neurons}, {args.seeds} seeds × {times.size} times")
+    ax.plot(grid.centers, fixed.density, "k", label="Gibbs fixed point p* (law of s)")
+    ax.set_xlabel("s = ⟨w, θ*⟩")
+    ax.set_ylabel("density of s")
+    ax.set_title(f"sphere, σ = φ = He$_{args.he}$, d = {args.dimension}, β = {args.beta:g}, "
+                 f"ε = {args.step_size:g}, B = {args.batch}", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.o, dpi=120)
 
