@@ -102,6 +102,10 @@ def _summary(trajectory: Trajectory) -> tuple[str, np.ndarray]:
     return ("mean |w|" if name == "r" else f"mean {name}"), trajectory.mean_of(name)
 
 
+def _seeds(count: int) -> str:
+    return f"{count} seed" + ("" if count == 1 else "s")
+
+
 def nearest_output(trajectory: Trajectory, t: float) -> int:
     """Index of the stored output time nearest to ``t``."""
     return int(np.argmin(np.abs(trajectory.time - t)))
@@ -135,7 +139,7 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
                        if all(s.network_risk is not None for s in sgd) else None)
             summary = np.array([_summary(s)[1][keep] for s in sgd])
             n_neurons = sgd[0].config.get("sgd.n_neurons", "?")
-            who = f"SGD N = {n_neurons}, {len(sgd)} seeds, {label}"
+            who = f"SGD N = {n_neurons}, {_seeds(len(sgd))}, {label}"
             if f"d = {_dimension_label(sgd[0])}" not in label:
                 who += f" (SGD at d = {_dimension_label(sgd[0])})"
             ax.errorbar(t, reduced.mean(0), yerr=[reduced.mean(0) - reduced.min(0), reduced.max(0) - reduced.mean(0)],
@@ -273,10 +277,10 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
             if samples is not None:
                 lo = min(float(samples.min()), float(xc[0]))
                 hi = max(float(samples.max()), float(xc[-1]))
-                _sgd_cdf_symbols(ax, samples, lo, hi, f"SGD ({len(sgd)} seeds)")
+                _sgd_cdf_symbols(ax, samples, lo, hi, f"SGD ({_seeds(len(sgd))})")
         else:
             if samples is not None:
-                ax.hist(samples, bins=40, density=True, color="0.75", zorder=1, label=f"SGD ({len(sgd)} seeds)")
+                ax.hist(samples, bins=40, density=True, color="0.75", zorder=1, label=f"SGD ({_seeds(len(sgd))})")
             ax.plot(x, p, "k-", lw=1.5, zorder=2, label=pde_label)
         ax.set_title(_panel_title(float(pde.time[i_pde]), float(t)), fontsize=8)
         ax.set_xlabel(xlabel)
@@ -345,7 +349,7 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
                 ax.plot(xc, fc, "k-", lw=1.4, zorder=2, label="reduced PDE")
                 if samples is not None:
                     _sgd_cdf_symbols(ax, samples, min(float(samples.min()), float(xc[0])),
-                                     max(float(samples.max()), float(xc[-1])), f"SGD ({len(sgd)} seeds)")
+                                     max(float(samples.max()), float(xc[-1])), f"SGD ({_seeds(len(sgd))})")
             else:
                 ax.plot(x, p, "k-", lw=1.5, zorder=2, label="reduced PDE")
                 if samples is not None:
@@ -358,7 +362,7 @@ def plot_marginals(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequence[f
                     error = np.sqrt(counts) / (samples.size * width)
                     ax.errorbar(0.5 * (edges[1:] + edges[:-1]), density, yerr=error, fmt="o", ms=3,
                                 color="C3", mec="white", mew=0.4, capsize=1.5, zorder=3,
-                                label=f"SGD ({len(sgd)} seeds)")
+                                label=f"SGD ({_seeds(len(sgd))})")
             if row == 0:
                 ax.set_title(_panel_title(float(pde.time[i_pde]), float(t)), fontsize=8)
             ax.set_xlabel(name, fontsize=9)
