@@ -67,7 +67,8 @@ def test_committed_figures_equal_what_the_code_draws(tmp_path) -> None:
     benchmarks/regenerate_figures.py).  ~10 s: reading the stored HDF5 files and drawing, no solve."""
     regenerate = _regenerate_module()
     stored = [entry for entry in regenerate.ENTRIES if entry.stored()]
-    assert {"relu_single_index", "multi_index", "sphere_he4", "anisotropic_mixture"} <= {e.name for e in stored}
+    assert {"relu_single_index", "multi_index", "sphere_he4", "anisotropic_mixture",
+            "relu_single_index_inf"} <= {e.name for e in stored}
     reports = []
     for entry in stored:
         for path in entry.redraw(tmp_path):
