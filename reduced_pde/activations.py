@@ -425,6 +425,20 @@ _SMOOTH = {
 ACTIVATION_NAMES = ("mmn18", "relu", "tanh", "erf", "sigmoid", "piecewise_linear")
 
 
+def _finite_float(field: str, value: Any) -> float:
+    """``float(value)`` for a finite real number (not a bool), else ValueError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{field} = {value!r} must be a finite number")
+    return float(value)
+
+
+def _listed(field: str, value: Any) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{field} = {value!r} must be a list of finite numbers")
+    return value
+
+
 def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool = False) -> Activation:
     """Build an activation from a name or a configuration table.
 
@@ -437,9 +451,13 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
     """
     if isinstance(spec, Activation):
         return spec
+    if not isinstance(spec, (str, dict)):
+        raise TypeError(f"activation = {spec!r} must be a name, a table or an Activation")
     params: dict[str, Any] = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
-    if polynomial and isinstance(name, str) and name.startswith("he") and name[2:].isdigit() and not params:
+    if not isinstance(name, str):
+        raise ValueError(f"activation.name = {name!r} must be a name: one of {', '.join(ACTIVATION_NAMES)}")
+    if polynomial and name.startswith("he") and name[2:].isdigit() and not params:
         return PolynomialActivation.hermite(int(name[2:]))
     if polynomial and name == "polynomial":
         _reject_unknown(params, {"he_coefficients"}, name)
@@ -447,7 +465,7 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
     if name == "mmn18":
         allowed = {"t1", "t2", "s1", "s2"}
         _reject_unknown(params, allowed, name)
-        return mmn18_activation(**{k: float(v) for k, v in params.items()})
+        return mmn18_activation(**{k: _finite_float(f"activation.{k}", v) for k, v in params.items()})
     if name == "relu":
         _reject_unknown(params, set(), name)
         return relu_activation()
@@ -458,9 +476,10 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
     if name == "piecewise_linear":
         _reject_unknown(params, {"intercept", "slope", "knots", "jumps"}, name)
         return PiecewiseLinearActivation(
-            float(params.get("intercept", 0.0)), float(params.get("slope", 0.0)),
-            tuple(float(k) for k in params.get("knots", ())),
-            tuple(float(a) for a in params.get("jumps", ())))
+            _finite_float("activation.intercept", params.get("intercept", 0.0)),
+            _finite_float("activation.slope", params.get("slope", 0.0)),
+            tuple(_finite_float("activation.knots", k) for k in _listed("activation.knots", params.get("knots", ()))),
+            tuple(_finite_float("activation.jumps", a) for a in _listed("activation.jumps", params.get("jumps", ()))))
     allowed = ", ".join(ACTIVATION_NAMES + (("he<k>", "polynomial") if polynomial else ()))
     raise ValueError(f"activation.name = {name!r} is not known; allowed: {allowed} "
                      "(or pass an Activation instance, e.g. SmoothActivation(f, df))")

@@ -14,13 +14,20 @@
 
 ``experiment`` runs, for every value of the ``[sweep]`` table, one reduced-PDE solve and one SGD
 run per seed, writes their HDF5 files to DIR and draws ``DIR/risk.png`` and ``DIR/law.png``.
-Errors in the configuration are reported as one line naming the field and exit with status 2.
+Refused input (configuration, arguments, files, output paths, resources, a checkpoint of another
+run) is reported as one line naming the field and exits with status 2; a run that goes bad while
+stepping (NaN, overflow) with status 3; an input/output failure (full disk) with status 1; Ctrl-C /
+SIGTERM with 130 / 143.  No input a user can type produces a traceback (``REDUCED_PDE_DEBUG=1``
+shows the traceback of an unexpected internal error).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from reduced_pde.running.config import load_config
+from reduced_pde.running.resources import check_resources
 from reduced_pde.running.pipeline import (
     checkpoint_path,
     gibbs_study,
@@ -38,11 +46,16 @@ from reduced_pde.running.pipeline import (
     run_sgd_seed,
 )
 from reduced_pde.running.storage import (
+    OutputLock,
+    check_input_file,
+    check_output_path,
     read_trajectory,
     write_escape_time_sweep,
     write_gibbs_study,
     write_trajectory,
 )
+
+from solvers.common import SolverError
 
 __all__ = ["main", "build_parser"]
 
@@ -55,42 +68,108 @@ def _write_finished(output: Path, trajectory: Any, wall_time_digits: int) -> Non
           f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.{wall_time_digits}f} s)")
 
 
-def _cmd_pde(args: argparse.Namespace) -> None:
+def _check_number(name: str, value: float, *, low: float, low_open: bool = False,
+                  high: float = math.inf) -> None:
+    """Refuse an option value outside ``[low, high]`` (``(low, high]``), or NaN, naming the option."""
+    ok = (value > low if low_open else value >= low) and value <= high and not math.isnan(value)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} = {value!r} must lie in {interval}")
+
+
+def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[str, Any]:
+    """The validated configuration of a run writing ``output``: options, output path and resources
+    are checked before anything is computed or written."""
+    check_input_file(args.config, "configuration file")
+    _check_number("--checkpoint-every", getattr(args, "checkpoint_every", 0.0), low=0.0)
     config = load_config(args.config, args.set)
+    if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
+        raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
+                         "the grid of pde.solver = 'finite_volume'")
+    check_output_path(output)
+    needs = check_resources(config, (command,), allow_large=args.allow_large, output=output)
+    if args.check:
+        memory = sum(d.amount for d in needs if d.kind == "memory") / 2**30
+        disk = sum(d.amount for d in needs if d.kind == "disk") / 2**30
+        print(f"{args.config}: valid for {command}; estimated memory {memory:.3g} GiB, result file {disk:.3g} GiB; "
+              f"output {str(output)!r} writable")
+        return {}
+    return config
+
+
+@contextlib.contextmanager
+def _locked(output: Path):
+    """Hold the output's lock (a second run on the same output is refused) for the run's duration."""
+    lock = OutputLock(output).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _cmd_pde(args: argparse.Namespace) -> None:
     output = Path(args.output)
-    trajectory = run_pde(config, checkpoint=checkpoint_path(output), resume=args.resume,
-                         progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    _write_finished(output, trajectory, wall_time_digits=2)
+    config = _prepare_run(args, "pde", output)
+    if not config:  # --check
+        return
+    with _locked(output):
+        trajectory = run_pde(config, checkpoint=checkpoint_path(output), resume=args.resume,
+                             progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+        _write_finished(output, trajectory, wall_time_digits=2)
 
 
 def _cmd_sgd(args: argparse.Namespace) -> None:
-    config = load_config(args.config, args.set)
-    seed = args.seed if args.seed is not None else config["sgd"]["seeds"][0]
     output = Path(args.output)
-    trajectory = run_sgd_seed(config, seed, checkpoint=checkpoint_path(output), resume=args.resume,
-                              progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    _write_finished(output, trajectory, wall_time_digits=1)
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed = {args.seed} must be an integer >= 0")
+    config = _prepare_run(args, "sgd", output)
+    if not config:  # --check
+        return
+    seed = args.seed if args.seed is not None else config["sgd"]["seeds"][0]
+    with _locked(output):
+        trajectory = run_sgd_seed(config, seed, checkpoint=checkpoint_path(output), resume=args.resume,
+                                  progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+        _write_finished(output, trajectory, wall_time_digits=1)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:
+    if args.processes < 1:
+        raise ValueError(f"--processes = {args.processes} must be an integer >= 1")
+    check_input_file(args.config, "configuration file")
     config = load_config(args.config, args.set)
-    out = run_experiment(config, args.outdir, skip_sgd=args.skip_sgd, processes=args.processes,
-                         progress=not args.quiet)
+    outdir = Path(args.outdir)
+    check_output_path(outdir, "--outdir", directory=True)
+    from reduced_pde.running.config import sweep_cases
+
+    for _, case in sweep_cases(config):
+        check_resources(case, ("pde",) if args.skip_sgd else ("pde", "sgd"), allow_large=args.allow_large,
+                        output=outdir)
+    with _locked(outdir / "experiment"):
+        out = run_experiment(config, outdir, skip_sgd=args.skip_sgd, processes=args.processes,
+                             progress=not args.quiet)
     for figure in out["figures"]:
         print(f"wrote {figure}")
+
+
+def _read_results(files: Sequence[str]) -> list[Any]:
+    return [read_trajectory(path) for path in files]
 
 
 def _cmd_plot(args: argparse.Namespace) -> None:
     from reduced_pde.running.plotting import plot_risk_comparison
 
-    trajectories = [read_trajectory(path) for path in args.files]
+    check_output_path(args.output, "-o/--output")
+    trajectories = _read_results(args.files)
     print(f"wrote {plot_risk_comparison(trajectories, args.output, title=args.title)}")
 
 
 def _cmd_law(args: argparse.Namespace) -> None:
     from reduced_pde.running.plotting import coordinate_names, plot_law_evolution, plot_marginals
 
-    trajectories = [read_trajectory(path) for path in args.files]
+    for t in args.times:
+        _check_number("--times", t, low=0.0)
+    check_output_path(args.output, "-o/--output")
+    trajectories = _read_results(args.files)
     pde = [t for t in trajectories if t.kind != "sgd"]
     if len(pde) != 1:
         raise ValueError(f"law: give exactly one PDE file, got {len(pde)}")
@@ -119,7 +198,7 @@ def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
     from reduced_pde.analysis.plateaus import compare_plateaus, comparison_table
     from reduced_pde.running.plotting import plot_plateau_comparison
 
-    trajectories = [read_trajectory(path) for path in args.files]
+    trajectories = _read_results(args.files)
     if len(trajectories) < 2:
         raise ValueError("plateaus --compare: give the reduced-PDE file first, then at least one SGD file")
     options = {"threshold": args.threshold, "smoothing": args.smoothing, "min_duration": args.min_duration,
@@ -142,9 +221,19 @@ def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
 def _cmd_plateaus(args: argparse.Namespace) -> None:
     from reduced_pde.running.plotting import plot_plateaus
 
+    _check_number("--threshold", args.threshold, low=0.0, low_open=True)
+    _check_number("--smoothing", args.smoothing, low=0.0)
+    _check_number("--min-duration", args.min_duration, low=0.0)
+    if args.ignore_before is not None:
+        _check_number("--ignore-before", args.ignore_before, low=0.0)
+    if args.max_degree is not None and args.max_degree < 0:
+        raise ValueError(f"--max-degree = {args.max_degree} must be an integer >= 0")
+    if args.output:
+        check_output_path(args.output, "-o/--output")
     if args.compare:
         _cmd_plateau_comparison(args)
         return
+    _read_results(args.files)  # every file readable before the first table is printed
 
     for index, path in enumerate(args.files):
         trajectory = read_trajectory(path)
@@ -205,9 +294,15 @@ class _Unmatched:
 
 def _cmd_gibbs(args: argparse.Namespace) -> None:
     """Self-consistent Gibbs state p* ∝ J e^{−βψ_λ(·; p*)} on the run's grid, optionally over a β sweep."""
-    config = load_config(args.config, args.set)
-    study = gibbs_study(config, args.betas)
-    write_gibbs_study(args.output, study)
+    output = Path(args.output)
+    for b in args.betas or []:
+        _check_number("--betas", b, low=0.0, low_open=True)
+    config = _prepare_run(args, "gibbs", output)
+    if not config:  # --check
+        return
+    with _locked(output):
+        study = gibbs_study(config, args.betas)
+        write_gibbs_study(output, study)
     for b, p in zip(study["betas"], study["points"]):
         print(f"beta = {b:g}: risk {p.risk:.6g}, free energy {p.free_energy:.6g}, mean {study['coordinate']} "
               f"{p.mean_r():.4f}, residual {p.residual:.1e} ({p.iterations} Newton steps)")
@@ -228,10 +323,14 @@ def _cmd_escape_times(args: argparse.Namespace) -> None:
         raise ValueError(f"--degree = {args.degree!r} must be an integer >= 2 (information exponent of He_k)")
     if not 0.0 < args.level < 1.0:
         raise ValueError(f"--level = {args.level!r} must be in (0, 1) (fraction of R_0 lost at the escape time)")
-    if any(d < 3 for d in args.dimensions):
-        raise ValueError(f"--dimensions = {args.dimensions!r}: every d must be an integer >= 3")
-    if args.particles < 10:
-        raise ValueError(f"--particles = {args.particles!r} must be >= 10")
+    if any(d < 3 or d > 2**53 for d in args.dimensions):
+        raise ValueError(f"--dimensions = {args.dimensions!r}: every d must be an integer in [3, 2^53]")
+    if not 10 <= args.particles <= 10**7:
+        raise ValueError(f"--particles = {args.particles!r} must be an integer in [10, 1e7]")
+    _check_number("--rtol", args.rtol, low=1e-14, high=0.1)
+    check_output_path(args.output, "-o/--output")
+    if args.figure:
+        check_output_path(args.figure, "--figure")
     sweep = escape_time_sweep(args.degree, sorted(set(args.dimensions)), level=args.level,
                               n_particles=args.particles, check_particles=args.check_particles, rtol=args.rtol,
                               progress=not args.quiet)
@@ -303,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="table.key=value",
                        help="override a configuration value (repeatable)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--allow-large", action="store_true",
+                       help="run jobs beyond the default limits (memory > 4 GiB, > 1e9 SGD steps, ...)")
+        p.add_argument("--check", action="store_true",
+                       help="only check the configuration, the output path and the resources; run nothing")
 
     def resumable(p: argparse.ArgumentParser, default_output: str) -> None:
         p.add_argument("-o", "--output", default=default_output)
@@ -407,13 +510,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM → KeyboardInterrupt-like exit, so that every ``finally`` (temporary files, locks) runs."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 input/output failure, 2 refused input, 3 the
+    run went bad while stepping, 130/143 interrupted).  Every failure is one line on stderr."""
     args = build_parser().parse_args(argv)
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread: no handler
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
-    except ValueError as error:
-        print(f"reduced-pde: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError) as error:
+        print(f"reduced-pde: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except SolverError as error:
+        print(f"reduced-pde: run stopped: {_one_line(error)}", file=sys.stderr)
+        return 3
+    except MemoryError as error:
+        print(f"reduced-pde: error: out of memory ({_one_line(error)}); reduce the run's sizes", file=sys.stderr)
+        return 1
+    except OSError as error:
+        where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+        print(f"reduced-pde: error: input/output failure{where}: {error.strerror or _one_line(error)} "
+              "(any previous checkpoint is intact)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reduced-pde: interrupted (resume with --resume if a checkpoint was written)", file=sys.stderr)
+        return 130
+    except SystemExit as stop:
+        if stop.code == 128 + signal.SIGTERM:
+            print("reduced-pde: terminated (resume with --resume if a checkpoint was written)", file=sys.stderr)
+        return int(stop.code) if isinstance(stop.code, int) else 1
+    except Exception as error:  # an internal error: one line, the traceback only on request
+        if os.environ.get("REDUCED_PDE_DEBUG"):
+            raise
+        print(f"reduced-pde: internal error: {type(error).__name__}: {_one_line(error)} "
+              "(REDUCED_PDE_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -6,6 +6,8 @@
 * :func:`validate_output_times` — output times: 1-D, non-empty, finite, strictly increasing, >= start.
 * :func:`check_number` — a real number in an interval (open or closed at the lower end).
 * :func:`check_integer` — an integer (not a bool) >= a minimum.
+* :func:`check_instance` — an argument of the expected class (a problem, a schedule, a network).
+* :func:`check_memory` — an allocation of a known size against the memory this machine has.
 
 Every message names the field, its value and what is allowed, on one line.
 """
@@ -18,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolverError", "check_integer", "check_number", "require_increasing", "validate_output_times"]
+__all__ = ["SolverError", "check_instance", "check_integer", "check_memory", "check_number", "require_increasing",
+           "validate_output_times"]
 
 
 class SolverError(RuntimeError):
@@ -47,6 +50,35 @@ def check_integer(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} = {value!r} must be an integer >= {minimum}")
     return int(value)
+
+
+def check_instance(name: str, value: Any, expected: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    """``value`` if it is an instance of ``expected`` (or None with ``optional``), else ``TypeError``
+    naming ``name``, the value's type and the class expected."""
+    if (optional and value is None) or isinstance(value, expected):
+        return value
+    names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+    raise TypeError(f"{name} = {value!r} ({type(value).__name__}) must be a {names}{' or None' if optional else ''}")
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**63
+
+
+def check_memory(name: str, n_bytes: float, what: str) -> None:
+    """``ValueError`` naming ``name`` when allocating ``n_bytes`` for ``what`` would exceed 80% of the
+    memory this machine has available (MemAvailable), before the allocation is attempted."""
+    available = _available_memory()
+    if n_bytes > 0.8 * available:
+        raise ValueError(f"{name} implies {n_bytes / 2**30:.3g} GiB for {what}; this machine has "
+                         f"{available / 2**30:.3g} GiB available: reduce it")
 
 
 def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> np.ndarray:

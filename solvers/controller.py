@@ -9,6 +9,13 @@ advances it through the output times, records observables, shows a progress bar,
 ``checkpoint_every`` seconds writes an atomic checkpoint from which ``resume=True`` continues
 (the result is then identical to an uninterrupted run).
 
+Resuming is refused (ValueError) when the checkpoint's recorded configuration differs from this
+run's (the keys that differ are named), when its next output index disagrees with the outputs it
+holds or with this run's output times, or when the restored state's time is not the last recorded
+one.  A record whose risk, mean or std is not finite stops the run with a
+:class:`~solvers.common.SolverError` naming the time (the simulations name the cell, particle or
+neuron when they detect it while stepping).
+
 Checkpoints go through a :class:`CheckpointStore` given by the caller
 (:class:`reduced_pde.running.storage.CheckpointFile` writes atomic HDF5 files), so the controller
 knows nothing of file formats.
@@ -25,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from solvers.common import SolverError
 from solvers.results import Trajectory
 
 __all__ = ["Simulation", "CheckpointStore", "run_simulation", "map_in_processes", "local_dask_client", "ONE_THREAD_ENV"]
@@ -101,6 +109,59 @@ def _records_of(partial: Trajectory, static: dict[str, Any]) -> list[dict[str, A
     return records
 
 
+def _plain(value: Any) -> Any:
+    """A configuration value in plain Python form (what it reads back as from a file), for comparison."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_resume(partial: Trajectory, start: int, config: dict[str, Any], kind: str,
+                  output_times: np.ndarray, checkpoint: Any) -> None:
+    """Refuse a checkpoint of another run: other configuration, kind, or inconsistent output index."""
+    where = f"--resume: the checkpoint {checkpoint}"
+    if partial.kind != kind:
+        raise ValueError(f"{where} holds a {partial.kind!r} run, this run is {kind!r}")
+    mine, theirs = {k: _plain(v) for k, v in config.items()}, {k: _plain(v) for k, v in partial.config.items()}
+    # the output times may change (e.g. a longer run) as long as the recorded ones are a prefix (below)
+    changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k, "<absent>") != theirs.get(k, "<absent>")
+                     and not k.startswith("output."))
+    if changed:
+        shown = "; ".join(f"{k} = {theirs.get(k, '<absent>')!r} there, {mine.get(k, '<absent>')!r} here"
+                          for k in changed[:3])
+        raise ValueError(f"{where} was written with another configuration ({shown}{'; ...' if len(changed) > 3 else ''}); "
+                         "resume with the same configuration and seed, or run without --resume to start afresh")
+    n = partial.time.size
+    if not (isinstance(start, (int, np.integer)) and 1 <= start <= output_times.size and start == n):
+        raise ValueError(f"{where} is inconsistent: next output {start} with {n} recorded outputs of "
+                         f"{output_times.size}; delete it to start the run afresh")
+    # each recorded time must be nearest to this run's output time of the same index (SGD lands on kε)
+    gaps = np.diff(output_times)
+    half = 0.5 * np.minimum(np.concatenate([[np.inf], gaps]), np.concatenate([gaps, [np.inf]]))[:n]
+    off = np.abs(np.asarray(partial.time, dtype=float) - output_times[:n]) >= half
+    if np.any(off):
+        i = int(np.argmax(off))
+        raise ValueError(f"{where} recorded output {i} at t = {partial.time[i]:.6g}, where this run's output "
+                         f"times have t = {output_times[i]:.6g} (output.* changed); resume with the same "
+                         "output times (a longer t_final with the same earlier times is fine)")
+
+
+def _check_finite(record: dict[str, Any], names: tuple[str, ...], t: float, kind: str) -> None:
+    """SolverError when the risk, a mean or a std of a record is not finite (overflow reached the output)."""
+    for key in ("risk", "network_risk", *(f"{m}_{c}" for c in names for m in ("mean", "std"))):
+        if key in record and not np.all(np.isfinite(np.asarray(record[key], dtype=float))):
+            if key == "network_risk" and np.all(np.isnan(record[key])):
+                continue  # no closed form for this network: nan by convention
+            raise SolverError(f"{kind}: {key} = {record[key]} is not finite at t = {t:.6g} (overflow or NaN in "
+                              "the state); refine the grid or the step, or shorten the run")
+
+
 def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: str,
                    config: dict[str, Any], static_fields: dict[str, Any] | None = None,
                    checkpoint: CheckpointStore | None = None, checkpoint_every: float = 60.0,
@@ -122,10 +183,14 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
         if checkpoint is None or not checkpoint.exists():
             raise ValueError(f"--resume: no checkpoint at {checkpoint}")
         partial, state, start = checkpoint.load()
-        simulation.set_state(state)
         if partial.coordinates != names:
             raise ValueError(f"--resume: the checkpoint {checkpoint} holds coordinates {partial.coordinates}, "
                              f"this run {names}")
+        _check_resume(partial, start, config, kind, output_times, checkpoint)
+        simulation.set_state(state)
+        if not abs(float(simulation.time) - float(partial.time[-1])) <= 1e-12 * max(1.0, abs(float(partial.time[-1]))):
+            raise ValueError(f"--resume: the checkpoint {checkpoint} is inconsistent: its state is at t = "
+                             f"{simulation.time:.17g}, its last output at t = {partial.time[-1]:.17g}")
         times = list(partial.time)
         records = _records_of(partial, static_fields)
     bar = None
@@ -142,6 +207,7 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
             record = dict(simulation.observables())
             # a simulation may land near, not on, an output time (SGD: the nearest step kε)
             times.append(float(record.pop("time", output_times[index])))
+            _check_finite(record, names, times[-1], kind)
             records.append(record)
             if bar is not None:
                 bar.set_postfix_str(f"t={output_times[index]:.3g} risk={record['risk']:.4g}")

@@ -85,7 +85,7 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, check_number, validate_output_times
+from solvers.common import SolverError, check_instance, check_number, validate_output_times
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
 from solvers.tensor_grid import MAX_DIMENSION, TensorGrid
@@ -554,6 +554,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
                  rates: Sequence[float] | Mapping[str, float] | None = None,
                  use_linear_coordinate: bool = True,
                  max_steps_per_output: int = 100_000_000) -> None:
+        check_instance("problem", problem, ReducedProblem)
+        check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         grid = as_tensor_grid(grid, problem.coordinate_names)
         check_grid_in_domain(grid, problem.domain())
         if scheme not in SCHEMES:

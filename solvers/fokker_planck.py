@@ -68,7 +68,7 @@ from reduced_pde.free_energy import GridOperators, check_noise_values, discrete_
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, validate_output_times
+from solvers.common import SolverError, check_instance, validate_output_times
 from solvers.finite_volume import learning_rate, low_rank_potential, raise_common_status, step_to_output
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
@@ -236,6 +236,8 @@ class FokkerPlanckSolver1D(MonitoredDensityState):
                  schedule: LearningRateSchedule | None = None,
                  initial_density: np.ndarray | None = None,
                  max_steps_per_output: int = 50_000_000) -> None:
+        check_instance("problem", problem, ReducedProblem)
+        check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         if not isinstance(grid, UniformGrid1D):
             raise TypeError(f"grid must be a UniformGrid1D, got {type(grid).__name__}")
         check_grid_in_domain(as_tensor_grid(grid, problem.coordinate_names), problem.domain())

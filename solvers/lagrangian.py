@@ -73,7 +73,7 @@ from scipy.integrate import DOP853, solve_ivp
 from reduced_pde.problem import DRIFT_SIGNATURE, CompiledDrift, ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, validate_output_times
+from solvers.common import SolverError, check_instance, validate_output_times
 from solvers.finite_volume import learning_rate
 from solvers.results import Trajectory
 
@@ -545,6 +545,8 @@ class LagrangianSolver:
                  rtol: float = 1e-9, atol: float = 1e-12, method: str = "DOP853",
                  initial_positions: np.ndarray | None = None, initial_masses: np.ndarray | None = None,
                  degree_radius: float | None = None) -> None:
+        check_instance("problem", problem, ReducedProblem)
+        check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         self.problem = problem
         self.names = tuple(problem.coordinate_names)
         self.dimension = len(self.names)

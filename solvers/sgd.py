@@ -67,7 +67,14 @@ from reduced_pde.models.base import NetworkModel
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, check_integer, check_number, validate_output_times
+from solvers.common import (
+    SolverError,
+    check_instance,
+    check_integer,
+    check_memory,
+    check_number,
+    validate_output_times,
+)
 from solvers.results import Trajectory
 
 __all__ = ["SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
@@ -171,8 +178,16 @@ class SGDSimulation:
                  batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
                  beta: float = math.inf, weight_decay: float = 0.0, second_layer_rate: float = 1.0,
                  backend: str = "auto", record_network_risk: bool | None = None) -> None:
+        check_instance("network", network, NetworkModel)
+        check_instance("problem", problem, ReducedProblem)
+        check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         self.n_neurons = check_integer("sgd.n_neurons", n_neurons, 1)
         self.batch_size = check_integer("sgd.batch_size", batch_size, 1)
+        d = check_integer("network.dimension", network.dimension, 1)
+        check_memory(f"sgd.n_neurons = {self.n_neurons} with dimension d = {d}", 8.0 * 4 * self.n_neurons * d,
+                     "the SGD weights (N x d, 4 copies)")
+        check_memory(f"sgd.batch_size = {self.batch_size} with sgd.n_neurons = {self.n_neurons}",
+                     8.0 * 3 * self.batch_size * self.n_neurons, "the SGD pre-activations (B x N, 3 arrays)")
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.floating)) \
                 or not (math.isfinite(step_size) and step_size > 0):
             raise ValueError(f"sgd.step_size = {step_size!r} must be a finite number > 0 (it is ε, the PDE "

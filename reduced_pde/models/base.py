@@ -62,7 +62,7 @@ class Table:
 
 # ---- checks shared by model schemas -------------------------------------------------------------
 def _number(field: str, value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{field} = {value!r} must be {what}")
     return float(value)
 
@@ -110,15 +110,24 @@ def integer_at_least(minimum: int) -> Callable[[str, Any], int]:
     return check
 
 
+#: the largest finite dimension: beyond 2^53 a float no longer holds every integer d (use "inf")
+MAX_DIMENSION = 2 ** 53
+
+
 def dimension_value(minimum: int = 2) -> Callable[[str, Any], float]:
-    """An integer ``>= minimum`` or ``"inf"`` (the d → ∞ reduction); returns a float (inf allowed)."""
+    """An integer in ``[minimum, 2^53]`` or ``"inf"`` (the d → ∞ reduction); returns a float (inf allowed)."""
 
     def check(field: str, value: Any) -> float:
         if isinstance(value, str) and value.lower() in {"inf", "infinity"}:
             return math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        if isinstance(value, (float, np.floating)) and math.isinf(value) and value > 0:
+            return math.inf
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
                 math.isfinite(value) and float(value).is_integer() and value >= minimum):
             raise ValueError(f"{field} = {value!r} must be an integer >= {minimum} or \"inf\"")
+        if value > MAX_DIMENSION:
+            raise ValueError(f"{field} = {value!r} must be an integer <= 2^53 (exact in double precision) or "
+                             "\"inf\" (the d = inf reduction)")
         return float(value)
 
     return check

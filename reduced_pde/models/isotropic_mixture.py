@@ -115,12 +115,8 @@ class IsotropicGaussianMixture(TwoClassMixture):
     dimension: float
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.delta < 1.0):
-            raise ValueError(f"data.delta = {self.delta} must lie in [0, 1)")
-        if not (self.dimension >= 2):
-            raise ValueError(f"data.dimension = {self.dimension} must be >= 2 (or inf)")
-        if not math.isinf(self.dimension) and self.dimension != int(self.dimension):
-            raise ValueError(f"data.dimension = {self.dimension} must be an integer or inf")
+        object.__setattr__(self, "delta", in_interval(0.0, 1.0)("data.delta", self.delta))
+        object.__setattr__(self, "dimension", dimension_value(2)("data.dimension", self.dimension))
 
     #: labels and their probabilities
     labels: tuple[float, float] = (1.0, -1.0)
@@ -145,11 +141,14 @@ class IsotropicMixtureRadialProblem(MixtureReduction, ReducedProblem):
     def __init__(self, data: IsotropicGaussianMixture, activation: Activation | str | dict,
                  kappa: float = 0.4, hermite_degree: int | None = None,
                  truncation_tolerance: float = 1e-10, radius_bound: float | None = None) -> None:
+        if not isinstance(data, IsotropicGaussianMixture):
+            raise TypeError(f"data = {data!r} ({type(data).__name__}) must be an IsotropicGaussianMixture")
         self.data = data
         self.activation = make_activation(activation)
-        self.kappa = float(kappa)
-        if hermite_degree is not None and (hermite_degree < 0 or hermite_degree % 2):
-            raise ValueError(f"reduction.hermite_degree = {hermite_degree} must be an even integer >= 0")
+        self.kappa = positive("initial.kappa", kappa)
+        if hermite_degree is not None:
+            _hermite_degree(even=True)("reduction.hermite_degree", hermite_degree)
+        truncation_tolerance = positive("reduction.truncation_tolerance", truncation_tolerance)
         self.hermite_degree = hermite_degree
         if not truncation_tolerance > 0:
             raise ValueError(f"reduction.truncation_tolerance = {truncation_tolerance} must be > 0")
@@ -357,8 +356,10 @@ def _hermite_degree(even: bool):
     def check(field: str, value: Any) -> int | None:
         if value == "auto":
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (even and value % 2):
-            raise ValueError(f"{field} = {value!r} must be \"auto\" or an {'even ' if even else ''}integer >= 0")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (even and value % 2) \
+                or value > _MAX_DEGREE:
+            raise ValueError(f"{field} = {value!r} must be \"auto\" or an {'even ' if even else ''}integer in "
+                             f"[0, {_MAX_DEGREE}] (the degree the c-moments are computed to)")
         return int(value)
 
     return check

@@ -907,8 +907,9 @@ def _target(field: str, value: Any) -> Any:
 def _hermite_degree(field: str, value: Any) -> int | None:
     if value == "auto":
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{field} = {value!r} must be \"auto\" or an integer >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > _PROBE_DEGREE:
+        raise ValueError(f"{field} = {value!r} must be \"auto\" or an integer in [0, {_PROBE_DEGREE}] (the largest "
+                         "degree whose truncation bound is computed)")
     return int(value)
 
 

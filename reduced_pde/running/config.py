@@ -79,10 +79,16 @@ def _rtol(field: str, value: Any) -> float:
     return x
 
 
+#: the smallest CFL number: the step count grows like 1/cfl (1e-4 is 4000 times the default's)
+CFL_FLOOR = 1e-4
+
+
 def _cfl(field: str, value: Any) -> float:
     x = positive(field, value)
     if x > 0.5:
         raise ValueError(f"{field} = {value!r} must lie in (0, 0.5] (positivity bound of the scheme)")
+    if x < CFL_FLOOR:
+        raise ValueError(f"{field} = {value!r} must be >= {CFL_FLOOR:g} (the number of steps grows like 1/cfl)")
     return x
 
 
@@ -179,6 +185,8 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
 #: keys of ``[pde]`` that belong to one solver only (given for the other, they are refused)
 SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
                "lagrangian": {"n_particles", "sampling", "ode_method", "rtol"}}
+#: the largest |bound| of a grid axis (second moments of the law stay far from overflow)
+_GRID_BOUND = 1e100
 GRID_CELLS = Key(400, integer_at_least(3), "cells of each axis the model lays out itself")
 
 
@@ -231,7 +239,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         target = raw.setdefault(table, {})
         if not isinstance(target, dict):
             raise ValueError(f"--set {item!r}: [{table}] is not a table in this configuration")
-        if "." in name:  # a key inside a sub-table, e.g. grid.r.cells
+        if len(name) >= 2 and name[0] == name[-1] == '"':  # a quoted key, e.g. sweep."initial.kappa"
+            target[name[1:-1]] = value
+        elif "." in name:  # a key inside a sub-table, e.g. grid.r.cells
             sub, _, leaf = name.partition(".")
             inner = target.setdefault(sub, {})
             if not isinstance(inner, dict):
@@ -353,6 +363,10 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model) -> 
     if uses_fokker_planck(config) and solver != "finite_volume":
         raise ValueError("[noise] and pde.time_stepping = 'implicit' need pde.solver = 'finite_volume' "
                          "(the Scharfetter–Gummel finite volumes)")
+    from reduced_pde.running.resources import check_resources
+
+    # what this machine cannot hold is refused before the grid is built (--allow-large: check_resources)
+    check_resources(config, ("pde",), allow_large=True, problem=problem)
     if solver == "finite_volume":
         pde_solver_name(config, problem)  # noise / implicit stepping need a one-coordinate reduction
         grid_table(config, problem)  # builds the axes: every coordinate has one, no stray table
@@ -413,6 +427,12 @@ def grid_table(config: Mapping[str, Any], problem: ReducedProblem) -> dict[str, 
                              f"has no default axis for them), e.g. grid.{unknown[0]} = "
                              "{lower = ..., upper = ..., cells = ...}")
         table.update({name: defaults[name] for name in missing})
+    for name, axis in table.items():
+        for bound in ("lower", "upper"):
+            value = axis.get(bound) if isinstance(axis, Mapping) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= _GRID_BOUND:
+                raise ValueError(f"grid.{name}.{bound} = {value!r} must be a finite number with |value| <= "
+                                 f"{_GRID_BOUND:g} (moments of the law would overflow)")
     grid = TensorGrid.from_table(table, names)
     for axis, (lower, upper) in zip(grid.axes, problem.domain()):
         if axis.edges[0] < lower - 1e-12 or axis.edges[-1] > upper + 1e-12:

@@ -10,13 +10,25 @@ Layout of a result file::
            the run is rebuilt), derived.<key> (values derived from them), diagnostics.<key>
 
 Every write goes to a temporary file in the same folder, is flushed and then renamed over the
-target (``os.replace``, atomic on POSIX), so a crash never leaves a half-written file.
+target (``os.replace``, atomic on POSIX), so a crash never leaves a half-written file; the temporary
+file is removed on every exit path that Python sees (errors, Ctrl-C, SIGTERM through the CLI), and
+one left by a kill -9 is removed by the next run that takes the output's lock (:class:`OutputLock`).
+
+A checkpoint (``OUTPUT.checkpoint``) additionally records the package version and a SHA-256 digest
+of everything it holds (every dataset's bytes, every attribute); :func:`read_checkpoint` refuses a
+file that cannot be read, that was written by another package version, or whose digest differs
+(damaged or edited), with a ``ValueError`` that names the file.  Before a checkpoint is written the
+free space of its folder is checked against its size, so a full disk ends in a clean ``OSError``
+(errno ENOSPC) with the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +39,9 @@ import numpy as np
 
 from solvers.results import Trajectory
 
-__all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint", "atomic_h5", "atomic_write",
-           "CheckpointFile"]
+__all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint",
+           "atomic_h5", "atomic_write", "CheckpointFile", "OutputLock", "check_output_path", "check_input_file",
+           "file_digest"]
 
 
 _JSON_PREFIX = "json:"
@@ -142,13 +155,167 @@ def write_trajectory(path: str | Path, trajectory: Trajectory) -> Path:
 
 
 def read_trajectory(path: str | Path) -> Trajectory:
-    with h5py.File(path, "r") as file:
-        return _read_trajectory_from(file)
+    """The trajectory stored in ``path``; ValueError naming the file when it is missing, not HDF5, or
+    not a result file of this package."""
+    check_input_file(path, "result file")
+    try:
+        with h5py.File(path, "r") as file:
+            return _read_trajectory_from(file)
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"result file {str(path)!r} is not a readable result file of reduced-pde "
+                         f"({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
+
+
+def check_input_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is an existing regular file, else ValueError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{what} {str(path)!r} is not readable")
+    return path
+
+
+def check_output_path(path: str | Path, what: str = "output", *, directory: bool = False) -> Path:
+    """Check before a run that ``path`` (a file, or a folder with ``directory``) can be written: it is
+    not a directory (a file) / not a file (a folder), its nearest existing ancestor is a folder, and a
+    probe file can be created there (which also catches read-only file systems, even for root).
+    Creates nothing that stays; ValueError naming ``what`` and the path otherwise."""
+    path = Path(path)
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{what} {str(path)!r} exists and is not a directory")
+    elif path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory; give a file name")
+    ancestor = path if directory and path.is_dir() else path.parent
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise ValueError(f"{what} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".reduced-pde-probe.", dir=ancestor)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"{what} {str(path)!r} cannot be written: {str(ancestor)!r} refuses new files "
+                         f"({error.strerror or error})") from None
+    return path
+
+
+class OutputLock:
+    """An exclusive lock on an output (``.NAME.lock`` next to it, ``fcntl.flock``): a second run on the
+    same output is refused while the first holds it.  The kernel releases the lock when its process
+    dies (even by kill -9), so a stale lock file never blocks a later run.  :meth:`acquire` also
+    removes the temporary files (``.NAME.*.tmp``) that a killed run left next to the output."""
+
+    def __init__(self, output: str | Path) -> None:
+        self.output = Path(output)
+        self.path = self.output.with_name(f".{self.output.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> "OutputLock":
+        import fcntl
+
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if created:  # cannot happen (the holder created it), but never leave a file of ours
+                self.path.unlink(missing_ok=True)
+            raise ValueError(f"output {str(self.output)!r}: another run is writing it (lock {str(self.path)!r}, "
+                             f"pid {holder or '?'}); wait for it to finish or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        for stale in self.output.parent.glob(f".{self.output.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_DIGEST = "sha256"
+
+
+def file_digest(file: h5py.File) -> str:
+    """SHA-256 of every dataset (path, dtype, shape, bytes) and every attribute (path, key, value) of
+    an open HDF5 file, in sorted order; the root attribute ``sha256`` itself is left out."""
+    digest = hashlib.sha256()
+
+    def attributes(name: str, obj: Any) -> None:
+        for key in sorted(obj.attrs):
+            if name == "/" and key == _DIGEST:
+                continue
+            value = obj.attrs[key]
+            digest.update(f"{name}@{key}=".encode())
+            digest.update(np.asarray(value).tobytes() if not isinstance(value, (str, bytes)) else
+                          (value.encode() if isinstance(value, str) else value))
+
+    def visit(name: str, obj: Any) -> None:
+        attributes(name, obj)
+        if isinstance(obj, h5py.Dataset):
+            data = obj[()]
+            digest.update(f"{name}:{obj.dtype.str}:{obj.shape}".encode())
+            digest.update(np.asarray(data).tobytes() if not isinstance(data, bytes) else data)
+
+    attributes("/", file)
+    names: list[str] = []
+    file.visit(names.append)
+    for name in sorted(names):
+        visit(name, file[name])
+    return digest.hexdigest()
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (list, tuple)):
+        return int(np.asarray(value).nbytes) if all(isinstance(v, (int, float)) for v in value) else 1024
+    return 256
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """OSError(ENOSPC) before writing ``needed`` bytes into ``folder`` if the disk cannot hold them."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"no space left on device: writing {needed / 2**20:.1f} MiB into "
+                                    f"{str(folder)!r}, {free / 2**20:.1f} MiB free")
 
 
 def write_checkpoint(path: str | Path, partial: Trajectory, state: dict[str, Any],
                      next_output: int) -> Path:
-    """Checkpoint: the trajectory recorded so far, the solver state and the next output index."""
+    """Checkpoint: the trajectory recorded so far, the solver state and the next output index, with
+    the package version and a SHA-256 digest of the whole content (module docstring)."""
+    from reduced_pde import __version__
+
+    path = Path(path)
+    size = sum(_nbytes(v) for v in state.values()) + sum(_nbytes(v) for v in partial.fields.values()) \
+        + 8 * (partial.time.size * (2 + 2 * len(partial.coordinates))) + 2**20
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_free_space(path.parent, 2 * size)  # the new file is written before the old one goes
 
     def write(file: h5py.File) -> None:
         _write_trajectory_into(file.create_group("trajectory"), partial)
@@ -159,16 +326,44 @@ def write_checkpoint(path: str | Path, partial: Trajectory, state: dict[str, Any
             else:  # scalars; dicts (e.g. RNG states with 128-bit integers) as JSON
                 group.attrs[key] = _attr_value(value)
         file.attrs["next_output"] = next_output
+        file.attrs["package_version"] = __version__
+        file.flush()
+        file.attrs[_DIGEST] = file_digest(file)
 
     return atomic_h5(path, write)
 
 
 def read_checkpoint(path: str | Path) -> tuple[Trajectory, dict[str, Any], int]:
-    with h5py.File(path, "r") as file:
-        partial = _read_trajectory_from(file["trajectory"])
-        state: dict[str, Any] = {key: file["state"][key][()] for key in file["state"]}
-        state.update({key: _decode(value) for key, value in file["state"].attrs.items()})
-        return partial, state, int(file.attrs["next_output"])
+    """(partial trajectory, solver state, next output index) of a checkpoint; ValueError naming the
+    file when it cannot be read, comes from another package version, or fails its digest."""
+    from reduced_pde import __version__
+
+    path = check_input_file(path, "checkpoint")
+    advice = "delete it to start the run afresh"
+    try:
+        with h5py.File(path, "r") as file:
+            stored = file.attrs.get(_DIGEST)
+            if stored is None:
+                raise ValueError(f"checkpoint {str(path)!r} has no digest (written by an older version or not a "
+                                 f"checkpoint); {advice}")
+            if _decode(stored) != file_digest(file):
+                raise ValueError(f"checkpoint {str(path)!r} fails its SHA-256 digest: it was damaged or edited; "
+                                 f"{advice}")
+            version = _decode(file.attrs.get("package_version", ""))
+            if version != __version__:
+                raise ValueError(f"checkpoint {str(path)!r} was written by reduced-pde {version}, this is "
+                                 f"{__version__}; {advice}")
+            partial = _read_trajectory_from(file["trajectory"])
+            state: dict[str, Any] = {key: file["state"][key][()] for key in file["state"]}
+            state.update({key: _decode(value) for key, value in file["state"].attrs.items()})
+            return partial, state, int(file.attrs["next_output"])
+    except ValueError as error:
+        if str(error).startswith(f"checkpoint {str(path)!r}"):
+            raise
+        raise ValueError(f"checkpoint {str(path)!r} is damaged ({_reason(error)}); {advice}") from None
+    except (OSError, KeyError, TypeError) as error:
+        raise ValueError(f"checkpoint {str(path)!r} is damaged or not a checkpoint ({_reason(error)}); "
+                         f"{advice}") from None
 
 
 class CheckpointFile:
