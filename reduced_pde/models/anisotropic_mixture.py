@@ -536,8 +536,9 @@ def _optional_numbers(field: str, value: Any) -> list[float] | None:
 def _hermite_degree(field: str, value: Any) -> int | None:
     if value is None or value == "auto":
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value % 2:
-        raise ValueError(f"{field} = {value!r} must be \"auto\" or an even integer >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value % 2 or value > _MAX_DEGREE:
+        raise ValueError(f"{field} = {value!r} must be \"auto\" or an even integer in [0, {_MAX_DEGREE}] (the "
+                         "degree the c-moments are computed to)")
     return int(value)
 
 

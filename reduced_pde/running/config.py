@@ -73,6 +73,8 @@ def _beta(field: str, value: Any) -> float:
 
 def _rtol(field: str, value: Any) -> float:
     x = positive(field, value)
+    if x > 0.1:
+        raise ValueError(f"{field} = {value!r} must be <= 0.1 (a relative tolerance; larger ones give no accuracy)")
     if x < RTOL_FLOOR:
         raise ValueError(f"{field} = {value!r} is below the integrator's floor {RTOL_FLOOR:.3g} "
                          "(100 machine epsilons); use a value >= it")
@@ -257,10 +259,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return parse_config(apply_overrides(_read_toml(path), overrides or []))
 
 
-def parse_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+def parse_config(raw: Mapping[str, Any], *, check_machine: bool = True) -> dict[str, Any]:
     """Check every table and key of ``raw`` against the model's schema and fill the defaults;
     returns the configuration in its input form (see the module docstring).  Raises ValueError with
-    a one-line message naming the field, its value and what is allowed."""
+    a one-line message naming the field, its value and what is allowed.  ``check_machine``: also
+    refuse a run this machine cannot hold (:func:`~reduced_pde.running.resources.check_resources`;
+    off when rebuilding a stored run for analysis)."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"a configuration must be a table, got {raw!r}")
     data = raw.get("data", {})
@@ -295,7 +299,7 @@ def parse_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         config[table] = values
     config["grid"] = _grid_inputs(raw.get("grid", {}))
     config["sweep"] = _sweep_inputs(raw.get("sweep", {}), schema)
-    _check_run(config, raw, model)
+    _check_run(config, raw, model, check_machine)
     # keep only what this run uses: the other solver's keys (and the grid of a particle run) are gone
     solver = config["pde"]["solver"]
     unused = set().union(*(keys for name, keys in SOLVER_KEYS.items() if name != solver))
@@ -334,7 +338,7 @@ def _sweep_inputs(given: Any, schema: Mapping[str, Any]) -> dict[str, list[Any]]
     return {key: list(values) for key, values in given.items()}
 
 
-def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model) -> None:
+def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, check_machine: bool = True) -> None:
     """Checks across keys, and against the problem (its coordinates, noise, grid)."""
     out = config["output"]
     if out["spacing"] == "log" and not out["t_first"] < out["t_final"]:
@@ -366,7 +370,8 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model) -> 
     from reduced_pde.running.resources import check_resources
 
     # what this machine cannot hold is refused before the grid is built (--allow-large: check_resources)
-    check_resources(config, ("pde",), allow_large=True, problem=problem)
+    if check_machine:
+        check_resources(config, ("pde",), allow_large=True, problem=problem)
     if solver == "finite_volume":
         pde_solver_name(config, problem)  # noise / implicit stepping need a one-coordinate reduction
         grid_table(config, problem)  # builds the axes: every coordinate has one, no stray table
@@ -506,7 +511,7 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
             raw.setdefault("grid", {})["cells"] = value
             continue
         raw.setdefault(table, {})[name] = value
-    return parse_config(raw)
+    return parse_config(raw, check_machine=False)
 
 
 def sweep_cases(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

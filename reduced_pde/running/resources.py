@@ -178,7 +178,8 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
     model = model_of(run)
     d = model.dimension(resolved(run))
     if math.isinf(d):
-        return []  # refused by the SGD run itself (it needs a finite d)
+        raise ValueError("SGD needs a finite dimension: data.dimension = \"inf\"; set sgd.dimension (the d of "
+                         "full-dimensional SGD against the d = inf reduction)")
     d = int(d)
     sgd = config["sgd"]
     n, b, eps = int(sgd["n_neurons"]), int(sgd["batch_size"]), float(sgd["step_size"])
