@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolverError", "check_instance", "check_integer", "check_memory", "check_number", "require_increasing",
+__all__ = ["SolverError", "available_memory", "check_instance", "check_integer", "check_memory", "check_number", "require_increasing",
            "validate_output_times"]
 
 
@@ -61,7 +61,8 @@ def check_instance(name: str, value: Any, expected: type | tuple[type, ...], *, 
     raise TypeError(f"{name} = {value!r} ({type(value).__name__}) must be a {names}{' or None' if optional else ''}")
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (2^63 where it cannot be read)."""
     try:
         with open("/proc/meminfo") as file:
             for line in file:
@@ -75,7 +76,7 @@ def _available_memory() -> int:
 def check_memory(name: str, n_bytes: float, what: str) -> None:
     """``ValueError`` naming ``name`` when allocating ``n_bytes`` for ``what`` would exceed 80% of the
     memory this machine has available (MemAvailable), before the allocation is attempted."""
-    available = _available_memory()
+    available = available_memory()
     if n_bytes > 0.8 * available:
         raise ValueError(f"{name} implies {n_bytes / 2**30:.3g} GiB for {what}; this machine has "
                          f"{available / 2**30:.3g} GiB available: reduce it")

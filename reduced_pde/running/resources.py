@@ -27,12 +27,13 @@ multiply-adds, τ beyond :data:`PDE_TIME_LIMIT`.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from solvers.common import available_memory
 
 __all__ = ["Demand", "demands", "check_resources", "available_memory", "integrated_rate", "smallest_output_interval",
            "MEMORY_LIMIT", "SGD_STEP_LIMIT", "SGD_WORK_LIMIT", "PDE_TIME_LIMIT"]
@@ -60,21 +61,6 @@ class Demand:
     amount: float
     field: str
     what: str
-
-
-def available_memory() -> int:
-    """MemAvailable of /proc/meminfo in bytes (physical pages × page size where that is missing)."""
-    try:
-        with open("/proc/meminfo") as file:
-            for line in file:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 2**63
 
 
 def integrated_rate(config: Mapping[str, Any]) -> float:
