@@ -117,7 +117,37 @@ class Script:
         subprocess.run([sys.executable, *self.compute.split()[1:]], cwd=ROOT, check=True)
 
 
-ENTRIES: tuple[Experiment | Script, ...] = (
+@dataclass(frozen=True)
+class Command:
+    """Figures drawn by a ``reduced-pde`` command from committed datasets (``redraw_args``, with
+    ``{out}`` the figure path); ``compute`` is the command sequence that recomputes the datasets."""
+
+    name: str
+    outputs: tuple[str, ...]
+    compute: str
+    cost: str
+    redraw_args: tuple[str, ...]
+    data: tuple[Path, ...] = ()
+
+    def command(self) -> str:
+        return self.compute
+
+    def stored(self) -> bool:
+        return bool(self.data) and all(path.exists() for path in self.data)
+
+    def redraw(self, outdir: Path) -> list[Path]:
+        target = Path(outdir) / self.outputs[0]
+        subprocess.run([sys.executable, "-m", "reduced_pde.cli",
+                        *(arg.format(out=target) for arg in self.redraw_args)],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        return [target]
+
+    def recompute(self) -> None:
+        for line in self.compute.split(" && "):
+            subprocess.run([sys.executable, "-m", "reduced_pde.cli", *line.split()[1:]], cwd=ROOT, check=True)
+
+
+ENTRIES: tuple[Experiment | Script | Command, ...] = (
     Experiment("relu_single_index", "relu_single_index", "~15 s (2 cores), ~90 s loaded"),
     Experiment("multi_index", "multi_index", "~15 s"),
     Experiment("sphere_he4", "sphere_he4", "~30 s"),
@@ -131,6 +161,21 @@ ENTRIES: tuple[Experiment | Script, ...] = (
     Script("sphere_gibbs", ("sphere_gibbs.png",), "python benchmarks/sphere_gibbs_figure.py", "~15 s"),
     Script("plateau_sgd", ("bmz_sgd_plateaus.png", "sphere_escape_he3_plateaus.png"),
            "python benchmarks/plateau_sgd_validation.py", "~25 min"),
+    Command("mmn18_phase_diagram", ("mmn18_phase_diagram.png",),
+            "reduced-pde sweep configs/sweeps/mmn18_phase.toml --outdir results/mmn18_phase && "
+            "reduced-pde sweep configs/sweeps/mmn18_phase_sgd.toml --outdir results/mmn18_phase_sgd",
+            "~14 min reduced + ~12 min SGD (then copy the two sweep.nc files to figures/data/)",
+            ("phase-diagram", "figures/data/mmn18_phase.nc", "--sgd", "figures/data/mmn18_phase_sgd.nc",
+             "--level", "2", "-o", "{out}"),
+            (DATA / "mmn18_phase.nc", DATA / "mmn18_phase_sgd.nc")),
+    Command("bmz_plateau_times", ("bmz_plateau_times.png",),
+            "reduced-pde sweep configs/sweeps/bmz_plateau_times.toml --outdir results/bmz_plateau_times",
+            "~50 min (then copy sweep.nc to figures/data/bmz_plateau_times.nc)",
+            ("phase-diagram", "figures/data/bmz_plateau_times.nc", "-o", "{out}"),
+            (DATA / "bmz_plateau_times.nc",)),
+    Command("chaos_sphere_he4", ("chaos_sphere_he4.png",),
+            "reduced-pde chaos configs/chaos_sphere_he4.toml -o results/chaos_sphere_he4.h5 "
+            "--figure figures/chaos_sphere_he4.png", "~17 min", ()),
 )
 
 
