@@ -1,0 +1,420 @@
+"""Finite width for MMN18's isotropic Gaussian mixture: the 1/N prediction and the N-neuron flow.
+
+Setting (:mod:`reduced_pde.models.isotropic_mixture`; derivation ``docs/finite_width.md`` §5)
+-----------------------------------------------------------------------------------------------
+Neurons ``w ∈ R^d``, ``f_ρ(x) = ∫σ(⟨w, x⟩) ρ(dw)`` (second layer 1, not trained), classes
+``y = ±1`` (probability ``p_y = ½``) with ``x | y ~ N(0, s_y² I_d)``, ``s_y = 1 + yΔ``; risk (no ½)
+``R(μ) = 1 + 2∫v(|w|) dμ + ∫∫U dμ dμ`` with, for ``w ≠ w'`` at cosine c (Mehler),
+
+    U(w, w') = Σ_y p_y Σ_k α_k(s_y |w|) α_k(s_y |w'|) c^k,      U(w, w) = D(|w|) := Σ_y p_y E σ(s_y |w| G)².
+
+The N-neuron network ``ρ^N = (1/N) Σ_i δ_{w_i}`` has risk ``L_N = R(ρ^N)`` (the diagonal i = j uses
+D, exactly), and its population gradient flow ``dw_i/dt = −2ξ ∇_1Ψ(w_i; ρ^N)``,
+``Ψ(w; ρ) = v(|w|) + ∫U(w, w') ρ(dw')``, is the mean-field equation solved by ρ^N itself (the
+self-term ``∇_1U(w, w)|_{w' = w} = ½ D'(|w|) ŵ`` included).  Hence, as on the sphere,
+``E L_N(t) = L(ν_t) + c(t)/N + O(1/N²)`` with
+``c(t) = ½ E_{w~ν_0} ∂²_ε R(S_t((1 − ε)ν_0 + εδ_w))|_{ε=0}`` and ``c(0) = E_w D(|w|) − ∫∫U dν_0 dν_0``
+(the variance of one neuron's output, exact).
+
+Reduction of the perturbed flow.  ``(1 − ε)ν_0 + εδ_w`` is invariant under the rotations fixing w,
+so with ``e_1 = ŵ`` a neuron is ``θ = x₁e₁ + ρu`` (``u ⊥ e_1`` uniform on S^{d−2}): the flow moves
+``(x₁, ρ) = r(cos φ, sin φ)`` and the atom stays on the axis (ρ = 0).  Averaging the truncated Mehler
+series over ``γ = ⟨u, u'⟩`` (moments ``E γ^l`` in R^{d−1}) gives a low-rank kernel
+
+    E_γ U_K(θ, θ') = Σ_{y,k,l even} C_{ykl} g_{ykl}(θ) g_{ykl}(θ'),
+    g_{ykl} = α_k(s_y r) cos^{k−l}φ sin^lφ,   C_{ykl} = p_y C(k, l) E[γ^l] >= 0,
+
+with K the problem's own truncation degree (:meth:`IsotropicMixtureRadialProblem.series_degree`),
+and the atom's self-interaction ε²D(r_atom) (and its gradient) exact — the Mehler series at c = 1
+converges slowly, so the truncated diagonal is replaced by ``D − D_K``.  At ε = 0 this is the radial
+reduction of the package (tested: same L(ν_t) as the problem's low-rank kernel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from numba import njit
+from scipy.special import comb, roots_jacobi, roots_legendre
+
+from reduced_pde.analysis.finite_width import FluctuationPrediction, _check_int, _check_positive, \
+    _check_times, _constant_schedule, _rk4
+from reduced_pde.hermite import cosine_moments
+
+__all__ = ["MixtureNetworkRuns", "predict_mixture_fluctuations", "mixture_network_flow",
+           "mixture_output_variance"]
+
+Schedule = Callable[[float], float]
+
+_FD_STEP = 1e-5  # central difference of the closed-form D(r): relative error ~1e-10
+
+
+class _Mixture:
+    """The kernel pieces of an :class:`IsotropicMixtureRadialProblem` at finite d."""
+
+    def __init__(self, problem: Any) -> None:
+        if not hasattr(problem, "data") or not hasattr(problem.data, "class_scales"):
+            raise ValueError("finite-width predictions for the mixture need data.model = "
+                             "'isotropic_gaussian_mixture'")
+        d = float(problem.dimension)
+        if not math.isfinite(d) or d < 4:
+            raise ValueError(f"data.dimension = {problem.dimension!r} must be a finite integer >= 4 here")
+        self.problem = problem
+        self.dimension = int(d)
+        self.activation = problem.activation
+        self.classes = list(zip(problem.data.label_probabilities, problem.data.class_scales))
+        law = problem.initial_law()
+        self.law = law
+        # the problem's degree, chosen for radii up to its bound (fixed for the whole run)
+        self.degree = int(problem.series_degree(np.array([float(law.quantile(np.array(1 - 1e-12)))])))
+
+    def alpha(self, r: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        n = scale * r
+        return (self.activation.hermite_coefficients(n, self.degree),
+                scale * self.activation.hermite_coefficients_derivative(n, self.degree))
+
+    def diagonal(self, r: np.ndarray) -> np.ndarray:
+        """``D(r) = Σ_y p_y E σ(s_y r G)²`` (closed form)."""
+        return sum(p * self.activation.second_moment(s * np.asarray(r, dtype=float)) for p, s in self.classes)
+
+    def diagonal_derivative(self, r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r, dtype=float)
+        h = _FD_STEP * np.maximum(r, 1.0)
+        return (self.diagonal(r + h) - self.diagonal(np.maximum(r - h, 0.0))) / (r + h - np.maximum(r - h, 0.0))
+
+    def diagonal_truncated(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``D_K(r) = Σ_y p_y Σ_{k<=K} α_k(s_y r)²`` and its derivative."""
+        value = np.zeros_like(np.asarray(r, dtype=float))
+        slope = np.zeros_like(value)
+        for p, s in self.classes:
+            a, da = self.alpha(r, s)
+            value = value + p * np.sum(a * a, axis=0)
+            slope = slope + p * np.sum(2 * a * da, axis=0)
+        return value, slope
+
+    def potential(self, r: np.ndarray) -> np.ndarray:
+        return self.problem.reduced_potential(r)
+
+    def potential_gradient(self, r: np.ndarray) -> np.ndarray:
+        return self.problem.reduced_potential_gradient(r)
+
+    def radius_rule(self, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Gauss–Legendre in the probability u = F(r) of the initial radius: nodes spread over the mass."""
+        u, w = roots_legendre(nodes)
+        return self.law.quantile((u + 1) / 2), w / 2
+
+
+def mixture_output_variance(problem: Any, nodes: int = 400) -> float:
+    """``c(0) = e(0) = E_w D(|w|) − ∫∫U dν_0 dν_0`` (the variance of one neuron's output) with the
+    problem's own low-rank kernel for the double integral and Gauss–Legendre in F(r) (``nodes``)."""
+    mix = _Mixture(problem)
+    r, w = mix.radius_rule(nodes)
+    kernel = problem.interaction_low_rank(r)
+    moments = kernel.features @ w
+    return float(w @ mix.diagonal(r) - kernel.weights @ moments ** 2)
+
+
+@njit(cache=True)
+def _plane_moments(alpha, cos, sin, weights, cls, kk, ll):  # pragma: no cover - compiled
+    """``Σ_m weights[b, m] α_{cls,k}(b, m) cos^{k−l} sin^l`` (B, F); alpha (B, M, Y, K+1)."""
+    B, M, _, K1 = alpha.shape
+    F = kk.size
+    out = np.zeros((B, F))
+    pc = np.empty(K1 + 1)
+    ps = np.empty(K1 + 1)
+    for b in range(B):
+        for m in range(M):
+            pc[0] = 1.0
+            ps[0] = 1.0
+            for j in range(1, K1 + 1):
+                pc[j] = pc[j - 1] * cos[b, m]
+                ps[j] = ps[j - 1] * sin[b, m]
+            w = weights[b, m]
+            for f in range(F):
+                out[b, f] += w * alpha[b, m, cls[f], kk[f]] * pc[kk[f] - ll[f]] * ps[ll[f]]
+    return out
+
+
+@njit(cache=True)
+def _plane_gradient(alpha, dalpha, cos, sin, cm, cls, kk, ll):  # pragma: no cover - compiled
+    """``(Σ_f cm[b, f] ∂_r g_f, Σ_f cm[b, f] ∂_φ g_f)`` at every point, each (B, M)."""
+    B, M, _, K1 = alpha.shape
+    F = kk.size
+    grad_r = np.zeros((B, M))
+    grad_phi = np.zeros((B, M))
+    pc = np.empty(K1 + 2)
+    ps = np.empty(K1 + 2)
+    for b in range(B):
+        for m in range(M):
+            pc[0] = 1.0
+            ps[0] = 1.0
+            for j in range(1, K1 + 2):
+                pc[j] = pc[j - 1] * cos[b, m]
+                ps[j] = ps[j - 1] * sin[b, m]
+            gr = 0.0
+            gp = 0.0
+            for f in range(F):
+                j, l = kk[f] - ll[f], ll[f]
+                c = cm[b, f]
+                gr += c * dalpha[b, m, cls[f], kk[f]] * pc[j] * ps[l]
+                angular = 0.0
+                if j > 0:
+                    angular -= j * pc[j - 1] * ps[l + 1]
+                if l > 0:
+                    angular += l * pc[j + 1] * ps[l - 1]
+                gp += c * alpha[b, m, cls[f], kk[f]] * angular
+            grad_r[b, m] = gr
+            grad_phi[b, m] = gp
+    return grad_r, grad_phi
+
+
+class _PlaneKernel:
+    """Features ``g_{ykl}`` and coefficients ``C_{ykl}`` (module doc) as index arrays; the sums over
+    points and features compiled."""
+
+    def __init__(self, mix: _Mixture) -> None:
+        K = mix.degree
+        gamma = cosine_moments(float(mix.dimension - 1), K)
+        rows = []
+        for iy, (p, _) in enumerate(mix.classes):
+            for k in range(K + 1):
+                for l in range(0, k + 1, 2):
+                    rows.append((iy, k, l, p * comb(k, l) * gamma[l]))
+        self.cls = np.array([r[0] for r in rows], dtype=np.int64)
+        self.k = np.array([r[1] for r in rows], dtype=np.int64)
+        self.l = np.array([r[2] for r in rows], dtype=np.int64)
+        self.coefficient = np.array([r[3] for r in rows])
+        self.mix = mix
+
+    def polar(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """r, cos φ, sin φ, α (B, M, Y, K+1), dα/dr at points x (B, M, 2) = (x₁, ρ)."""
+        r = np.hypot(x[..., 0], x[..., 1])
+        safe = np.where(r > 0, r, 1.0)
+        cos, sin = np.where(r > 0, x[..., 0] / safe, 1.0), np.where(r > 0, x[..., 1] / safe, 0.0)
+        pairs = [self.mix.alpha(r, s) for _, s in self.mix.classes]
+        alpha = np.ascontiguousarray(np.moveaxis(np.stack([a for a, _ in pairs]), (0, 1), (2, 3)))
+        dalpha = np.ascontiguousarray(np.moveaxis(np.stack([da for _, da in pairs]), (0, 1), (2, 3)))
+        return r, cos, sin, alpha, dalpha
+
+    def moments(self, polar, weights: np.ndarray) -> np.ndarray:
+        _, cos, sin, alpha, _ = polar
+        return _plane_moments(alpha, cos, sin, weights, self.cls, self.k, self.l)
+
+    def gradient(self, polar, moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, cos, sin, alpha, dalpha = polar
+        return _plane_gradient(alpha, dalpha, cos, sin, self.coefficient[None, :] * moments,
+                               self.cls, self.k, self.l)
+
+
+def substeps(times: np.ndarray, dt: float, min_substeps: int) -> list[tuple[float, int]]:
+    """For each output interval: the sub-step h = length/n, ``n = max(min_substeps, ceil(length/dt))``
+    (log-spaced outputs resolve the fast start, dt bounds the step later)."""
+    out = []
+    for t0, t1 in zip(times[:-1], times[1:]):
+        n = max(int(min_substeps), int(math.ceil((t1 - t0) / dt - 1e-12)))
+        out.append(((t1 - t0) / n, n))
+    return out
+
+
+def predict_mixture_fluctuations(problem: Any, times: Any, *, atoms: int = 16, r_nodes: int = 48,
+                                 c_nodes: int = 16, dt: float = 2e-2, min_substeps: int = 4,
+                                 epsilon: float = 1e-3, schedule: Schedule | None = None) -> FluctuationPrediction:
+    """``e(t)``, ``c(t)`` and ``L(ν_t)`` for the isotropic mixture (module doc).
+
+    ν_0 is the product rule (Gauss–Legendre in F(r), ``r_nodes``) × (Gauss–Jacobi in cos φ with
+    density ∝ (1 − c²)^{(d−3)/2}, ``c_nodes``); atoms at ``atoms`` radii of the same radial rule; for
+    each, ε ∈ {−epsilon, 0, +epsilon} (central differences, error O(ε²)); all batches advance
+    together by RK4 (sub-steps of :func:`substeps`) with velocity ``−2ξ(∂_rΨ e_r + r^{−1}∂_φΨ e_φ)``."""
+    mix = _Mixture(problem)
+    times = _check_times(times)
+    dt = _check_positive("chaos.dt", dt)
+    eps = _check_positive("chaos.epsilon", epsilon)
+    schedule = schedule or _constant_schedule
+    d = mix.dimension
+    kernel = _PlaneKernel(mix)
+    r0, wr = mix.radius_rule(_check_int("chaos.r_nodes", r_nodes, 2))
+    exponent = (d - 3.0) / 2.0
+    c0, wc = roots_jacobi(_check_int("chaos.c_nodes", c_nodes, 2), exponent, exponent)
+    wc = wc / wc.sum()
+    R, Cs = np.meshgrid(r0, c0, indexing="ij")
+    base = np.stack([(R * Cs).ravel(), (R * np.sqrt(1 - Cs ** 2)).ravel()], axis=-1)  # (M, 2)
+    base_weights = np.outer(wr, wc).ravel()
+    r_atoms, w_atoms = mix.radius_rule(_check_int("chaos.atoms", atoms, 1))
+    n = r_atoms.size
+    mass = eps * np.concatenate([np.zeros(1), np.ones(n), -np.ones(n)])  # [unperturbed, +ε, −ε]
+    atom_r = np.concatenate([[r_atoms.mean()], r_atoms, r_atoms])
+    atom0 = np.stack([atom_r, np.zeros_like(atom_r)], axis=-1)  # (B, 2)
+    weights = np.concatenate([(1.0 - mass)[:, None] * base_weights[None, :], mass[:, None]], axis=1)  # (B, M+1)
+    state0 = np.concatenate([np.broadcast_to(base, (mass.size,) + base.shape), atom0[:, None, :]], axis=1)
+
+    def velocity(t: float, y: tuple[np.ndarray]) -> tuple[np.ndarray]:
+        x = y[0]
+        polar = kernel.polar(x)
+        r, cos, sin = polar[:3]
+        grad_r, grad_phi = kernel.gradient(polar, kernel.moments(polar, weights))
+        grad_r = grad_r + mix.potential_gradient(r)
+        # the atom's self-interaction: exact D instead of the truncated diagonal
+        ra = r[:, -1]
+        _, slope_k = mix.diagonal_truncated(ra)
+        grad_r[:, -1] += mass * 0.5 * (mix.diagonal_derivative(ra) - slope_k)
+        tangential = grad_phi / np.where(r > 0, r, 1.0)
+        v1 = grad_r * cos - tangential * sin
+        v2 = grad_r * sin + tangential * cos
+        return (-2.0 * schedule(t) * np.stack([v1, v2], axis=-1),)
+
+    def measures(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        polar = kernel.polar(x)
+        r = polar[0]
+        moments = kernel.moments(polar, weights)
+        ra = r[:, -1]
+        tail = mix.diagonal(ra) - mix.diagonal_truncated(ra)[0]
+        risk = (mix.problem.target_second_moment + 2 * np.einsum("bm,bm->b", weights, mix.potential(r))
+                + (moments ** 2) @ kernel.coefficient + mass ** 2 * tail)
+        return moments, risk, tail
+
+    steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
+    e, c, risk0 = (np.empty(times.size) for _ in range(3))
+    state = (state0.copy(),)
+    t = 0.0
+    for k in range(times.size):
+        if k > 0:
+            h, count = steps[k - 1]
+            for j in range(count):
+                state = _rk4(state, t + j * h, h, velocity)
+            t = times[k]
+        moments, risk, tail = measures(state[0])
+        plus, minus = slice(1, 1 + n), slice(1 + n, None)
+        derivative = (moments[plus] - moments[minus]) / (2 * eps)
+        e[k] = w_atoms @ (derivative ** 2 @ kernel.coefficient + 0.5 * (tail[plus] + tail[minus]))
+        c[k] = 0.5 * w_atoms @ ((risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2)
+        risk0[k] = risk[0]
+    config = {"model": "isotropic_gaussian_mixture", "atoms": atoms, "r_nodes": r_nodes, "c_nodes": c_nodes,
+              "dt": dt, "min_substeps": min_substeps, "epsilon": eps, "series_degree": mix.degree, "dimension": d}
+    return FluctuationPrediction(times, e, c, risk0, config)
+
+
+# --------------------------------------------------------------------------------------------
+# The N-neuron population gradient flow (the measurement without SGD noise)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixtureNetworkRuns:
+    """Population gradient flow of N-neuron networks: ``network_risk`` L_N (W, S, T) (exact, by
+    :meth:`IsotropicMixtureRadialProblem.network_risk`), ``mean_field_risk`` L(ν_t) (T,) of the radial
+    reduction, ``twin_fluctuation`` ``2∫ψ(·; ν_t) d(ρ̄^N_t − ν_t)`` (W, S, T), zero-mean control variate
+    (the twins ``r̄_i(t)`` are the initial radii moved by the reduced characteristic, iid ν_t)."""
+
+    time: np.ndarray
+    width: np.ndarray
+    seed: np.ndarray
+    network_risk: np.ndarray
+    mean_field_risk: np.ndarray
+    twin_fluctuation: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scaled_excess(self) -> np.ndarray:
+        """``N (L_N − L(ν_t) − control)`` per (N, seed, t): estimates c(t) + O(1/N)."""
+        return self.width[:, None, None] * (self.network_risk - self.mean_field_risk - self.twin_fluctuation)
+
+    def seed_mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = values.shape[1]
+        se = values.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.full(values.mean(axis=1).shape, np.nan)
+        return values.mean(axis=1), se
+
+
+def _network_gradient(mix: _Mixture, w: np.ndarray) -> np.ndarray:
+    """``∇_1Ψ(w_i; ρ^N)`` for W (S, N, d): potential, truncated Mehler pairs (i ≠ j), exact self-term."""
+    S, N, _ = w.shape
+    r = np.linalg.norm(w, axis=-1)
+    unit = w / r[..., None]
+    cos = np.clip(unit @ np.swapaxes(unit, 1, 2), -1.0, 1.0)
+    off = 1.0 - np.eye(N)
+    radial = mix.potential_gradient(r) + 0.5 * mix.diagonal_derivative(r) / N  # with the exact self-term
+    tangent = np.zeros((S, N, N))
+    pair_radial = np.zeros((S, N))
+    for p, s in mix.classes:
+        a, da = mix.alpha(r, s)  # (K+1, S, N)
+        power = np.broadcast_to(off, cos.shape).copy()  # c^0 off the diagonal
+        # k = 0: only the radial derivative of α_0
+        pair_radial += p * da[0] * np.einsum("sij,sj->si", power, a[0])
+        for k in range(1, mix.degree + 1):
+            # power = c^{k-1}; ⊙c → c^k
+            ck = power * cos
+            applied = np.einsum("sij,sj->si", ck, a[k])
+            pair_radial += p * (da[k] - k * a[k] / r) * applied
+            tangent += p * k * (a[k] / r)[..., None] * power * a[k][:, None, :]
+            power = ck
+    radial = radial + pair_radial / N
+    return radial[..., None] * unit + (tangent @ unit) / N
+
+
+def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[int], times: Any, *,
+                         dt: float = 2e-2, min_substeps: int = 4, nodes: int = 256,
+                         schedule: Schedule | None = None,
+                         progress: Callable[[str], None] | None = None) -> MixtureNetworkRuns:
+    """RK4 population gradient flow (sub-steps of :func:`substeps`) of N-neuron networks for N in ``widths``, one batch
+    of ``len(seeds)`` networks per N (initial weights iid ν_0 = N(0, κ²/d I_d), seeded by (seed, N)), with
+    the reduced radial flow of ν_0 (``nodes`` Gauss–Legendre points in F(r)) and the twins' radii."""
+    mix = _Mixture(problem)
+    times = _check_times(times)
+    dt = _check_positive("chaos.dt", dt)
+    schedule = schedule or _constant_schedule
+    widths = [_check_int("chaos.widths", m, 2) for m in widths]
+    seeds = [_check_int("chaos.seeds", s, 0) for s in seeds]
+    if not widths or not seeds:
+        raise ValueError(f"chaos.widths = {widths!r} and chaos.seeds = {seeds!r} must be non-empty")
+    d = mix.dimension
+    r_nodes, masses = mix.radius_rule(_check_int("chaos.nodes", nodes, 2))
+
+    def psi(r: np.ndarray, nodes_r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ψ, ψ') of ν_t at radii r (flattened), ν_t = Σ masses δ_{nodes_r}."""
+        kern = problem.interaction_low_rank(np.concatenate([nodes_r, r]))
+        grads = problem.interaction_features_gradient(np.concatenate([nodes_r, r]))
+        moments = kern.features[:, : nodes_r.size] @ masses
+        cm = kern.weights * moments
+        return (problem.reduced_potential(r) + cm @ kern.features[:, nodes_r.size:],
+                problem.reduced_potential_gradient(r) + cm @ grads[:, nodes_r.size:])
+
+    steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
+    shape = (len(widths), len(seeds), times.size)
+    risk, control = np.empty(shape), np.empty(shape)
+    mf_risk = np.empty(times.size)
+    for iw, N in enumerate(widths):
+        w0 = np.stack([problem.initial_law().sample_weights(N, d, np.random.default_rng([int(s), int(N)]))
+                       for s in seeds])
+        twins0 = np.linalg.norm(w0, axis=-1).ravel()
+
+        def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            xi = schedule(t)
+            both = np.concatenate([y[1], y[2]])
+            _, slope = psi(both, y[1])
+            return (-2.0 * xi * _network_gradient(mix, y[0]), -2.0 * xi * slope[: r_nodes.size],
+                    -2.0 * xi * slope[r_nodes.size:])
+
+        state = (w0, r_nodes.copy(), twins0)
+        t = 0.0
+        for k in range(times.size):
+            if k > 0:
+                h, count = steps[k - 1]
+                for j in range(count):
+                    state = _rk4(state, t + j * h, h, rhs)
+                t = times[k]
+            w_t, nodes_t, twins = state
+            values, _ = psi(np.concatenate([nodes_t, twins]), nodes_t)
+            psi_nodes, psi_twins = values[: nodes_t.size], values[nodes_t.size:].reshape(len(seeds), N)
+            kern = problem.interaction_low_rank(nodes_t)
+            mf_risk[k] = (problem.target_second_moment + 2 * masses @ problem.reduced_potential(nodes_t)
+                          + kern.weights @ (kern.features @ masses) ** 2)
+            control[iw, :, k] = 2 * (psi_twins.mean(axis=1) - masses @ psi_nodes)
+            for js in range(len(seeds)):
+                risk[iw, js, k] = problem.network_risk(w_t[js])[0]
+        if progress is not None:
+            progress(f"N = {N}: done")
+    config = {"widths": widths, "seeds": seeds, "dt": dt, "min_substeps": min_substeps, "nodes": nodes, "series_degree": mix.degree,
+              "dimension": d}
+    return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, config)

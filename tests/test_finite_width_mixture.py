@@ -1,0 +1,132 @@
+"""Finite width for MMN18's isotropic mixture (reduced_pde.analysis.finite_width_mixture): exact
+identities of the N-neuron flow and of the prediction; the validation against the N-neuron
+population flow and SGD is marked slow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reduced_pde.analysis import finite_width_mixture as fwm
+from reduced_pde.analysis.finite_width_mixture import mixture_network_flow, mixture_output_variance, \
+    predict_mixture_fluctuations
+from reduced_pde.models.isotropic_mixture import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
+
+
+def mixture(d: int, kappa: float = 0.4) -> IsotropicMixtureRadialProblem:
+    return IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=kappa)
+
+
+def test_output_variance_against_direct_quadrature():
+    # c(0) = E_w D(|w|) − ∫∫U dν_0 dν_0: the double integral here by the problem's direct bivariate
+    # quadrature over the cosine (no Hermite series) on the same radial rule; the Mehler truncation of the
+    # low-rank form is below 1e-10 (reduction.truncation_tolerance) relative to E σ² ~ 5
+    problem = mixture(12)
+    n = 6
+    r, w = fwm._Mixture(problem).radius_rule(n)
+    direct = float(w @ fwm._Mixture(problem).diagonal(r) - w @ problem.interaction_kernel(r, r, 20) @ w)
+    kernel = problem.interaction_low_rank(r)
+    assert mixture_output_variance(problem, n) == pytest.approx(direct, abs=1e-8)
+    assert kernel.rank > 0
+
+
+def test_prediction_at_time_zero_is_the_output_variance():
+    # At t = 0, ∂_ε M_f = g_f(w) − M_f(ν_0) exactly, so with the atoms on the bulk's radial rule the
+    # (x₁, ρ) features must reproduce the problem's low-rank ∫∫U dν_0 dν_0 (Gauss–Jacobi exact in cos φ
+    # up to degree 2·c_nodes − 1 >= K) and e(0) = c(0) = Var; round-off of the second difference
+    # ~ 1e-16 · R / ε² ~ 1e-9
+    problem = mixture(40)
+    n = 12
+    prediction = predict_mixture_fluctuations(problem, [0.0], atoms=n, r_nodes=n, c_nodes=12)
+    exact = mixture_output_variance(problem, n)
+    assert prediction.function_gap[0] == pytest.approx(exact, rel=1e-10)
+    assert prediction.risk_excess[0] == pytest.approx(exact, rel=1e-7)
+    assert exact == pytest.approx(mixture_output_variance(problem, 400), rel=2e-3)  # rule size, 12 vs 400 nodes
+
+
+def test_network_gradient_is_the_risk_gradient():
+    # dw_i/dt = −2ξ∇_1Ψ(w_i; ρ^N) = −ξ N ∂L_N/∂w_i; L_N by the problem's exact network risk at the same
+    # Mehler degree K (off-diagonal) and the closed-form diagonal; central differences h = 1e-6:
+    # error O(h²) + round-off 1e-16/h ~ 1e-9
+    problem = mixture(12)
+    mix = fwm._Mixture(problem)
+    rng = np.random.default_rng(1)
+    n_neurons = 5
+    w = problem.initial_law().sample_weights(n_neurons, 12, rng)
+    gradient = fwm._network_gradient(mix, w[None])[0]
+    h = 1e-6
+    numeric = np.zeros_like(w)
+    for i in range(n_neurons):
+        for q in range(12):
+            plus, minus = w.copy(), w.copy()
+            plus[i, q] += h
+            minus[i, q] -= h
+            numeric[i, q] = (problem.network_risk(plus, degree=mix.degree)[0]
+                             - problem.network_risk(minus, degree=mix.degree)[0]) / (2 * h)
+    assert np.max(np.abs(numeric * n_neurons / 2 - gradient)) < 1e-7 * np.max(np.abs(gradient))
+
+
+def test_unperturbed_plane_flow_is_the_radial_reduction():
+    # The ε = 0 batch of the (x₁, ρ) computation and the package's radial low-rank kernel (1-D) move the
+    # same quadrature of ν_0 by the same RK4 steps: L(ν_t) equal to round-off
+    problem = mixture(20)
+    times = [0.0, 0.1]
+    prediction = predict_mixture_fluctuations(problem, times, atoms=2, r_nodes=8, c_nodes=8, dt=0.05,
+                                              min_substeps=2)
+    runs = mixture_network_flow(problem, [2], [0], times, dt=0.05, min_substeps=2, nodes=8)
+    assert np.allclose(prediction.mean_field_risk, runs.mean_field_risk, rtol=1e-10)
+    assert runs.mean_field_risk[-1] < 0.5 * runs.mean_field_risk[0]
+
+
+def test_bad_input_is_refused():
+    problem = mixture(20)
+    with pytest.raises(ValueError, match="chaos.atoms"):
+        predict_mixture_fluctuations(problem, [0.0, 0.1], atoms=0)
+    with pytest.raises(ValueError, match="chaos.widths"):
+        mixture_network_flow(problem, [1], [0], [0.0, 0.1])
+    with pytest.raises(ValueError, match="isotropic_gaussian_mixture"):
+        predict_mixture_fluctuations(object(), [0.0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation (slow): c(t) against the N-neuron population gradient flow, MMN18 mixture at d = 40
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_prediction_matches_network_flow():
+    """N (E L_N − L(ν_t)) (with the twins' control variate) against c(t) for MMN18's σ, Δ = 0.5,
+    κ = 0.4, d = 40, t = 0 … 1 (the risk falls 5.16 → 0.053).  Allowed error, the sum of: 3 standard
+    errors of the seed mean at N = 100 (8 networks); the O(1/N) correction, estimated as
+    |X_50 − X_100| (X_N = X + b/N: X_100 − X = X_50 − X_100); the resolution of the prediction,
+    |P(16 atoms × 32 radii) − P(8 × 24)| (the refinement change, taken as the finer rule's error)."""
+    problem = mixture(40)
+    times = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0])
+    fine = predict_mixture_fluctuations(problem, times, atoms=16, r_nodes=32, c_nodes=12, dt=0.05, min_substeps=3)
+    coarse = predict_mixture_fluctuations(problem, times, atoms=8, r_nodes=24, c_nodes=12, dt=0.05, min_substeps=3)
+    resolution = np.abs(fine.risk_excess - coarse.risk_excess)
+    means = {}
+    for width, seeds in ((50, 16), (100, 8)):
+        runs = mixture_network_flow(problem, [width], list(range(seeds)), times, dt=0.05, min_substeps=3)
+        assert np.allclose(runs.mean_field_risk, fine.mean_field_risk, rtol=2e-3)  # radial rules 256 vs 32 nodes
+        mean, se = runs.seed_mean(runs.scaled_excess)
+        means[width] = (mean[0], se[0])
+    bias = np.abs(means[50][0] - means[100][0])
+    error = np.abs(means[100][0] - fine.risk_excess)
+    assert np.all(error <= 3 * means[100][1] + bias + resolution + 1e-9), (means, fine.risk_excess, resolution)
+    assert fine.risk_excess[0] == pytest.approx(mixture_output_variance(problem, 32), rel=1e-7)
+
+
+@pytest.mark.slow
+def test_finite_width_notebook_runs(capsys):
+    """Every code cell of notebooks/finite_width.ipynb, in order (a few minutes)."""
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "finite_width.ipynb").read_text())
+    namespace: dict = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "notebook-cell", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "N(L_N − L), N = 50" in out and "m E_t², m = 16" in out
