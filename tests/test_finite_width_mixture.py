@@ -99,7 +99,8 @@ def test_prediction_matches_network_flow():
     κ = 0.4, d = 40, t = 0 … 1 (the risk falls 5.16 → 0.053).  Allowed error, the sum of: 3 standard
     errors of the seed mean at N = 100 (8 networks); the O(1/N) correction, estimated as
     |X_50 − X_100| (X_N = X + b/N: X_100 − X = X_50 − X_100); the resolution of the prediction,
-    |P(16 atoms × 32 radii) − P(8 × 24)| (the refinement change, taken as the finer rule's error)."""
+    |P(16 atoms × 32 radii) − P(8 × 24)| (the refinement change, taken as the finer rule's error).
+    3 minutes on 2 loaded cores."""
     problem = mixture(40)
     times = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0])
     fine = predict_mixture_fluctuations(problem, times, atoms=16, r_nodes=32, c_nodes=12, dt=0.05, min_substeps=3)
@@ -114,7 +115,8 @@ def test_prediction_matches_network_flow():
     bias = np.abs(means[50][0] - means[100][0])
     error = np.abs(means[100][0] - fine.risk_excess)
     assert np.all(error <= 3 * means[100][1] + bias + resolution + 1e-9), (means, fine.risk_excess, resolution)
-    assert fine.risk_excess[0] == pytest.approx(mixture_output_variance(problem, 32), rel=1e-7)
+    # t = 0: c(0) exact (400 radial nodes); the 16-atom rule is off by its refinement change at most
+    assert abs(fine.risk_excess[0] - mixture_output_variance(problem, 400)) <= resolution[0]
 
 
 @pytest.mark.slow

@@ -118,6 +118,16 @@ def mixture_output_variance(problem: Any, nodes: int = 400) -> float:
 
 
 @njit(cache=True)
+def _powers(cos, sin, pc, ps):  # pragma: no cover - compiled
+    """pc[j] = cos^j, ps[j] = sin^j for j < pc.size."""
+    pc[0] = 1.0
+    ps[0] = 1.0
+    for j in range(1, pc.size):
+        pc[j] = pc[j - 1] * cos
+        ps[j] = ps[j - 1] * sin
+
+
+@njit(cache=True)
 def _plane_moments(alpha, cos, sin, weights, cls, kk, ll):  # pragma: no cover - compiled
     """``Σ_m weights[b, m] α_{cls,k}(b, m) cos^{k−l} sin^l`` (B, F); alpha (B, M, Y, K+1)."""
     B, M, _, K1 = alpha.shape
@@ -127,11 +137,7 @@ def _plane_moments(alpha, cos, sin, weights, cls, kk, ll):  # pragma: no cover -
     ps = np.empty(K1 + 1)
     for b in range(B):
         for m in range(M):
-            pc[0] = 1.0
-            ps[0] = 1.0
-            for j in range(1, K1 + 1):
-                pc[j] = pc[j - 1] * cos[b, m]
-                ps[j] = ps[j - 1] * sin[b, m]
+            _powers(cos[b, m], sin[b, m], pc, ps)
             w = weights[b, m]
             for f in range(F):
                 out[b, f] += w * alpha[b, m, cls[f], kk[f]] * pc[kk[f] - ll[f]] * ps[ll[f]]
@@ -149,11 +155,7 @@ def _plane_gradient(alpha, dalpha, cos, sin, cm, cls, kk, ll):  # pragma: no cov
     ps = np.empty(K1 + 2)
     for b in range(B):
         for m in range(M):
-            pc[0] = 1.0
-            ps[0] = 1.0
-            for j in range(1, K1 + 2):
-                pc[j] = pc[j - 1] * cos[b, m]
-                ps[j] = ps[j - 1] * sin[b, m]
+            _powers(cos[b, m], sin[b, m], pc, ps)
             gr = 0.0
             gp = 0.0
             for f in range(F):
@@ -207,6 +209,19 @@ class _PlaneKernel:
         _, cos, sin, alpha, dalpha = polar
         return _plane_gradient(alpha, dalpha, cos, sin, self.coefficient[None, :] * moments,
                                self.cls, self.k, self.l)
+
+
+def march(state: tuple[np.ndarray, ...], times: np.ndarray, steps: list[tuple[float, int]],
+          rhs: Callable[[float, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]):
+    """RK4 from output time to output time (``steps`` from :func:`substeps`): yields (k, state at times[k])."""
+    t = 0.0
+    for k in range(times.size):
+        if k > 0:
+            h, count = steps[k - 1]
+            for j in range(count):
+                state = _rk4(state, t + j * h, h, rhs)
+            t = times[k]
+        yield k, state
 
 
 def substeps(times: np.ndarray, dt: float, min_substeps: int) -> list[tuple[float, int]]:
@@ -277,14 +292,7 @@ def predict_mixture_fluctuations(problem: Any, times: Any, *, atoms: int = 16, r
 
     steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
     e, c, risk0 = (np.empty(times.size) for _ in range(3))
-    state = (state0.copy(),)
-    t = 0.0
-    for k in range(times.size):
-        if k > 0:
-            h, count = steps[k - 1]
-            for j in range(count):
-                state = _rk4(state, t + j * h, h, velocity)
-            t = times[k]
+    for k, state in march((state0.copy(),), times, steps, velocity):
         moments, risk, tail = measures(state[0])
         plus, minus = slice(1, 1 + n), slice(1 + n, None)
         derivative = (moments[plus] - moments[minus]) / (2 * eps)
@@ -396,15 +404,7 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
             return (-2.0 * xi * _network_gradient(mix, y[0]), -2.0 * xi * slope[: r_nodes.size],
                     -2.0 * xi * slope[r_nodes.size:])
 
-        state = (w0, r_nodes.copy(), twins0)
-        t = 0.0
-        for k in range(times.size):
-            if k > 0:
-                h, count = steps[k - 1]
-                for j in range(count):
-                    state = _rk4(state, t + j * h, h, rhs)
-                t = times[k]
-            w_t, nodes_t, twins = state
+        for k, (w_t, nodes_t, twins) in march((w0, r_nodes.copy(), twins0), times, steps, rhs):
             values, _ = psi(np.concatenate([nodes_t, twins]), nodes_t)
             psi_nodes, psi_twins = values[: nodes_t.size], values[nodes_t.size:].reshape(len(seeds), N)
             kern = problem.interaction_low_rank(nodes_t)
