@@ -95,8 +95,8 @@ def test_bad_input_is_refused():
 
 @pytest.mark.slow
 def test_prediction_matches_network_flow():
-    """N (E L_N − L(ν_t)) (with the twins' control variate) against c(t) for MMN18's σ, Δ = 0.5,
-    κ = 0.4, d = 40, t = 0 … 1 (the risk falls 5.16 → 0.053).  Allowed error, the sum of: 3 standard
+    """N (E L_N − L(ν_t)) (with the twins' control variate) against c(t), and N E[E_t²] against e(t),
+    for MMN18's σ, Δ = 0.5, κ = 0.4, d = 40, t = 0 … 1 (the risk falls 5.16 → 0.053).  Allowed error, the sum of: 3 standard
     errors of the seed mean at N = 100 (8 networks); the O(1/N) correction, estimated as
     |X_50 − X_100| (X_N = X + b/N: X_100 − X = X_50 − X_100); the resolution of the prediction,
     |P(16 atoms × 32 radii) − P(8 × 24)| (the refinement change, taken as the finer rule's error).
@@ -105,16 +105,22 @@ def test_prediction_matches_network_flow():
     times = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0])
     fine = predict_mixture_fluctuations(problem, times, atoms=16, r_nodes=32, c_nodes=12, dt=0.05, min_substeps=3)
     coarse = predict_mixture_fluctuations(problem, times, atoms=8, r_nodes=24, c_nodes=12, dt=0.05, min_substeps=3)
+    runs = {width: mixture_network_flow(problem, [width], list(range(seeds)), times, dt=0.05, min_substeps=3)
+            for width, seeds in ((50, 16), (100, 8))}
+    for run in runs.values():
+        assert np.allclose(run.mean_field_risk, fine.mean_field_risk, rtol=2e-3)  # radial rules 256 vs 32 nodes
+    for name, theory, coarse_theory in (("scaled_excess", fine.risk_excess, coarse.risk_excess),
+                                        ("function_gap_squared", fine.function_gap, coarse.function_gap)):
+        means = {}
+        for width, run in runs.items():
+            values = run.scaled_excess if name == "scaled_excess" else width * run.function_gap_squared
+            mean, se = run.seed_mean(values)
+            means[width] = (mean[0], se[0])
+        bias = np.abs(means[50][0] - means[100][0])
+        error = np.abs(means[100][0] - theory)
+        resolution = np.abs(theory - coarse_theory)
+        assert np.all(error <= 3 * means[100][1] + bias + resolution + 1e-9), (name, means, theory, resolution)
     resolution = np.abs(fine.risk_excess - coarse.risk_excess)
-    means = {}
-    for width, seeds in ((50, 16), (100, 8)):
-        runs = mixture_network_flow(problem, [width], list(range(seeds)), times, dt=0.05, min_substeps=3)
-        assert np.allclose(runs.mean_field_risk, fine.mean_field_risk, rtol=2e-3)  # radial rules 256 vs 32 nodes
-        mean, se = runs.seed_mean(runs.scaled_excess)
-        means[width] = (mean[0], se[0])
-    bias = np.abs(means[50][0] - means[100][0])
-    error = np.abs(means[100][0] - fine.risk_excess)
-    assert np.all(error <= 3 * means[100][1] + bias + resolution + 1e-9), (means, fine.risk_excess, resolution)
     # t = 0: c(0) exact (400 radial nodes); the 16-atom rule is off by its refinement change at most
     assert abs(fine.risk_excess[0] - mixture_output_variance(problem, 400)) <= resolution[0]
 
@@ -132,3 +138,14 @@ def test_finite_width_notebook_runs(capsys):
             exec(compile("".join(cell["source"]), "notebook-cell", "exec"), namespace)
     out = capsys.readouterr().out
     assert "N(L_N − L), N = 50" in out and "m E_t², m = 16" in out
+
+
+def test_function_gap_at_time_zero_has_mean_variance_over_n():
+    # E[E_0²] = Var/N exactly (iid neurons): N E_0² averaged over 64 networks of N = 8 against
+    # c(0) = e(0); Monte-Carlo tolerance 4 standard errors of that mean
+    problem = mixture(20)
+    runs = mixture_network_flow(problem, [8], list(range(64)), [0.0], nodes=64)
+    values = 8 * runs.function_gap_squared[0, :, 0]
+    assert np.all(values >= -1e-9)
+    assert values.mean() == pytest.approx(mixture_output_variance(problem, 64),
+                                          abs=4 * values.std(ddof=1) / np.sqrt(values.size))

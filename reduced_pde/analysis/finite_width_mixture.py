@@ -314,7 +314,10 @@ class MixtureNetworkRuns:
     """Population gradient flow of N-neuron networks: ``network_risk`` L_N (W, S, T) (exact, by
     :meth:`IsotropicMixtureRadialProblem.network_risk`), ``mean_field_risk`` L(ν_t) (T,) of the radial
     reduction, ``twin_fluctuation`` ``2∫ψ(·; ν_t) d(ρ̄^N_t − ν_t)`` (W, S, T), zero-mean control variate
-    (the twins ``r̄_i(t)`` are the initial radii moved by the reduced characteristic, iid ν_t)."""
+    (the twins ``r̄_i(t)`` are the initial radii moved by the reduced characteristic, iid ν_t), and
+    ``function_gap_squared`` ``E_t² = ‖f_N − f_{ν_t}‖² = E f_N² − 2(1/N)Σ_i ∫U(w_i, ·)dν_t + ∫∫U dν_t dν_t``
+    (W, S, T): E f_N² exact, the other two by the radial low-rank kernel (ν_t is isotropic, so
+    ∫U(w_i, ·)dν_t depends on |w_i| only)."""
 
     time: np.ndarray
     width: np.ndarray
@@ -322,6 +325,7 @@ class MixtureNetworkRuns:
     network_risk: np.ndarray
     mean_field_risk: np.ndarray
     twin_fluctuation: np.ndarray
+    function_gap_squared: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -390,7 +394,7 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
 
     steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
     shape = (len(widths), len(seeds), times.size)
-    risk, control = np.empty(shape), np.empty(shape)
+    risk, control, gap_sq = np.empty(shape), np.empty(shape), np.empty(shape)
     mf_risk = np.empty(times.size)
     for iw, N in enumerate(widths):
         w0 = np.stack([problem.initial_law().sample_weights(N, d, np.random.default_rng([int(s), int(N)]))
@@ -408,13 +412,18 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
             values, _ = psi(np.concatenate([nodes_t, twins]), nodes_t)
             psi_nodes, psi_twins = values[: nodes_t.size], values[nodes_t.size:].reshape(len(seeds), N)
             kern = problem.interaction_low_rank(nodes_t)
-            mf_risk[k] = (problem.target_second_moment + 2 * masses @ problem.reduced_potential(nodes_t)
-                          + kern.weights @ (kern.features @ masses) ** 2)
+            interaction_nu = kern.weights @ (kern.features @ masses) ** 2
+            mf_risk[k] = problem.target_second_moment + 2 * masses @ problem.reduced_potential(nodes_t) + interaction_nu
             control[iw, :, k] = 2 * (psi_twins.mean(axis=1) - masses @ psi_nodes)
+            radii = np.linalg.norm(w_t, axis=-1)
+            potential = problem.reduced_potential(radii).mean(axis=1)
+            cross = psi(radii.ravel(), nodes_t)[0].reshape(radii.shape).mean(axis=1) - potential
             for js in range(len(seeds)):
                 risk[iw, js, k] = problem.network_risk(w_t[js])[0]
+            output_second = risk[iw, :, k] - problem.target_second_moment - 2 * potential
+            gap_sq[iw, :, k] = output_second - 2 * cross + interaction_nu
         if progress is not None:
             progress(f"N = {N}: done")
     config = {"widths": widths, "seeds": seeds, "dt": dt, "min_substeps": min_substeps, "nodes": nodes, "series_degree": mix.degree,
               "dimension": d}
-    return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, config)
+    return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, gap_sq, config)
