@@ -43,6 +43,7 @@ from scipy.special import comb, roots_jacobi, roots_legendre
 from reduced_pde.analysis.finite_width import FluctuationPrediction, _check_int, _check_positive, \
     _check_times, _constant_schedule, _rk4
 from reduced_pde.hermite import cosine_moments
+from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
 
 __all__ = ["MixtureNetworkRuns", "predict_mixture_fluctuations", "mixture_network_flow",
            "mixture_output_variance"]
@@ -56,9 +57,9 @@ class _Mixture:
     """The kernel pieces of an :class:`IsotropicMixtureRadialProblem` at finite d."""
 
     def __init__(self, problem: Any) -> None:
-        if not hasattr(problem, "data") or not hasattr(problem.data, "class_scales"):
-            raise ValueError("finite-width predictions for the mixture need data.model = "
-                             "'isotropic_gaussian_mixture'")
+        if not isinstance(problem, IsotropicMixtureRadialProblem):
+            raise ValueError(f"problem = {type(problem).__name__}: finite-width predictions for the mixture need "
+                             "data.model = 'isotropic_gaussian_mixture' (an IsotropicMixtureRadialProblem)")
         d = float(problem.dimension)
         if not math.isfinite(d) or d < 4:
             raise ValueError(f"data.dimension = {problem.dimension!r} must be a finite integer >= 4 here")
