@@ -100,7 +100,7 @@ def test_prediction_matches_network_flow():
     errors of the seed mean at N = 100 (8 networks); the O(1/N) correction, estimated as
     |X_50 − X_100| (X_N = X + b/N: X_100 − X = X_50 − X_100); the resolution of the prediction,
     |P(16 atoms × 32 radii) − P(8 × 24)| (the refinement change, taken as the finer rule's error).
-    3 minutes on 2 loaded cores."""
+    28 s idle, 3 minutes on 2 loaded cores."""
     problem = mixture(40)
     times = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0])
     fine = predict_mixture_fluctuations(problem, times, atoms=16, r_nodes=32, c_nodes=12, dt=0.05, min_substeps=3)
