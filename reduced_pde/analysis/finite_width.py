@@ -187,6 +187,24 @@ def time_steps(times: np.ndarray, dt: float) -> list[tuple[float, int]]:
     return out
 
 
+def march(state: tuple[np.ndarray, ...], times: np.ndarray, steps: list[tuple[float, int]],
+          rhs: Callable[[float, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]],
+          after_step: Callable[[tuple[np.ndarray, ...]], tuple[np.ndarray, ...]] | None = None):
+    """RK4 from output time to output time (``steps``: (h, n) per interval, :func:`time_steps`), with
+    ``after_step`` (e.g. a projection back to the sphere) applied after every step; yields
+    ``(k, state at times[k])``."""
+    t = 0.0
+    for k in range(times.size):
+        if k > 0:
+            h, count = steps[k - 1]
+            for j in range(count):
+                state = _rk4(state, t + j * h, h, rhs)
+                if after_step is not None:
+                    state = after_step(state)
+            t = times[k]
+        yield k, state
+
+
 def _rk4(state: tuple[np.ndarray, ...], t: float, h: float,
          rhs: Callable[[float, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     """One classical Runge–Kutta step for a tuple of arrays."""
@@ -361,16 +379,11 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
             v_nodes, v_twins = flow.velocity(t, y[1], y[2])
             return _network_velocity(model, flow.schedule(t), y[0]), v_nodes, v_twins
 
-        t = 0.0
-        for k in range(times.size):
-            if k > 0:
-                h, n = steps[k - 1]
-                for j in range(n):
-                    state = _rk4(state, t + j * h, h, rhs)
-                    state = (state[0] / np.linalg.norm(state[0], axis=-1, keepdims=True), state[1], state[2])
-                    _check_step(state[1], state[2], dt)
-                t = times[k]
-            w_t, nodes_t, twins = state
+        def project(y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            _check_step(y[1], y[2], dt)
+            return y[0] / np.linalg.norm(y[0], axis=-1, keepdims=True), y[1], y[2]
+
+        for k, (w_t, nodes_t, twins) in march(state, times, steps, rhs, project):
             mf_risk[k], interaction = flow.risk(nodes_t)
             gap_sq[iw, :, k], risk[iw, :, k] = _network_measures(model, flow, nodes_t, w_t, interaction)
             sbar = np.clip(twins.reshape(s0.shape), -1.0, 1.0)
@@ -561,15 +574,8 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
 
     steps = time_steps(times, dt)
     e, c, risk0 = (np.empty(times.size) for _ in range(3))
-    state = (x0, atom0)
-    t = 0.0
-    for k in range(times.size):
-        if k > 0:
-            h, n = steps[k - 1]
-            for j in range(n):
-                state = _rk4(state, t + j * h, h, lambda tt, y: velocity(tt, *y))
-                state = (renormalise(state[0]), renormalise(state[1]))
-            t = times[k]
+    for k, state in march((x0, atom0), times, steps, lambda tt, y: velocity(tt, *y),
+                          lambda y: (renormalise(y[0]), renormalise(y[1]))):
         moments, risk = measures(*state)
         plus, minus = slice(1, 1 + n_atoms), slice(1 + n_atoms, None)
         e[k] = w_atoms @ features.quadratic((moments[plus] - moments[minus]) / (2 * eps))

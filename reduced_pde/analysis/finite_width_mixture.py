@@ -41,7 +41,7 @@ from numba import njit
 from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.analysis.finite_width import FluctuationPrediction, _check_int, _check_positive, \
-    _check_times, _constant_schedule, _rk4
+    _check_times, _constant_schedule, march
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
 
@@ -212,21 +212,9 @@ class _PlaneKernel:
                                self.cls, self.k, self.l)
 
 
-def march(state: tuple[np.ndarray, ...], times: np.ndarray, steps: list[tuple[float, int]],
-          rhs: Callable[[float, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]):
-    """RK4 from output time to output time (``steps`` from :func:`substeps`): yields (k, state at times[k])."""
-    t = 0.0
-    for k in range(times.size):
-        if k > 0:
-            h, count = steps[k - 1]
-            for j in range(count):
-                state = _rk4(state, t + j * h, h, rhs)
-            t = times[k]
-        yield k, state
-
-
 def substeps(times: np.ndarray, dt: float, min_substeps: int) -> list[tuple[float, int]]:
-    """For each output interval: the sub-step h = length/n, ``n = max(min_substeps, ceil(length/dt))``
+    """For each output interval (the ``steps`` of :func:`~reduced_pde.analysis.finite_width.march`): the
+    sub-step h = length/n, ``n = max(min_substeps, ceil(length/dt))``
     (log-spaced outputs resolve the fast start, dt bounds the step later)."""
     out = []
     for t0, t1 in zip(times[:-1], times[1:]):
