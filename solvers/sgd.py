@@ -33,8 +33,14 @@ Implementation:
 * ``backend="numba"`` (piecewise-linear σ, chosen by the *activation's* type: MMN18, ReLU; ball only):
   a compiled loop runs a whole block of steps (forward pass, residual, update fused per step);
   fastest for small batches;
-* ``backend="numpy"`` (any σ, ball or sphere): per step two BLAS calls (``X Wᵀ`` and ``Xᵀ G``) into
-  preallocated buffers;
+* ``backend="numpy"`` (any σ, ball or sphere): per step two BLAS calls (``Z = X Wᵀ`` and, in the ball,
+  ``W ← (1 − 2 s_k λ) W + Gᵀ X`` as one GEMM accumulating in place, ``beta`` = the decay; on the sphere
+  ``Xᵀ G`` into a buffer, then the projection); between them, for piecewise-linear σ, one compiled pass
+  (:func:`_residual_and_gradient`: σ, σ', residual, G and the a-increment), else numpy;
+  ``precision = "float32"`` stores W and runs both GEMMs (and G, Z) in float32 (residuals, the a
+  update and every sum over neurons stay float64; about twice the GEMM throughput, rounding far below
+  the seed-to-seed spread: tests/test_sgd_precision.py);
+* ``threads``: BLAS threads during stepping (threadpoolctl), None = leave the process default;
 * ``backend="auto"``: numba for piecewise-linear σ in the ball with B < 8, numpy otherwise.
 
 Data are drawn in blocks of steps (at most ~16 MB) from streams spawned from ``SeedSequence(seed)``:
@@ -54,12 +60,14 @@ Observables (result contract, design note §5: like with like): ``risk`` = the N
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time as _time
 from typing import Any, Sequence
 
 import numpy as np
 from numba import njit
+from scipy.linalg import blas as _blas
 
 from reduced_pde.activations import PiecewiseLinearActivation
 from reduced_pde.free_energy import check_noise_parameters
@@ -77,15 +85,30 @@ from solvers.common import (
 )
 from solvers.results import Trajectory
 
-__all__ = ["SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
+__all__ = ["PRECISIONS", "SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
 
 #: float64 entries of one x (or noise) block (16 MB)
 _BLOCK_ENTRIES = 2 * 1024 * 1024
 #: batch size from which BLAS (numpy backend) beats the fused numba loop
 _NUMBA_MAX_BATCH = 8
+#: ``sgd.precision``: the floating type of W and of the two matrix products of a step
+PRECISIONS = ("float64", "float32")
 #: the parameters a checkpoint must share with the run that loads it
 _RESUME_KEYS = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta", "noise.weight_decay",
                 "network.second_layer_rate")
+
+
+def _blas_threads(threads: int | None):
+    """Context limiting BLAS to ``threads`` threads (threadpoolctl); no-op for None."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError as error:  # an optional dependency: pip install "reduced-pde[perf]"
+        raise ImportError(f"sgd.threads = {threads} needs the threadpoolctl package "
+                          "(pip install 'reduced-pde[perf]' or threadpoolctl)") from error
+
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,6 +188,45 @@ def _sgd_block_piecewise_linear(wt, a, x, y, step_sizes, intercept, slope, knots
     return -1
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps, g, a_step, value, deriv):
+    """One pass between the two GEMMs of a step (piecewise-linear σ): for each sample b,
+    ``e_b = y_b − inv_n Σ_i a_i σ(z_bi)`` (sum in float64), ``g[b, i] = scale e_b a_i σ'(z_bi)`` (in
+    g's precision) and, if ``a_step`` is non-empty, ``a_step[i] = Σ_b scale e_b σ(z_bi)``.
+    ``scale`` = 2 s_k / B; ``value``, ``deriv``: (N,) float64 work rows.  Loops run over neurons
+    innermost, branch-free (SIMD); the neuron sum is re-associated (deterministic for a given N).
+    Returns False if a residual is not finite."""
+    batch, n_neurons = z.shape
+    n_knots = knots.shape[0]
+    train_a = a_step.shape[0] > 0
+    if train_a:
+        a_step[:] = 0.0
+    finite = True
+    for b in range(batch):
+        for i in range(n_neurons):
+            value[i] = intercept + slope * z[b, i]
+            deriv[i] = slope
+        for m in range(n_knots):
+            knot, jump = knots[m], jumps[m]
+            for i in range(n_neurons):
+                excess = z[b, i] - knot
+                value[i] += jump * max(excess, 0.0)
+                deriv[i] += jump if excess > 0.0 else 0.0
+        total = 0.0
+        for i in range(n_neurons):
+            total += a[i] * value[i]
+        residual = y[b] - total * inv_n
+        if not math.isfinite(residual):
+            finite = False
+        coef = scale * residual
+        for i in range(n_neurons):
+            g[b, i] = coef * a[i] * deriv[i]
+        if train_a:
+            for i in range(n_neurons):
+                a_step[i] += coef * value[i]
+    return finite
+
+
 # ------------------------------------------------------------------------------------------------
 class SGDSimulation:
     """Stateful online SGD of ``network`` (module docstring).
@@ -177,7 +239,8 @@ class SGDSimulation:
     def __init__(self, network: NetworkModel, problem: ReducedProblem, *, n_neurons: int, step_size: float,
                  batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
                  beta: float = math.inf, weight_decay: float = 0.0, second_layer_rate: float = 1.0,
-                 backend: str = "auto", record_network_risk: bool | None = None) -> None:
+                 backend: str = "auto", record_network_risk: bool | None = None, precision: str = "float64",
+                 threads: int | None = None) -> None:
         check_instance("network", network, NetworkModel)
         check_instance("problem", problem, ReducedProblem)
         check_instance("schedule", schedule, LearningRateSchedule, optional=True)
@@ -215,10 +278,19 @@ class SGDSimulation:
             raise ValueError(f"sgd.backend = 'numba' needs a piecewise-linear activation and neurons in the "
                              f"ball, got {self.activation.config()} (on_sphere = {self.on_sphere}); "
                              "use backend = 'numpy'")
+        if precision not in PRECISIONS:
+            raise ValueError(f"sgd.precision = {precision!r} is not known; allowed: {', '.join(PRECISIONS)}")
+        self.precision = precision
+        if precision != "float64" and backend == "numba":
+            raise ValueError(f"sgd.precision = {precision!r} applies to the two BLAS products of "
+                             "backend = 'numpy' (or 'auto'); the compiled kernel of backend = 'numba' is float64")
+        self.threads = None if threads is None else check_integer("sgd.threads", threads, 1)
         if backend == "auto":
-            backend = "numba" if compiled and self.batch_size < _NUMBA_MAX_BATCH else "numpy"
+            backend = "numba" if compiled and self.batch_size < _NUMBA_MAX_BATCH and precision == "float64" \
+                else "numpy"
         self.backend = backend
-        if backend == "numba":
+        self._dtype = np.dtype(precision) if backend == "numpy" else np.dtype(float)
+        if isinstance(self.activation, PiecewiseLinearActivation):
             self._piecewise = (float(self.activation.intercept), float(self.activation.slope),
                                np.asarray(self.activation.knots, dtype=float),
                                np.asarray(self.activation.jumps, dtype=float))
@@ -229,7 +301,7 @@ class SGDSimulation:
         self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
         a, w = network.initial_neurons(self.n_neurons, np.random.Generator(np.random.PCG64(init_seq)))
         self._a = np.array(a, dtype=float).reshape(self.n_neurons)
-        self._wt = np.ascontiguousarray(np.asarray(w, dtype=float).T)  # (d, N)
+        self._wt = np.ascontiguousarray(np.asarray(w, dtype=float).T, dtype=self._dtype)  # (d, N)
         if self._wt.shape != (self.dimension, self.n_neurons):
             raise ValueError(f"network.initial_neurons gave weights of shape {self._wt.T.shape}, expected "
                              f"{(self.n_neurons, self.dimension)}")
@@ -243,10 +315,12 @@ class SGDSimulation:
         self.block_steps = max(1, _BLOCK_ENTRIES // (b * d))
         if math.isfinite(self.beta):  # the (steps, d [+ 1], N) noise block stays below ~16 MB too
             self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // ((d + 1) * n)))
-        self._z = np.empty((b, n))
-        self._g = np.empty((b, n))
+        self._z = np.empty((b, n), dtype=self._dtype)
+        self._g = np.empty((b, n), dtype=self._dtype)
         self._h = np.empty((b, n))
-        self._update = np.empty((d, n))
+        self._a_step = np.empty(n if self.train_second_layer else 0)
+        self._value, self._deriv = np.empty(n), np.empty(n)
+        self._update = np.empty((d, n), dtype=self._dtype) if self.on_sphere else None
 
     # ---- state ------------------------------------------------------------------------------------
     @property
@@ -260,8 +334,8 @@ class SGDSimulation:
 
     @property
     def weights(self) -> np.ndarray:
-        """Current first-layer weights w_i, shape (N, d) (a copy)."""
-        return self._wt.T.copy()
+        """Current first-layer weights w_i, shape (N, d) (a float64 copy)."""
+        return self._wt.T.astype(float)
 
     @property
     def second_layer(self) -> np.ndarray:
@@ -270,11 +344,12 @@ class SGDSimulation:
 
     def invariants(self) -> np.ndarray:
         """The reduced coordinates of the neurons (``network.invariants``): (N, D), or (N,) for D = 1."""
-        return self.network.invariants(self._a, self._wt.T)
+        return self.network.invariants(self._a, self._wt.T.astype(float, copy=False))
 
     def config(self) -> dict[str, Any]:
         return {"sgd.n_neurons": self.n_neurons, "sgd.step_size": self.step_size,
                 "sgd.batch_size": self.batch_size, "sgd.seed": self.seed, "sgd.backend": self.backend,
+                "sgd.precision": self.precision, "sgd.threads": 0 if self.threads is None else self.threads,
                 "noise.beta": self.beta, "noise.weight_decay": self.weight_decay,
                 "network.second_layer_rate": self.second_layer_rate,
                 **{f"schedule.{k}": v for k, v in self.schedule.config().items()}}
@@ -299,7 +374,7 @@ class SGDSimulation:
             if a.shape != (self.n_neurons,):
                 raise ValueError(f"state second_layer has shape {a.shape}, expected ({self.n_neurons},)")
             self._a = a.copy()
-        self._wt = np.ascontiguousarray(weights.T)
+        self._wt = np.ascontiguousarray(weights.T, dtype=self._dtype)
         self.steps = check_integer("state.steps", state["steps"], 0)
         self._x_rng.bit_generator.state = state["x_rng"]
         self._y_rng.bit_generator.state = state["y_rng"]
@@ -312,10 +387,11 @@ class SGDSimulation:
         n_steps = check_integer("n_steps", n_steps, 0)
         began = _time.perf_counter()
         try:
-            while n_steps > 0:
-                block = min(n_steps, self.block_steps)
-                self._block(block)
-                n_steps -= block
+            with _blas_threads(self.threads):
+                while n_steps > 0:
+                    block = min(n_steps, self.block_steps)
+                    self._block(block)
+                    n_steps -= block
         finally:
             self.stepping_seconds += _time.perf_counter() - began
 
@@ -386,32 +462,44 @@ class SGDSimulation:
         wt, a, z, g, update = self._wt, self._a, self._z, self._g, self._update
         act, inv_n = self.activation, 1.0 / self.n_neurons
         scale = 2.0 / self.batch_size
+        x = x.astype(self._dtype, copy=False)
+        gemm = _blas.sgemm if self._dtype == np.float32 else _blas.dgemm
+        fused = getattr(self, "_piecewise", None)
+        a_step = self._a_step
         for k in range(x.shape[0]):
             xk = x[k]
-            np.dot(xk, wt, out=z)                                        # (B, N) (BLAS; np.matmul is slower here)
-            features = act(z)
-            residual = y[k] - inv_n * (features @ a)                     # (B,)
-            if not np.all(np.isfinite(residual)):
-                return k
-            coefficient = (scale * sizes[k]) * residual
-            np.multiply(act.derivative(z), coefficient[:, None], out=g)
-            g *= a
-            np.dot(xk.T, g, out=update)                                  # (d, N) = Xᵀ G
-            if noise is not None:
-                update += noise_scale[k] * noise[k]
-            if self.on_sphere:                                           # P⊥, then retraction
+            np.dot(xk, wt, out=z)                                        # (B, N) = X Wᵀ (BLAS)
+            coefficient_scale = scale * sizes[k]
+            if fused is not None:                                        # σ, σ', e, G, a-increment: one pass
+                if not _residual_and_gradient(z, a, y[k], coefficient_scale, inv_n, *fused, g, a_step,
+                                              self._value, self._deriv):
+                    return k
+            else:
+                features = act(z)
+                residual = y[k] - inv_n * (features @ a)                 # (B,)
+                if not np.all(np.isfinite(residual)):
+                    return k
+                coefficient = coefficient_scale * residual
+                np.multiply(act.derivative(z), coefficient[:, None], out=g)
+                g *= a
+                if self.train_second_layer:
+                    a_step[:] = coefficient @ features
+            if self.on_sphere:                                           # Xᵀ G, P⊥, then retraction
+                np.dot(xk.T, g, out=update)
+                if noise is not None:
+                    update += noise_scale[k] * noise[k]
                 update -= wt * np.einsum("ji,ji->i", wt, update)
                 wt += update
                 wt /= np.sqrt(np.einsum("ji,ji->i", wt, wt))
-            else:
-                if decay.size:
-                    wt *= decay[k]
-                wt += update
+            else:                                                        # W ← decay W + Gᵀ X, in place
+                gemm(1.0, g.T, xk.T, beta=float(decay[k]) if decay.size else 1.0, c=wt.T, trans_b=1,
+                     overwrite_c=1)
+                if noise is not None:
+                    wt += noise_scale[k] * noise[k]
             if self.train_second_layer:
-                step_a = self.second_layer_rate * (coefficient @ features)
                 if a_decay.size:
                     a *= a_decay[k]
-                a += step_a
+                a += self.second_layer_rate * a_step
                 if a_noise is not None:
                     a += a_noise_scale[k] * a_noise[k]
         return -1
@@ -428,7 +516,7 @@ class SGDSimulation:
             out[f"mean_{name}"] = float(points[:, i].mean())
             out[f"std_{name}"] = float(points[:, i].std())
         if self.record_network_risk:
-            out["network_risk"], out["risk_bound"] = self.network.network_risk(self._a, self._wt.T)
+            out["network_risk"], out["risk_bound"] = self.network.network_risk(self._a, self._wt.T.astype(float, copy=False))
         return out
 
 

@@ -191,6 +191,11 @@ SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
 _GRID_BOUND = 1e100
 GRID_CELLS = Key(400, integer_at_least(3), "cells of each axis the model lays out itself")
 
+#: SGD speed (README "Performance"): float32 products, BLAS threads (threadpoolctl; 0 = process default)
+RUN_SCHEMA["sgd"].update(
+    precision=Key("float64", one_of("float64", "float32"), "W and the two matrix products of a step"),
+    threads=Key(0, integer_at_least(0), "BLAS threads while stepping (0: the process default)"))
+
 
 def schema_of(model: Model) -> dict[str, dict[str, Key] | Table]:
     """The full schema of a run of ``model``: :data:`RUN_SCHEMA` and the model's tables."""

@@ -136,7 +136,8 @@ def make_sgd_simulation(config: dict[str, Any], seed: int) -> tuple[Any, Reduced
     simulation = SGDSimulation(model.network(inputs, int(dimension)), problem, n_neurons=int(sgd["n_neurons"]),
                                step_size=float(sgd["step_size"]), batch_size=int(sgd["batch_size"]),
                                schedule=build_schedule(config), seed=int(seed), beta=beta, weight_decay=lam,
-                               second_layer_rate=model.rates(inputs).get("a", 1.0))
+                               second_layer_rate=model.rates(inputs).get("a", 1.0),
+                               precision=sgd.get("precision", "float64"), threads=sgd.get("threads", 0) or None)
     return simulation, problem
 
 
