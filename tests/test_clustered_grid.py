@@ -48,3 +48,30 @@ def test_clustered_sphere_grid_converges_at_second_order() -> None:
     assert clustered[0] / clustered[1] > 3.0 and clustered[1] / clustered[2] > 3.0, clustered
     assert uniform[0] / uniform[1] < 2.5, uniform
     assert clustered[2] < 1e-3 * reference < uniform[1]
+
+
+def test_sphere_default_axis_is_clustered_except_on_the_scharfetter_gummel_route() -> None:
+    """The sphere model's default s axis is clustered (the finite-volume route); a run with noise, which
+    needs equal cells, lays the same default out uniform; a [grid] table given by the user is kept and
+    a clustered one is refused there with the field named."""
+    from reduced_pde.running.config import grid_table, parse_config
+    from reduced_pde.running.pipeline import make_pde_solver, uniform_line
+
+    plain = load_config("configs/sphere_he4.toml")
+    axis = TensorGrid.from_table(grid_table(plain, build_problem(plain)), ("s",)).axes[0]
+    assert axis.spacing == "clustered" and axis.cells == 400
+    np.testing.assert_allclose(axis.edges, GridAxis.clustered("s", -1.0, 1.0, 400).edges, rtol=0, atol=1e-15)
+    solver, kind, _ = make_pde_solver(plain)
+    assert kind == "pde_finite_volume"
+
+    noisy = load_config("configs/sphere_he2_noise.toml")
+    name, line = uniform_line(noisy, build_problem(noisy))
+    cells = int(noisy["grid"]["cells"])
+    np.testing.assert_allclose(line.edges, np.linspace(-1.0, 1.0, cells + 1), rtol=0, atol=1e-15)
+    assert make_pde_solver(noisy)[1] == "pde_fokker_planck"
+
+    given = {table: dict(values) for table, values in noisy.items()}
+    given["grid"] = {"s": {"spacing": "clustered", "lower": -1.0, "upper": 1.0, "cells": 50}}
+    given = parse_config(given)
+    with pytest.raises(ValueError, match="grid.s must be uniform"):
+        uniform_line(given, build_problem(given))

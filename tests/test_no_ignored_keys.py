@@ -157,10 +157,12 @@ PERTURBATIONS: dict[str, Callable[[Any], Any]] = {
     "sgd.batch_size": lambda value: value + 2,
     "sgd.seeds": lambda value: [7],
     "sgd.dimension": lambda value: 15,
+    "sgd.precision": lambda value: "float32",
     "grid": _grid,
 }
 #: keys that no single pde/sgd run reads, and the test that shows they take effect
 NOT_RUN_KEYS = {
+    "sgd.threads": "BLAS threads: the same result by design (tests/test_sgd_precision.py: reaches the engine)",
     "output.law_times": "the panels of `experiment`'s law figure (tests/test_index_cli.py)",
     "sgd.seeds": "the seed of `reduced-pde sgd` without --seed and `experiment`'s runs (test_sgd_seeds_reach_the_cli)",
     "data.model": "every base configuration is a different model",

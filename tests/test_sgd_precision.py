@@ -8,6 +8,7 @@ import pytest
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
 from reduced_pde.running.config import parse_config
+from reduced_pde.running.pipeline import make_sgd_simulation
 from solvers.sgd import SGDSimulation, run_sgd
 
 
@@ -74,3 +75,11 @@ def test_bad_speed_options_are_rejected_with_the_field_name(kwargs, match) -> No
 def test_config_keys_are_checked(table, match) -> None:
     with pytest.raises(ValueError, match=match):
         parse_config({"sgd": table})
+
+
+def test_config_keys_reach_the_engine() -> None:
+    config = parse_config({"data": {"dimension": 8}, "sgd": {"precision": "float32", "threads": 1, "n_neurons": 8}})
+    simulation, _ = make_sgd_simulation(config, seed=0)
+    assert (simulation.precision, simulation.threads, simulation._wt.dtype) == ("float32", 1, np.float32)
+    default, _ = make_sgd_simulation(parse_config({"data": {"dimension": 8}, "sgd": {"n_neurons": 8}}), seed=0)
+    assert (default.precision, default.threads) == ("float64", None)

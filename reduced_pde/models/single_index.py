@@ -1007,3 +1007,13 @@ class SingleIndexSphereModel(_IndexModel):
                     "second_layer_rate": _NETWORK_RATE},
         "reduction": _REDUCTION,
     }
+
+    def default_grid(self, problem: ReducedProblem, inputs: Inputs, cells: int) -> dict[str, dict[str, Any]]:
+        """s ∈ [−1, 1] clustered towards s = ±1 (``spacing = "clustered"``: edges ``sin(πu/2)``, u uniform),
+        where the mobility 1 − s² vanishes and aligned mass piles up: a uniform axis converges at first
+        order there, the clustered one at second order (README, Performance).  a (if trained) as in
+        :meth:`Model.default_grid`.  The Scharfetter–Gummel route and the Gibbs fixed point, which need
+        equal cells, lay this default out uniform (:func:`reduced_pde.running.pipeline.uniform_line`)."""
+        axes = super().default_grid(problem, inputs, cells)
+        axes["s"] = {**axes["s"], "spacing": "clustered"}
+        return axes

@@ -59,7 +59,9 @@ def _derived(problem: ReducedProblem, solver_config: dict[str, Any]) -> dict[str
 
 def uniform_line(config: dict[str, Any], problem: ReducedProblem) -> tuple[str, Any]:
     """(coordinate, :class:`~solvers.grid.UniformGrid1D`) of a one-coordinate run's grid (the
-    Scharfetter–Gummel solver and the Gibbs fixed point need equal cells); ValueError otherwise."""
+    Scharfetter–Gummel solver and the Gibbs fixed point need equal cells).  A ``[grid]`` table for the
+    coordinate must be uniform (ValueError otherwise); the model's default axis (which may be clustered,
+    as on the sphere) is laid out with equal cells on the same interval with the same number of cells."""
     from solvers.grid import UniformGrid1D
     from solvers.tensor_grid import TensorGrid
 
@@ -67,7 +69,8 @@ def uniform_line(config: dict[str, Any], problem: ReducedProblem) -> tuple[str, 
         raise ValueError(f"needs a one-coordinate reduction; this problem has {problem.coordinate_names}")
     axis = TensorGrid.from_table(grid_table(config, problem), problem.coordinate_names).axes[0]
     line = UniformGrid1D(float(axis.edges[0]), float(axis.edges[-1]), int(axis.cells))
-    if not np.allclose(line.edges, axis.edges, rtol=0, atol=1e-12 * max(1.0, abs(line.upper))):
+    if axis.name in config["grid"] and \
+            not np.allclose(line.edges, axis.edges, rtol=0, atol=1e-12 * max(1.0, abs(line.upper))):
         raise ValueError(f"grid.{axis.name} must be uniform (equal cells) for the Scharfetter–Gummel solver "
                          "and the Gibbs fixed point")
     return axis.name, line
