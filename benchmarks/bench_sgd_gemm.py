@@ -12,7 +12,8 @@ Repeats are interleaved (step block, GEMM block, step block, ...) and the minimu
 so load on a shared machine affects both alike.  Drawing the minibatch (``network.sample``: B·d
 Gaussians, float64 so that both precisions see the same data) is part of the step but no GEMM can
 absorb it; it is timed the same way and the ratio without it is printed too.  The compiled numba backend (batch < 8 by default)
-is printed for reference (it does not use BLAS).  Ratio = step / GEMMs (target <= 1.5).
+is printed for reference (it does not use BLAS).  ``--sphere``: He_4 on the sphere (polynomial σ, fixed
+a; the second product goes into a buffer for the tangent projection and retraction).  Ratio = step / GEMMs (target <= 1.5).
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from threadpoolctl import threadpool_limits
 
 from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
+from reduced_pde.models.single_index import SingleIndexNetwork, SingleIndexProblem
 from solvers.sgd import SGDSimulation
 
 
-def _two_gemms(x: np.ndarray, wt: np.ndarray, z: np.ndarray, g: np.ndarray, steps: int) -> float:
+def _two_gemms(x: np.ndarray, wt: np.ndarray, z: np.ndarray, g: np.ndarray, steps: int, sphere: bool) -> float:
+    """Z = X W, then W += Xᵀ G in place (ball) or U = Xᵀ G into a buffer (sphere)."""
     gemm = blas.sgemm if wt.dtype == np.float32 else blas.dgemm
+    update = np.empty_like(wt)
     began = time.perf_counter()
     for _ in range(steps):
         np.dot(x, wt, out=z)
-        gemm(1.0, g.T, x.T, beta=1.0, c=wt.T, trans_b=1, overwrite_c=1)
+        if sphere:
+            np.dot(x.T, g, out=update)
+        else:
+            gemm(1.0, g.T, x.T, beta=1.0, c=wt.T, trans_b=1, overwrite_c=1)
     return (time.perf_counter() - began) / steps
 
 
@@ -46,18 +53,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="per timed block")
+    parser.add_argument("--sphere", action="store_true",
+                        help="He_4 on the sphere (fixed a, polynomial σ: numpy between the GEMMs) instead of MMN18")
     args = parser.parse_args()
     d, n = args.dimension, args.neurons
-    problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=0.4)
-    network = IsotropicMixtureNetwork(problem)
+    if args.sphere:
+        problem = SingleIndexProblem({"name": "he", "degree": 4}, "he4", d, sphere=True, train_second_layer=False)
+        network = SingleIndexNetwork(problem)
+    else:
+        problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=0.4)
+        network = IsotropicMixtureNetwork(problem)
     rng = np.random.default_rng(0)
-    print(f"MMN18, N = {n}, d = {d}, BLAS threads = {args.threads}; ms per step (min of {args.repeats} "
+    print(f"{'He_4 on the sphere' if args.sphere else 'MMN18'}, N = {n}, d = {d}, BLAS threads = {args.threads}; ms per step (min of {args.repeats} "
           "interleaved repeats)")
     print(f"{'B':>5} {'precision':>9} {'SGD step':>10} {'sampling':>9} {'2 GEMMs':>10} {'ratio':>6} "
           f"{'ratio w/o sampling':>18}   numba step (float64)")
     for batch in args.batches:
         numba_ms = float("nan")
-        if batch < 8:
+        if batch < 8 and not args.sphere:
             sim = SGDSimulation(network, problem, n_neurons=n, step_size=1e-5, batch_size=batch, backend="numba")
             sim.step(3)
             began = time.perf_counter()
@@ -82,7 +95,7 @@ def main() -> None:
                     began = time.perf_counter()
                     sim.step(steps)
                     best_step = min(best_step, (time.perf_counter() - began) / steps)
-                    best_gemm = min(best_gemm, _two_gemms(x, wt, z, g, steps))
+                    best_gemm = min(best_gemm, _two_gemms(x, wt, z, g, steps, args.sphere))
                     began = time.perf_counter()
                     network.sample(steps * batch, data_rng, data_rng)
                     best_sample = min(best_sample, (time.perf_counter() - began) / steps)

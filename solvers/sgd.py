@@ -35,8 +35,9 @@ Implementation:
   fastest for small batches;
 * ``backend="numpy"`` (any σ, ball or sphere): per step two BLAS calls (``Z = X Wᵀ`` and, in the ball,
   ``W ← (1 − 2 s_k λ) W + Gᵀ X`` as one GEMM accumulating in place, ``beta`` = the decay; on the sphere
-  ``Xᵀ G`` into a buffer, then the projection); between them, for piecewise-linear σ, one compiled pass
-  (:func:`_residual_and_gradient`: σ, σ', residual, G and the a-increment), else numpy;
+  ``Xᵀ G`` into a buffer, then the projection); between them one compiled pass
+  (:func:`_residual_and_gradient`: σ, σ', residual, G and the a-increment) for piecewise-linear and
+  polynomial σ, numpy otherwise; on the sphere projection and retraction in one compiled call;
   ``precision = "float32"`` stores W and runs both GEMMs (and G, Z) in float32 (residuals, the a
   update and every sum over neurons stay float64; about twice the GEMM throughput, rounding far below
   the seed-to-seed spread: tests/test_sgd_precision.py);
@@ -67,9 +68,10 @@ from typing import Any, Sequence
 
 import numpy as np
 from numba import njit
+from numpy.polynomial import hermite_e
 from scipy.linalg import blas as _blas
 
-from reduced_pde.activations import PiecewiseLinearActivation
+from reduced_pde.activations import PiecewiseLinearActivation, PolynomialActivation
 from reduced_pde.free_energy import check_noise_parameters
 from reduced_pde.models.base import NetworkModel
 from reduced_pde.problem import ReducedProblem
@@ -91,6 +93,7 @@ __all__ = ["PRECISIONS", "SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_stat
 _BLOCK_ENTRIES = 2 * 1024 * 1024
 #: batch size from which BLAS (numpy backend) beats the fused numba loop
 _NUMBA_MAX_BATCH = 8
+_NO_NOISE = np.zeros((0, 0))
 #: ``sgd.precision``: the floating type of W and of the two matrix products of a step
 PRECISIONS = ("float64", "float32")
 #: the parameters a checkpoint must share with the run that loads it
@@ -189,29 +192,53 @@ def _sgd_block_piecewise_linear(wt, a, x, y, step_sizes, intercept, slope, knots
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps, g, a_step, value, deriv):
-    """One pass between the two GEMMs of a step (piecewise-linear σ): for each sample b,
-    ``e_b = y_b − inv_n Σ_i a_i σ(z_bi)`` (sum in float64), ``g[b, i] = scale e_b a_i σ'(z_bi)`` (in
-    g's precision) and, if ``a_step`` is non-empty, ``a_step[i] = Σ_b scale e_b σ(z_bi)``.
-    ``scale`` = 2 s_k / B; ``value``, ``deriv``: (N,) float64 work rows.  Loops run over neurons
-    innermost, branch-free (SIMD); the neuron sum is re-associated (deterministic for a given N).
-    Returns False if a residual is not finite."""
+def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g, a_step,
+                           work):
+    """One pass between the two GEMMs of a step: for each sample b, ``e_b = y_b − inv_n Σ_i a_i σ(z_bi)``
+    (sum in float64), ``g[b, i] = scale e_b a_i σ'(z_bi)`` (in g's precision) and, if ``a_step`` is
+    non-empty, ``a_step[i] = Σ_b scale e_b σ(z_bi)``; ``scale`` = 2 s_k / B.
+
+    σ is piecewise linear (``intercept + slope t + Σ_m jumps[m] (t − knots[m])_+``) when ``he`` is
+    empty, else the polynomial ``Σ_m he[m] He_m(t)`` with ``σ' = Σ_m he_derivative[m] He_m`` (Clenshaw's
+    recurrence ``b_m = c_m + t b_{m+1} − (m + 1) b_{m+2}``, σ = b_0, as numpy's ``hermeval``).
+    ``work``: (4, N) float64 rows.  Loops run over neurons innermost, branch-free (SIMD); the neuron
+    sum is re-associated (deterministic for a given N).  Returns False if a residual is not finite."""
     batch, n_neurons = z.shape
     n_knots = knots.shape[0]
+    polynomial = he.shape[0] > 0
     train_a = a_step.shape[0] > 0
+    value, deriv, value_next, deriv_next = work[0], work[1], work[2], work[3]
     if train_a:
         a_step[:] = 0.0
     finite = True
     for b in range(batch):
-        for i in range(n_neurons):
-            value[i] = intercept + slope * z[b, i]
-            deriv[i] = slope
-        for m in range(n_knots):
-            knot, jump = knots[m], jumps[m]
+        if polynomial:
+            value[:] = 0.0
+            value_next[:] = 0.0
+            for m in range(he.shape[0] - 1, -1, -1):
+                c = he[m]
+                for i in range(n_neurons):
+                    t = c + z[b, i] * value[i] - (m + 1) * value_next[i]
+                    value_next[i] = value[i]
+                    value[i] = t
+            deriv[:] = 0.0
+            deriv_next[:] = 0.0
+            for m in range(he_derivative.shape[0] - 1, -1, -1):
+                c = he_derivative[m]
+                for i in range(n_neurons):
+                    t = c + z[b, i] * deriv[i] - (m + 1) * deriv_next[i]
+                    deriv_next[i] = deriv[i]
+                    deriv[i] = t
+        else:
             for i in range(n_neurons):
-                excess = z[b, i] - knot
-                value[i] += jump * max(excess, 0.0)
-                deriv[i] += jump if excess > 0.0 else 0.0
+                value[i] = intercept + slope * z[b, i]
+                deriv[i] = slope
+            for m in range(n_knots):
+                knot, jump = knots[m], jumps[m]
+                for i in range(n_neurons):
+                    excess = z[b, i] - knot
+                    value[i] += jump * max(excess, 0.0)
+                    deriv[i] += jump if excess > 0.0 else 0.0
         total = 0.0
         for i in range(n_neurons):
             total += a[i] * value[i]
@@ -225,6 +252,37 @@ def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps
             for i in range(n_neurons):
                 a_step[i] += coef * value[i]
     return finite
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _project_and_retract(wt, update, noise, noise_scale, work):
+    """Sphere step on ``wt`` (d, N) in place: ``u = update + noise_scale · noise`` (noise empty: none),
+    ``w_i ← normalise(w_i + u_i − w_i ⟨w_i, u_i⟩)`` (tangent projection P⊥_i, then retraction).
+
+    Two passes over (d, N), neurons innermost: the first accumulates (float64) ``|w_i|²``, ``c_i = ⟨w_i,
+    u_i⟩`` and ``|u_i|²``, which give the new norm exactly, ``|w_i (1 − c_i) + u_i|² = (1 − c_i)² |w_i|² +
+    2 (1 − c_i) c_i + |u_i|²``; the second writes ``(w_i (1 − c_i) + u_i) / norm``.  ``work``: (3, N) float64."""
+    dim, n_neurons = wt.shape
+    noisy = noise.shape[0] > 0
+    norm_w, dot, norm_u = work[0], work[1], work[2]
+    norm_w[:] = 0.0
+    dot[:] = 0.0
+    norm_u[:] = 0.0
+    for j in range(dim):
+        for i in range(n_neurons):
+            u = update[j, i] + noise_scale * noise[j, i] if noisy else update[j, i]
+            w = wt[j, i]
+            norm_w[i] += w * w
+            dot[i] += w * u
+            norm_u[i] += u * u
+    for i in range(n_neurons):
+        keep = 1.0 - dot[i]
+        norm_u[i] = 1.0 / math.sqrt(keep * keep * norm_w[i] + 2.0 * keep * dot[i] + norm_u[i])
+        dot[i] = keep
+    for j in range(dim):
+        for i in range(n_neurons):
+            u = update[j, i] + noise_scale * noise[j, i] if noisy else update[j, i]
+            wt[j, i] = (wt[j, i] * dot[i] + u) * norm_u[i]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,10 +348,17 @@ class SGDSimulation:
                 else "numpy"
         self.backend = backend
         self._dtype = np.dtype(precision) if backend == "numpy" else np.dtype(float)
+        empty = np.zeros(0)
         if isinstance(self.activation, PiecewiseLinearActivation):
             self._piecewise = (float(self.activation.intercept), float(self.activation.slope),
                                np.asarray(self.activation.knots, dtype=float),
                                np.asarray(self.activation.jumps, dtype=float))
+            self._fused = (*self._piecewise, empty, empty)
+        elif isinstance(self.activation, PolynomialActivation):
+            he = np.asarray(self.activation.he_coefficients, dtype=float)
+            self._fused = (0.0, 0.0, empty, empty, he, hermite_e.hermeder(he) if he.size > 1 else np.zeros(1))
+        else:
+            self._fused = None
 
         init_seq, x_seq, y_seq, noise_seq = np.random.SeedSequence(self.seed).spawn(4)
         self._x_rng = np.random.Generator(np.random.PCG64(x_seq))
@@ -319,7 +384,7 @@ class SGDSimulation:
         self._g = np.empty((b, n), dtype=self._dtype)
         self._h = np.empty((b, n))
         self._a_step = np.empty(n if self.train_second_layer else 0)
-        self._value, self._deriv = np.empty(n), np.empty(n)
+        self._work = np.empty((4, n))
         self._update = np.empty((d, n), dtype=self._dtype) if self.on_sphere else None
 
     # ---- state ------------------------------------------------------------------------------------
@@ -464,7 +529,7 @@ class SGDSimulation:
         scale = 2.0 / self.batch_size
         x = x.astype(self._dtype, copy=False)
         gemm = _blas.sgemm if self._dtype == np.float32 else _blas.dgemm
-        fused = getattr(self, "_piecewise", None)
+        fused = self._fused
         a_step = self._a_step
         for k in range(x.shape[0]):
             xk = x[k]
@@ -472,7 +537,7 @@ class SGDSimulation:
             coefficient_scale = scale * sizes[k]
             if fused is not None:                                        # σ, σ', e, G, a-increment: one pass
                 if not _residual_and_gradient(z, a, y[k], coefficient_scale, inv_n, *fused, g, a_step,
-                                              self._value, self._deriv):
+                                              self._work):
                     return k
             else:
                 features = act(z)
@@ -486,11 +551,8 @@ class SGDSimulation:
                     a_step[:] = coefficient @ features
             if self.on_sphere:                                           # Xᵀ G, P⊥, then retraction
                 np.dot(xk.T, g, out=update)
-                if noise is not None:
-                    update += noise_scale[k] * noise[k]
-                update -= wt * np.einsum("ji,ji->i", wt, update)
-                wt += update
-                wt /= np.sqrt(np.einsum("ji,ji->i", wt, wt))
+                _project_and_retract(wt, update, noise[k] if noise is not None else _NO_NOISE,
+                                     noise_scale[k] if noise is not None else 0.0, self._work)
             else:                                                        # W ← decay W + Gᵀ X, in place
                 gemm(1.0, g.T, xk.T, beta=float(decay[k]) if decay.size else 1.0, c=wt.T, trans_b=1,
                      overwrite_c=1)

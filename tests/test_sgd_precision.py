@@ -83,3 +83,56 @@ def test_config_keys_reach_the_engine() -> None:
     assert (simulation.precision, simulation.threads, simulation._wt.dtype) == ("float32", 1, np.float32)
     default, _ = make_sgd_simulation(parse_config({"data": {"dimension": 8}, "sgd": {"n_neurons": 8}}), seed=0)
     assert (default.precision, default.threads) == ("float64", None)
+
+
+@pytest.mark.parametrize("activation", ["mmn18", "he4", "mixed"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_pass_between_the_gemms_matches_numpy(activation, dtype) -> None:
+    """σ, σ', residual, G and the a-increment of one step (solvers.sgd._residual_and_gradient) against the
+    activation's own numpy evaluation.  Expected: float64 round-off (sums of 37 terms: < 1e-14 relative),
+    float32 G to its rounding (6e-8 relative per factor: < 1e-6); the a-increment is float64 in both."""
+    from numpy.polynomial import hermite_e
+
+    from reduced_pde.activations import PolynomialActivation, make_activation
+    from solvers.sgd import _residual_and_gradient
+
+    rng = np.random.default_rng(3)
+    act = (make_activation("mmn18") if activation == "mmn18" else PolynomialActivation.hermite(4)
+           if activation == "he4" else PolynomialActivation((0.3, -1.0, 0.5, 0.0, 0.2, 0.1)))
+    batch, n = 5, 37
+    z = (1.5 * rng.standard_normal((batch, n))).astype(dtype)
+    a, y = rng.standard_normal(n), rng.standard_normal(batch)
+    empty = np.zeros(0)
+    if activation == "mmn18":
+        fused = (act.intercept, act.slope, np.asarray(act.knots, float), np.asarray(act.jumps, float), empty, empty)
+    else:
+        he = np.asarray(act.he_coefficients, float)
+        fused = (0.0, 0.0, empty, empty, he, hermite_e.hermeder(he))
+    g, a_step = np.empty((batch, n), dtype), np.empty(n)
+    assert _residual_and_gradient(z, a, y, 0.1, 1.0 / n, *fused, g, a_step, np.empty((4, n)))
+    features = act(z.astype(float))
+    residual = y - features @ a / n
+    expected_g = 0.1 * residual[:, None] * a * act.derivative(z.astype(float))
+    tolerance = 1e-14 if dtype == np.float64 else 1e-6
+    assert np.abs(g - expected_g).max() <= tolerance * np.abs(expected_g).max()
+    np.testing.assert_allclose(a_step, 0.1 * residual @ features, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_compiled_sphere_projection_and_retraction_matches_numpy(noisy) -> None:
+    """solvers.sgd._project_and_retract (two passes, the new norm from three sums) against the direct
+    numpy form: u = update + s·noise, w ← normalise(w + u − w⟨w, u⟩).  Expected: float64 round-off
+    (sums of d = 40 terms, < 1e-14), and unit columns after the step."""
+    from solvers.sgd import _NO_NOISE, _project_and_retract
+
+    rng = np.random.default_rng(5)
+    d, n = 40, 23
+    wt = rng.standard_normal((d, n))
+    wt /= np.linalg.norm(wt, axis=0)
+    update, noise = 0.05 * rng.standard_normal((d, n)), rng.standard_normal((d, n))
+    u = update + 0.03 * noise if noisy else update
+    expected = wt + u - wt * np.einsum("ji,ji->i", wt, u)
+    expected /= np.linalg.norm(expected, axis=0)
+    _project_and_retract(wt, update.copy(), noise if noisy else _NO_NOISE, 0.03 if noisy else 0.0, np.empty((3, n)))
+    np.testing.assert_allclose(wt, expected, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(wt, axis=0), 1.0, rtol=0, atol=1e-14)
