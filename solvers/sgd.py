@@ -98,7 +98,7 @@ _NO_NOISE = np.zeros((0, 0))
 PRECISIONS = ("float64", "float32")
 #: the parameters a checkpoint must share with the run that loads it
 _RESUME_KEYS = ("sgd.step_size", "sgd.batch_size", "sgd.n_neurons", "noise.beta", "noise.weight_decay",
-                "network.second_layer_rate")
+                "network.second_layer_rate", "sgd.precision")
 
 
 def _blas_threads(threads: int | None):
@@ -191,6 +191,21 @@ def _sgd_block_piecewise_linear(wt, a, x, y, step_sizes, intercept, slope, knots
     return -1
 
 
+@njit(cache=True)
+def _hermite_series(t, coefficients, out, work):
+    """``out[i] = Σ_m coefficients[m] He_m(t[i])`` by Clenshaw's recurrence
+    ``b_m = c_m + t b_{m+1} − (m + 1) b_{m+2}``, ``out = b_0`` (as numpy's ``hermeval``); neurons
+    innermost; ``work``: a row like ``out``."""
+    out[:] = 0.0
+    work[:] = 0.0
+    for m in range(coefficients.shape[0] - 1, -1, -1):
+        c = coefficients[m]
+        for i in range(t.shape[0]):
+            b = c + t[i] * out[i] - (m + 1) * work[i]
+            work[i] = out[i]
+            out[i] = b
+
+
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g, a_step,
                            work):
@@ -213,22 +228,8 @@ def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps
     finite = True
     for b in range(batch):
         if polynomial:
-            value[:] = 0.0
-            value_next[:] = 0.0
-            for m in range(he.shape[0] - 1, -1, -1):
-                c = he[m]
-                for i in range(n_neurons):
-                    t = c + z[b, i] * value[i] - (m + 1) * value_next[i]
-                    value_next[i] = value[i]
-                    value[i] = t
-            deriv[:] = 0.0
-            deriv_next[:] = 0.0
-            for m in range(he_derivative.shape[0] - 1, -1, -1):
-                c = he_derivative[m]
-                for i in range(n_neurons):
-                    t = c + z[b, i] * deriv[i] - (m + 1) * deriv_next[i]
-                    deriv_next[i] = deriv[i]
-                    deriv[i] = t
+            _hermite_series(z[b], he, value, value_next)
+            _hermite_series(z[b], he_derivative, deriv, deriv_next)
         else:
             for i in range(n_neurons):
                 value[i] = intercept + slope * z[b, i]
