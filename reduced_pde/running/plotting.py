@@ -155,15 +155,6 @@ def plot_risk_comparison(trajectories: Sequence[Trajectory], path: str | Path,
     ax.set_yscale("log")
     ax.set_xlabel("time t (= SGD steps × ε)")
     ax.set_ylabel("population risk")
-    ax.legend(fontsize=7, loc="lower left")
-    ax.set_title(title or "Reduced PDE (lines) vs SGD (symbols)", fontsize=10)
-    inset.set_xscale("log")
-    inset.set_xlabel("t", fontsize=7)
-    inset.set_ylabel(_summary(trajectories[0])[0] if trajectories else "", fontsize=7)
-    inset.tick_params(labelsize=6)
-    return save_figure(fig, path)
-
-
     ax.legend(fontsize=6.5, loc="best")
     right.set_xscale("log")
     right.set_xlabel("time t")
