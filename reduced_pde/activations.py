@@ -34,6 +34,7 @@ from scipy.special import erf as _erf, expit, ndtr
 
 from numpy.polynomial import hermite_e
 
+from reduced_pde.checks import finite_number
 from reduced_pde.hermite import finite_coefficients, gauss_hermite_rule, normalized_hermite
 
 __all__ = [
@@ -425,14 +426,6 @@ _SMOOTH = {
 ACTIVATION_NAMES = ("mmn18", "relu", "tanh", "erf", "sigmoid", "piecewise_linear")
 
 
-def _finite_float(field: str, value: Any) -> float:
-    """``float(value)`` for a finite real number (not a bool), else ValueError naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{field} = {value!r} must be a finite number")
-    return float(value)
-
-
 def _listed(field: str, value: Any) -> Any:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{field} = {value!r} must be a list of finite numbers")
@@ -465,7 +458,7 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
     if name == "mmn18":
         allowed = {"t1", "t2", "s1", "s2"}
         _reject_unknown(params, allowed, name)
-        return mmn18_activation(**{k: _finite_float(f"activation.{k}", v) for k, v in params.items()})
+        return mmn18_activation(**{k: finite_number(f"activation.{k}", v) for k, v in params.items()})
     if name == "relu":
         _reject_unknown(params, set(), name)
         return relu_activation()
@@ -476,10 +469,10 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
     if name == "piecewise_linear":
         _reject_unknown(params, {"intercept", "slope", "knots", "jumps"}, name)
         return PiecewiseLinearActivation(
-            _finite_float("activation.intercept", params.get("intercept", 0.0)),
-            _finite_float("activation.slope", params.get("slope", 0.0)),
-            tuple(_finite_float("activation.knots", k) for k in _listed("activation.knots", params.get("knots", ()))),
-            tuple(_finite_float("activation.jumps", a) for a in _listed("activation.jumps", params.get("jumps", ()))))
+            finite_number("activation.intercept", params.get("intercept", 0.0)),
+            finite_number("activation.slope", params.get("slope", 0.0)),
+            tuple(finite_number("activation.knots", k) for k in _listed("activation.knots", params.get("knots", ()))),
+            tuple(finite_number("activation.jumps", a) for a in _listed("activation.jumps", params.get("jumps", ()))))
     allowed = ", ".join(ACTIVATION_NAMES + (("he<k>", "polynomial") if polynomial else ()))
     raise ValueError(f"activation.name = {name!r} is not known; allowed: {allowed} "
                      "(or pass an Activation instance, e.g. SmoothActivation(f, df))")

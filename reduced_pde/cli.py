@@ -397,11 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def quiet(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="TOML configuration file")
         p.add_argument("--set", action="append", default=[], metavar="table.key=value",
                        help="override a configuration value (repeatable)")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        quiet(p)
         p.add_argument("--allow-large", action="store_true",
                        help="run jobs beyond the default limits (memory > 4 GiB, > 1e9 SGD steps, ...)")
         p.add_argument("--check", action="store_true",
@@ -486,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("-o", "--output", default="escape_times.h5")
     p.add_argument("--figure", default=None, help="PNG: T vs d with the prediction and the fit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(p)
     p.set_defaults(func=_cmd_escape_times)
 
     p = sub.add_parser("sweep", help="a sweep file's tasks (PDE, SGD seeds, plateau reports) on Dask, "
@@ -496,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="an existing Dask scheduler (tcp://host:port or a scheduler file); default: a LocalCluster")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the CPU count)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    quiet(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("phase-diagram", help="outcome map of a 2-axis sweep dataset (final risk, stall, time to "

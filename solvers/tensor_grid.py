@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from reduced_pde.checks import finite_number
 from solvers.common import require_increasing
 
 __all__ = ["MAX_DIMENSION", "SPACINGS", "GridAxis", "TensorGrid"]
@@ -52,13 +53,6 @@ _TABLE_KEYS = {"uniform": {"spacing", "lower", "upper", "cells"},
                "clustered": {"spacing", "lower", "upper", "cells"},
                "stretched": {"spacing", "lower", "upper", "cells", "min_spacing", "center"},
                "edges": {"spacing", "edges"}}
-
-
-def _finite(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{field} = {value!r} must be a finite number")
-    return float(value)
 
 
 def _cells(field: str, value: Any) -> int:
@@ -110,7 +104,7 @@ class GridAxis:
 
     @classmethod
     def _mapped(cls, name: str, lower: float, upper: float, cells: int, spacing: str) -> GridAxis:
-        lower, upper = _finite(f"grid.{name}.lower", lower), _finite(f"grid.{name}.upper", upper)
+        lower, upper = finite_number(f"grid.{name}.lower", lower), finite_number(f"grid.{name}.upper", upper)
         cells = _cells(f"grid.{name}.cells", cells)
         if not upper > lower:
             raise ValueError(f"grid.{name}.upper = {upper} must be > grid.{name}.lower = {lower}")
@@ -129,10 +123,10 @@ class GridAxis:
         """Sinh-stretched axis on ``[lower, upper]`` with spacing ``min_spacing`` at ``center``
         (module docstring).  ``min_spacing`` must be below the uniform spacing (upper − lower)/cells."""
         field = f"grid.{name}"
-        lower, upper = _finite(f"{field}.lower", lower), _finite(f"{field}.upper", upper)
+        lower, upper = finite_number(f"{field}.lower", lower), finite_number(f"{field}.upper", upper)
         cells = _cells(f"{field}.cells", cells)
-        center = _finite(f"{field}.center", center)
-        min_spacing = _finite(f"{field}.min_spacing", min_spacing)
+        center = finite_number(f"{field}.center", center)
+        min_spacing = finite_number(f"{field}.min_spacing", min_spacing)
         if not upper > lower:
             raise ValueError(f"{field}.upper = {upper} must be > {field}.lower = {lower}")
         if not lower <= center <= upper:

@@ -119,13 +119,15 @@ def mixture_output_variance(problem: Any, nodes: int = 400) -> float:
 
 
 @njit(cache=True)
-def _powers(cos, sin, pc, ps):  # pragma: no cover - compiled
-    """pc[j] = cos^j, ps[j] = sin^j for j < pc.size."""
+def _powers(cos, sin, powers):  # pragma: no cover - compiled
+    """``(pc, ps)``, rows of ``powers`` (2, J): pc[j] = cos^j, ps[j] = sin^j for j < J."""
+    pc, ps = powers[0], powers[1]
     pc[0] = 1.0
     ps[0] = 1.0
     for j in range(1, pc.size):
         pc[j] = pc[j - 1] * cos
         ps[j] = ps[j - 1] * sin
+    return pc, ps
 
 
 @njit(cache=True)
@@ -134,11 +136,10 @@ def _plane_moments(alpha, cos, sin, weights, cls, kk, ll):  # pragma: no cover -
     B, M, _, K1 = alpha.shape
     F = kk.size
     out = np.zeros((B, F))
-    pc = np.empty(K1 + 1)
-    ps = np.empty(K1 + 1)
+    powers = np.empty((2, K1 + 1))
     for b in range(B):
         for m in range(M):
-            _powers(cos[b, m], sin[b, m], pc, ps)
+            pc, ps = _powers(cos[b, m], sin[b, m], powers)
             w = weights[b, m]
             for f in range(F):
                 out[b, f] += w * alpha[b, m, cls[f], kk[f]] * pc[kk[f] - ll[f]] * ps[ll[f]]
@@ -152,11 +153,10 @@ def _plane_gradient(alpha, dalpha, cos, sin, cm, cls, kk, ll):  # pragma: no cov
     F = kk.size
     grad_r = np.zeros((B, M))
     grad_phi = np.zeros((B, M))
-    pc = np.empty(K1 + 2)
-    ps = np.empty(K1 + 2)
+    powers = np.empty((2, K1 + 2))
     for b in range(B):
         for m in range(M):
-            _powers(cos[b, m], sin[b, m], pc, ps)
+            pc, ps = _powers(cos[b, m], sin[b, m], powers)
             gr = 0.0
             gp = 0.0
             for f in range(F):
