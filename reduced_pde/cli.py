@@ -55,7 +55,7 @@ from reduced_pde.running.storage import (
     write_trajectory,
 )
 
-from solvers.common import SolverError
+from solvers.common import SolverError, check_number
 
 __all__ = ["main", "build_parser"]
 
@@ -68,20 +68,11 @@ def _write_finished(output: Path, trajectory: Any, wall_time_digits: int) -> Non
           f"wall time {trajectory.diagnostics.get('wall_time', float('nan')):.{wall_time_digits}f} s)")
 
 
-def _check_number(name: str, value: float, *, low: float, low_open: bool = False,
-                  high: float = math.inf) -> None:
-    """Refuse an option value outside ``[low, high]`` (``(low, high]``), or NaN, naming the option."""
-    ok = (value > low if low_open else value >= low) and value <= high and not math.isnan(value)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} = {value!r} must lie in {interval}")
-
-
 def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[str, Any]:
     """The validated configuration of a run writing ``output``: options, output path and resources
     are checked before anything is computed or written."""
     check_input_file(args.config, "configuration file")
-    _check_number("--checkpoint-every", getattr(args, "checkpoint_every", 0.0), low=0.0)
+    check_number("--checkpoint-every", getattr(args, "checkpoint_every", 0.0), 0.0, math.inf)
     config = load_config(args.config, args.set)
     if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
@@ -167,7 +158,7 @@ def _cmd_law(args: argparse.Namespace) -> None:
     from reduced_pde.running.plotting import coordinate_names, plot_law_evolution, plot_marginals
 
     for t in args.times:
-        _check_number("--times", t, low=0.0)
+        check_number("--times", t, 0.0, math.inf)
     check_output_path(args.output, "-o/--output")
     trajectories = _read_results(args.files)
     pde = [t for t in trajectories if t.kind != "sgd"]
@@ -221,11 +212,11 @@ def _cmd_plateau_comparison(args: argparse.Namespace) -> None:
 def _cmd_plateaus(args: argparse.Namespace) -> None:
     from reduced_pde.running.plotting import plot_plateaus
 
-    _check_number("--threshold", args.threshold, low=0.0, low_open=True)
-    _check_number("--smoothing", args.smoothing, low=0.0)
-    _check_number("--min-duration", args.min_duration, low=0.0)
+    check_number("--threshold", args.threshold, 0.0, math.inf, low_open=True)
+    check_number("--smoothing", args.smoothing, 0.0, math.inf)
+    check_number("--min-duration", args.min_duration, 0.0, math.inf)
     if args.ignore_before is not None:
-        _check_number("--ignore-before", args.ignore_before, low=0.0)
+        check_number("--ignore-before", args.ignore_before, 0.0, math.inf)
     if args.max_degree is not None and args.max_degree < 0:
         raise ValueError(f"--max-degree = {args.max_degree} must be an integer >= 0")
     if args.output:
@@ -296,7 +287,7 @@ def _cmd_gibbs(args: argparse.Namespace) -> None:
     """Self-consistent Gibbs state p* ∝ J e^{−βψ_λ(·; p*)} on the run's grid, optionally over a β sweep."""
     output = Path(args.output)
     for b in args.betas or []:
-        _check_number("--betas", b, low=0.0, low_open=True)
+        check_number("--betas", b, 0.0, math.inf, low_open=True)
     config = _prepare_run(args, "gibbs", output)
     if not config:  # --check
         return
@@ -327,7 +318,7 @@ def _cmd_escape_times(args: argparse.Namespace) -> None:
         raise ValueError(f"--dimensions = {args.dimensions!r}: every d must be an integer in [3, 2^53]")
     if not 10 <= args.particles <= 10**7:
         raise ValueError(f"--particles = {args.particles!r} must be an integer in [10, 1e7]")
-    _check_number("--rtol", args.rtol, low=1e-14, high=0.1)
+    check_number("--rtol", args.rtol, 1e-14, 0.1)
     check_output_path(args.output, "-o/--output")
     if args.figure:
         check_output_path(args.figure, "--figure")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from reduced_pde.checks import finite_number
 from solvers.tensor_grid import GridAxis, TensorGrid
 
 __all__ = ["UniformGrid1D", "as_tensor_grid", "check_grid_in_domain", "ks_distance"]
@@ -34,9 +35,7 @@ class UniformGrid1D:
 
     def __post_init__(self) -> None:
         for name in ("lower", "upper"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-                raise ValueError(f"grid.{name} = {value!r} must be a finite number")
+            finite_number(f"grid.{name}", getattr(self, name))
         if isinstance(self.cells, bool) or not isinstance(self.cells, (int, np.integer)):
             raise ValueError(f"grid.cells = {self.cells!r} must be an integer >= {MIN_CELLS}")
         if self.cells < MIN_CELLS:
