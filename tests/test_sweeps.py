@@ -128,6 +128,16 @@ def test_equal_configurations_share_a_hash_and_bad_sweeps_are_refused(tmp_path, 
     # 0.6000000000000001 is the float linspace gives; the grid is rounded to 12 digits, the list is not
     assert [t.hash for t in sweep_tasks(spec, tmp_path)][0] == sweep_tasks(written_differently, tmp_path)[0].hash
     assert sweep_tasks(spec, tmp_path)[1].hash != sweep_tasks(written_differently, tmp_path)[1].hash
+    # a task finished by another version of the package is not taken as finished by this one
+    import reduced_pde
+
+    released = reduced_pde.__version__
+    try:
+        reduced_pde.__version__ = released + ".post1"
+        other_version = [t.hash for t in sweep_tasks(spec, tmp_path)]
+    finally:
+        reduced_pde.__version__ = released
+    assert not set(other_version) & {t.hash for t in sweep_tasks(spec, tmp_path)}
     cases = {'"data.delta" = [0.3, 1.5]': "data.delta",
              '"data.delta" = {start = 0.3, stop = 0.6}': "missing ['num']",
              'task = "pde"': "sweep.task = 'fit'",

@@ -18,7 +18,8 @@ A sweep file (TOML) names a base configuration and the axes to vary::
 
 Every point is validated by :func:`~reduced_pde.running.config.parse_config` before any work (an
 invalid point refuses the whole sweep, naming the key).  A task is identified by the SHA-256 of its
-effective configuration (every key, defaults filled in), its kind, seed and options; its result is
+effective configuration (every key, defaults filled in), its kind, seed, options and the package
+version; its result is
 ``OUTDIR/tasks/<hash>.h5`` (the run's trajectory file, written atomically, with the attributes
 ``task.*``).  A task whose file exists is not run again, so a killed sweep resumes where it stopped,
 and an SGD task resumes from its checkpoint ``<hash>.h5.checkpoint``.  A task that raises is
@@ -216,9 +217,13 @@ def _with_value(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 def task_hash(kind: str, config: Mapping[str, Any], seed: int | None, options: Mapping[str, Any]) -> str:
     """SHA-256 (first 20 hex digits) of the task's kind, effective configuration (every key, defaults
-    filled in), seed and options: equal configurations written differently share one hash."""
-    text = json.dumps({"kind": kind, "config": flatten(config), "seed": seed, "options": dict(options)},
-                      sort_keys=True, default=repr)
+    filled in), seed, options and the package version: equal configurations written differently share
+    one hash, and a task finished by another version of the package is run again (its numbers may
+    differ), not mixed into the new sweep."""
+    from reduced_pde import __version__
+
+    text = json.dumps({"kind": kind, "config": flatten(config), "seed": seed, "options": dict(options),
+                       "package_version": __version__}, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
