@@ -169,10 +169,12 @@ ENTRIES: tuple[Experiment | Script | Command, ...] = (
              "--level", "2", "-o", "{out}"),
             (DATA / "mmn18_phase.nc", DATA / "mmn18_phase_sgd.nc")),
     Command("bmz_plateau_times", ("bmz_plateau_times.png",),
-            "reduced-pde sweep configs/sweeps/bmz_plateau_times.toml --outdir results/bmz_plateau_times",
-            "~50 min (then copy sweep.nc to figures/data/bmz_plateau_times.nc)",
-            ("phase-diagram", "figures/data/bmz_plateau_times.nc", "-o", "{out}"),
-            (DATA / "bmz_plateau_times.nc",)),
+            "reduced-pde sweep configs/sweeps/bmz_plateau_times.toml --outdir results/bmz_plateau_times && "
+            "reduced-pde sweep configs/sweeps/bmz_plateau_times_sgd.toml --outdir results/bmz_plateau_times_sgd",
+            "~50 min reduced + ~12 min SGD (then copy the two sweep.nc files to figures/data/)",
+            ("phase-diagram", "figures/data/bmz_plateau_times.nc", "--sgd", "figures/data/bmz_plateau_times_sgd.nc",
+             "-o", "{out}"),
+            (DATA / "bmz_plateau_times.nc", DATA / "bmz_plateau_times_sgd.nc")),
     Command("chaos_sphere_he4", ("chaos_sphere_he4.png",),
             "reduced-pde chaos configs/chaos_sphere_he4.toml -o results/chaos_sphere_he4.h5 "
             "--figure figures/chaos_sphere_he4.png", "~17 min", ()),

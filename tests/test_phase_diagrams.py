@@ -81,3 +81,63 @@ def test_plateau_heights_are_grouped_across_points():
     # BMZ-like: E y² plateau (2.84-2.89 across points), R_0 plateau (1.82-1.85), a late 0.17 one; NaN = none
     heights = np.array([[2.884, 1.825, np.nan], [2.873, 1.848, 0.1703], [2.84, np.nan, 0.1692]])
     assert _height_clusters(heights) == pytest.approx([2.873, 1.8365, 0.16975])
+
+
+def _step_curve(time: np.ndarray, exit_scale: float) -> np.ndarray:
+    """A plateau at R = 2 left around ``exit_scale`` for R = 0.5: R = 0.5 + 1.5 / (1 + (t/t_e)^6)."""
+    return 0.5 + 1.5 / (1 + (time / exit_scale) ** 6)
+
+
+def test_plateau_diagram_with_sgd_points(tmp_path, capsys):
+    """SGD seeds drawn on a plateaus sweep: the plateau of each seed's curve is matched to the reduced
+    level and its exit times are averaged (seed mean ± s.e.); a seed still on it is counted apart."""
+    from reduced_pde.analysis.plateaus import detect_plateaus
+    from reduced_pde.cli import main
+    from reduced_pde.running.phase_diagrams import sgd_plateaus
+    from reduced_pde.running.sweeps import write_dataset
+
+    rate, dim = np.array([100.0, 1000.0]), np.array([30, 300])
+    dims = ["network.second_layer_rate", "data.dimension"]
+    time = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 81)])
+    # the reduced plateau sweep: one plateau at 2.0 per point, exits 1e-2 · (1, 2; 3, 4)
+    exits = np.array([[1e-2, 2e-2], [3e-2, 4e-2]])
+    pde = xr.Dataset({"plateau_height": (dims + ["plateau"], np.full((2, 2, 1), 2.0)),
+                      "plateau_entry": (dims + ["plateau"], np.full((2, 2, 1), 1e-4)),
+                      "plateau_exit": (dims + ["plateau"], exits[..., None]),
+                      "risk": (dims + ["time"], np.array([[_step_curve(time, e) for e in row] for row in exits])),
+                      "status": (dims, np.ones((2, 2), dtype=np.int8))},
+                     coords={dims[0]: rate, dims[1]: dim, "time": time},
+                     attrs={"sweep.task": "plateaus", "sweep.name": "synthetic", "plateaus.threshold": 0.1,
+                            "plateaus.smoothing": 0.1, "plateaus.min_duration": 0.3,
+                            "plateaus.ignore_before": "json:null", "plateaus.max_degree": "json:null"})
+    # SGD at (1000, 300): three seeds leave at t_e = 0.02, 0.03, 0.04, a fourth is still on it at T = 1
+    scales = [0.02, 0.03, 0.04, 10.0]
+    seeds = np.array([[[_step_curve(time, e) for e in scales]]])
+    sgd = xr.Dataset({"risk": (dims + ["seed", "time"], seeds),
+                      "status": (dims + ["seed"], np.ones((1, 1, 4), dtype=np.int8))},
+                     coords={dims[0]: [1000.0], dims[1]: [300], "seed": [0, 1, 2, 3], "time": time},
+                     attrs={"sweep.task": "sgd"})
+    write_dataset(pde, tmp_path / "plateaus.nc")
+    write_dataset(sgd, tmp_path / "sgd.nc")
+
+    rows = sgd_plateaus(pde, sgd)
+    assert [(r["i"], r["j"]) for r in rows] == [(1, 1)] and len(rows[0]["seeds"]) == 4
+    direct = [detect_plateaus(time, _step_curve(time, e))[0].exit_time for e in scales[:3]]
+    # the detector works in log time, so a curve shifted by a factor moves its exit by that factor
+    # (to the smoothing bins: 0.1/5 decade)
+    assert direct[1] / direct[0] == pytest.approx(1.5, rel=0.05)
+    assert direct[2] / direct[0] == pytest.approx(2.0, rel=0.05)
+    figure = tmp_path / "plateaus.png"
+    assert main(["phase-diagram", str(tmp_path / "plateaus.nc"), "--sgd", str(tmp_path / "sgd.nc"),
+                 "-o", str(figure)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    sgd_line = next(line for line in out if line.lstrip().startswith("SGD 4 seeds"))
+    mean, error = np.mean(direct), np.std(direct, ddof=1) / math.sqrt(3)
+    assert f"exit {mean:.3g} ± {error:.2g} (3 seeds), 1 still on it" in sgd_line, sgd_line
+    assert figure.stat().st_size > 10_000
+    # an SGD point off the reduced grid, or a level option on a plateaus sweep: refused
+    write_dataset(sgd.assign_coords({dims[1]: [100]}), tmp_path / "off.nc")
+    assert main(["phase-diagram", str(tmp_path / "plateaus.nc"), "--sgd", str(tmp_path / "off.nc"),
+                 "-o", str(figure)]) == 2
+    assert "not on the plateau sweep's grid" in capsys.readouterr().err
+    assert main(["phase-diagram", str(tmp_path / "plateaus.nc"), "--level", "1", "-o", str(figure)]) == 2

@@ -6,7 +6,10 @@ to reach the level; an SGD dataset over points of the same axes is drawn on the 
 coloured on the same scale) and compared point by point at the SGD's final time.
 
 ``task = "plateaus"`` over two axes: the exit times of the first plateaus of each risk curve against
-the second axis, one line per value of the first axis, and a table.
+the second axis, one line per value of the first axis, and a table; an SGD dataset over points of the
+same axes adds, per point, the exit times of the plateaus detected in each seed's risk curve (the
+N = ∞ risk of the neurons' empirical law) with the reduced sweep's detection options, as the seed mean
+± standard error (:func:`sgd_plateaus`).
 
 :func:`phase_diagram` draws the figure and returns the lines of its table (the CLI prints them).
 """
@@ -22,7 +25,7 @@ import numpy as np
 from reduced_pde.analysis.outcomes import OUTCOMES, classify_outcome, time_to_level
 from reduced_pde.running.sweeps import open_dataset
 
-__all__ = ["phase_diagram", "outcome_maps", "sgd_comparison"]
+__all__ = ["phase_diagram", "outcome_maps", "sgd_comparison", "sgd_plateaus"]
 
 _TIME_DIMS = ("time", "output", "seed", "plateau")
 
@@ -115,6 +118,79 @@ def sgd_comparison(pde: Any, sgd: Any, level: float) -> list[dict[str, Any]]:
             row["sgd_outcomes"] = [OUTCOMES[classify_outcome(time, r, level)] for r in seeds.risk.values]
             rows.append(row)
     return rows
+
+
+def _plateau_options(dataset: Any) -> dict[str, Any]:
+    """The detection options a plateaus sweep stored as ``plateaus.<name>`` attributes."""
+    import json
+
+    options = {}
+    for key, value in dataset.attrs.items():
+        if key.startswith("plateaus."):
+            if isinstance(value, str) and value.startswith("json:"):
+                value = json.loads(value[5:])
+            elif isinstance(value, np.generic):
+                value = value.item()
+            options[key[len("plateaus."):]] = value
+    options.pop("max_degree", None)  # matching to theory levels: not a detection option
+    return options
+
+
+def sgd_plateaus(pde: Any, sgd: Any) -> list[dict[str, Any]]:
+    """One row per point of the SGD dataset ``sgd`` that lies on the grid of the plateaus sweep ``pde``:
+    its position ``(i, j)``, its values, the SGD horizon, and per finished seed the plateaus of its risk
+    curve (:func:`~reduced_pde.analysis.plateaus.detect_plateaus` with the options stored in ``pde``;
+    a seed whose slope noise triggers the detector's warning is listed in ``noisy``)."""
+    import warnings
+
+    from reduced_pde.analysis.plateaus import detect_plateaus
+
+    first, second = _axes_of(pde)
+    if _axes_of(sgd) != [first, second]:
+        raise ValueError(f"--sgd: the SGD dataset's axes {_axes_of(sgd)} differ from the plateau sweep's "
+                         f"{[first, second]}")
+    options = _plateau_options(pde)
+    rows = []
+    for a in sgd[first].values:
+        for b in sgd[second].values:
+            i, j = _index(pde[first].values, a), _index(pde[second].values, b)
+            if i is None or j is None:
+                raise ValueError(f"--sgd: the SGD point ({first} = {a}, {second} = {b}) is not on the plateau "
+                                 f"sweep's grid")
+            point = sgd.sel({first: a, second: b})
+            seeds, noisy = [], []
+            for seed in point["seed"].values:
+                run = point.sel(seed=seed)
+                if int(run.status) != 1:
+                    continue
+                time = run["time"].values
+                risk = run.risk.values
+                keep = np.isfinite(time) & np.isfinite(risk)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    found = detect_plateaus(time[keep], risk[keep], **options)
+                if caught:
+                    noisy.append(int(seed))
+                seeds.append(found)
+            horizon = float(np.nanmax(point["time"].values))
+            rows.append({"i": i, "j": j, first: a, second: b, "horizon": horizon, "seeds": seeds,
+                         "noisy": noisy})
+    return rows
+
+
+def _seed_exits(row: dict[str, Any], level: float) -> tuple[np.ndarray, int]:
+    """Exit times, over the seeds of an SGD row, of the plateau within a factor 1.25 of ``level``
+    (seeds still on it at the horizon are counted apart), and the number of seeds that found it."""
+    exits, open_ended = [], 0
+    for plateaus in row["seeds"]:
+        near = [p for p in plateaus if abs(math.log(p.height / level)) <= math.log(1.25)]
+        if not near:
+            continue
+        if near[0].exit_time is None or near[0].exit_time >= row["horizon"] * (1 - 1e-9):
+            open_ended += 1
+        else:
+            exits.append(near[0].exit_time)
+    return np.array(exits), open_ended
 
 
 def _label(key: str) -> str:
@@ -224,7 +300,7 @@ def _height_clusters(heights: np.ndarray, ratio: float = 1.25) -> list[float]:
     return [float(np.median(c)) for c in clusters]
 
 
-def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
+def _plateau_figure(dataset: Any, sgd: Any | None, output: Path, title: str | None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,6 +312,7 @@ def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
     horizon = np.nanmax(dataset["time"].values)
     levels = _height_clusters(heights)
     shown = max(1, min(len(levels), 3))
+    rows = sgd_plateaus(dataset, sgd) if sgd is not None else []
     fig, axes = plt.subplots(1, shown, figsize=(5.2 * shown, 4.6), constrained_layout=True, squeeze=False,
                              sharex=True)
     x = dataset[second].values.astype(float)
@@ -254,6 +331,17 @@ def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
             ax.plot(x, closed, "o-", color=colours[i], label=f"{_label(first).split(' ')[0]} = {value:g}")
             if open_end.any():
                 ax.plot(x[open_end], y[open_end], "^", color=colours[i], markerfacecolor="none")
+        labelled = False
+        for row in rows:
+            seed_exits, _ = _seed_exits(row, level)
+            if seed_exits.size == 0:
+                continue
+            error = seed_exits.std(ddof=1) / math.sqrt(seed_exits.size) if seed_exits.size > 1 else 0.0
+            ax.errorbar([x[row["j"]]], [seed_exits.mean()], yerr=[[error], [error]], fmt="s", ms=9,
+                        color=colours[row["i"]], markeredgecolor="black", markerfacecolor="none", capsize=3,
+                        zorder=3, label=None if labelled else
+                        f"SGD, seed mean ± s.e. (T = {row['horizon']:g})")
+            labelled = True
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(_label(second))
@@ -273,6 +361,20 @@ def _plateau_figure(dataset: Any, output: Path, title: str | None) -> list[str]:
                      for k in range(exits.shape[-1]) if np.isfinite(heights[i, j, k])]
             status = "" if int(dataset.status.values[i, j]) == 1 else "  (not finished)"
             lines.append(f"{a!s:>26} {b!s:>14}  " + "; ".join(found) + status)
+    for row in rows:
+        a, b = dataset[first].values[row["i"]], dataset[second].values[row["j"]]
+        parts = []
+        for level in levels:
+            seed_exits, open_ended = _seed_exits(row, level)
+            if seed_exits.size == 0 and open_ended == 0:
+                continue
+            error = f" ± {seed_exits.std(ddof=1) / math.sqrt(seed_exits.size):.2g}" if seed_exits.size > 1 else ""
+            mean = f"exit {seed_exits.mean():.3g}{error} ({seed_exits.size} seeds)" if seed_exits.size else "no exit"
+            parts.append(f"{level:.4g}: {mean}" + (f", {open_ended} still on it" if open_ended else ""))
+        noisy = f"  (slope noise above threshold/4 in seeds {row['noisy']})" if row["noisy"] else ""
+        lines.append(f"{'SGD ' + str(len(row['seeds'])) + ' seeds':>10} {a!s:>15} {b!s:>14}  "
+                     + ("; ".join(parts) or "no plateau near the reduced levels")
+                     + f"  (T = {row['horizon']:g}){noisy}")
     return lines
 
 
@@ -285,18 +387,18 @@ def phase_diagram(path: str | Path, output: str | Path, *, sgd: str | Path | Non
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     kind = dataset.attrs.get("sweep.task")
+    other = open_dataset(sgd) if sgd is not None else None
+    if other is not None and other.attrs.get("sweep.task") != "sgd":
+        raise ValueError(f"--sgd {str(sgd)!r} is a {other.attrs.get('sweep.task')!r} sweep, not an sgd sweep")
     if kind == "plateaus":
-        if sgd is not None or level is not None:
-            raise ValueError("--sgd and --level apply to a pde sweep; this dataset is a plateaus sweep")
-        lines = _plateau_figure(dataset, output, title)
+        if level is not None:
+            raise ValueError("--level applies to a pde sweep; this dataset is a plateaus sweep")
+        lines = _plateau_figure(dataset, other, output, title)
     elif kind == "pde":
         if level is None:
             level = 0.5 * float(np.nanmax(dataset.risk.isel({dataset.risk.dims[-1]: 0}).values))
         elif not (math.isfinite(level) and level > 0):
             raise ValueError(f"--level = {level!r} must be a finite risk > 0")
-        other = open_dataset(sgd) if sgd is not None else None
-        if other is not None and other.attrs.get("sweep.task") != "sgd":
-            raise ValueError(f"--sgd {str(sgd)!r} is a {other.attrs.get('sweep.task')!r} sweep, not an sgd sweep")
         lines = _pde_figure(dataset, other, level, output, title)
     else:
         raise ValueError(f"phase-diagram: {str(path)!r} is a {kind!r} sweep; it draws pde and plateaus sweeps")
