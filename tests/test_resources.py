@@ -55,3 +55,22 @@ def test_find_results_looks_in_the_environment_then_upwards(monkeypatch, tmp_pat
     assert find_results(("figure", "quick"), start=work) == elsewhere
     with pytest.raises(TypeError, match="sequence of directory names"):
         find_results("figure")
+
+
+def test_every_shipped_configuration_passes_its_own_checks():
+    """Each configs/*.toml validates, with its resource checks, for the commands its tables name (the
+    SGD checks when it has an [sgd] table; every case of its [sweep]): a shipped file that its own
+    command would refuse (an SGD step longer than its first output interval, say) is a defect."""
+    from reduced_pde.running.config import load_config, sweep_cases
+    from reduced_pde.running.resources import check_resources
+
+    paths = sorted(configs_dir().glob("*.toml"))
+    assert len(paths) >= 15
+    for path in paths:
+        raw = tomllib.loads(path.read_text())
+        config = load_config(path)
+        if "chaos" in raw:
+            continue  # validated by parse_config above; `chaos` has no resource model of its own
+        commands = ("pde", "sgd") if "sgd" in raw else ("pde",)
+        for _, case in sweep_cases(config):
+            check_resources(case, commands)
