@@ -11,7 +11,8 @@ Two kinds of entries:
 * experiments (``reduced-pde experiment CONFIG``): the HDF5 result files the figures are drawn from are
   stored in ``figures/data/<name>/`` (the PDE file without its full grid density when it holds the
   marginals, which is all the figures read), so redrawing takes seconds and needs no SGD run;
-  ``--recompute`` reruns the experiment (its cost is listed) and replaces the stored files;
+  ``--recompute`` reruns the experiment (its cost is listed) in ``results/regenerate/<name>/`` (kept,
+  so an interrupted recompute resumes its SGD seeds from their checkpoints) and replaces the stored files;
 * benchmark scripts: the script's own command; ``benchmarks/escape_time_sweep.py --redraw`` redraws
   from ``figures/data/escape_time_scaling/``; the others recompute (their cost is listed).
 
@@ -80,13 +81,14 @@ class Experiment:
         from reduced_pde.running.config import load_config
         from reduced_pde.running.pipeline import run_experiment
 
-        with tempfile.TemporaryDirectory() as scratch:
-            run_experiment(load_config(ROOT / "configs" / f"{self.config}.toml"), scratch, processes=2)
-            if self.data.exists():
-                shutil.rmtree(self.data)
-            self.data.mkdir(parents=True)
-            for path in sorted(Path(scratch).glob("*.h5")):
-                slim_copy(path, self.data / path.name)
+        # a kept working directory: an interrupted recompute resumes its SGD seeds from their checkpoints
+        work = ROOT / "results" / "regenerate" / self.name
+        run_experiment(load_config(ROOT / "configs" / f"{self.config}.toml"), work, processes=2)
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        self.data.mkdir(parents=True)
+        for path in sorted(work.glob("*.h5")):
+            slim_copy(path, self.data / path.name)
 
 
 @dataclass(frozen=True)
