@@ -85,10 +85,11 @@ from numba import njit
 from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
+from solvers.adaptive_grid import RemapPolicy, core_cells, law_window, remap_density
 from solvers.common import SolverError, check_instance, check_number, validate_output_times
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
-from solvers.tensor_grid import MAX_DIMENSION, TensorGrid
+from solvers.tensor_grid import MAX_DIMENSION, GridAxis, TensorGrid
 
 __all__ = ["POSITIVITY_BOUND", "SCHEMES", "TIME_STEPPERS", "FiniteVolumeSolver", "SolverError",
            "learning_rate", "low_rank_potential", "solve_finite_volume", "step_to_output"]
@@ -104,7 +105,7 @@ NEGATIVE_TOLERANCE = 1e-12
 MAX_DENSE_ENTRIES = 100_000_000
 
 # status codes of the compiled loop
-_OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _DT_UNDERFLOW = 0, 1, 2, 3, 4
+_OK, _NONFINITE, _NEGATIVE, _MAX_STEPS, _DT_UNDERFLOW, _REMAP = 0, 1, 2, 3, 4, 5
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,11 +380,15 @@ def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_
 @njit(cache=True)
 def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, volumes, linear, linear_factor,
                   other_index, v_other, weights, features, dense, use_dense, muscl, stages, cfl, bound, max_dt,
-                  xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps):
+                  xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps, watch=False, guard_lo=-1,
+                  guard_hi=0, min_core=0, tail_mass=0.0):
     """Advance the flat density ``p`` (in place) from ``t`` to ``t_end``.
 
     Returns ``(status, t, steps, risk, max_increase, bad_cell, bad_value, t_fail)`` : on error ``p`` is the last valid state (at ``t``)
-    and ``t_fail`` the time at which the failure was detected.
+    and ``t_fail`` the time at which the failure was detected.  With ``watch`` (an adapted grid,
+    :mod:`solvers.adaptive_grid`) the core cells ``(i_lo, i_hi)`` of the law (:func:`core_cells` with
+    ``tail_mass``) are found after every step, and the loop returns ``_REMAP`` at the current time when
+    ``i_lo < guard_lo``, ``i_hi > guard_hi`` or ``i_hi − i_lo + 1 < min_core``.
     """
     cells = p.shape[0]
     n_other = v_other.shape[0]
@@ -481,6 +486,15 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
             p[i] = p_new[i]
         t = t_end if last else t + dt
         steps += 1
+        if watch:
+            i_lo, i_hi = core_cells(p, volumes, tail_mass)
+            if i_lo < guard_lo or i_hi > guard_hi or i_hi - i_lo + 1 < min_core:
+                energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features,
+                                    dense, use_dense, aggregated, moments, phi, psi)
+                risk_now = target_second_moment + energy
+                if risk_now - risk_prev > max_increase:
+                    max_increase = risk_now - risk_prev
+                return _REMAP, t, steps, risk_now, max_increase, -1, 0.0, t
     energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                         use_dense, aggregated, moments, phi, psi)
     risk_now = target_second_moment + energy
@@ -553,11 +567,26 @@ class FiniteVolumeSolver(MonitoredDensityState):
                  initial_density: np.ndarray | None = None, time_stepper: str | None = None,
                  rates: Sequence[float] | Mapping[str, float] | None = None,
                  use_linear_coordinate: bool = True,
-                 max_steps_per_output: int = 100_000_000) -> None:
+                 max_steps_per_output: int = 100_000_000, adapt: RemapPolicy | None = None) -> None:
         check_instance("problem", problem, ReducedProblem)
         check_instance("schedule", schedule, LearningRateSchedule, optional=True)
+        check_instance("grid.adapt", adapt, RemapPolicy, optional=True)
         grid = as_tensor_grid(grid, problem.coordinate_names)
         check_grid_in_domain(grid, problem.domain())
+        if adapt is not None:
+            if grid.dimension != 1:
+                raise ValueError(f"grid.adapt = 'remap' follows the law on one-coordinate grids; this grid has "
+                                 f"axes {list(grid.names)} (use grid.adapt = 'none')")
+            if not isinstance(kernel, str):
+                raise ValueError("grid.adapt = 'remap' rebuilds the kernel on every new window: pass kernel = "
+                                 "'low_rank' or 'dense', not a matrix")
+        self.adapt = adapt
+        self.given_grid = grid
+        self._kernel_argument, self._use_linear_argument = kernel, bool(use_linear_coordinate)
+        self.remaps = 0
+        self.remap_folded_mass = 0.0
+        self.max_remap_risk_change = -math.inf
+        self.initial_cut_mass = 0.0
         if scheme not in SCHEMES:
             raise ValueError(f"solver.scheme = {scheme!r} must be one of {SCHEMES}")
         self.bound = POSITIVITY_BOUND[scheme]
@@ -597,8 +626,65 @@ class FiniteVolumeSolver(MonitoredDensityState):
             if not np.all(np.isfinite(density)) or np.any(density < 0) or density.sum() <= 0:
                 raise ValueError("initial_density must be finite, >= 0, with positive mass")
         self._reset_state(density)
+        if adapt is not None:
+            self._start_window(initial_density is None)
         self.initial_mass = float(np.sum(self._density * self._volumes))
         self.wall_time = 0.0
+
+    # ---- adapted grid (solvers.adaptive_grid) ------------------------------------------------------
+    def _start_window(self, from_law: bool) -> None:
+        """The first window: around the quantiles τ, 1 − τ of ``problem.initial_law()`` (exact cell
+        masses on it; the law's mass outside is ``initial_cut_mass``), or around the core of a given
+        initial density (remapped onto it)."""
+        outer, policy = self.given_grid.axes[0], self.adapt
+        if from_law:
+            law = self.problem.initial_law()
+            q_lo, q_hi = (float(q) for q in np.asarray(law.quantile(np.array([policy.tail, 1.0 - policy.tail]))))
+            extent = q_hi - q_lo
+            if not (math.isfinite(extent) and extent > 0.0):
+                raise ValueError(f"grid.adapt = 'remap' needs an initial law with a spread (its quantiles "
+                                 f"{policy.tail:g} and 1 − {policy.tail:g} are {q_lo:g} and {q_hi:g})")
+            edges = GridAxis.uniform(outer.name, max(outer.lower, q_lo - policy.margin * extent),
+                                     min(outer.upper, q_hi + policy.margin * extent), outer.cells).edges
+            cdf = np.asarray(law.cdf(edges), dtype=float)  # the window cuts the law's tails (≤ 2τ)
+            masses = np.maximum(np.diff(cdf), 0.0)
+            self.initial_cut_mass = float(cdf[0] + max(1.0 - cdf[-1], 0.0))
+            self._set_window(edges)
+            self._density = np.ascontiguousarray(masses / self._volumes)
+        else:
+            self._remap()
+        self._watch_core()
+
+    def _set_window(self, edges: np.ndarray) -> None:
+        """Make ``edges`` the grid and rebuild what depends on it (geometry, v and the kernel on the new
+        centres, the interaction rate's stiffness)."""
+        self.grid = TensorGrid([GridAxis(self.given_grid.axes[0].name, np.asarray(edges, dtype=float), "uniform")])
+        self._build_geometry()
+        self._build_interaction(self._kernel_argument, self._use_linear_argument)
+        self._build_stiffness()
+
+    def _watch_core(self) -> None:
+        """Core cells of the current law and the triggers of the next remap (module docstring of
+        :mod:`solvers.adaptive_grid`)."""
+        cells, outer, axis = self.grid.cells, self.given_grid.axes[0], self.grid.axes[0]
+        mass = float(np.sum(self._density * self._volumes))
+        self._tail_mass = self.adapt.tail * mass
+        i_lo, i_hi = core_cells(self._density, self._volumes, self._tail_mass)
+        self._guard_lo = int(i_lo) // 2 if axis.lower > outer.lower else -1
+        self._guard_hi = int(i_hi) + (cells - 1 - int(i_hi)) // 2 if axis.upper < outer.upper else cells
+        self._min_core = int(self.adapt.narrowing * (int(i_hi) - int(i_lo) + 1))
+
+    def _remap(self) -> None:
+        """Remap the density conservatively onto the window of the current law (same number of cells)."""
+        outer, old = self.given_grid.axes[0], self.grid.axes[0]
+        masses = self._density * self._volumes
+        lower, upper = law_window(old.edges, masses, self.adapt, outer.lower, outer.upper)
+        edges = GridAxis.uniform(old.name, lower, upper, old.cells).edges
+        density = np.empty(old.cells)
+        self.remap_folded_mass += float(remap_density(np.ascontiguousarray(old.edges), self._density, edges,
+                                                      density))
+        self._set_window(edges)
+        self._density = density
 
     # ---- set-up ------------------------------------------------------------------------------------
     def _check_rates(self, rates: Sequence[float] | Mapping[str, float] | None) -> np.ndarray:
@@ -802,12 +888,36 @@ class FiniteVolumeSolver(MonitoredDensityState):
         """Largest single-step increase of the discrete risk R_h so far (negative if it always fell)."""
         return self.max_increase
 
+    _ADAPT_STATE = ("remaps", "remap_folded_mass", "max_remap_risk_change", "initial_cut_mass")
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit (with an adapted grid also its current ``edges``)."""
+        out = super().state()
+        if self.adapt is not None:
+            out["edges"] = np.array(self.grid.axes[0].edges)
+            out["remap_triggers"] = np.array([self._guard_lo, self._guard_hi, self._min_core, self._tail_mass])
+            out.update({key: float(getattr(self, key)) for key in self._ADAPT_STATE})
+        return out
+
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state` (density of shape ``grid.shape``)."""
+        """Restore :meth:`state` (density of shape ``grid.shape``; with an adapted grid, on its ``edges``)."""
+        if self.adapt is not None:
+            if "edges" not in state:
+                raise ValueError("state of an adapted grid (grid.adapt = 'remap') lacks its 'edges'")
+            edges = np.asarray(state["edges"], dtype=float)
+            if edges.shape != (self.grid.cells + 1,):
+                raise ValueError(f"state edges have shape {edges.shape}, expected ({self.grid.cells + 1},)")
+            self._set_window(edges)
+            for key in self._ADAPT_STATE:
+                setattr(self, key, int(state[key]) if key == "remaps" else float(state[key]))
         density = np.asarray(state["density"], dtype=float)
         if density.shape != self.grid.shape:
             raise ValueError(f"state density has shape {density.shape}, expected {self.grid.shape}")
         super().set_state({**state, "density": density.reshape(-1)})
+        if self.adapt is not None:  # the triggers set at the last remap (not recomputed: bitwise resume)
+            guard_lo, guard_hi, min_core, tail_mass = np.asarray(state["remap_triggers"], dtype=float)
+            self._guard_lo, self._guard_hi, self._min_core = int(guard_lo), int(guard_hi), int(min_core)
+            self._tail_mass = float(tail_mass)
 
     @classmethod
     def from_state(cls, problem: ReducedProblem, grid: TensorGrid | UniformGrid1D, state: dict[str, Any],
@@ -826,7 +936,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
             "solver.max_dt": math.inf if self.max_dt is None else self.max_dt,
             "solver.rates": [float(c) for c in self.rates],
             "solver.linear_coordinate": self.linear_coordinate or "none",
-            **self.grid.config(),
+            **self.given_grid.config(),
+            **(self.adapt.config() if self.adapt is not None else {"grid.adapt": "none"}),
             **{f"schedule.{k}": val for k, val in self.schedule.config().items()},
         }
 
@@ -838,7 +949,24 @@ class FiniteVolumeSolver(MonitoredDensityState):
             raise ValueError(f"t_target = {t_target} must be finite and >= current time {self.time}")
         if t_target == self.time:
             return
+        while True:
+            status = self._advance_chunk(t_target)
+            if status != _REMAP:
+                break
+            began = wallclock.perf_counter()
+            risk_before = self.last_value
+            self._remap()
+            self._watch_core()
+            self.remaps += 1
+            self.last_value = self.discrete_risk()
+            self.max_remap_risk_change = max(self.max_remap_risk_change, self.last_value - risk_before)
+            self.wall_time += wallclock.perf_counter() - began
+
+    def _advance_chunk(self, t_target: float) -> int:
+        """One compiled call towards ``t_target``: returns ``_OK``, or ``_REMAP`` when an adapted grid
+        needs a new window (the state is valid at ``self.time``); raises on the error statuses."""
         xi0, alpha, t0 = self.schedule.as_tuple()
+        watch = self.adapt is not None
         began = wallclock.perf_counter()
         status, t, steps, risk, max_inc, cell, value, t_fail = _advance_loop(
             self._density, self.time, t_target, self._shape, self._coefficients, self._stiffness,
@@ -848,14 +976,16 @@ class FiniteVolumeSolver(MonitoredDensityState):
             TIME_STEPPERS[self.time_stepper], self.cfl, self.bound,
             math.inf if self.max_dt is None else self.max_dt, float(xi0), float(alpha), float(t0),
             float(self.problem.target_second_moment), self.last_value, self.max_increase,
-            self.max_steps_per_output)
+            self.max_steps_per_output, watch, self._guard_lo if watch else -1,
+            self._guard_hi if watch else 0, self._min_core if watch else 0, self._tail_mass if watch else 0.0)
         self.wall_time += wallclock.perf_counter() - began
         self.time = float(t)
         self.steps += int(steps)
         self.last_value = float(risk)
         self.max_increase = float(max_inc)
-        if status != _OK:
+        if status not in (_OK, _REMAP):
             self._raise(status, t_fail, cell, value)
+        return int(status)
 
     def _raise(self, status: int, t: float, cell: int, value: float) -> None:
         where = f" in {self.grid.describe_cell(cell)}" if cell >= 0 else ""
@@ -939,11 +1069,18 @@ class FiniteVolumeSolver(MonitoredDensityState):
             out[f"std_{axis.name}"] = math.sqrt(max(var, 0.0))
             out[f"marginal_{axis.name}"] = marginal / axis.widths
         out["density"] = self.density.copy()
+        if self.adapt is not None:  # the window moves: its cells are recorded with every output
+            axis = self.grid.axes[0]
+            out[f"{axis.name}_centers"] = axis.centers
+            out[f"{axis.name}_edges"] = np.array(axis.edges)
         return out
 
     def static_fields(self) -> dict[str, np.ndarray]:
-        """``<x>_centers`` and ``<x>_edges`` of every axis (static fields of a trajectory)."""
-        out = {}
+        """``<x>_centers`` and ``<x>_edges`` of every axis (static fields of a trajectory; none with an
+        adapted grid, whose cells are recorded per output by :meth:`observables`)."""
+        out: dict[str, np.ndarray] = {}
+        if self.adapt is not None:
+            return out
         for axis in self.grid.axes:
             out[f"{axis.name}_centers"] = axis.centers
             out[f"{axis.name}_edges"] = np.array(axis.edges)
@@ -960,7 +1097,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
                 "cell_updates_per_second": (self.grid.cells * self.steps / self.wall_time
                                             if self.wall_time > 0 else math.nan),
                 "mass_error": abs(mass - self.initial_mass) / self.initial_mass,
-                "rank": float(self.rank), "cells": float(self.grid.cells)}
+                "rank": float(self.rank), "cells": float(self.grid.cells),
+                **({key: float(getattr(self, key)) for key in self._ADAPT_STATE} if self.adapt is not None else {})}
 
 
 def solve_finite_volume(problem: ReducedProblem, grid: TensorGrid | UniformGrid1D,
