@@ -256,3 +256,27 @@ def test_adapt_is_refused_where_it_does_not_apply() -> None:
     with pytest.raises(ValueError, match="spread"):
         Solver(Collapsed(1.0, PointMass(1.0)), TensorGrid([GridAxis.uniform("r", 0.0, 4.0, 20)]),
                adapt=RemapPolicy())
+
+
+# ---- configuration -----------------------------------------------------------------------------------
+def test_grid_adapt_keys_reach_the_solver_and_are_checked() -> None:
+    from reduced_pde.running.config import parse_config
+    from reduced_pde.running.pipeline import build_problem, make_pde_solver
+
+    raw = {"grid": {"adapt": "remap", "adapt_tail": 1e-8, "r": {"lower": 0.0, "upper": 4.0, "cells": 64}},
+           "output": {"t_final": 0.1, "n_outputs": 2}}
+    config = parse_config(raw)
+    solver, _, static = make_pde_solver(config, build_problem(config))
+    assert solver.adapt == RemapPolicy(tail=1e-8) and solver.grid.cells == 64 and static == {}
+    assert solver.config()["grid.adapt_tail"] == 1e-8
+    plain = parse_config({"output": {"t_final": 0.1, "n_outputs": 2}})
+    assert make_pde_solver(plain, build_problem(plain))[0].adapt is None
+    for key, value, message in (("adapt", "moving", "grid.adapt"), ("adapt_tail", 0.5, "grid.adapt_tail"),
+                                ("adapt_margin", -1.0, "grid.adapt_margin"),
+                                ("adapt_narrowing", 2.0, "grid.adapt_narrowing")):
+        with pytest.raises(ValueError, match=message):
+            parse_config({"grid": {"adapt": "remap", key: value}})
+    with pytest.raises(ValueError, match="grid.adapt"):
+        parse_config({"grid": {"adapt": "remap"}, "noise": {"beta": 100.0}})
+    with pytest.raises(ValueError, match=r"\[grid\] applies"):
+        parse_config({"grid": {"adapt": "remap"}, "pde": {"solver": "lagrangian"}})

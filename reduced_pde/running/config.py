@@ -190,6 +190,11 @@ SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
 #: the largest |bound| of a grid axis (second moments of the law stay far from overflow)
 _GRID_BOUND = 1e100
 GRID_CELLS = Key(400, integer_at_least(3), "cells of each axis the model lays out itself")
+#: scalar keys of ``[grid]`` besides ``cells``: the adapted grid (solvers.adaptive_grid; README, Performance)
+GRID_ADAPT = {"adapt": Key("none", one_of("none", "remap"), "\"remap\": N cells on a window that follows the law"),
+              "adapt_tail": Key(1e-6, positive, "remap: mass τ beyond each end of the law's core"),
+              "adapt_margin": Key(0.25, positive, "remap: the window extends the core by this share on each side"),
+              "adapt_narrowing": Key(0.8, non_negative, "remap: refine when the core spans fewer cells than this share")}
 
 #: SGD speed (README "Performance"): float32 products, BLAS threads (threadpoolctl; 0 = process default)
 RUN_SCHEMA["sgd"].update(
@@ -319,8 +324,15 @@ def _grid_inputs(given: Any) -> dict[str, Any]:
         raise ValueError(f"[grid] must be a table, got {given!r}")
     grid = {"cells": given.get("cells", GRID_CELLS.default)}
     GRID_CELLS.check("grid.cells", grid["cells"])
+    for name, key in GRID_ADAPT.items():
+        grid[name] = given.get(name, key.default)
+        key.check(f"grid.{name}", grid[name])
+    if grid["adapt"] == "remap":  # the ranges of solvers.adaptive_grid.RemapPolicy, same messages
+        from solvers.adaptive_grid import RemapPolicy
+
+        RemapPolicy(tail=grid["adapt_tail"], margin=grid["adapt_margin"], narrowing=grid["adapt_narrowing"])
     for name, axis in given.items():
-        if name == "cells":
+        if name == "cells" or name in GRID_ADAPT:
             continue
         if not isinstance(axis, Mapping):
             raise ValueError(f"grid.{name} = {axis!r} must be a table such as "
@@ -380,7 +392,13 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
     if solver == "finite_volume":
         pde_solver_name(config, problem)  # noise / implicit stepping need a one-coordinate reduction
         grid_table(config, problem)  # builds the axes: every coordinate has one, no stray table
-    elif any(name != "cells" for name in config["grid"]) or "cells" in raw.get("grid", {}):
+        if config["grid"]["adapt"] != "none" and (uses_fokker_planck(config) or len(problem.coordinate_names) > 1):
+            raise ValueError(f"grid.adapt = {config['grid']['adapt']!r} applies to the noiseless explicit finite "
+                             f"volumes of a one-coordinate problem (this run: coordinates "
+                             f"{list(problem.coordinate_names)}, noise/implicit: {uses_fokker_planck(config)}); "
+                             "use grid.adapt = 'none'")
+    elif any(name != "cells" and name not in GRID_ADAPT for name in config["grid"]) or \
+            set(raw.get("grid", {})) & {"cells", *GRID_ADAPT}:
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")
     if config["sgd"]["dimension"] != "data" and not math.isinf(model.dimension(inputs)) \
             and config["sgd"]["dimension"] != int(model.dimension(inputs)):
@@ -423,7 +441,7 @@ def grid_table(config: Mapping[str, Any], problem: ReducedProblem) -> dict[str, 
     from solvers.tensor_grid import TensorGrid
 
     names = tuple(problem.coordinate_names)
-    given = {name: axis for name, axis in config["grid"].items() if name != "cells"}
+    given = {name: axis for name, axis in config["grid"].items() if name != "cells" and name not in GRID_ADAPT}
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise ValueError(f"[grid] has table(s) {unknown} that are not coordinates of this problem {names}")

@@ -107,8 +107,18 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
     grid = TensorGrid.from_table(grid_table(config, problem), tuple(problem.coordinate_names))
 
     solver = FiniteVolumeSolver(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
-                                  kernel=pde["kernel"], rates=coordinate_rates(config))
+                                  kernel=pde["kernel"], rates=coordinate_rates(config), adapt=_remap_policy(config))
     return solver, "pde_finite_volume", solver.static_fields()
+
+
+def _remap_policy(config: dict[str, Any]) -> Any:
+    """The :class:`~solvers.adaptive_grid.RemapPolicy` of ``grid.adapt = "remap"`` (None for "none")."""
+    from solvers.adaptive_grid import RemapPolicy
+
+    grid = config["grid"]
+    if grid.get("adapt", "none") == "none":
+        return None
+    return RemapPolicy(tail=grid["adapt_tail"], margin=grid["adapt_margin"], narrowing=grid["adapt_narrowing"])
 
 
 def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, resume: bool = False,

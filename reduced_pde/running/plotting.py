@@ -216,6 +216,8 @@ def law_cdf(trajectory: Trajectory, coordinate: str, index: int) -> tuple[np.nda
         return np.repeat(values[order], 2), np.concatenate([[0.0], np.repeat(cdf / cdf[-1], 2)[:-1]])
     centers, density = marginal_density(trajectory, coordinate, index)
     edges = trajectory.fields.get(f"{coordinate}_edges")
+    if edges is not None and np.ndim(edges) == 2:  # an adapted grid: its cells at each output
+        edges = edges[index]
     if edges is None or len(edges) != len(centers) + 1:
         mid = 0.5 * (centers[1:] + centers[:-1])
         edges = np.concatenate([[2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]])
@@ -251,7 +253,7 @@ def plot_law_evolution(pde: Trajectory, sgd: Sequence[Trajectory], times: Sequen
     for t in times:
         i_pde = nearest_output(pde, t)
         if "density" in pde.fields:
-            curves.append((i_pde, np.asarray(pde.fields[f"{name}_centers"]), np.asarray(pde.fields["density"][i_pde])))
+            curves.append((i_pde, _cells_at(pde.fields[f"{name}_centers"], i_pde), np.asarray(pde.fields["density"][i_pde])))
         else:
             curves.append((i_pde, *quantile_particle_density(pde.fields["positions"][i_pde], pde.fields["masses"])))
     cdf = any(has_atoms(x, p) for _, x, p in curves)
@@ -291,6 +293,12 @@ def coordinate_names(trajectory: Trajectory) -> tuple[str, ...]:
     return trajectory.coordinates
 
 
+def _cells_at(centers: Any, index: int) -> np.ndarray:
+    """Cell centres at output ``index``: static (1-D), or per output (2-D) for an adapted grid."""
+    centers = np.asarray(centers, dtype=float)
+    return centers[index] if centers.ndim == 2 else centers
+
+
 def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
                      bins: np.ndarray | int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Marginal density of ``coordinate`` at output ``index``: from a grid solution's
@@ -300,9 +308,9 @@ def marginal_density(trajectory: Trajectory, coordinate: str, index: int,
         raise ValueError(f"coordinate {coordinate!r} is not one of the file's coordinates {names}")
     fields = trajectory.fields
     if f"marginal_{coordinate}" in fields:
-        return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields[f"marginal_{coordinate}"][index])
+        return _cells_at(fields[f"{coordinate}_centers"], index), np.asarray(fields[f"marginal_{coordinate}"][index])
     if "density" in fields and len(names) == 1:
-        return np.asarray(fields[f"{coordinate}_centers"]), np.asarray(fields["density"][index])
+        return _cells_at(fields[f"{coordinate}_centers"], index), np.asarray(fields["density"][index])
     law = trajectory.particle_law(index)
     if law is None:
         raise ValueError(f"the {trajectory.kind} file holds neither marginals nor particles")
