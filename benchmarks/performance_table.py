@@ -13,6 +13,11 @@
    moments, ψ, face velocities, minmod slopes, fluxes, Courant and interaction rates, SSP-RK2 or Euler
    update and the positivity check, all in one sweep per stage): MMN18 on a uniform 1-D grid, MUSCL
    and upwind, with the rank-10 interaction and without (rank 0).  Cell-updates/s of each and the ratio.
+4. (``--adapted``, also in the full run) MMN18 at d = 320, κ = 0.4 and 0.1, t ≤ 10 and t ≤ 100: relative risk
+   error against the converged characteristics reference (1600 Gauss particles, rtol 1e-11; within 1e-7
+   of 6400) and wall time after compilation, side by side: finite volumes with ``grid.adapt = "remap"``
+   (200 … 1600 window cells), on the uniform [0, 4] grid (1600, 6400 cells), and the characteristics
+   solver (the fewest Gauss particles under 1e-3, as in 1).
 3. Cost exponents: wall ∝ cells^a of the 1-D finite-volume solve (t ≤ 1) and ∝ particles^b of the
    compiled characteristics solve (t ≤ 10).
 
@@ -255,13 +260,59 @@ def exponents_table(quick: bool) -> None:
           f"wall ∝ particles^{slope:.2f}")
 
 
+def adapted_table(quick: bool) -> None:
+    from solvers.adaptive_grid import RemapPolicy
+
+    print("\n# 4. MMN18 d = 320: adapted finite-volume grid (grid.adapt = 'remap') vs uniform grid vs characteristics")
+    print(f"{'κ':>4} {'t_f':>5} {'solver':>24} {'rel. err (t_f)':>14} {'max rel. err':>12} {'wall [s]':>9} "
+          f"{'steps':>7} {'remaps':>6}")
+    outputs = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    for kappa in (0.4, 0.1):
+        problem = mmn18(kappa)
+        for t_final in (10.0, 100.0):
+            times = np.array([t for t in outputs if t <= t_final])
+            reference = np.array(solve_lagrangian(problem, times, n_particles=1600, sampling="gauss", rtol=1e-11,
+                                                  atol=1e-14).risk)
+            runs = [(f"adapted, {n} cells", n, RemapPolicy()) for n in ((200, 400, 800, 1600) if not quick else (400,))]
+            runs += [(f"uniform [0, 4], {n} cells", n, None) for n in ((1600, 6400) if not quick else (1600,))]
+            for label, cells, policy in runs:
+                def solve():
+                    solver = FiniteVolumeSolver(problem, UniformGrid1D(0.0, 4.0, cells), adapt=policy)
+                    risks = []
+                    for t in times:
+                        solver.advance(t)
+                        risks.append(solver.discrete_risk())
+                    return solver, np.array(risks)
+
+                solve() if cells <= 400 else None  # compilation (cached after the first size)
+                began = time.perf_counter()
+                solver, risks = solve()
+                wall = time.perf_counter() - began
+                error = np.abs(risks / reference - 1.0)
+                print(f"{kappa:4.1f} {t_final:5.0f} {label:>24} {error[-1]:14.2e} {error.max():12.2e} {wall:9.3f} "
+                      f"{solver.steps:7d} {getattr(solver, 'remaps', 0):6d}")
+            for n in (20, 40, 80, 160, 320, 640):
+                risks = np.array(solve_lagrangian(problem, times, n_particles=n, sampling="gauss").risk)
+                error = np.abs(risks / reference - 1.0)
+                if error.max() < 1e-3:
+                    wall = best_of(lambda: solve_lagrangian(problem, times, n_particles=n, sampling="gauss"))
+                    print(f"{kappa:4.1f} {t_final:5.0f} {'characteristics, ' + str(n):>24} {error[-1]:14.2e} "
+                          f"{error.max():12.2e} {wall:9.3f}")
+                    break
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes (a smoke run)")
+    parser.add_argument("--adapted", action="store_true", help="only section 4 (adapted finite-volume grids)")
     args = parser.parse_args()
+    if args.adapted:
+        adapted_table(args.quick)
+        return
     characteristics_table(args.quick)
     finite_volume_table(args.quick)
     exponents_table(args.quick)
+    adapted_table(args.quick)
 
 
 if __name__ == "__main__":
