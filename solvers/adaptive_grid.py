@@ -63,7 +63,7 @@ from numba import njit
 
 from solvers.common import check_number
 
-__all__ = ["ADAPT_MODES", "RemapPolicy", "core_cells", "law_window", "remap_density", "remap_first_moments",
+__all__ = ["ADAPT_MODES", "RemapPolicy", "core_cells", "law_window", "minmod", "remap_density", "remap_first_moments",
            "remap_moment_bound", "remap_risk_bound"]
 
 ADAPT_MODES = ("none", "remap")
@@ -119,7 +119,8 @@ def law_window(edges: np.ndarray, masses: np.ndarray, policy: RemapPolicy, lower
 
 
 @njit(cache=True)
-def _minmod(a: float, b: float) -> float:
+def minmod(a: float, b: float) -> float:
+    """The minmod limiter of the MUSCL scheme (:mod:`solvers.finite_volume`) and of the remap."""
     if a > 0.0 and b > 0.0:
         return min(a, b)
     if a < 0.0 and b < 0.0:
@@ -137,7 +138,7 @@ def _slopes(edges, density, slopes):
         left = 0.5 * (edges[i - 1] + edges[i])
         here = 0.5 * (edges[i] + edges[i + 1])
         right = 0.5 * (edges[i + 1] + edges[i + 2])
-        slopes[i] = _minmod((density[i + 1] - density[i]) / (right - here), (density[i] - density[i - 1]) / (here - left))
+        slopes[i] = minmod((density[i + 1] - density[i]) / (right - here), (density[i] - density[i - 1]) / (here - left))
 
 
 @njit(cache=True)

@@ -86,6 +86,7 @@ from reduced_pde.problem import ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
 from solvers.adaptive_grid import RemapPolicy, core_cells, law_window, remap_density
+from solvers.adaptive_grid import minmod as _minmod  # the one limiter of the scheme and of its remap
 from solvers.common import SolverError, check_instance, check_number, validate_output_times
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
@@ -172,15 +173,6 @@ def low_rank_potential(masses, v, weights, features, moments, psi):
         psi[j] = acc
         potential += v[j] * masses[j]
     return energy + 2.0 * potential
-
-
-@njit(cache=True)
-def _minmod(a: float, b: float) -> float:
-    if a > 0.0 and b > 0.0:
-        return min(a, b)
-    if a < 0.0 and b < 0.0:
-        return max(a, b)
-    return 0.0
 
 
 # ------------------------------------------------------------------------------------------------
