@@ -62,6 +62,11 @@ faces with ``c_d M_d = 0`` carry no flux) for a symmetric kernel; in time the in
 O(dt²) (from ``Σ λ_k (ΔM_k)²``, kept below the dissipation by ``K dt <= cfl``) plus round-off, and the
 compiled loop records the largest one.
 
+Adapted grids (``adapt``, :mod:`solvers.adaptive_grid`): the compiled loop also watches the law's core
+after every step and returns early when the window must follow it; the density is then remapped
+conservatively onto a new window (same cell count), v and the kernel are evaluated on its centres, and
+the loop resumes.
+
 The whole loop between two output times is one ``@njit(cache=True)`` function working on flat C-order
 arrays with the grid padded to three axes (D = 1, 2 are singleton axes), so one compiled kernel
 serves every D; lines along the axis of stride 1 (the only axis in 1-D) are swept cell by cell, and
@@ -541,7 +546,9 @@ class FiniteVolumeSolver(MonitoredDensityState):
     over the cell volumes), ``time_stepper`` ("euler" | "ssprk2" | "ssprk3"), ``rates`` (c_d: None for
     ones, a sequence of D numbers or a mapping {coordinate: rate}, each finite and >= 0),
     ``use_linear_coordinate`` (evaluate features on the sub-grid when ``problem.linear_coordinate`` is
-    set; False forces the generic path).
+    set; False forces the generic path), ``adapt`` (a :class:`~solvers.adaptive_grid.RemapPolicy`: keep
+    the grid's cell count on a window that follows the law inside the given axis, remapped conservatively
+    between compiled chunks; one coordinate only, not with a kernel matrix; None: the grid is fixed).
 
     Attributes: ``time``, ``density`` (cell averages w.r.t. dx, shape ``grid.shape``), ``masses``,
     ``steps``, ``max_risk_increase``, ``rank``, ``interaction_points``.  Discrete fields of the current
@@ -631,16 +638,22 @@ class FiniteVolumeSolver(MonitoredDensityState):
         outer, policy = self.given_grid.axes[0], self.adapt
         if from_law:
             law = self.problem.initial_law()
-            q_lo, q_hi = (float(q) for q in np.asarray(law.quantile(np.array([policy.tail, 1.0 - policy.tail]))))
+            # the law's one marginal (``InitialLaw.marginals``: the law itself for a one-coordinate law)
+            levels = np.array([policy.tail, 1.0 - policy.tail])
+            q_lo, q_hi = (float(q) for q in np.ravel(law.marginals[0].quantile(levels)))
             extent = q_hi - q_lo
             if not (math.isfinite(extent) and extent > 0.0):
                 raise ValueError(f"grid.adapt = 'remap' needs an initial law with a spread (its quantiles "
                                  f"{policy.tail:g} and 1 − {policy.tail:g} are {q_lo:g} and {q_hi:g})")
             edges = GridAxis.uniform(outer.name, max(outer.lower, q_lo - policy.margin * extent),
                                      min(outer.upper, q_hi + policy.margin * extent), outer.cells).edges
-            cdf = np.asarray(law.cdf(edges), dtype=float)  # the window cuts the law's tails (≤ 2τ)
-            masses = np.maximum(np.diff(cdf), 0.0)
-            self.initial_cut_mass = float(cdf[0] + max(1.0 - cdf[-1], 0.0))
+            # exact masses of the window's cells and of the two outer pieces it cuts off (≤ 2τ together)
+            pieces = np.concatenate([[outer.lower], edges, [outer.upper]])
+            pieces = pieces[np.concatenate([[True], np.diff(pieces) > 0.0])]  # a window at an outer bound
+            masses_all = np.asarray(law.cell_masses([pieces]), dtype=float).reshape(-1)
+            start = 1 if edges[0] > outer.lower else 0
+            masses = masses_all[start: start + outer.cells]
+            self.initial_cut_mass = float(masses_all.sum() - masses.sum())
             self._set_window(edges)
             self._density = np.ascontiguousarray(masses / self._volumes)
         else:
@@ -1080,8 +1093,10 @@ class FiniteVolumeSolver(MonitoredDensityState):
 
     def diagnostics(self) -> dict[str, float]:
         """steps, max_risk_increase (largest single-step change of R_h; negative if it always fell),
-        wall_time (seconds inside the compiled loop), time_per_step, cell_updates_per_second, mass_error
-        (|Σ m − m₀| / m₀), rank (cells of the sub-grid for a dense kernel) and cells."""
+        wall_time (seconds inside the compiled loop and the remaps), time_per_step, cell_updates_per_second, mass_error
+        (|Σ m − m₀| / m₀), rank (cells of the sub-grid for a dense kernel) and cells; with an adapted grid
+        also remaps, remap_folded_mass, max_remap_risk_change (largest R_h change across a remap) and
+        initial_cut_mass (:mod:`solvers.adaptive_grid`)."""
         mass = float(np.sum(self._density * self._volumes))
         steps = max(self.steps, 1)
         return {"steps": float(self.steps), "max_risk_increase": float(self.max_increase),
