@@ -47,7 +47,8 @@ most (:func:`remap_moment_bound`)::
 
     B_g = |Σ_old g'(c_i) σ_i h_i³/12 − Σ_new g'(c'_j) μ'_j| + G₂ (Σ_old m_i h_i²/24 + Σ_new m'_j h'_j²/8),
 
-``G₂ = sup |g''|`` over the windows, and the risk by ``|ΔR_h| <= 2 B_v + Σ_k |λ_k| (2 |M_k| B_k + B_k²)``
+``G₂ = sup |g''|`` over the windows (plus ``G₁ L f`` for a folded mass f, L the span of both windows,
+``G₁ = sup |g'|``: it moved by at most L), and the risk by ``|ΔR_h| <= 2 B_v + Σ_k |λ_k| (2 |M_k| B_k + B_k²)``
 (:func:`remap_risk_bound`): second order in the cell widths.  A remap can therefore raise R_h by at
 most this interpolation error; between remaps the scheme dissipates as on a fixed grid.
 """
