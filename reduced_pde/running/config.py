@@ -12,6 +12,7 @@ tables are the same for every model::
                 n_particles = 400, sampling = "quantile", ode_method = "DOP853", rtol = 1e-9  # lagrangian
     [grid]      cells = 400                              # cells of every axis the model lays out itself
                 r = {lower = 0.0, upper = 4.0, cells = 1600}   # an explicit axis per coordinate (optional)
+                adapt = "none"                           # or "remap": one axis follows the law (adapt_tail, adapt_margin, adapt_narrowing)
     [noise]     beta = "inf", weight_decay = 0.0
     [sgd]       n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2], dimension = "data"
     [sweep]     "initial.kappa" = [0.1, 0.4]             # experiment: one run per value
