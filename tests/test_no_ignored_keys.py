@@ -69,6 +69,11 @@ BASES: dict[str, dict[str, Any]] = {
         "activation": {"name": "polynomial", "he_coefficients": [0.0, 1.0, 0.5]},
         "grid": {"cells": 24},
     },
+    "circle_sphere": {
+        "data": {"model": "circle_sphere", "dimension": 8, "target": {"name": "he", "degree": 4}, "second_layer": 1.0},
+        "activation": {"name": "he4"},
+        "grid": {"cells": 24},
+    },
     "multi_index": {
         "data": {"model": "multi_index", "index_dimension": 2, "dimension": 10,
                  "target": {"hermite": {"1,0": 1.0, "1,1": 1.0}}, "second_layer": 1.0},

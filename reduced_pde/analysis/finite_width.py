@@ -50,15 +50,40 @@ from scipy import stats
 from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.hermite import cosine_moments
+from reduced_pde.models.circle_sphere import CircleSphereProblem
 
 __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPrediction",
-           "coupled_runs", "predict_fluctuations", "sphere_quadrature", "time_steps"]
+           "coupled_runs", "predict_fluctuations", "sphere_quadrature", "circle_quadrature", "time_steps",
+           "IndexGeometry", "SINGLE_INDEX", "CIRCLE"]
 
 Schedule = Callable[[float], float]
 
 
 def _constant_schedule(t: float) -> float:
     return 1.0
+
+
+@njit(cache=True)
+def _horner_flat(x, coefficients, out):  # pragma: no cover - compiled
+    top = coefficients.size - 1
+    for i in range(x.size):
+        value = coefficients[top]
+        for k in range(top - 1, -1, -1):
+            value = value * x[i] + coefficients[k]
+        out[i] = value
+
+
+def _horner(x: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """``Σ_k coefficients[k] x^k`` elementwise in one compiled pass (np.polynomial's polyval makes one
+    array pass per degree; the Gram blocks of the coupled runs are (S, m, m))."""
+    x = np.asarray(x, dtype=float)
+    coefficients = np.ascontiguousarray(coefficients, dtype=float)
+    if coefficients.size == 0:
+        return np.zeros_like(x)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    _horner_flat(flat, coefficients, out)
+    return out.reshape(x.shape)
 
 
 def _check_int(field: str, value: Any, lower: int) -> int:
@@ -88,12 +113,14 @@ def _check_times(times: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SphereHermiteModel:
-    """``κ(γ) = Σ_k kernel[k] γ^k`` and ``v(s) = Σ_k potential[k] s^k`` on ``S^{d−1}`` (module doc)."""
+    """``κ(γ) = Σ_k kernel[k] γ^k`` and ``V(w) = v(x(w))``, ``v(x) = Σ_k potential[k] x^k``, on ``S^{d−1}``
+    (module doc), with x(w) the invariant of ``geometry`` (s = ⟨w, θ*⟩, or p = |Pw| for the Circle)."""
 
     dimension: int
     kernel: np.ndarray
     potential: np.ndarray
     label_second_moment: float
+    geometry: "IndexGeometry" = field(default=None)  # type: ignore[assignment]  (None: SINGLE_INDEX)
 
     def __post_init__(self) -> None:
         _check_int("data.dimension", self.dimension, 3)
@@ -104,11 +131,18 @@ class SphereHermiteModel:
         size = max(kernel.size, potential.size)
         object.__setattr__(self, "kernel", np.pad(kernel, (0, size - kernel.size)))
         object.__setattr__(self, "potential", np.pad(potential, (0, size - potential.size)))
+        if self.geometry is None:
+            object.__setattr__(self, "geometry", SINGLE_INDEX)
+        self.geometry.check(self)
 
     @classmethod
     def from_problem(cls, problem: Any) -> "SphereHermiteModel":
         """From a :class:`~reduced_pde.models.single_index.SingleIndexProblem` on the sphere with a
-        fixed second layer and a polynomial activation (the only case with an exact finite kernel)."""
+        fixed second layer and a polynomial activation (the only case with an exact finite kernel), or
+        a :class:`~reduced_pde.models.circle_sphere.CircleSphereProblem` (the Circle target)."""
+        if isinstance(problem, CircleSphereProblem):
+            return cls(int(problem.dimension), problem.kernel, problem.potential, problem.target_second_moment,
+                       CIRCLE)
         if not getattr(problem, "sphere", False) or getattr(problem, "train_second_layer", True):
             raise ValueError("finite-width runs need data.model = 'single_index_sphere' with "
                              "network.train_second_layer = false (neurons on the sphere, fixed a)")
@@ -130,10 +164,10 @@ class SphereHermiteModel:
         return int(self.kernel.size - 1)
 
     def kappa(self, gamma: np.ndarray) -> np.ndarray:
-        return np.polynomial.polynomial.polyval(gamma, self.kernel)
+        return _horner(gamma, self.kernel)
 
     def kappa_prime(self, gamma: np.ndarray) -> np.ndarray:
-        return np.polynomial.polynomial.polyval(gamma, np.polynomial.polynomial.polyder(self.kernel))
+        return _horner(gamma, np.polynomial.polynomial.polyder(self.kernel))
 
     def v(self, s: np.ndarray) -> np.ndarray:
         return np.polynomial.polynomial.polyval(s, self.potential)
@@ -147,9 +181,14 @@ class SphereHermiteModel:
         moments = cosine_moments(float(self.dimension), self.degree)
         return float(np.sum(self.kernel) - self.kernel @ moments)
 
+    def v_prime_over_x(self, x: np.ndarray) -> np.ndarray:
+        """``v'(x)/x`` for an even v (the Circle: ``∇V(w) = (v'(p)/p) P w``), a polynomial."""
+        derivative = np.polynomial.polynomial.polyder(self.potential)
+        return np.polynomial.polynomial.polyval(x, derivative[1:]) if derivative.size > 1 else np.zeros_like(x)
+
     def config(self) -> dict[str, Any]:
         return {"dimension": self.dimension, "kernel": self.kernel.tolist(), "potential": self.potential.tolist(),
-                "label_second_moment": self.label_second_moment}
+                "label_second_moment": self.label_second_moment, "geometry": self.geometry.name}
 
 
 RULES = ("quantile", "gauss_jacobi")
@@ -176,6 +215,170 @@ def sphere_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tup
     s = stats.beta(half, half, loc=-1.0, scale=2.0).ppf((u + 1.0) / 2.0)
     s = 0.5 * (s - s[::-1])  # exact mirror symmetry (the law is symmetric; removes ppf round-off)
     return s, weights / weights.sum()
+
+
+def circle_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tuple[np.ndarray, np.ndarray]:
+    """A rule for ``p = |Pw|`` (P a rank-2 projection), w uniform on S^{d−1}: ``p² ~ Beta(1, (d−2)/2)``.
+
+    * ``"quantile"``: Gauss–Legendre in the probability u, ``p = F^{−1}(u)`` (as :func:`sphere_quadrature`).
+    * ``"gauss_jacobi"``: Gauss–Jacobi in z = p² for the density ∝ (1 − z)^{(d−4)/2} on [0, 1]: exact for
+      polynomials in p² of degree 2·nodes − 1 (everything at t = 0 is even in p).
+    Weights sum to 1."""
+    if rule == "gauss_jacobi":
+        x, weights = roots_jacobi(nodes, (dimension - 4.0) / 2.0, 0.0)
+        return np.sqrt((1.0 + x) / 2.0), weights / weights.sum()
+    if rule != "quantile":
+        raise ValueError(f"rule = {rule!r} is not allowed; allowed: {list(RULES)}")
+    u, weights = roots_legendre(nodes)
+    return np.sqrt(stats.beta(1.0, (dimension - 2.0) / 2.0).ppf((u + 1.0) / 2.0)), weights / weights.sum()
+
+
+class IndexGeometry:
+    """How the target sits in R^d, for the finite-width code: the invariant x(w) whose law is the
+    mean-field law (mobility ``1 − x²`` in both cases), ``∇V``, the mean-field twin of a neuron, and
+    the frame of the prediction (the coordinates of the law ``(1 − ε)ν_0 + εδ_w``; module doc)."""
+
+    name = ""
+    #: lower end of the invariant's range
+    lower = -1.0
+    #: coordinates of the prediction's frame (the last one is the norm ρ of the rest)
+    frame_size = 3
+    #: whether the frame rule has an in-plane angle (``angle_nodes``)
+    has_angle = False
+
+    def check(self, model: "SphereHermiteModel") -> None:
+        """Refuse a model this geometry cannot carry (default: any)."""
+
+    def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def invariant(self, w: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def add_potential_gradient(self, model: "SphereHermiteModel", w: np.ndarray, grad: np.ndarray) -> None:
+        """``grad += ∇V(w)`` (last axis: coordinates)."""
+        raise NotImplementedError
+
+    def twin_frame(self, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors (anchor, ortho) with ``w0 = x(w0)·anchor + sqrt(1 − x(w0)²)·ortho``; the twin at
+        invariant x̄ is ``x̄·anchor + sqrt(1 − x̄²)·ortho``."""
+        raise NotImplementedError
+
+    def frame_rule(self, dimension: int, x_nodes: int, q_nodes: int, angle_nodes: int, rule: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """ν_0 in the frame coordinates: points (M, frame_size) and weights (M,)."""
+        raise NotImplementedError
+
+    def frame_atoms(self, x: np.ndarray) -> np.ndarray:
+        """The atom δ_w at invariant x in frame coordinates, (B, frame_size)."""
+        raise NotImplementedError
+
+    def frame_invariant(self, y: np.ndarray) -> np.ndarray:
+        return self.invariant(y)
+
+    def residual_dimension(self, dimension: int) -> int:
+        """Dimension of the span of the last frame coordinate (uniform directions there)."""
+        return dimension - self.frame_size + 1
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-300)
+
+
+class _SingleIndexGeometry(IndexGeometry):
+    """x = s = ⟨w, θ*⟩ (θ* = e_1); frame (s, ⟨θ, e_w⟩, ρ) with e_w the unit orthogonal part of w."""
+
+    name = "single_index"
+    lower = -1.0
+    frame_size = 3
+
+    def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+        return sphere_quadrature(dimension, nodes, rule)
+
+    def invariant(self, w: np.ndarray) -> np.ndarray:
+        return w[..., 0]
+
+    def add_potential_gradient(self, model: "SphereHermiteModel", w: np.ndarray, grad: np.ndarray) -> None:
+        grad[..., 0] += model.v_prime(w[..., 0])
+
+    def twin_frame(self, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        anchor = np.zeros_like(w0)
+        anchor[..., 0] = 1.0
+        ortho = w0.copy()
+        ortho[..., 0] = 0.0
+        return anchor, _unit(ortho)
+
+    def frame_rule(self, dimension: int, x_nodes: int, q_nodes: int, angle_nodes: int, rule: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        s, ws = sphere_quadrature(dimension, x_nodes, rule)
+        exponent = (dimension - 4.0) / 2.0
+        c2, wc = roots_jacobi(q_nodes, exponent, exponent)
+        S, C = np.meshgrid(s, c2, indexing="ij")
+        r = np.sqrt(1 - S.ravel() ** 2)
+        points = np.stack([S.ravel(), r * C.ravel(), r * np.sqrt(1 - C.ravel() ** 2)], axis=-1)
+        return points, np.outer(ws, wc / wc.sum()).ravel()
+
+    def frame_atoms(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([x, np.sqrt(1 - x ** 2), np.zeros_like(x)], axis=-1)
+
+
+class _CircleGeometry(IndexGeometry):
+    """x = p = |Pw| (P the projection on span(e_1, e_2)); frame (x₁, x₂, y₁, ρ): x₁ along the atom's
+    in-plane direction, x₂ the other in-plane coordinate, y₁ along the atom's complement direction u_w,
+    ρ the norm of the rest (uniform directions of R^{d−3}).  V = v(sqrt(x₁² + x₂²))."""
+
+    name = "circle"
+    lower = 0.0
+    frame_size = 4
+    has_angle = True
+
+    def check(self, model: "SphereHermiteModel") -> None:
+        if np.any(model.potential[1::2] != 0.0):
+            raise ValueError(f"potential {model.potential!r} must be even in p for the Circle geometry")
+
+    def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+        return circle_quadrature(dimension, nodes, rule)
+
+    def invariant(self, w: np.ndarray) -> np.ndarray:
+        return np.hypot(w[..., 0], w[..., 1])
+
+    def add_potential_gradient(self, model: "SphereHermiteModel", w: np.ndarray, grad: np.ndarray) -> None:
+        ratio = model.v_prime_over_x(self.invariant(w))
+        grad[..., 0] += ratio * w[..., 0]
+        grad[..., 1] += ratio * w[..., 1]
+
+    def twin_frame(self, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        anchor = np.zeros_like(w0)
+        anchor[..., :2] = w0[..., :2]
+        ortho = w0.copy()
+        ortho[..., :2] = 0.0
+        return _unit(anchor), _unit(ortho)
+
+    def frame_rule(self, dimension: int, x_nodes: int, q_nodes: int, angle_nodes: int, rule: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """p (:func:`circle_quadrature`) × in-plane angle β (trapezoid, ``angle_nodes``; exact for
+        trigonometric polynomials of degree < angle_nodes) × complement cosine c₂ (Gauss–Jacobi for
+        the density ∝ (1 − c₂²)^{(d−5)/2} of a cosine in R^{d−2})."""
+        p, wp = circle_quadrature(dimension, x_nodes, rule)
+        beta = 2 * np.pi * (np.arange(angle_nodes) + 0.5) / angle_nodes
+        exponent = (dimension - 5.0) / 2.0
+        c2, wc = roots_jacobi(q_nodes, exponent, exponent)
+        P, B, C = (a.ravel() for a in np.meshgrid(p, beta, c2, indexing="ij"))
+        q = np.sqrt(1 - P ** 2)
+        points = np.stack([P * np.cos(B), P * np.sin(B), q * C, q * np.sqrt(1 - C ** 2)], axis=-1)
+        weights = (wp[:, None, None] * np.full(angle_nodes, 1.0 / angle_nodes)[None, :, None]
+                   * (wc / wc.sum())[None, None, :]).ravel()
+        return points, weights
+
+    def frame_atoms(self, x: np.ndarray) -> np.ndarray:
+        zero = np.zeros_like(x)
+        return np.stack([x, zero, np.sqrt(1 - x ** 2), zero], axis=-1)
+
+
+#: in-plane angle nodes of the Circle's prediction (the ``chaos.angle_nodes`` default)
+DEFAULT_ANGLE_NODES = 8
+SINGLE_INDEX = _SingleIndexGeometry()
+CIRCLE = _CircleGeometry()
 
 
 def time_steps(times: np.ndarray, dt: float) -> list[tuple[float, int]]:
@@ -229,19 +432,23 @@ class MeanFieldFlow:
                  rule: str = "quantile") -> None:
         self.problem = problem
         self.model = SphereHermiteModel.from_problem(problem)
-        self.nodes, self.masses = sphere_quadrature(self.model.dimension, _check_int("nodes", nodes, 2), rule)
+        self.geometry = self.model.geometry
+        self.nodes, self.masses = self.geometry.quadrature(self.model.dimension, _check_int("nodes", nodes, 2), rule)
         self.schedule = schedule or _constant_schedule
 
+    def _clip(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x, self.geometry.lower, 1.0)
+
     def _moments(self, nodes: np.ndarray) -> np.ndarray:
-        kernel = self.problem.interaction_low_rank(np.clip(nodes, -1.0, 1.0)[:, None])
+        kernel = self.problem.interaction_low_rank(self._clip(nodes)[:, None])
         return kernel.weights * (kernel.features @ self.masses)
 
     def field(self, nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """``∂_sψ(points; p)`` for the law p with atoms ``nodes`` carrying ``self.masses``."""
-        x = np.clip(points, -1.0, 1.0)[:, None]
-        gradient = self.problem.reduced_potential_gradient(x)[:, 0]
-        return gradient + np.einsum("k,km->m", self._moments(nodes),
-                                    self.problem.interaction_features_gradient(x)[:, :, 0])
+        """``∂_xψ(points; p)`` for the law p with atoms ``nodes`` carrying ``self.masses`` (x = s or p)."""
+        x = self._clip(points)[:, None]
+        gradient = np.reshape(self.problem.reduced_potential_gradient(x), (x.shape[0],))
+        features = self.problem.interaction_features_gradient(x)
+        return gradient + np.einsum("k,km->m", self._moments(nodes), np.reshape(features, features.shape[:2]))
 
     def velocity(self, t: float, nodes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         both = np.concatenate([nodes, points])
@@ -250,12 +457,12 @@ class MeanFieldFlow:
 
     def interaction_at(self, nodes: np.ndarray, s: np.ndarray) -> np.ndarray:
         """``∫κ(⟨w, w'⟩) ν(dw')`` at points with ⟨w, θ*⟩ = s (exact low-rank form)."""
-        kernel = self.problem.interaction_low_rank(np.clip(s, -1.0, 1.0).reshape(-1, 1))
+        kernel = self.problem.interaction_low_rank(self._clip(s).reshape(-1, 1))
         return (self._moments(nodes) @ kernel.features).reshape(np.shape(s))
 
     def risk(self, nodes: np.ndarray) -> tuple[float, float]:
         """``(L(ν), ∫∫κ dν dν)`` of the law with atoms ``nodes``."""
-        kernel = self.problem.interaction_low_rank(nodes[:, None])
+        kernel = self.problem.interaction_low_rank(self._clip(nodes)[:, None])
         moments = kernel.features @ self.masses
         interaction = float(kernel.weights @ moments ** 2)
         potential = float(self.masses @ self.model.v(nodes))
@@ -331,7 +538,7 @@ def _network_velocity(model: SphereHermiteModel, xi: float, w: np.ndarray) -> np
     m = w.shape[1]
     gram = w @ np.swapaxes(w, 1, 2)
     grad = model.kappa_prime(gram) @ w / m
-    grad[..., 0] += model.v_prime(w[..., 0])
+    model.geometry.add_potential_gradient(model, w, grad)
     radial = np.einsum("smd,smd->sm", grad, w)
     return -2.0 * xi * (grad - radial[..., None] * w)
 
@@ -342,9 +549,10 @@ def _network_measures(model: SphereHermiteModel, flow: MeanFieldFlow, nodes: np.
     m = w.shape[1]
     gram = w @ np.swapaxes(w, 1, 2)
     self_term = model.kappa(gram).sum(axis=(1, 2)) / m ** 2
-    cross = flow.interaction_at(nodes, w[..., 0]).mean(axis=1)
+    x = model.geometry.invariant(w)
+    cross = flow.interaction_at(nodes, x).mean(axis=1)
     gap_sq = self_term - 2 * cross + interaction_nu
-    risk = model.label_second_moment + 2 * model.v(w[..., 0]).mean(axis=1) + self_term
+    risk = model.label_second_moment + 2 * model.v(x).mean(axis=1) + self_term
     return gap_sq, risk
 
 
@@ -369,10 +577,8 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
     mf_risk = np.empty(times.size)
     for iw, m in enumerate(widths):
         w = _initial_neurons(model.dimension, m, seeds)
-        s0 = w[..., 0].copy()
-        ortho = w.copy()
-        ortho[..., 0] = 0.0
-        ortho /= np.maximum(np.linalg.norm(ortho, axis=-1, keepdims=True), 1e-300)
+        s0 = model.geometry.invariant(w).copy()
+        anchor, ortho = model.geometry.twin_frame(w)
         state = (w, flow.nodes.copy(), s0.ravel().copy())
 
         def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
@@ -386,12 +592,11 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
         for k, (w_t, nodes_t, twins) in march(state, times, steps, rhs, project):
             mf_risk[k], interaction = flow.risk(nodes_t)
             gap_sq[iw, :, k], risk[iw, :, k] = _network_measures(model, flow, nodes_t, w_t, interaction)
-            sbar = np.clip(twins.reshape(s0.shape), -1.0, 1.0)
+            sbar = np.clip(twins.reshape(s0.shape), model.geometry.lower, 1.0)
             potential_twins = model.v(sbar) + flow.interaction_at(nodes_t, sbar)
             potential_nu = flow.masses @ (model.v(nodes_t) + flow.interaction_at(nodes_t, nodes_t))
             control[iw, :, k] = 2 * (potential_twins.mean(axis=1) - potential_nu)
-            twin = np.sqrt(1.0 - sbar ** 2)[..., None] * ortho
-            twin[..., 0] = sbar
+            twin = np.sqrt(1.0 - sbar ** 2)[..., None] * ortho + sbar[..., None] * anchor
             dist = np.linalg.norm(w_t - twin, axis=-1)
             c_mean[iw, :, k] = dist.mean(axis=1)
             c_rms[iw, :, k] = np.sqrt((dist ** 2).mean(axis=1))
@@ -421,12 +626,13 @@ class FluctuationPrediction:
 
 
 @njit(cache=True)
-def _plane_moments(x, weights, atom, atom_mass, ea, eb, el, top):  # pragma: no cover - compiled
-    """Σ_n weights[b, n] x₁^a x₂^b ρ^l (+ the atom), shape (B, F)."""
+def _frame_moments(x, weights, atom, atom_mass, exponents, top):  # pragma: no cover - compiled
+    """Σ_n weights[b, n] Π_i x_i^{exponents[f, i]} (+ the atom), shape (B, F); x (B, M, D)."""
     B, M = weights.shape
-    F = ea.size
+    D = x.shape[2]
+    F = exponents.shape[0]
     out = np.zeros((B, F))
-    p = np.empty((3, top + 1))
+    p = np.empty((D, top + 1))
     for b in range(B):
         for n in range(M + 1):
             if n < M:
@@ -435,76 +641,90 @@ def _plane_moments(x, weights, atom, atom_mass, ea, eb, el, top):  # pragma: no 
             else:
                 w = atom_mass[b]
                 y = atom[b]
-            for i in range(3):
+            for i in range(D):
                 p[i, 0] = 1.0
                 for k in range(1, top + 1):
                     p[i, k] = p[i, k - 1] * y[i]
             for f in range(F):
-                out[b, f] += w * p[0, ea[f]] * p[1, eb[f]] * p[2, el[f]]
+                value = w
+                for i in range(D):
+                    value *= p[i, exponents[f, i]]
+                out[b, f] += value
     return out
 
 
 @njit(cache=True)
-def _plane_gradient(x, coefficient_moments, ea, eb, el, top):  # pragma: no cover - compiled
-    """∇ Σ_f coefficient_moments[b, f] x₁^a x₂^b ρ^l at x (B, M, 3)."""
-    B, M, _ = x.shape
-    F = ea.size
-    out = np.zeros((B, M, 3))
-    p = np.empty((3, top + 1))
+def _frame_gradient(x, coefficient_moments, exponents, top):  # pragma: no cover - compiled
+    """∇ Σ_f coefficient_moments[b, f] Π_i x_i^{exponents[f, i]} at x (B, M, D)."""
+    B, M, D = x.shape
+    F = exponents.shape[0]
+    out = np.zeros((B, M, D))
+    p = np.empty((D, top + 1))
+    g = np.empty(D)
     for b in range(B):
         for n in range(M):
-            for i in range(3):
+            for i in range(D):
                 p[i, 0] = 1.0
                 for k in range(1, top + 1):
                     p[i, k] = p[i, k - 1] * x[b, n, i]
-            g0 = 0.0
-            g1 = 0.0
-            g2 = 0.0
+                g[i] = 0.0
             for f in range(F):
                 c = coefficient_moments[b, f]
-                a, e, l = ea[f], eb[f], el[f]
-                if a > 0:
-                    g0 += c * a * p[0, a - 1] * p[1, e] * p[2, l]
-                if e > 0:
-                    g1 += c * e * p[0, a] * p[1, e - 1] * p[2, l]
-                if l > 0:
-                    g2 += c * l * p[0, a] * p[1, e] * p[2, l - 1]
-            out[b, n, 0] = g0
-            out[b, n, 1] = g1
-            out[b, n, 2] = g2
+                if c == 0.0:
+                    continue
+                for i in range(D):
+                    e = exponents[f, i]
+                    if e == 0:
+                        continue
+                    value = c * e * p[i, e - 1]
+                    for j in range(D):
+                        if j != i:
+                            value *= p[j, exponents[f, j]]
+                    g[i] += value
+            for i in range(D):
+                out[b, n, i] = g[i]
     return out
 
 
-class _PlaneFeatures:
-    """Low-rank form of ``E_c κ(x₁x₁' + x₂x₂' + ρρ'c)`` (c the cosine of two uniform directions of
-    R^{d−2}): ``Σ_f C_f φ_f(x) φ_f(x')`` with ``φ_f = x₁^a x₂^b ρ^l`` (l even, k = a + b + l) and
-    ``C_f = κ_k C(k, l) E[c^l] C(a + b, a) >= 0`` (binomial expansions; odd moments of c vanish)."""
+def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
+    if parts == 1:
+        return [(total,)]
+    return [(first,) + rest for first in range(total + 1) for rest in _compositions(total - first, parts - 1)]
+
+
+class _FrameFeatures:
+    """Low-rank form of ``E_c κ(Σ_i y_i y_i' + ρρ'c)`` (y the first D − 1 frame coordinates, c the cosine of
+    two uniform directions of R^{n}, n = the geometry's residual dimension): ``Σ_f C_f φ_f(x) φ_f(x')``
+    with ``φ_f = Π_i y_i^{e_i} ρ^l`` (l even, |e| + l = k) and ``C_f = κ_k C(k, l) E[c^l] (|e|; e)``
+    (multinomial coefficient) >= 0 — the binomial theorem, then the multinomial one; odd moments of c
+    vanish.  For the single-index frame (D = 3) this is ``C_{abl} = κ_k C(k, l) E[c^l] C(a + b, a)``."""
 
     def __init__(self, model: SphereHermiteModel) -> None:
         K = model.degree
-        m_l = cosine_moments(float(model.dimension - 2), K)
-        rows = []
+        D = model.geometry.frame_size
+        m_l = cosine_moments(float(model.geometry.residual_dimension(model.dimension)), K)
+        rows, coefficients = [], []
         for k in range(K + 1):
             if model.kernel[k] == 0.0:
                 continue
             for l in range(0, k + 1, 2):
-                for a in range(k - l + 1):
-                    c = model.kernel[k] * comb(k, l) * m_l[l] * comb(k - l, a)
+                for e in _compositions(k - l, D - 1):
+                    multinomial = math.factorial(k - l) / math.prod(math.factorial(i) for i in e)
+                    c = model.kernel[k] * comb(k, l) * m_l[l] * multinomial
                     if c > 0:
-                        rows.append((a, k - l - a, l, c))
-        self.a = np.array([r[0] for r in rows], dtype=int)
-        self.b = np.array([r[1] for r in rows], dtype=int)
-        self.l = np.array([r[2] for r in rows], dtype=int)
-        self.coefficient = np.array([r[3] for r in rows])
+                        rows.append(e + (l,))
+                        coefficients.append(c)
+        self.exponents = np.array(rows, dtype=np.int64).reshape(-1, D)
+        self.coefficient = np.array(coefficients)
         self.top = K
 
     def moments(self, x: np.ndarray, weights: np.ndarray, atom: np.ndarray, atom_mass: np.ndarray) -> np.ndarray:
-        """``∫φ_f dμ`` (B, F) for μ = Σ_n weights[b, n] δ_{x[b, n]} + atom_mass[b] δ_{atom[b]}; x (B, M, 3)."""
-        return _plane_moments(x, weights, atom, atom_mass, self.a, self.b, self.l, self.top)
+        """``∫φ_f dμ`` (B, F) for μ = Σ_n weights[b, n] δ_{x[b, n]} + atom_mass[b] δ_{atom[b]}; x (B, M, D)."""
+        return _frame_moments(x, weights, atom, atom_mass, self.exponents, self.top)
 
     def gradient(self, x: np.ndarray, moments: np.ndarray) -> np.ndarray:
-        """``∇_x Σ_f C_f moments_f φ_f(x)`` in (x₁, x₂, ρ), x (B, M, 3) → (B, M, 3)."""
-        return _plane_gradient(x, self.coefficient * moments, self.a, self.b, self.l, self.top)
+        """``∇_x Σ_f C_f moments_f φ_f(x)`` in the frame coordinates, x (B, M, D) → (B, M, D)."""
+        return _frame_gradient(x, self.coefficient * moments, self.exponents, self.top)
 
     def quadratic(self, moments: np.ndarray) -> np.ndarray:
         return (moments ** 2) @ self.coefficient
@@ -512,46 +732,46 @@ class _PlaneFeatures:
 
 def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: int = 48, q_nodes: int = 24,
                          dt: float = 1e-3, epsilon: float = 1e-3, schedule: Schedule | None = None,
-                         use_symmetry: bool = True, rule: str = "quantile") -> FluctuationPrediction:
+                         use_symmetry: bool = True, rule: str = "quantile",
+                         angle_nodes: int = DEFAULT_ANGLE_NODES) -> FluctuationPrediction:
     """e(t) and c(t) (module doc; ``docs/finite_width.md``).
 
-    For each atom position ``w = (σ, τ) = (s_w, sqrt(1 − s_w²))`` (``atoms`` nodes of
-    :func:`sphere_quadrature`, the law of ⟨w, θ*⟩) and ε ∈ {−epsilon, 0, +epsilon}, the measure
-    ``(1 − ε)ν_0 + εδ_w`` is carried by a product rule in (s, q) (s: :func:`sphere_quadrature`; q = sqrt(1 − s²) c₂,
-    Gauss–Jacobi in c₂
-    c₂ with density ∝ (1 − c₂²)^{(d−4)/2}; ρ = sqrt(1 − s² − q²)) and the atom, all moving by the
-    projected gradient of ``Ψ(·; μ)`` in (x₁, x₂, ρ) (RK4, renormalised to the sphere).  Then
+    For each atom position x_w (``atoms`` nodes of the geometry's rule for the invariant: s = ⟨w, θ*⟩,
+    or p = |Pw| for the Circle) and ε ∈ {−epsilon, 0, +epsilon}, the measure ``(1 − ε)ν_0 + εδ_w`` is
+    carried by a product rule in the frame of the geometry (:meth:`IndexGeometry.frame_rule`; single
+    index: s × c₂ with ``q = sqrt(1 − s²) c₂``, Gauss–Jacobi in c₂ with density ∝ (1 − c₂²)^{(d−4)/2};
+    Circle: p × in-plane angle (``angle_nodes``) × complement cosine) and the atom, all moving by the
+    projected gradient of ``Ψ(·; μ)`` in the frame coordinates (RK4, renormalised to the sphere).  Then
     ``e = Σ_w ω_w ‖(f_+ − f_−)/(2ε)‖²`` and ``c = ½ Σ_w ω_w (R_+ − 2R_0 + R_−)/ε²`` (central
-    differences: relative error O(ε²)).  If v is even (and ``atoms`` even) the atoms at −s_w are the
-    images of those at s_w under θ → −θ (ν_0 and U are invariant, V is then too): only s_w > 0 is
-    computed, with doubled weights (``use_symmetry``)."""
+    differences: relative error O(ε²)).  Single index with v even (and ``atoms`` even): the atoms at
+    −s_w are the images of those at s_w under θ → −θ (ν_0 and U are invariant, V is then too): only
+    s_w > 0 is computed, with doubled weights (``use_symmetry``)."""
     model = SphereHermiteModel.from_problem(problem)
+    geometry = model.geometry
     times = _check_times(times)
     dt = _check_positive("chaos.dt", dt)
     eps = _check_positive("chaos.epsilon", epsilon)
     schedule = schedule or _constant_schedule
     d = model.dimension
-    if d < 4:
-        raise ValueError(f"data.dimension = {d} must be >= 4 for the (s, q, ρ) reduction")
-    features = _PlaneFeatures(model)
-    s, ws = sphere_quadrature(d, _check_int("chaos.s_nodes", s_nodes, 2), rule)
-    exponent = (d - 4.0) / 2.0
-    c2, wc = roots_jacobi(_check_int("chaos.q_nodes", q_nodes, 2), exponent, exponent)
-    wc = wc / wc.sum()
-    S, C = np.meshgrid(s, c2, indexing="ij")
-    base = np.stack([S.ravel(), np.sqrt(1 - S.ravel() ** 2) * C.ravel(),
-                     np.sqrt(1 - S.ravel() ** 2) * np.sqrt(1 - C.ravel() ** 2)], axis=-1)  # (M, 3)
-    base_weights = np.outer(ws, wc).ravel()
-    s_atoms, w_atoms = sphere_quadrature(d, _check_int("chaos.atoms", atoms, 1), rule)
+    if d < geometry.frame_size + 1:
+        raise ValueError(f"data.dimension = {d} must be >= {geometry.frame_size + 1} for the frame reduction "
+                         f"of the {geometry.name} geometry")
+    if not geometry.has_angle and angle_nodes != DEFAULT_ANGLE_NODES:
+        raise ValueError(f"chaos.angle_nodes = {angle_nodes!r} is used only by data.model = 'circle_sphere' "
+                         f"(the {geometry.name} frame has no in-plane angle); leave it at {DEFAULT_ANGLE_NODES}")
+    features = _FrameFeatures(model)
+    base, base_weights = geometry.frame_rule(d, _check_int("chaos.s_nodes", s_nodes, 2),
+                                             _check_int("chaos.q_nodes", q_nodes, 2),
+                                             _check_int("chaos.angle_nodes", angle_nodes, 2), rule)
+    s_atoms, w_atoms = geometry.quadrature(d, _check_int("chaos.atoms", atoms, 1), rule)
     even = not np.any(model.potential[1::2])
-    if use_symmetry and even and atoms % 2 == 0:
+    if use_symmetry and even and atoms % 2 == 0 and geometry.lower < 0:
         keep = s_atoms > 0
         s_atoms, w_atoms = s_atoms[keep], 2.0 * w_atoms[keep]
     n_atoms = s_atoms.size
     signs = np.concatenate([np.zeros(1), np.full(n_atoms, 1.0), np.full(n_atoms, -1.0)])
     mass = eps * signs  # batch: [unperturbed, +ε per atom, −ε per atom]
-    atom_s = np.concatenate([[0.0], s_atoms, s_atoms])
-    atom0 = np.stack([atom_s, np.sqrt(1 - atom_s ** 2), np.zeros_like(atom_s)], axis=-1)  # (B, 3)
+    atom0 = geometry.frame_atoms(np.concatenate([[0.0], s_atoms, s_atoms]))  # (B, D)
     weights = (1.0 - mass)[:, None] * base_weights[None, :]
     x0 = np.broadcast_to(base, (mass.size,) + base.shape).copy()
 
@@ -559,14 +779,15 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
         moments = features.moments(x, weights, atom, mass)
         both = np.concatenate([x, atom[:, None, :]], axis=1)
         g = features.gradient(both, moments)
-        g[..., 0] += model.v_prime(both[..., 0])
+        geometry.add_potential_gradient(model, both, g)
         radial = np.sum(g * both, axis=-1, keepdims=True)
         v = -2.0 * schedule(t) * (g - radial * both)
         return v[:, :-1], v[:, -1]
 
     def measures(x: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         moments = features.moments(x, weights, atom, mass)
-        potential = np.einsum("bm,bm->b", weights, model.v(x[..., 0])) + mass * model.v(atom[:, 0])
+        potential = (np.einsum("bm,bm->b", weights, model.v(geometry.frame_invariant(x)))
+                     + mass * model.v(geometry.frame_invariant(atom)))
         return moments, model.label_second_moment + 2 * potential + features.quadratic(moments)
 
     def renormalise(y: np.ndarray) -> np.ndarray:
@@ -582,5 +803,5 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
         c[k] = 0.5 * w_atoms @ ((risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2)
         risk0[k] = risk[0]
     config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, "rule": rule,
-              **model.config()}
+              **({"angle_nodes": angle_nodes} if geometry is CIRCLE else {}), **model.config()}
     return FluctuationPrediction(times, e, c, risk0, config)

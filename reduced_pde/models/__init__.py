@@ -18,6 +18,7 @@ BUILTIN = (
     "reduced_pde.models.single_index",
     "reduced_pde.models.multi_index",
     "reduced_pde.models.anisotropic_mixture",
+    "reduced_pde.models.circle_sphere",
 )
 
 _REGISTRY: dict[str, Model] = {}

@@ -2,7 +2,7 @@
 
 ``run_chaos(config)`` reads ``[chaos]`` (widths, seeds, RK4 step, rule sizes) and ``[output]`` (the
 times) of a validated configuration whose model is ``single_index_sphere`` with a fixed second
-layer and a polynomial activation (:mod:`reduced_pde.analysis.finite_width`).  ``write_chaos``
+layer and a polynomial activation, or ``circle_sphere`` (:mod:`reduced_pde.analysis.finite_width`).  ``write_chaos``
 stores one file::
 
     /time (T,), /width (W,), /seed (S,)                     coordinates
@@ -59,7 +59,7 @@ def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
         start = _time.perf_counter()
         prediction = predict_fluctuations(problem, times, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
                                           q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
-                                          schedule=schedule)
+                                          schedule=schedule, angle_nodes=chaos["angle_nodes"])
         prediction.config["wall_time"] = _time.perf_counter() - start
     return {"config": config, "runs": runs, "prediction": prediction, "wall_time": run_time}
 
