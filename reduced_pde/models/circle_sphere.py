@@ -333,5 +333,11 @@ class CircleSphereModel(Model):
         data = {**inputs["data"], "dimension": dimension}
         return CircleNetwork(self.build_problem({**inputs, "data": data}))
 
+    def default_grid(self, problem: ReducedProblem, inputs: Inputs, cells: int) -> dict[str, dict[str, Any]]:
+        """p ∈ [0, 1] clustered towards the ends (``spacing = "clustered"``), where the mobility 1 − p² vanishes
+        and the escaped mass piles up at p = 1: at d = 16, t = 0.4 the risk error against the converged
+        characteristics is 1.1e-4 (400 cells) against 1.5e-2 on a uniform axis (first order there)."""
+        return {"p": {"lower": 0.0, "upper": 1.0, "cells": cells, "spacing": "clustered"}}
+
     def describe(self, inputs: Inputs) -> str:
         return f"circle, d = {inputs['data']['dimension']:g}, σ = {inputs['activation']['name']}"

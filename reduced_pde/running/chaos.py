@@ -11,6 +11,7 @@ stores one file::
     /coupling_quantiles                  (W, S, T, Q), attribute ``quantiles``
     /mean_field_risk                     (T,)  L(ν_t) of the reduced flow
     /prediction/function_gap, /prediction/risk_excess, /prediction/mean_field_risk  (T,)  e, c, L
+                                         (NaN after chaos.predict_until)
     attrs: kind = "chaos", config.<table>.<key> (the full configuration), derived.<key>
 """
 
@@ -57,10 +58,16 @@ def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
     prediction = None
     if chaos["predict"]:
         start = _time.perf_counter()
-        prediction = predict_fluctuations(problem, times, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
+        until = times[-1] if chaos["predict_until"] == "t_final" else chaos["predict_until"]
+        kept = times[times <= until * (1 + 1e-12)]
+        prediction = predict_fluctuations(problem, kept, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
                                           q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
                                           schedule=schedule, angle_nodes=chaos["angle_nodes"])
+        pad = np.full(times.size - kept.size, np.nan)  # outputs after chaos.predict_until: not predicted
+        prediction = FluctuationPrediction(times, *(np.concatenate([values, pad]) for values in (
+            prediction.function_gap, prediction.risk_excess, prediction.mean_field_risk)), prediction.config)
         prediction.config["wall_time"] = _time.perf_counter() - start
+        prediction.config["predict_until"] = float(until)
     return {"config": config, "runs": runs, "prediction": prediction, "wall_time": run_time}
 
 

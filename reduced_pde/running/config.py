@@ -151,6 +151,13 @@ def _ode_method(field: str, value: Any) -> str:
 
 
 #: the tables every model shares (the model adds its own, :attr:`Model.schema`)
+def _predict_until(field: str, value: Any) -> Any:
+    """``"t_final"`` or a finite time > 0 (the prediction's rules resolve a window; later outputs get NaN)."""
+    if value == "t_final":
+        return value
+    return positive(field, value)
+
+
 RUN_SCHEMA: dict[str, dict[str, Key]] = {
     "data": {"model": Key(DEFAULT_MODEL, _model_name, "registered model (reduced-pde models)")},
     "schedule": {"xi0": Key(1.0, positive, "ξ(0)"), "alpha": Key(0.0, non_negative, "decay exponent of ξ"),
@@ -184,6 +191,7 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
               "s_nodes": Key(256, integer_at_least(2), "prediction: nodes in s"),
               "q_nodes": Key(4, integer_at_least(2), "prediction: nodes in q"),
               "angle_nodes": Key(8, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
+              "predict_until": Key("t_final", _predict_until, "prediction only at output times <= this (\"t_final\": all)"),
               "epsilon": Key(1e-3, positive, "prediction: mass of the extra neuron (central differences)")},
 }
 #: keys of ``[pde]`` that belong to one solver only (given for the other, they are refused)
