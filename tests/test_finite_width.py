@@ -55,9 +55,14 @@ def test_network_risk_matches_the_problem_exact_risk():
     assert risk[0] == pytest.approx(expected, rel=1e-11, abs=10 * bound + 1e-12)
 
 
-def test_velocity_is_the_projected_risk_gradient():
-    # dw_i/dt = −ξ m P_{w_i} ∂L_m/∂w_i (design note §2); central differences, error O(h²) ~ 1e-8
-    problem = sphere_problem(6)
+@pytest.mark.parametrize("geometry", ["single_index", "circle"])
+def test_velocity_is_the_projected_risk_gradient(geometry):
+    # dw_i/dt = −ξ m P_{w_i} ∂L_m/∂w_i (design note §2; for the Circle V(w) = v(|Pw|)); central differences,
+    # error O(h²) ~ 1e-8
+    from reduced_pde.models.circle_sphere import CircleSphereProblem
+
+    problem = sphere_problem(6) if geometry == "single_index" else CircleSphereProblem(
+        {"name": "he", "degree": 4}, "he4", 6)
     model = SphereHermiteModel.from_problem(problem)
     flow = MeanFieldFlow(problem, 8)
     w = _initial_neurons(6, 4, [1])
@@ -200,10 +205,7 @@ def test_prediction_matches_coupled_runs(d, t_final):
     for name, theory, resolution in (
             ("function_gap_squared", fine.function_gap, np.abs(fine.function_gap - coarse.function_gap)),
             ("risk_excess_controlled", fine.risk_excess, np.abs(fine.risk_excess - coarse.risk_excess))):
-        means = {}
-        for m, run in runs.items():
-            mean, se = run.seed_mean(m * getattr(run, name))
-            means[m] = (mean[0], se[0])
+        means = {m: tuple(x[0] for x in run.scaled_mean(name)) for m, run in runs.items()}
         bias = np.abs(means[16][0] - means[64][0]) / 3
         error = np.abs(means[64][0] - theory)
         assert np.all(error <= 3 * means[64][1] + bias + resolution + 1e-9), (name, means, theory, resolution)

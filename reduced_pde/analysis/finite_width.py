@@ -509,6 +509,11 @@ class CoupledRuns:
         seed-to-seed fluctuation of the linear term is largely cancelled by its twin counterpart."""
         return self.risk_excess - self.twin_fluctuation
 
+    def scaled_mean(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Seed mean and standard error of ``m ·`` the attribute ``name`` (e.g. ``"function_gap_squared"``,
+        ``"risk_excess_controlled"``: the quantities whose limits are e(t) and c(t)), shape (W, T) each."""
+        return self.seed_mean(self.widths[:, None, None] * getattr(self, name))
+
     def seed_mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean over seeds and its standard error (axis 1), shape (W, T) each."""
         n = values.shape[1]
