@@ -36,6 +36,14 @@ Predicted (cost independent of m): with ``ν^{ε,w}_0 = (1 − ε)ν_0 + ε δ_w
 ``S_t(ν^{ε,w}_0)`` is invariant under the rotations fixing θ* and w, so it is a law of
 ``(s, q) = (⟨θ, θ*⟩, ⟨θ, e_w⟩)`` (e_w the unit orthogonal part of w) plus one atom of mass ε on the
 great circle through θ* and w: a 2-D reduced computation (:func:`predict_fluctuations`).
+
+The Circle (:class:`~reduced_pde.models.circle_sphere.CircleSphereProblem`, docs §6): ``y = E_{u∈S¹} φ(⟨u, x⟩)``
+with u on the unit circle of span(e_1, e_2), ``V(w) = v(p)``, ``p = |Pw|``.  Everything above holds with
+s replaced by p (the same mobility 1 − p²); what differs is collected in an :class:`IndexGeometry`: the
+invariant, ``∇V = (v'(p)/p) Pw``, the twin ``p̄ Pw(0)/p(0) + sqrt(1 − p̄²)(I − P)w(0)/q(0)`` (the mean-field
+field keeps both unit directions), the rule for ν_0 in p, and the prediction's frame: ``(1 − ε)ν_0 + εδ_w``
+keeps only the reflection of the plane across Pw and the rotations of the complement fixing (I − P)w, a
+law on S³ in ``(x₁, x₂, y₁, ρ)`` (a 3-D reduced computation).
 """
 
 from __future__ import annotations
