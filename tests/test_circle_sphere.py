@@ -80,7 +80,12 @@ def test_reduced_kernel_and_gradients_are_exact():
     nodes, weights = circle_quadrature(9, 4, "gauss_jacobi")
     assert weights @ nodes ** 2 == pytest.approx(2 / 9, rel=1e-13)
     assert weights @ nodes ** 4 == pytest.approx(8 / (9 * 11), rel=1e-13)  # E z² = 2·2/(d(d+2))
-    assert problem.initial_law().cdf(np.array([0.0, 1.0])).tolist() == [0.0, 1.0]
+    law = problem.initial_law()
+    assert law.cdf(np.array([0.0, 1.0])).tolist() == [0.0, 1.0]
+    # its frozen scipy form (what the characteristics' Gauss rules read) is the same law
+    levels = np.array([0.1, 0.5, 0.9])
+    assert np.allclose(law.distribution.ppf(levels), law.quantile(levels), rtol=1e-12)
+    assert np.allclose(law.distribution.cdf(law.quantile(levels)), levels, rtol=1e-10)
 
 
 def test_reduced_velocity_is_the_projected_gradient():

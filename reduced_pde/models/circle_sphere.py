@@ -60,21 +60,21 @@ from reduced_pde.targets import SingleIndexTarget, make_target
 __all__ = ["CirclePlaneLaw", "CircleSphereProblem", "CircleNetwork", "CircleSphereModel"]
 
 
-class _PlaneNormDistribution(stats.rv_continuous):
-    """``p = |P w|`` for w uniform on S^{d−1} and P a rank-2 projection: ``p² ~ Beta(1, (d−2)/2)``."""
+class _PlaneNormGenerator(stats.rv_continuous):
+    """``p = |P w|`` for w uniform on S^{d−1} and P a rank-2 projection: ``p² ~ Beta(1, half)``,
+    ``half = (d − 2)/2`` (a scipy distribution, frozen by :class:`CirclePlaneLaw`)."""
 
-    def __init__(self, dimension: float) -> None:
-        super().__init__(a=0.0, b=1.0, name="plane_norm")
-        self.beta = stats.beta(1.0, (dimension - 2.0) / 2.0)
+    def _cdf(self, x: np.ndarray, half: np.ndarray) -> np.ndarray:
+        return stats.beta.cdf(x ** 2, 1.0, half)
 
-    def _cdf(self, x: np.ndarray) -> np.ndarray:
-        return self.beta.cdf(np.asarray(x) ** 2)
+    def _ppf(self, u: np.ndarray, half: np.ndarray) -> np.ndarray:
+        return np.sqrt(stats.beta.ppf(u, 1.0, half))
 
-    def _ppf(self, u: np.ndarray) -> np.ndarray:
-        return np.sqrt(self.beta.ppf(u))
+    def _pdf(self, x: np.ndarray, half: np.ndarray) -> np.ndarray:
+        return 2.0 * x * stats.beta.pdf(x ** 2, 1.0, half)
 
-    def _pdf(self, x: np.ndarray) -> np.ndarray:
-        return 2.0 * np.asarray(x) * self.beta.pdf(np.asarray(x) ** 2)
+
+_plane_norm = _PlaneNormGenerator(a=0.0, b=1.0, name="plane_norm")
 
 
 class CirclePlaneLaw(InitialLaw):
@@ -82,14 +82,15 @@ class CirclePlaneLaw(InitialLaw):
 
     def __init__(self, dimension: float) -> None:
         self.dimension = float(dimension)
-        self._distribution = _PlaneNormDistribution(self.dimension)
+        self._beta = stats.beta(1.0, (self.dimension - 2.0) / 2.0)
+        self._distribution = _plane_norm((self.dimension - 2.0) / 2.0)
 
     def cdf(self, r: np.ndarray) -> np.ndarray:
         x = np.clip(np.asarray(r, dtype=float), 0.0, 1.0)
-        return self._distribution.beta.cdf(x ** 2)
+        return self._beta.cdf(x ** 2)
 
     def quantile(self, u: np.ndarray) -> np.ndarray:
-        return np.sqrt(self._distribution.beta.ppf(np.asarray(u, dtype=float)))
+        return np.sqrt(self._beta.ppf(np.asarray(u, dtype=float)))
 
     @property
     def distribution(self) -> Any:
