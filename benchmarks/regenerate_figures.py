@@ -180,6 +180,9 @@ ENTRIES: tuple[Experiment | Script | Command, ...] = (
     Command("chaos_sphere_he4", ("chaos_sphere_he4.png",),
             "reduced-pde chaos configs/chaos_sphere_he4.toml -o results/chaos_sphere_he4.h5 "
             "--figure figures/chaos_sphere_he4.png", "~17 min", ()),
+    Command("chaos_sphere_circle", ("chaos_sphere_circle.png",),
+            "reduced-pde chaos configs/chaos_sphere_circle.toml -o results/chaos_sphere_circle.h5 "
+            "--figure figures/chaos_sphere_circle.png", "~18 min", ()),
 )
 
 
