@@ -49,6 +49,7 @@ law on S³ in ``(x₁, x₂, y₁, ρ)`` (a 3-D reduced computation).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -241,7 +242,7 @@ def circle_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tup
     return np.sqrt(stats.beta(1.0, (dimension - 2.0) / 2.0).ppf((u + 1.0) / 2.0)), weights / weights.sum()
 
 
-class IndexGeometry:
+class IndexGeometry(ABC):
     """How the target sits in R^d, for the finite-width code: the invariant x(w) whose law is the
     mean-field law (mobility ``1 − x²`` in both cases), ``∇V``, the mean-field twin of a neuron, and
     the frame of the prediction (the coordinates of the law ``(1 − ε)ν_0 + εδ_w``; module doc)."""
@@ -257,29 +258,31 @@ class IndexGeometry:
     def check(self, model: "SphereHermiteModel") -> None:
         """Refuse a model this geometry cannot carry (default: any)."""
 
+    @abstractmethod
     def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Nodes and weights (sum 1) for the invariant's law under ν_0 (w uniform on S^{d−1})."""
 
+    @abstractmethod
     def invariant(self, w: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """x(w) for arrays of points (last axis: coordinates)."""
 
+    @abstractmethod
     def add_potential_gradient(self, model: "SphereHermiteModel", w: np.ndarray, grad: np.ndarray) -> None:
         """``grad += ∇V(w)`` (last axis: coordinates)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def twin_frame(self, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors (anchor, ortho) with ``w0 = x(w0)·anchor + sqrt(1 − x(w0)²)·ortho``; the twin at
         invariant x̄ is ``x̄·anchor + sqrt(1 − x̄²)·ortho``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def frame_rule(self, dimension: int, x_nodes: int, q_nodes: int, angle_nodes: int, rule: str
                    ) -> tuple[np.ndarray, np.ndarray]:
         """ν_0 in the frame coordinates: points (M, frame_size) and weights (M,)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def frame_atoms(self, x: np.ndarray) -> np.ndarray:
         """The atom δ_w at invariant x in frame coordinates, (B, frame_size)."""
-        raise NotImplementedError
 
     def frame_invariant(self, y: np.ndarray) -> np.ndarray:
         return self.invariant(y)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.special import comb
+from scipy.special import comb, roots_jacobi
 
 from reduced_pde.activations import make_activation
 from reduced_pde.hermite import cosine_moments
@@ -220,7 +220,6 @@ class CircleSphereProblem(ReducedProblem):
         q1, q2 = np.sqrt(1 - p1 ** 2), np.sqrt(1 - p2 ** 2)
         theta = 2 * np.pi * np.arange(angle_nodes) / angle_nodes
         exponent = (self.dimension - 5.0) / 2.0
-        from scipy.special import roots_jacobi
         c, wc = roots_jacobi(angle_nodes, exponent, exponent)
         wc = wc / wc.sum()
         gamma = (p1[:, None, None, None] * p2[None, :, None, None] * np.cos(theta)[None, None, :, None]
