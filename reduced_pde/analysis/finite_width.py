@@ -386,8 +386,9 @@ class _CircleGeometry(IndexGeometry):
         return np.stack([x, zero, np.sqrt(1 - x ** 2), zero], axis=-1)
 
 
-#: in-plane angle nodes of the Circle's prediction (the ``chaos.angle_nodes`` default)
-DEFAULT_ANGLE_NODES = 8
+#: in-plane angle nodes of the Circle's prediction (the ``chaos.angle_nodes`` default): at d = 32 the change
+#: of e(t), c(t) from 16 to 32 nodes is < 1e-4 to t = 0.2 (from 8 to 16: up to 0.17)
+DEFAULT_ANGLE_NODES = 16
 SINGLE_INDEX = _SingleIndexGeometry()
 CIRCLE = _CircleGeometry()
 

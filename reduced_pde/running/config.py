@@ -190,7 +190,7 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
               "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's s_w"),
               "s_nodes": Key(256, integer_at_least(2), "prediction: nodes in s"),
               "q_nodes": Key(4, integer_at_least(2), "prediction: nodes in q"),
-              "angle_nodes": Key(8, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
+              "angle_nodes": Key(16, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
               "predict_until": Key("t_final", _predict_until, "prediction only at output times <= this (\"t_final\": all)"),
               "epsilon": Key(1e-3, positive, "prediction: mass of the extra neuron (central differences)")},
 }
