@@ -454,7 +454,11 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
         return PolynomialActivation.hermite(int(name[2:]))
     if polynomial and name == "polynomial":
         _reject_unknown(params, {"he_coefficients"}, name)
-        return PolynomialActivation(tuple(params.get("he_coefficients", ())))
+        coefficients = params.get("he_coefficients", ())
+        if not isinstance(coefficients, (list, tuple)):
+            raise ValueError(f"activation.he_coefficients = {coefficients!r} must be a list of numbers "
+                             "[c_0, c_1, ...] (σ = Σ c_k He_k)")
+        return PolynomialActivation(tuple(finite_number("activation.he_coefficients", c) for c in coefficients))
     if name == "mmn18":
         allowed = {"t1", "t2", "s1", "s2"}
         _reject_unknown(params, allowed, name)

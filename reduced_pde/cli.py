@@ -74,6 +74,11 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
     check_input_file(args.config, "configuration file")
     check_number("--checkpoint-every", getattr(args, "checkpoint_every", 0.0), 0.0, math.inf)
     config = load_config(args.config, args.set)
+    if command == "chaos":  # the model the finite-width flows need (single_index_sphere, polynomial σ)
+        from reduced_pde.analysis.finite_width import SphereHermiteModel
+        from reduced_pde.running.config import build_problem
+
+        SphereHermiteModel.from_problem(build_problem(config))
     if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
                          "the grid of pde.solver = 'finite_volume'")
@@ -105,7 +110,8 @@ def _cmd_pde(args: argparse.Namespace) -> None:
         return
     with _locked(output):
         trajectory = run_pde(config, checkpoint=checkpoint_path(output), resume=args.resume,
-                             progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+                             progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                             allow_large=args.allow_large)
         _write_finished(output, trajectory, wall_time_digits=2)
 
 
@@ -119,7 +125,8 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
     seed = args.seed if args.seed is not None else config["sgd"]["seeds"][0]
     with _locked(output):
         trajectory = run_sgd_seed(config, seed, checkpoint=checkpoint_path(output), resume=args.resume,
-                                  progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+                                  progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                                  allow_large=args.allow_large)
         _write_finished(output, trajectory, wall_time_digits=1)
 
 
@@ -132,12 +139,16 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     check_output_path(outdir, "--outdir", directory=True)
     from reduced_pde.running.config import sweep_cases
 
-    for _, case in sweep_cases(config):
+    cases = sweep_cases(config)
+    for _, case in cases:
         check_resources(case, ("pde",) if args.skip_sgd else ("pde", "sgd"), allow_large=args.allow_large,
                         output=outdir)
+    if args.check:
+        print(f"{args.config}: valid for experiment ({len(cases)} case(s)); --outdir {str(outdir)!r} writable")
+        return
     with _locked(outdir / "experiment"):
         out = run_experiment(config, outdir, skip_sgd=args.skip_sgd, processes=args.processes,
-                             progress=not args.quiet)
+                             progress=not args.quiet, allow_large=args.allow_large)
     for figure in out["figures"]:
         print(f"wrote {figure}")
 
@@ -360,11 +371,25 @@ def _cmd_escape_times(args: argparse.Namespace) -> None:
 
 def _cmd_chaos(args: argparse.Namespace) -> None:
     from reduced_pde.running.chaos import plot_chaos, run_chaos, write_chaos
-    config = load_config(args.config, args.set)
-    result = run_chaos(config, widths=args.widths, seeds=args.seeds, predict=False if args.no_prediction else None)
-    print(f"wrote {write_chaos(args.output, result)}  (coupled runs {result['wall_time']:.1f} s)")
+
+    output = Path(args.output)
+    for name, values, low in (("--widths", args.widths, 1), ("--seeds", args.seeds, 0)):
+        if values is not None and any(v < low for v in values):
+            raise ValueError(f"{name} = {values} must be integers >= {low}")
+    # the flags override [chaos] before any check, so that the resources are those of what runs
+    args.set = list(args.set) + [f"chaos.{name}={values}" for name, values in (("widths", args.widths),
+                                                                              ("seeds", args.seeds))
+                                 if values is not None] + (["chaos.predict=false"] if args.no_prediction else [])
     if args.figure:
-        print(f"wrote {plot_chaos(args.output, args.figure)}")
+        check_output_path(args.figure, "--figure")
+    config = _prepare_run(args, "chaos", output)
+    if not config:  # --check
+        return
+    with _locked(output):
+        result = run_chaos(config)
+        print(f"wrote {write_chaos(output, result)}  (coupled runs {result['wall_time']:.1f} s)")
+    if args.figure:
+        print(f"wrote {plot_chaos(output, args.figure)}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:

@@ -17,12 +17,13 @@ correlation c (Mehler's formula),
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy.special import roots_hermitenorm
+
+from reduced_pde.checks import finite_number
 
 __all__ = [
     "normalized_hermite",
@@ -75,7 +76,9 @@ def cosine_moments(dimension: float, degree: int) -> np.ndarray:
 def finite_coefficients(field: str, values: Any) -> tuple[float, ...]:
     """``values`` as a tuple of floats; ValueError naming ``field`` and the values unless it is a
     non-empty list of finite numbers (coefficients of a Hermite expansion)."""
-    coefficients = tuple(float(x) for x in values)
-    if not coefficients or not all(math.isfinite(x) for x in coefficients):
-        raise ValueError(f"{field} = {list(values)!r} must be a non-empty list of finite numbers")
-    return coefficients
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{field} = {values!r} must be a non-empty list of finite numbers")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{field} = {values!r} must be a non-empty list of finite numbers")
+    return tuple(finite_number(field, x) for x in values)

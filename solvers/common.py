@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SolverError", "available_memory", "check_instance", "check_integer", "check_memory", "check_number", "require_increasing",
+__all__ = ["SolverError", "MEMORY_LIMIT", "available_memory", "check_instance", "check_integer", "check_memory", "check_number", "require_increasing",
            "validate_output_times"]
 
 
@@ -73,13 +73,21 @@ def available_memory() -> int:
     return 2**63
 
 
-def check_memory(name: str, n_bytes: float, what: str) -> None:
+#: memory a run may take without ``allow_large`` (bytes; ``--allow-large`` on the command line)
+MEMORY_LIMIT = 4 * 2**30
+
+
+def check_memory(name: str, n_bytes: float, what: str, *, allow_large: bool = True) -> None:
     """``ValueError`` naming ``name`` when allocating ``n_bytes`` for ``what`` would exceed 80% of the
-    memory this machine has available (MemAvailable), before the allocation is attempted."""
+    memory this machine has available (MemAvailable), or, unless ``allow_large``, :data:`MEMORY_LIMIT`
+    (the soft limit of the command line's ``--allow-large``), before the allocation is attempted."""
     available = available_memory()
+    text = f"{name} implies {n_bytes / 2**30:.3g} GiB for {what}"
     if n_bytes > 0.8 * available:
-        raise ValueError(f"{name} implies {n_bytes / 2**30:.3g} GiB for {what}; this machine has "
-                         f"{available / 2**30:.3g} GiB available: reduce it")
+        raise ValueError(f"{text}; this machine has {available / 2**30:.3g} GiB available: reduce it")
+    if n_bytes > MEMORY_LIMIT and not allow_large:
+        raise ValueError(f"{text}, more than {MEMORY_LIMIT / 2**30:.3g} GiB; reduce it or pass --allow-large "
+                         "(allow_large=True)")
 
 
 def validate_output_times(output_times: Sequence[float], start: float = 0.0) -> np.ndarray:

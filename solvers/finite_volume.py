@@ -92,7 +92,7 @@ from reduced_pde.schedules import LearningRateSchedule
 
 from solvers.adaptive_grid import RemapPolicy, core_cells, law_window, remap_density
 from solvers.adaptive_grid import minmod as _minmod  # the one limiter of the scheme and of its remap
-from solvers.common import SolverError, check_instance, check_number, validate_output_times
+from solvers.common import SolverError, check_instance, check_memory, check_number, validate_output_times
 from solvers.grid import MonitoredDensityState, UniformGrid1D, as_tensor_grid, check_grid_in_domain
 from solvers.results import Trajectory
 from solvers.tensor_grid import MAX_DIMENSION, GridAxis, TensorGrid
@@ -548,7 +548,9 @@ class FiniteVolumeSolver(MonitoredDensityState):
     ``use_linear_coordinate`` (evaluate features on the sub-grid when ``problem.linear_coordinate`` is
     set; False forces the generic path), ``adapt`` (a :class:`~solvers.adaptive_grid.RemapPolicy`: keep
     the grid's cell count on a window that follows the law inside the given axis, remapped conservatively
-    between compiled chunks; one coordinate only, not with a kernel matrix; None: the grid is fixed).
+    between compiled chunks; one coordinate only, not with a kernel matrix; None: the grid is fixed),
+    ``allow_large`` (grids needing more than :data:`~solvers.common.MEMORY_LIMIT` = 4 GiB are refused
+    without it; beyond 80% of the available memory always).
 
     Attributes: ``time``, ``density`` (cell averages w.r.t. dx, shape ``grid.shape``), ``masses``,
     ``steps``, ``max_risk_increase``, ``rank``, ``interaction_points``.  Discrete fields of the current
@@ -566,7 +568,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
                  initial_density: np.ndarray | None = None, time_stepper: str | None = None,
                  rates: Sequence[float] | Mapping[str, float] | None = None,
                  use_linear_coordinate: bool = True,
-                 max_steps_per_output: int = 100_000_000, adapt: RemapPolicy | None = None) -> None:
+                 max_steps_per_output: int = 100_000_000, adapt: RemapPolicy | None = None,
+                 allow_large: bool = False) -> None:
         check_instance("problem", problem, ReducedProblem)
         check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         check_instance("grid.adapt", adapt, RemapPolicy, optional=True)
@@ -607,6 +610,7 @@ class FiniteVolumeSolver(MonitoredDensityState):
         self.max_dt = max_dt
         self.max_steps_per_output = int(max_steps_per_output)
         self.rates = self._check_rates(rates)
+        self._check_memory(kernel, bool(use_linear_coordinate), bool(allow_large))
 
         self._build_geometry()
         self._build_interaction(kernel, bool(use_linear_coordinate))
@@ -692,6 +696,21 @@ class FiniteVolumeSolver(MonitoredDensityState):
         self._density = density
 
     # ---- set-up ------------------------------------------------------------------------------------
+    def _check_memory(self, kernel: Any, use_linear_coordinate: bool, allow_large: bool) -> None:
+        """Refuse, before any allocation, a grid whose working arrays (``40 C`` floats for C cells) and
+        dense kernel (``n²`` for the n cells of the non-linear coordinates) this machine cannot hold, or
+        that exceed :data:`~solvers.common.MEMORY_LIMIT` without ``allow_large`` (same estimate and
+        message as :mod:`reduced_pde.running.resources`)."""
+        grid, cells = self.grid, int(self.grid.cells)
+        field = "grid " + " x ".join(f"{axis.name}: {axis.cells}" for axis in grid.axes) + f" = {cells} cells"
+        total = 8.0 * 40 * cells
+        if isinstance(kernel, str) and kernel == "dense":
+            linear = self.problem.linear_coordinate if use_linear_coordinate else None
+            other = cells // grid.shape[grid.names.index(linear)] if linear in grid.names else cells
+            total += 8.0 * other**2
+            field += f" with kernel = 'dense' on {other} cells"
+        check_memory(field, total, "the grid working arrays and interaction", allow_large=allow_large)
+
     def _check_rates(self, rates: Sequence[float] | Mapping[str, float] | None) -> np.ndarray:
         names = self.grid.names
         if rates is None:
@@ -828,7 +847,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
         """``Σ_k |λ_k| f_k(y)²`` (``U_yy`` dense, clipped at 0) at the sub-grid indices ``index``."""
         if self._use_dense:
             return np.maximum(np.diagonal(self._dense)[index], 0.0)
-        return np.abs(self._weights) @ self._features[:, index] ** 2
+        # on the n sub-grid points first, then gathered: K n temporaries instead of K × len(index)
+        return (np.abs(self._weights) @ self._features ** 2)[index]
 
     def _build_stiffness(self) -> None:
         """``Q_f = K_f |face_f| S_f`` on the interior faces (stored at the lower cell, like the face

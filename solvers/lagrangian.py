@@ -73,7 +73,7 @@ from scipy.integrate import DOP853, solve_ivp
 from reduced_pde.problem import DRIFT_SIGNATURE, CompiledDrift, ReducedProblem
 from reduced_pde.schedules import LearningRateSchedule
 
-from solvers.common import SolverError, check_instance, validate_output_times
+from solvers.common import SolverError, check_instance, check_memory, validate_output_times
 from solvers.finite_volume import learning_rate
 from solvers.results import Trajectory
 
@@ -536,7 +536,8 @@ class LagrangianSolver:
     optional ``initial_masses``; ``schedule`` ξ(t); ``rates`` {coordinate: factor} (per-layer
     learning rates); ``rtol``/``atol``/``method`` passed to :func:`scipy.integrate.solve_ivp`;
     ``degree_radius`` (1-D radial reductions: fixes their Hermite degree; default 10 × the largest
-    initial point, at least 1).
+    initial point, at least 1); ``allow_large`` (more than :data:`~solvers.common.MEMORY_LIMIT` = 4 GiB
+    of particle state and Jacobian is refused without it; beyond 80% of the available memory always).
     """
 
     def __init__(self, problem: ReducedProblem, *, n_particles: int | Sequence[int] = 400,
@@ -544,7 +545,7 @@ class LagrangianSolver:
                  schedule: LearningRateSchedule | None = None, rates: dict[str, float] | None = None,
                  rtol: float = 1e-9, atol: float = 1e-12, method: str = "DOP853",
                  initial_positions: np.ndarray | None = None, initial_masses: np.ndarray | None = None,
-                 degree_radius: float | None = None) -> None:
+                 degree_radius: float | None = None, allow_large: bool = False) -> None:
         check_instance("problem", problem, ReducedProblem)
         check_instance("schedule", schedule, LearningRateSchedule, optional=True)
         self.problem = problem
@@ -566,6 +567,8 @@ class LagrangianSolver:
                 raise ValueError(f"rates[{name!r}] = {value!r} must be a finite number > 0")
             self.rates[self.names.index(name)] = float(value)
         self.sampling = sampling
+        self._check_memory(n_particles if initial_positions is None else np.shape(initial_positions)[:1],
+                           bool(allow_large))
         if initial_positions is None:
             positions, masses = initial_particles(problem, n_particles, sampling=sampling, seed=seed)
         else:
@@ -586,6 +589,23 @@ class LagrangianSolver:
         self.degree_radius = degree_radius
         self.velocity = ParticleVelocity(problem, self.masses, self.schedule, degree_radius, self.rates)
         self.time = 0.0
+
+    def _check_memory(self, n_particles: Any, allow_large: bool) -> None:
+        """Refuse, before any allocation, particles whose state and Runge–Kutta stages (``30 n D``
+        floats) and, for an implicit method, dense Jacobian (``3 (n D)²``) this machine cannot hold, or
+        that exceed :data:`~solvers.common.MEMORY_LIMIT` without ``allow_large`` (the estimate of
+        :mod:`reduced_pde.running.resources`).  Counts that are not integers are left to the particle
+        builders' own checks."""
+        counts = list(n_particles) if isinstance(n_particles, (list, tuple)) else [n_particles]
+        if not counts or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0
+                                 for c in counts):
+            return
+        n = math.prod(int(c) for c in counts)
+        size = n * self.dimension
+        total = 8.0 * 30 * size + (8.0 * 3 * size**2 if self.method in ("Radau", "BDF", "LSODA") else 0.0)
+        field = f"solver.n_particles = {n_particles!r}" + (f" with method = {self.method!r}"
+                                                           if self.method in ("Radau", "BDF", "LSODA") else "")
+        check_memory(field, total, "the particle state and integrator", allow_large=allow_large)
 
     def _given_particles(self, positions: Any, masses: Any) -> tuple[np.ndarray, np.ndarray]:
         x = np.array(positions, dtype=float)

@@ -42,6 +42,8 @@ Implementation:
   update and every sum over neurons stay float64; about twice the GEMM throughput, rounding far below
   the seed-to-seed spread: tests/test_sgd_precision.py);
 * ``threads``: BLAS threads during stepping (threadpoolctl), None = leave the process default;
+* ``allow_large``: weights or pre-activations beyond 4 GiB (:data:`solvers.common.MEMORY_LIMIT`) are
+  refused without it (beyond 80% of the available memory always), as ``--allow-large`` does;
 * ``backend="auto"``: numba for piecewise-linear σ in the ball with B < 8, numpy otherwise.
 
 Data are drawn in blocks of steps (at most ~16 MB) from streams spawned from ``SeedSequence(seed)``:
@@ -299,7 +301,7 @@ class SGDSimulation:
                  batch_size: int = 1, schedule: LearningRateSchedule | None = None, seed: int = 0,
                  beta: float = math.inf, weight_decay: float = 0.0, second_layer_rate: float = 1.0,
                  backend: str = "auto", record_network_risk: bool | None = None, precision: str = "float64",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, allow_large: bool = False) -> None:
         check_instance("network", network, NetworkModel)
         check_instance("problem", problem, ReducedProblem)
         check_instance("schedule", schedule, LearningRateSchedule, optional=True)
@@ -307,9 +309,10 @@ class SGDSimulation:
         self.batch_size = check_integer("sgd.batch_size", batch_size, 1)
         d = check_integer("network.dimension", network.dimension, 1)
         check_memory(f"sgd.n_neurons = {self.n_neurons} with dimension d = {d}", 8.0 * 4 * self.n_neurons * d,
-                     "the SGD weights (N x d, 4 copies)")
+                     "the SGD weights (N x d, 4 copies)", allow_large=allow_large)
         check_memory(f"sgd.batch_size = {self.batch_size} with sgd.n_neurons = {self.n_neurons}",
-                     8.0 * 3 * self.batch_size * self.n_neurons, "the SGD pre-activations (B x N, 3 arrays)")
+                     8.0 * 3 * self.batch_size * self.n_neurons, "the SGD pre-activations (B x N, 3 arrays)",
+                     allow_large=allow_large)
         if isinstance(step_size, bool) or not isinstance(step_size, (int, float, np.floating)) \
                 or not (math.isfinite(step_size) and step_size > 0):
             raise ValueError(f"sgd.step_size = {step_size!r} must be a finite number > 0 (it is ε, the PDE "

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from reduced_pde.checks import check_magnitude
 from reduced_pde.problem import ReducedProblem
 
 __all__ = ["Key", "Table", "Model", "NetworkModel", "Inputs",
@@ -62,9 +63,17 @@ class Table:
 
 # ---- checks shared by model schemas -------------------------------------------------------------
 def _number(field: str, value: Any, what: str) -> float:
+    """``float(value)`` of a real number; a finite one must lie in the parameter range of
+    :func:`reduced_pde.checks.check_magnitude` (0 or 1e-50 <= |x| <= 1e50)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{field} = {value!r} must be {what}")
-    return float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond the float range (10**400)
+        raise ValueError(f"{field} = {value!r} must be {what} (it is beyond the double-precision range)") from None
+    if math.isfinite(x):
+        check_magnitude(field, x, value)
+    return x
 
 
 def finite(field: str, value: Any) -> float:

@@ -1196,6 +1196,18 @@ from reduced_pde.models.base import Inputs, Key, dimension_value, finite, intege
 from reduced_pde.models.single_index import SingleIndexModel, activation_spec  # noqa: E402
 
 
+#: the most indices a configuration may declare: the multinomial kernel has C(K + k, k) terms at degree K
+MAX_INDEX_DIMENSION = 64
+
+
+def _index_dimension_key(field: str, value: Any) -> int:
+    k = integer_at_least(1)(field, value)
+    if k > MAX_INDEX_DIMENSION:
+        raise ValueError(f"{field} = {value!r} must be an integer in [1, {MAX_INDEX_DIMENSION}] (the multinomial "
+                         "interaction kernel has C(K + k, k) terms at degree K; and k + 1 < data.dimension)")
+    return k
+
+
 @register
 class MultiIndexModel(SingleIndexModel):
     """Gaussian multi-index data y = φ(Θ* x), Θ* ∈ R^{k×d}, neurons a σ(⟨w, x⟩): (a, s_1 … s_k, r)."""
@@ -1206,7 +1218,7 @@ class MultiIndexModel(SingleIndexModel):
               "data": {"dimension": Key(320, dimension_value(3), "d (integer > k + 1) or \"inf\""),
                        "target": Key(None, _target, "φ(z), z ∈ R^k: {he = {\"2,0\" = 1.0, ...}} or a callable"),
                        "second_layer": Key(1.0, finite, "a (fixed), or the mean a0 of a at t = 0"),
-                       "index_dimension": Key(2, integer_at_least(1), "k: number of indices")},
+                       "index_dimension": Key(2, _index_dimension_key, "k: number of indices (1 to 64)")},
               "initial": {**SingleIndexModel.schema["initial"],
                           "alignment": Key(0.0, lambda field, value: np.asarray(
                               [finite(field, v) for v in np.atleast_1d(value)]).tolist() if isinstance(value, list)

@@ -124,6 +124,24 @@ def _widths(field: str, value: Any) -> list[int]:
     return list(value)
 
 
+def _extra_mass(field: str, value: Any) -> float:
+    """The mass ε of the extra neuron of the 1/m prediction: the other neurons keep 1 − ε, so ε < 1; a
+    central difference in ε, so small (<= 0.1)."""
+    x = positive(field, value)
+    if x > 0.1:
+        raise ValueError(f"{field} = {value!r} must lie in (0, 0.1] (the mass of one extra neuron, taken "
+                         "from the law's 1 − ε, in a central difference)")
+    return x
+
+
+def _threads(field: str, value: Any) -> int:
+    x = integer_at_least(0)(field, value)
+    if x > 1024:
+        raise ValueError(f"{field} = {value!r} must be an integer in [0, 1024] (BLAS threads; 0: the process "
+                         "default)")
+    return x
+
+
 def _flag(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{field} = {value!r} must be true or false")
@@ -192,7 +210,7 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
               "q_nodes": Key(4, integer_at_least(2), "prediction: nodes in q"),
               "angle_nodes": Key(16, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
               "predict_until": Key("t_final", _predict_until, "prediction only at output times <= this (\"t_final\": all)"),
-              "epsilon": Key(1e-3, positive, "prediction: mass of the extra neuron (central differences)")},
+              "epsilon": Key(1e-3, _extra_mass, "prediction: mass of the extra neuron (central differences)")},
 }
 #: keys of ``[pde]`` that belong to one solver only (given for the other, they are refused)
 SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
@@ -209,7 +227,7 @@ GRID_ADAPT = {"adapt": Key("none", one_of("none", "remap"), "\"remap\": N cells 
 #: SGD speed (README "Performance"): float32 products, BLAS threads (threadpoolctl; 0 = process default)
 RUN_SCHEMA["sgd"].update(
     precision=Key("float64", one_of("float64", "float32"), "W and the two matrix products of a step"),
-    threads=Key(0, integer_at_least(0), "BLAS threads while stepping (0: the process default)"))
+    threads=Key(0, _threads, "BLAS threads while stepping (0: the process default; at most 1024)"))
 
 
 def schema_of(model: Model) -> dict[str, dict[str, Key] | Table]:
@@ -392,8 +410,9 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
     beta, lam = noise_parameters(config)
     problem.check_noise(beta, lam)
     if uses_fokker_planck(config) and solver != "finite_volume":
-        raise ValueError("[noise] and pde.time_stepping = 'implicit' need pde.solver = 'finite_volume' "
-                         "(the Scharfetter–Gummel finite volumes)")
+        raise ValueError(f"noise.beta = {config['noise']['beta']!r}, noise.weight_decay = "
+                         f"{config['noise']['weight_decay']!r} (noise or weight decay) need pde.solver = "
+                         "'finite_volume' (the Scharfetter–Gummel finite volumes); this run uses 'lagrangian'")
     from reduced_pde.running.resources import check_resources
 
     # what this machine cannot hold is refused before the grid is built (--allow-large: check_resources)
@@ -500,8 +519,11 @@ def pde_solver_name(config: Mapping[str, Any], problem: ReducedProblem) -> str:
     "finite_volume"."""
     if uses_fokker_planck(config):
         if len(problem.coordinate_names) != 1:
-            raise ValueError(f"[noise] / pde.time_stepping = 'implicit' need a one-coordinate reduction; this "
-                             f"problem has coordinates {problem.coordinate_names}")
+            raise ValueError(f"noise.beta = {config['noise']['beta']!r}, noise.weight_decay = "
+                             f"{config['noise']['weight_decay']!r}, pde.time_stepping = "
+                             f"{config['pde'].get('time_stepping', 'auto')!r}: noise, weight decay and implicit "
+                             "stepping need a one-coordinate reduction; this problem has coordinates "
+                             f"{problem.coordinate_names}")
         return "fokker_planck"
     return config["pde"]["solver"]
 

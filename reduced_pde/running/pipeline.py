@@ -35,6 +35,7 @@ from reduced_pde.running.config import (
     sweep_cases,
     unflatten,
 )
+from reduced_pde.running.resources import check_resources
 from reduced_pde.running.storage import CheckpointFile, read_trajectory, write_trajectory
 from solvers.controller import run_simulation
 from solvers.results import Trajectory
@@ -76,10 +77,11 @@ def uniform_line(config: dict[str, Any], problem: ReducedProblem) -> tuple[str, 
     return axis.name, line
 
 
-def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = None) -> tuple[Any, str, dict[str, Any]]:
+def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = None, *,
+                    allow_large: bool = False) -> tuple[Any, str, dict[str, Any]]:
     """(solver, trajectory kind, static fields) for the reduced PDE of ``config``: Scharfetter–Gummel
     finite volumes with noise / weight decay / implicit stepping, characteristics for
-    ``pde.solver = "lagrangian"``, finite volumes otherwise."""
+    ``pde.solver = "lagrangian"``, finite volumes otherwise.  ``allow_large``: as in :func:`run_pde`."""
     problem = build_problem(config) if problem is None else problem
     schedule = build_schedule(config)
     pde = config["pde"]
@@ -90,7 +92,8 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
         particles = pde["n_particles"]
         solver = LagrangianSolver(problem, n_particles=list(particles) if isinstance(particles, list) else particles,
                                   sampling=pde["sampling"], schedule=schedule, rates=coordinate_rates(config),
-                                  rtol=float(pde["rtol"]), atol=1e-3 * float(pde["rtol"]), method=pde["ode_method"])
+                                  rtol=float(pde["rtol"]), atol=1e-3 * float(pde["rtol"]), method=pde["ode_method"],
+                                  allow_large=allow_large)
         return solver, "pde_lagrangian", solver.static_fields()
     if route == "fokker_planck":
         from solvers.fokker_planck import FokkerPlanckSolver1D
@@ -107,7 +110,8 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
     grid = TensorGrid.from_table(grid_table(config, problem), tuple(problem.coordinate_names))
 
     solver = FiniteVolumeSolver(problem, grid, scheme=pde["scheme"], cfl=float(pde["cfl"]), schedule=schedule,
-                                  kernel=pde["kernel"], rates=coordinate_rates(config), adapt=_remap_policy(config))
+                                  kernel=pde["kernel"], rates=coordinate_rates(config), adapt=_remap_policy(config),
+                                  allow_large=allow_large)
     return solver, "pde_finite_volume", solver.static_fields()
 
 
@@ -122,17 +126,23 @@ def _remap_policy(config: dict[str, Any]) -> Any:
 
 
 def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, resume: bool = False,
-            progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
-    """Solve the reduced PDE of ``config`` through its output times (see :func:`make_pde_solver`)."""
+            progress: bool = True, checkpoint_every: float = 60.0, allow_large: bool = False) -> Trajectory:
+    """Solve the reduced PDE of ``config`` through its output times (see :func:`make_pde_solver`).
+
+    Before anything is allocated the run's resources are checked
+    (:func:`~reduced_pde.running.resources.check_resources`): a run this machine cannot hold is
+    refused, and so, unless ``allow_large`` (the CLI's ``--allow-large``), is a really large one (more
+    than 4 GiB, τ = ∫ξ dt > 1e7), with a ValueError naming the field, the estimate and the limit."""
     problem = build_problem(config)
-    solver, kind, static = make_pde_solver(config, problem)
+    check_resources(config, ("pde",), allow_large=allow_large, problem=problem)
+    solver, kind, static = make_pde_solver(config, problem, allow_large=allow_large)
     return run_simulation(solver, output_times(config), kind=kind, config=flatten(config),
                           derived=_derived(problem, solver.config()), static_fields=static,
                           checkpoint=_store(checkpoint), resume=resume, progress=progress,
                           checkpoint_every=checkpoint_every)
 
 
-def make_sgd_simulation(config: dict[str, Any], seed: int) -> tuple[Any, ReducedProblem]:
+def make_sgd_simulation(config: dict[str, Any], seed: int, *, allow_large: bool = False) -> tuple[Any, ReducedProblem]:
     """The full-dimensional SGD of ``config`` (at ``sgd.dimension`` when set) with one seed: the model's
     network (:meth:`Model.network`) trained by the one engine (:class:`solvers.sgd.SGDSimulation`)."""
     from solvers.sgd import SGDSimulation
@@ -150,14 +160,19 @@ def make_sgd_simulation(config: dict[str, Any], seed: int) -> tuple[Any, Reduced
                                step_size=float(sgd["step_size"]), batch_size=int(sgd["batch_size"]),
                                schedule=build_schedule(config), seed=int(seed), beta=beta, weight_decay=lam,
                                second_layer_rate=model.rates(inputs).get("a", 1.0),
-                               precision=sgd.get("precision", "float64"), threads=sgd.get("threads", 0) or None)
+                               precision=sgd.get("precision", "float64"), threads=sgd.get("threads", 0) or None,
+                               allow_large=allow_large)
     return simulation, problem
 
 
 def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: str | Path | None = None,
-                 resume: bool = False, progress: bool = True, checkpoint_every: float = 60.0) -> Trajectory:
-    """Full-dimensional SGD of ``config`` with one seed; the stored ``sgd.seeds`` is ``[seed]``."""
-    simulation, problem = make_sgd_simulation(config, seed)
+                 resume: bool = False, progress: bool = True, checkpoint_every: float = 60.0,
+                 allow_large: bool = False) -> Trajectory:
+    """Full-dimensional SGD of ``config`` with one seed; the stored ``sgd.seeds`` is ``[seed]``.
+    Resources are checked first as in :func:`run_pde` (more than 4 GiB, 1e9 steps or 1e15
+    multiply-adds need ``allow_large``)."""
+    check_resources(config, ("sgd",), allow_large=allow_large)
+    simulation, problem = make_sgd_simulation(config, seed, allow_large=allow_large)
     run = sgd_config(config)  # the inputs of this run: data.dimension = the SGD's d
     inputs = {**run, "sgd": {**run["sgd"], "seeds": [int(seed)]}}
     return run_simulation(simulation, output_times(config), kind="sgd", config=flatten(inputs),
@@ -165,37 +180,43 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: str | Path | 
                           resume=resume, progress=progress, checkpoint_every=checkpoint_every)
 
 
-def _sgd_job(job: tuple[dict[str, Any], int, str]) -> tuple[str, float]:
+def _sgd_job(job: tuple[dict[str, Any], int, str, bool]) -> tuple[str, float]:
     """Worker: one SGD seed of one case, written to its file (resuming a left-over checkpoint)."""
-    case, seed, path = job
+    case, seed, path, allow_large = job
     checkpoint = checkpoint_path(path)
     began = time.perf_counter()
-    trajectory = run_sgd_seed(case, seed, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False)
+    trajectory = run_sgd_seed(case, seed, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False,
+                              allow_large=allow_large)
     write_trajectory(path, trajectory)
     checkpoint.unlink(missing_ok=True)
     return path, time.perf_counter() - began
 
 
 def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool = False, processes: int = 2,
-                   progress: bool = True, log=print) -> dict[str, Any]:
+                   progress: bool = True, log=print, allow_large: bool = False) -> dict[str, Any]:
     """For every case of the ``[sweep]`` table: one reduced solve and one SGD run per seed, written to
     ``outdir`` (``<case>_pde.h5``, ``<case>_sgd_seed<k>.h5``), and the figures ``risk.png`` and
-    ``law.png``.  Returns ``{"files", "figures", "timings"}``."""
+    ``law.png``.  Returns ``{"files", "figures", "timings"}``.  Every case's resources are checked
+    before the first run (``allow_large`` as in :func:`run_pde`)."""
     from solvers.controller import map_in_processes
 
+    cases = sweep_cases(config)
+    for _, case in cases:
+        check_resources(case, ("pde",) if skip_sgd else ("pde", "sgd"), allow_large=allow_large, output=outdir)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     trajectories: list[Trajectory] = []
     timings, jobs, files = [], [], []
-    for label, case in sweep_cases(config):
+    for label, case in cases:
         tag = label.replace("=", "").replace(".", "p") or "run"
         began = time.perf_counter()
-        pde = run_pde(case, progress=False)
+        pde = run_pde(case, progress=False, allow_large=allow_large)
         timings.append(f"{label or 'run'}: PDE ({case['pde']['solver']}) {time.perf_counter() - began:.2f} s")
         files.append(write_trajectory(outdir / f"{tag}_pde.h5", pde))
         trajectories.append(pde)
         if not skip_sgd:
-            jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5")) for seed in case["sgd"]["seeds"]]
+            jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5"), allow_large)
+                     for seed in case["sgd"]["seeds"]]
     log("\n".join("  " + line for line in timings))
     if jobs:
         log(f"running {len(jobs)} SGD runs on {min(processes, len(jobs))} process(es) (a Dask LocalCluster when > 1)")

@@ -6,14 +6,20 @@ configuration field that drives it:
 
 * memory, in bytes (8-byte floats):
   finite volumes ``40 C`` working arrays for C = Π cells, ``n²`` for a dense kernel on the n cells
-  of the non-linear coordinates, ``2 (T+1) C`` for the recorded densities (the records and the stacked
-  array); characteristics ``30 n D`` (the Runge–Kutta stages), ``3 (n D)²`` for an implicit method's
-  dense Jacobian, ``2 (T+1) n D`` for the recorded positions; SGD ``4 N d`` (weights, update, the
+  of the non-linear coordinates (else ``3 K n`` for the K low-rank features, K =
+  :func:`interaction_rank`, and ``4 min(K C, 2·10⁶)`` for the blocks of face increments), ``2 (T+1) C`` for the recorded densities (the records and the stacked
+  array); characteristics ``30 n D`` (the Runge–Kutta stages), ``2 K n (D+1)`` (features and their
+  gradients), ``3 (n D)²`` for an implicit method's dense Jacobian, ``2 (T+1) n D`` for the recorded
+  positions; SGD ``4 N d`` (weights, update, the
   state a checkpoint copies, the initial draw), ``3 B N`` (pre-activations), ``2 (T+1) N D`` for the
-  recorded invariants;
+  recorded invariants, ``7 N²`` where the model records the exact network risk (its N x N cosine and
+  kernel matrices);
 * the result file on disk (the recorded fields, uncompressed);
 * the number of steps: SGD takes ``t_final / ε`` steps of ``B N d`` multiply-adds; the reduced
-  solvers integrate over ``τ = ∫₀^T ξ(t) dt`` time units (their step count grows with it).
+  solvers integrate over ``τ = ∫₀^T ξ(t) dt`` time units (their step count grows with it);
+* ``"chaos"`` (finite width): the m-neuron networks ``4 S m² + 12 S m d`` (Gram blocks, RK4 stages),
+  the prediction's batched laws, ``t_final / dt`` RK4 steps of ``S Σ m² d`` multiply-adds (same
+  limits as SGD's steps and work).
 
 :func:`check_resources` refuses (ValueError naming the field, the estimate and the limit) what
 cannot run on this machine — memory beyond 80% of the available memory, a file larger than the free
@@ -33,13 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solvers.common import available_memory
+from solvers.common import MEMORY_LIMIT, available_memory
 
-__all__ = ["Demand", "demands", "check_resources", "available_memory", "integrated_rate", "smallest_output_interval",
+__all__ = ["Demand", "demands", "interaction_rank", "check_resources", "available_memory", "integrated_rate", "smallest_output_interval",
            "MEMORY_LIMIT", "SGD_STEP_LIMIT", "SGD_WORK_LIMIT", "PDE_TIME_LIMIT"]
 
-#: memory a run may take without --allow-large (bytes)
-MEMORY_LIMIT = 4 * 2**30
+#: memory a run may take without --allow-large (bytes): :data:`solvers.common.MEMORY_LIMIT`, which the
+#: solver constructors apply with the same message
 #: SGD steps without --allow-large (about an hour of the compiled kernel at small N d B)
 SGD_STEP_LIMIT = 10**9
 #: SGD multiply-adds (steps × B N d) without --allow-large (about a day at 1e10 per second)
@@ -50,12 +56,14 @@ PDE_TIME_LIMIT = 1e7
 SGD_STEP_HARD_LIMIT = 2**53
 
 _GIB = 2**30
+#: the implicit integrators of the characteristics (a dense Jacobian; stiff rates cost no extra steps)
+_IMPLICIT = ("Radau", "BDF", "LSODA")
 
 
 @dataclass(frozen=True)
 class Demand:
-    """One resource a run needs: ``kind`` is "memory" or "disk" (bytes), "sgd_steps", "sgd_work" or
-    "pde_time"; ``field`` the configuration value(s) that drive it, as ``name = value``."""
+    """One resource a run needs: ``kind`` is "memory" or "disk" (bytes), "sgd_steps", "sgd_work",
+    "pde_time", "chaos_steps" or "chaos_work"; ``field`` the configuration value(s) that drive it, as ``name = value``."""
 
     kind: str
     amount: float
@@ -107,6 +115,16 @@ def _grid_cells(config: Mapping[str, Any], names: Sequence[str]) -> dict[str, in
     return cells
 
 
+def interaction_rank(problem: Any) -> int:
+    """K, the rank of the problem's low-rank interaction (its features at one point of the domain: the
+    solvers hold K features, and their gradients, per cell or particle)."""
+    import numpy as np
+
+    point = [min(max(0.5, lower), upper) for lower, upper in problem.domain()]
+    points = np.array(point) if len(point) == 1 else np.array([point])
+    return int(problem.interaction_low_rank(points).rank)
+
+
 def _gib(amount: float) -> str:
     return f"{amount / _GIB:.3g} GiB"
 
@@ -120,13 +138,32 @@ def _pde_demands(config: Mapping[str, Any], problem: Any, command: str) -> list[
     items = [Demand("pde_time", integrated_rate(config), f"output.t_final = {config['output']['t_final']!r} "
                     f"with schedule.xi0 = {config['schedule']['xi0']!r}", "integrated learning rate τ = ∫ξ dt")] \
         if command != "gibbs" else []
+    explicit = route == "finite_volume" or (route == "lagrangian" and config["pde"]["ode_method"] not in _IMPLICIT)
+    if command != "gibbs" and explicit:
+        # an explicit step shrinks like 1 / (rate of the fastest coordinate): τ × rate time units
+        from reduced_pde.running.config import coordinate_rates
+
+        rates = coordinate_rates(config)
+        name, rate = max(rates.items(), key=lambda item: item[1], default=("", 1.0))
+        if rate > 1.0:
+            keys = [f"{table}.{key} = {value!r}" for table, values in config.items() if isinstance(values, Mapping)
+                    and table not in ("output", "schedule", "pde", "grid", "sgd", "chaos", "sweep")
+                    for key, value in values.items() if isinstance(value, (int, float)) and not isinstance(
+                        value, bool) and value == rate] or [f"the rate of coordinate {name} = {rate:g}"]
+            items.append(Demand("pde_time", integrated_rate(config) * rate,
+                                f"{keys[0]} with output.t_final = {config['output']['t_final']!r} (an explicit "
+                                f"solver: pde.solver = {config['pde']['solver']!r})",
+                                "integrated learning rate τ × the fastest coordinate's rate"))
     if route == "lagrangian":
         given = config["pde"]["n_particles"]
         n = math.prod(given) if isinstance(given, list) else int(given)
         field = f"pde.n_particles = {given!r}"
         dim = len(names)
+        rank = interaction_rank(problem)
         items.append(Demand("memory", 8.0 * 30 * n * dim, field, "particle state and Runge–Kutta stages"))
-        if config["pde"]["ode_method"] in ("Radau", "BDF", "LSODA"):
+        items.append(Demand("memory", 8.0 * 2 * rank * n * (dim + 1), f"{field} with interaction rank {rank}",
+                            "interaction features and their gradients at the particles"))
+        if config["pde"]["ode_method"] in _IMPLICIT:
             items.append(Demand("memory", 8.0 * 3 * (n * dim) ** 2,
                                 f"{field} with pde.ode_method = {config['pde']['ode_method']!r}",
                                 "dense Jacobian of the implicit method"))
@@ -146,6 +183,11 @@ def _pde_demands(config: Mapping[str, Any], problem: Any, command: str) -> list[
     items.append(Demand("memory", 8.0 * 40 * total, f"{field} ({shape} = {total} cells)", "grid working arrays"))
     linear = getattr(problem, "linear_coordinate", None)
     other = total // cells[linear] if linear in cells else total
+    if route != "finite_volume" or config["pde"].get("kernel") != "dense":
+        rank = interaction_rank(problem)
+        items.append(Demand("memory", 8.0 * (3 * rank * other + 4 * min(rank * total, 2_000_000)),
+                            f"{field} with interaction rank {rank} on {other} cells",
+                            "interaction features (the problem's temporaries building them, the face blocks)"))
     if route == "finite_volume" and config["pde"].get("kernel") == "dense":
         items.append(Demand("memory", 8.0 * other**2, f"pde.kernel = 'dense' on {other} cells ({field})",
                             "dense interaction matrix"))
@@ -174,7 +216,12 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
     steps = t_final / eps
     outputs = int(config["output"]["n_outputs"]) + 1
     coords = 3  # at most (a, s, r) per neuron are recorded (multi-index: k + 2, still O(1))
-    return [
+    inputs = resolved(run)
+    pairs = []
+    if model.network(inputs, d).records_network_risk:  # the exact risk of the network at every output
+        pairs = [Demand("memory", 8.0 * 7 * n * n, f"sgd.n_neurons = {n} (the network risk is recorded)",
+                        "exact network risk (N x N cosine and kernel matrices)")]
+    return pairs + [
         Demand("memory", 8.0 * 4 * n * d, f"sgd.n_neurons = {n} with {dim_field}", "SGD weights (N x d, 4 copies)"),
         Demand("memory", 8.0 * 3 * b * n, f"sgd.batch_size = {b} with sgd.n_neurons = {n}",
                "SGD pre-activations (B x N, 3 arrays)"),
@@ -191,12 +238,52 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
     ]
 
 
+#: rank bound of the low-rank features of the chaos flows (polynomial σ of degree <= ~30 on the sphere)
+_CHAOS_RANK = 32
+
+
+def _chaos_demands(config: Mapping[str, Any]) -> list[Demand]:
+    """The m-neuron runs (``S`` seeds batched, width m, dimension d): Gram blocks and κ'(Gram) ``4 S m²``,
+    RK4 stages of the weights ``12 S m d``, low-rank features of the nodes and twins ``4 K (n + S m)``;
+    the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points, RK4 stages and
+    features ``B M (30 + 2K)``; RK4 steps ``t_final / dt`` (at least one per output interval)."""
+    from reduced_pde.running.config import model_of, resolved
+
+    chaos = config["chaos"]
+    d = model_of(config).dimension(resolved(config))
+    if math.isinf(d):
+        raise ValueError("chaos needs a finite dimension: data.dimension = \"inf\"; the m-neuron networks live in R^d")
+    d = int(d)
+    seeds, m = len(chaos["seeds"]), max(chaos["widths"])
+    nodes, k = int(chaos["nodes"]), _CHAOS_RANK
+    field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
+    items = [Demand("memory", 8.0 * (4 * seeds * m * m + 12 * seeds * m * d + 4 * k * seeds * m), field,
+                    "m-neuron networks (Gram blocks and RK4 stages)"),
+             Demand("memory", 8.0 * 4 * k * nodes, f"chaos.nodes = {nodes}", "mean-field nodes and their features")]
+    if chaos["predict"]:
+        batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["s_nodes"]) * int(chaos["q_nodes"])
+        items.append(Demand("memory", 8.0 * batch * points * (30 + 2 * k),
+                            f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, "
+                            f"chaos.q_nodes = {chaos['q_nodes']}", "1/m prediction (batched laws)"))
+    steps = float(config["output"]["t_final"]) / float(chaos["dt"]) + int(config["output"]["n_outputs"])
+    items.append(Demand("chaos_steps", steps, f"output.t_final = {config['output']['t_final']!r} with chaos.dt = "
+                        f"{chaos['dt']!r}", "RK4 steps t_final / dt"))
+    work = steps * seeds * sum(int(w) ** 2 * d for w in chaos["widths"])
+    items.append(Demand("chaos_work", work, f"{field}, chaos.dt = {chaos['dt']!r}",
+                        "multiply-adds (t_final / dt) S Σ m² d"))
+    outputs = int(config["output"]["n_outputs"]) + 1
+    items.append(Demand("disk", 8.0 * outputs * len(chaos["widths"]) * seeds * 12, field, "result file"))
+    return items
+
+
 def demands(config: Mapping[str, Any], command: str, problem: Any = None) -> list[Demand]:
-    """The resources ``command`` ("pde", "sgd" or "gibbs") needs for ``config`` (module docstring)."""
-    if command not in ("pde", "sgd", "gibbs"):
-        raise ValueError(f"command = {command!r}; allowed: 'pde', 'sgd', 'gibbs'")
+    """The resources ``command`` ("pde", "sgd", "gibbs" or "chaos") needs for ``config`` (module docstring)."""
+    if command not in ("pde", "sgd", "gibbs", "chaos"):
+        raise ValueError(f"command = {command!r}; allowed: 'pde', 'sgd', 'gibbs', 'chaos'")
     if command == "sgd":
         return _sgd_demands(config)
+    if command == "chaos":
+        return _chaos_demands(config)
     if problem is None:
         from reduced_pde.running.config import build_problem
 
@@ -237,7 +324,11 @@ def check_resources(config: Mapping[str, Any], commands: Sequence[str], *, allow
                                  "no longer be exact); use a larger step or a shorter run")
             if d.kind == "pde_time" and not math.isfinite(d.amount):
                 raise ValueError(f"{d.field} implies an infinite {d.what}; use a shorter run")
-            limit = {"sgd_steps": SGD_STEP_LIMIT, "sgd_work": SGD_WORK_LIMIT, "pde_time": PDE_TIME_LIMIT}.get(d.kind)
+            if d.kind == "chaos_steps" and not d.amount <= SGD_STEP_HARD_LIMIT:
+                raise ValueError(f"{d.field} implies {d.amount:.3g} RK4 steps, more than 2^53; use a larger dt or "
+                                 "a shorter run")
+            limit = {"sgd_steps": SGD_STEP_LIMIT, "sgd_work": SGD_WORK_LIMIT, "pde_time": PDE_TIME_LIMIT,
+                     "chaos_steps": SGD_STEP_LIMIT, "chaos_work": SGD_WORK_LIMIT}.get(d.kind)
             if limit is not None and d.amount > limit and not allow_large:
                 raise ValueError(f"{d.field} implies {d.amount:.3g} {d.what}, more than {limit:.3g}; reduce it or "
                                  "pass --allow-large (allow_large=True)")
