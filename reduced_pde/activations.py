@@ -485,5 +485,6 @@ def make_activation(spec: str | dict[str, Any] | Activation, *, polynomial: bool
 def _reject_unknown(params: dict[str, Any], allowed: set[str], name: str) -> None:
     unknown = set(params) - allowed
     if unknown:
-        raise ValueError(f"activation {name!r}: unknown parameter(s) {sorted(unknown)}; "
+        fields = ", ".join(f"activation.{key}" for key in sorted(unknown))
+        raise ValueError(f"{fields}: unknown parameter(s) of activation {name!r}; "
                          f"allowed: {sorted(allowed) or 'none'}")

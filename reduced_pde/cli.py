@@ -29,6 +29,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -539,13 +540,35 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _warning_line(shown: set[tuple[str, str]]):
+    """``warnings.showwarning`` replacement: each distinct warning once, as one line on stderr."""
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = _one_line(message if isinstance(message, BaseException) else Exception(str(message)))
+        if (category.__name__, text) in shown:
+            return
+        shown.add((category.__name__, text))
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        print(f"reduced-pde: warning{kind}: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 input/output failure, 2 refused input, 3 the
-    run went bad while stepping, 130/143 interrupted).  Every failure is one line on stderr."""
+    run went bad while stepping, 130/143 interrupted).  Every failure is one line on stderr; a warning
+    (e.g. an explicit truncation degree above the tolerance) is one line, once."""
     args = build_parser().parse_args(argv)
     previous = None
     with contextlib.suppress(ValueError):  # not in the main thread: no handler
         previous = signal.signal(signal.SIGTERM, _terminate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _warning_line(set())
+        return _dispatch(args, previous)
+
+
+def _dispatch(args: argparse.Namespace, previous: Any) -> int:
     try:
         args.func(args)
     except (ValueError, TypeError) as error:

@@ -1226,7 +1226,11 @@ class MultiIndexModel(SingleIndexModel):
 
     def check(self, inputs: Inputs) -> None:
         super().check(inputs)
-        make_multi_index_target(inputs["data"]["target"], inputs["data"]["index_dimension"])
+        try:
+            make_multi_index_target(inputs["data"]["target"], inputs["data"]["index_dimension"])
+        except (ValueError, TypeError) as error:
+            text = str(error)
+            raise ValueError(text if text.startswith("data.target") else f"data.target: {text}") from None
 
     def build_problem(self, inputs: Inputs) -> MultiIndexProblem:
         initial, reduction = inputs["initial"], inputs["reduction"]
