@@ -9,10 +9,12 @@ Layout of a result file::
     attrs: kind, package_version, created, coordinates, config.<key> (the user's inputs, from which
            the run is rebuilt), derived.<key> (values derived from them), diagnostics.<key>
 
-Every write goes to a temporary file in the same folder, is flushed and then renamed over the
-target (``os.replace``, atomic on POSIX), so a crash never leaves a half-written file; the temporary
-file is removed on every exit path that Python sees (errors, Ctrl-C, SIGTERM through the CLI), and
-one left by a kill -9 is removed by the next run that takes the output's lock (:class:`OutputLock`).
+Every write goes to a temporary file in the same folder (``.NAME.pid<PID>.XXXX.tmp``), is flushed and
+then renamed over the target (``os.replace``, atomic on POSIX), so a crash never leaves a half-written
+file; the temporary file is removed on every exit path that Python sees (errors, Ctrl-C, SIGTERM
+through the CLI, ``SystemExit``).  A kill -9 (or a power loss) runs no code, so only the next run can
+clean up: the next run that takes a lock in that folder (:class:`OutputLock`) removes the temporary
+files of dead pids and says so.
 
 A checkpoint (``OUTPUT.checkpoint``) additionally records the package version and a SHA-256 digest
 of everything it holds (every dataset's bytes, every attribute); :func:`read_checkpoint` refuses a
@@ -29,8 +31,10 @@ import hashlib
 import json
 import os
 import shutil
+import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +44,7 @@ import numpy as np
 from solvers.results import Trajectory
 
 __all__ = ["write_config_attributes", "write_trajectory", "read_trajectory", "write_checkpoint", "read_checkpoint",
-           "atomic_h5", "atomic_write", "CheckpointFile", "OutputLock", "check_output_path", "check_input_file",
+           "atomic_h5", "atomic_write", "remove_stale_temporaries", "CheckpointFile", "OutputLock", "check_output_path", "check_input_file",
            "file_digest"]
 
 
@@ -91,18 +95,47 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     (a temporary file in the same folder; removed if ``write`` raises)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    temporary = None
     try:
+        # the writer's pid is in the name: a later run removes the file once that process is dead
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp",
+                                             dir=path.parent)
+        os.close(handle)
         write(temporary)
         with open(temporary, "rb") as raw:
             os.fsync(raw.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
+    except BaseException:  # errors, KeyboardInterrupt (SIGINT), SystemExit (SIGTERM through the CLI)
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
         raise
     return path
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, output: str | Path | None = None) -> list[Path]:
+    """Remove the temporary files in ``folder`` that a dead process left (``.NAME.pid<PID>.*.tmp``
+    whose PID no longer runs: a kill -9 during a write), and any ``.NAME.*.tmp`` of ``output`` without
+    a pid (an older writer); returns the removed paths.  Files of live processes are kept."""
+    removed = []
+    folder = Path(folder)
+    for candidate in folder.glob(".*.tmp"):
+        marker = re.search(r"\.pid(\d+)\.[^.]*\.tmp$", candidate.name)
+        ours = output is not None and candidate.name.startswith(f".{Path(output).name}.")
+        if (marker and not _alive(int(marker.group(1)))) or (marker is None and ours):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def write_config_attributes(group: h5py.Group, config: dict[str, Any]) -> None:
@@ -213,9 +246,11 @@ def check_output_path(path: str | Path, what: str = "output", *, directory: bool
 
 class OutputLock:
     """An exclusive lock on an output (``.NAME.lock`` next to it, ``fcntl.flock``): a second run on the
-    same output is refused while the first holds it.  The kernel releases the lock when its process
-    dies (even by kill -9), so a stale lock file never blocks a later run.  :meth:`acquire` also
-    removes the temporary files (``.NAME.*.tmp``) that a killed run left next to the output."""
+    same output is refused while the first holds it.  The lock file records the holder's pid.  The
+    kernel releases the lock when its process dies (even by kill -9), so a stale lock file never
+    blocks a later run.  :meth:`acquire` also removes the temporary files that a killed run left in
+    the output's folder (:func:`remove_stale_temporaries`: those of dead pids) and says so (a
+    ``UserWarning``, one line on the command line)."""
 
     def __init__(self, output: str | Path) -> None:
         self.output = Path(output)
@@ -237,11 +272,15 @@ class OutputLock:
                 self.path.unlink(missing_ok=True)
             raise ValueError(f"output {str(self.output)!r}: another run is writing it (lock {str(self.path)!r}, "
                              f"pid {holder or '?'}); wait for it to finish or choose another output") from None
+        previous = os.pread(fd, 64, 0).decode(errors="replace").strip()  # a killed holder's pid
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
-        for stale in self.output.parent.glob(f".{self.output.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        removed = remove_stale_temporaries(self.output.parent, self.output)
+        if removed:
+            killed = f" (the lock names pid {previous}, no longer running)" if previous else ""
+            warnings.warn(f"output {str(self.output)!r}: removed {len(removed)} temporary file(s) a killed run left"
+                          f"{killed}: {', '.join(p.name for p in removed)}", stacklevel=2)
         return self
 
     def release(self) -> None:
