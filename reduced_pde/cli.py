@@ -84,6 +84,7 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
                          "the grid of pde.solver = 'finite_volume'")
     check_output_path(output)
+    _not_the_configuration(output, args.config, "-o/--output")
     needs = check_resources(config, (command,), allow_large=args.allow_large, output=output)
     if args.check:
         memory = sum(d.amount for d in needs if d.kind == "memory") / 2**30
@@ -92,6 +93,13 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
               f"output {str(output)!r} writable")
         return {}
     return config
+
+
+def _not_the_configuration(output: Path, config: str, what: str) -> None:
+    """Refuse an output that is the configuration file itself (the run would overwrite its input)."""
+    if Path(output).exists() and Path(config).exists() and Path(output).resolve() == Path(config).resolve():
+        raise ValueError(f"{what} {str(output)!r} is the configuration file {config!r}; the run would overwrite it: "
+                         "choose another output")
 
 
 @contextlib.contextmanager
@@ -137,6 +145,7 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     check_input_file(args.config, "configuration file")
     config = load_config(args.config, args.set)
     outdir = Path(args.outdir)
+    _not_the_configuration(outdir, args.config, "--outdir")
     check_output_path(outdir, "--outdir", directory=True)
     from reduced_pde.running.config import sweep_cases
 
@@ -409,9 +418,17 @@ def _cmd_phase_diagram(args: argparse.Namespace) -> None:
         print(line)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``reduced-pde CMD: error: ...; see reduced-pde CMD --help``),
+    exit status 2, like every other refusal."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="reduced-pde", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def quiet(p: argparse.ArgumentParser) -> None:

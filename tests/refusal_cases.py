@@ -272,7 +272,8 @@ def expand(case: Case, tmp: Path) -> list[str]:
     """The command line of ``case`` with its placeholders filled (the small configuration written)."""
     small = _write_small(tmp) if any("{small}" in a for a in case.argv) else tmp / "small.toml"
     names = {"P": ROOT / "configs/mmn18_pde.toml", "Q": ROOT / "configs/mmn18_quick.toml",
-             "R": ROOT / "configs/relu_single_index.toml", "tmp": tmp, "small": small}
+             "R": ROOT / "configs/relu_single_index.toml", "C": ROOT / "configs/chaos_sphere_he4.toml",
+             "tmp": tmp, "small": small}
     return [a.format(**{k: str(v) for k, v in names.items()}) for a in case.argv]
 
 
@@ -297,3 +298,174 @@ def judge(case: Case, status: int | None, stderr: str, before: set[str], after: 
             word.lower() in stderr.lower() for word in case.expect):
         return "unclear"
     return "clean"
+
+
+# ---- issue 12, second round: inputs of the independent checker's kind (not in the table above) ----------
+def _file(name: str, content: str | bytes) -> Callable[[Path], None]:
+    """A setup writing ``content`` to ``tmp/name`` (and the small configuration)."""
+
+    def setup(tmp: Path) -> None:
+        _write_small(tmp)
+        path = tmp / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+    return setup
+
+
+def _huge_config(tmp: Path) -> None:
+    """A 3 MB configuration: 100000 unknown keys in [data]."""
+    _write_small(tmp)
+    (tmp / "huge.toml").write_text("[data]\n" + "".join(f"key{i} = {i}\n" for i in range(100_000)))
+
+
+def _netcdf(tmp: Path) -> None:
+    """A netCDF file (HDF5 underneath, but not a result file of this package)."""
+    import numpy as np
+    import xarray as xr
+
+    _write_small(tmp)
+    xr.Dataset({"risk": ("time", np.zeros(3))}).to_netcdf(tmp / "data.nc", engine="h5netcdf")
+
+
+def _result(tmp: Path) -> None:
+    """A real (small) result file, for commands that expect another kind of file."""
+    from reduced_pde.running.config import load_config
+    from reduced_pde.running.pipeline import run_pde
+    from reduced_pde.running.storage import write_trajectory
+
+    write_trajectory(tmp / "result.h5", run_pde(load_config(_write_small(tmp)), progress=False))
+
+
+def _sweep_file(axes: str) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        _write_small(tmp)
+        (tmp / "sweep.toml").write_text(f'[sweep]\nbase = "small.toml"\ntask = "pde"\n\n[axes]\n{axes}\n')
+
+    return setup
+
+
+def _other_command_checkpoint(tmp: Path) -> None:
+    """A checkpoint written by ``sgd`` where ``pde --resume`` looks for its own."""
+    _make_checkpoint(tmp, "sgd")
+
+
+S = "pde {small} -o {tmp}/out.h5 --check"
+NEW_CASES: list[Case] = [
+    # configuration files: TOML types, structure, encodings, size
+    _c("duplicate table", "pde {tmp}/dup.toml -o {tmp}/out.h5", "dup.toml",
+       setup=_file("dup.toml", "[data]\ndelta = 0.5\n[data]\ndimension = 20\n")),
+    _c("duplicate key", "pde {tmp}/dupkey.toml -o {tmp}/out.h5", "dupkey.toml",
+       setup=_file("dupkey.toml", "[data]\ndelta = 0.5\ndelta = 0.4\n")),
+    _c("byte-order mark", "pde {tmp}/bom.toml -o {tmp}/out.h5", "bom.toml",
+       setup=_file("bom.toml", "\ufeff[data]\ndelta = 0.5\n".encode("utf-8"))),
+    _c("unicode key", "pde {tmp}/uni.toml -o {tmp}/out.h5", "délta",
+       setup=_file("uni.toml", '[data]\n"délta" = 0.5\n')),
+    _c("unicode activation name", "pde {tmp}/uni2.toml -o {tmp}/out.h5", "activation",
+       setup=_file("uni2.toml", '[activation]\nname = "rélu"\n')),
+    _c("string for a number", "pde {tmp}/s.toml -o {tmp}/out.h5", "data.delta",
+       setup=_file("s.toml", '[data]\ndelta = "0.5"\n')),
+    _c("inline table for a number", "pde {tmp}/t.toml -o {tmp}/out.h5", "data.delta",
+       setup=_file("t.toml", "[data]\ndelta = {x = 1}\n")),
+    _c("array of tables", "pde {tmp}/a.toml -o {tmp}/out.h5", "data",
+       setup=_file("a.toml", "[[data]]\ndelta = 0.5\n")),
+    _c("top-level key", "pde {tmp}/top.toml -o {tmp}/out.h5", "delta",
+       setup=_file("top.toml", "delta = 0.5\n")),
+    _c("date for a time", "pde {tmp}/date.toml -o {tmp}/out.h5", "output.t_final",
+       setup=_file("date.toml", "[output]\nt_final = 1979-05-27\n")),
+    _c("sub-table for a key", "pde {tmp}/sub.toml -o {tmp}/out.h5", "output",
+       setup=_file("sub.toml", "[output.t_final]\nx = 1\n")),
+    _c("NUL byte in the file", "pde {tmp}/nul.toml -o {tmp}/out.h5", "nul.toml",
+       setup=_file("nul.toml", b"[data]\ndelta = 0.5\x00\n")),
+    _c("huge configuration", "pde {tmp}/huge.toml -o {tmp}/out.h5", "unknown key", setup=_huge_config),
+    _c("integer beyond 64 bits", f"{S} --set output.n_outputs=99999999999999999999999", "output.n_outputs"),
+    _c("law_times negative", f"{S} --set output.law_times=[-1.0]", "output.law_times"),
+    _c("law_times a number", f"{S} --set output.law_times=3", "output.law_times"),
+    _c("sweep axis empty", f"{S} --set sweep.\"initial.kappa\"=[]", "initial.kappa"),
+    _c("sweep value invalid", "experiment {small} --outdir {tmp}/exp --check --set sweep.\"initial.kappa\"=[0.1,-1]",
+       "initial.kappa"),
+    _c("sweep not a list", f"{S} --set sweep.\"initial.kappa\"=0.3", "initial.kappa"),
+    # values of single keys
+    _c("edges not increasing", "pde {P} -o {tmp}/out.h5 --check --set grid.r={{spacing=\"edges\",edges=[0.0,2.0,1.0]}}",
+       "grid.r"),
+    _c("zero cells", "pde {P} -o {tmp}/out.h5 --check --set grid.r.cells=0", "grid"),
+    _c("grid of an unknown coordinate", "pde {P} -o {tmp}/out.h5 --check --set grid.q={{lower=0.0,upper=1.0,cells=9}}",
+       "grid"),
+    _c("particles [0]", f"{S} --set pde.n_particles=[0]", "pde.n_particles"),
+    _c("sampling unknown", f"{S} --set pde.sampling=\"random\"", "pde.sampling"),
+    _c("ode method unknown", f"{S} --set pde.ode_method=\"euler\"", "pde.ode_method"),
+    _c("rtol 0.5", f"{S} --set pde.rtol=0.5", "pde.rtol"),
+    _c("beta negative", "pde {P} -o {tmp}/out.h5 --check --set noise.beta=-1.0", "noise.beta"),
+    _c("beta a word", "pde {P} -o {tmp}/out.h5 --check --set noise.beta=\"hot\"", "noise.beta"),
+    _c("alpha negative", f"{S} --set schedule.alpha=-1.0", "schedule.alpha"),
+    _c("t0 without decay", f"{S} --set schedule.t0=5.0", "schedule.t0"),
+    _c("spacing unknown", f"{S} --set output.spacing=\"cubic\"", "output.spacing"),
+    _c("t_first 0", f"{S} --set output.t_first=0.0", "output.t_first"),
+    _c("sgd dimension 1", "sgd {small} -o {tmp}/out.h5 --check --set sgd.dimension=1", "sgd.dimension"),
+    _c("sgd dimension a word", "sgd {small} -o {tmp}/out.h5 --check --set sgd.dimension=\"full\"", "sgd.dimension"),
+    _c("precision float16", "sgd {small} -o {tmp}/out.h5 --check --set sgd.precision=\"float16\"", "sgd.precision"),
+    _c("threads 100000", "sgd {small} -o {tmp}/out.h5 --check --set sgd.threads=100000", "sgd.threads"),
+    _c("kappa 1e300", "pde {P} -o {tmp}/out.h5 --set initial.kappa=1e300", "initial.kappa"),
+    _c("second layer 1e300", "sgd {R} -o {tmp}/out.h5 --set data.second_layer=1e300", "data.second_layer"),
+    _c("second layer rate 1e18 (explicit)", "pde {R} -o {tmp}/out.h5 --set network.second_layer_rate=1e18",
+       "network.second_layer_rate"),
+    _c("activation slope on mmn18", "pde {P} -o {tmp}/out.h5 --set activation.slope=2.0", "activation.slope"),
+    _c("he_coefficients a number", "pde {R} -o {tmp}/out.h5 --set activation.name=\"polynomial\" "
+       "--set activation.he_coefficients=3", "activation.he_coefficients"),
+    # chaos
+    _c("chaos widths [0]", "chaos {C} -o {tmp}/c.h5 --check --set chaos.widths=[0]", "chaos.widths"),
+    _c("chaos widths 1e9", "chaos {C} -o {tmp}/c.h5 --check --set chaos.widths=[1000000000]", "chaos.widths"),
+    _c("chaos --widths 0", "chaos {C} -o {tmp}/c.h5 --check --widths 0", "widths"),
+    _c("chaos on the mixture", "chaos {small} -o {tmp}/c.h5 --check", "single_index_sphere"),
+    _c("chaos dt 1e-300", "chaos {C} -o {tmp}/c.h5 --set chaos.dt=1e-300", "chaos.dt"),
+    _c("chaos dt tiny (steps)", "chaos {C} -o {tmp}/c.h5 --set chaos.dt=1e-40", "chaos.dt"),
+    _c("chaos epsilon 0.5", "chaos {C} -o {tmp}/c.h5 --check --set chaos.epsilon=0.5", "chaos.epsilon"),
+    _c("chaos figure in a file", "chaos {C} -o {tmp}/c.h5 --figure {tmp}/afile/f.png", "figure", setup=_a_file),
+    # command lines
+    _c("-o is the configuration", "pde {small} -o {small}", "configuration"),
+    _c("sgd -o is the configuration", "sgd {small} -o {small}", "configuration"),
+    _c("-o without a value", "pde {small} -o", "-o"),
+    _c("no configuration", "pde", "config"),
+    _c("unknown command", "solve {small}", "solve"),
+    _c("--set without a key", "pde {small} -o {tmp}/out.h5 --set =3", "--set"),
+    _c("--set with an empty key", "pde {small} -o {tmp}/out.h5 --set data.=3", "--set"),
+    _c("--set value with '='", f"{S} --set data.delta=0.5=3", "data.delta"),
+    _c("--seed a word", "sgd {small} -o {tmp}/out.h5 --seed one", "seed"),
+    _c("--checkpoint-every -inf", "pde {small} -o {tmp}/out.h5 --checkpoint-every -inf", "checkpoint-every"),
+    _c("experiment --outdir is the configuration", "experiment {small} --outdir {small}", "outdir"),
+    _c("experiment processes negative", "experiment {small} --outdir {tmp}/exp --processes -1", "processes"),
+    _c("checkpoint of another command", "pde {small} -o {tmp}/out.h5 --resume", "checkpoint",
+       setup=_other_command_checkpoint),
+    _c("netCDF as a result file", "plot {tmp}/data.nc -o {tmp}/r.png", "data.nc", setup=_netcdf),
+    _c("netCDF to plateaus", "plateaus {tmp}/data.nc -o {tmp}/p.png", "data.nc", setup=_netcdf),
+    _c("result file as a configuration", "pde {tmp}/result.h5 -o {tmp}/out.h5", "result.h5", setup=_result),
+    _c("result file as a sweep dataset", "phase-diagram {tmp}/result.h5 -o {tmp}/ph.png", "result.h5", setup=_result),
+    _c("phase-diagram missing dataset", "phase-diagram {tmp}/none.nc -o {tmp}/ph.png", "none.nc"),
+    _c("empty result file", "plot {tmp}/empty.h5 -o {tmp}/r.png", "empty.h5", setup=_file("empty.h5", b"")),
+    _c("plot -o a directory", "plot {tmp}/result.h5 -o {tmp}", "output", setup=_result),
+    _c("law times negative", "law {tmp}/result.h5 --times -1 -o {tmp}/l.png", "times", setup=_result),
+    _c("law without a PDE file", "law {tmp}/result.h5 {tmp}/result.h5 --times 0 -o {tmp}/l.png", "PDE",
+       setup=_result),
+    _c("plateaus max degree negative", "plateaus {tmp}/result.h5 --max-degree -1", "max-degree", setup=_result),
+    _c("plateaus smoothing negative", "plateaus {tmp}/result.h5 --smoothing -1", "smoothing", setup=_result),
+    _c("plateaus --compare with one file", "plateaus --compare {tmp}/result.h5 -o {tmp}/p.png", "compare",
+       setup=_result),
+    _c("gibbs betas nan", "gibbs {P} -o {tmp}/g.h5 --betas nan", "betas"),
+    _c("gibbs betas inf", "gibbs {P} -o {tmp}/g.h5 --betas inf", "betas"),
+    _c("escape-times k 1", "escape-times -k 1 -d 10 -o {tmp}/e.h5", "degree"),
+    _c("escape-times d 2", "escape-times -k 3 -d 2 -o {tmp}/e.h5", "dimensions"),
+    _c("escape-times particles 5", "escape-times -k 3 -d 10 --particles 5 -o {tmp}/e.h5", "particles"),
+    _c("escape-times rtol 0", "escape-times -k 3 -d 10 --rtol 0 -o {tmp}/e.h5", "rtol"),
+    _c("escape-times level nan", "escape-times -k 3 -d 10 --level nan -o {tmp}/e.h5", "level"),
+    # sweep files
+    _c("sweep axis over an unknown key", "sweep {tmp}/sweep.toml --outdir {tmp}/sw", "initial.kapa",
+       setup=_sweep_file('"initial.kapa" = [0.1, 0.2]')),
+    _c("sweep empty axis", "sweep {tmp}/sweep.toml --outdir {tmp}/sw", "initial.kappa",
+       setup=_sweep_file('"initial.kappa" = []')),
+    _c("sweep file missing", "sweep {tmp}/none.toml --outdir {tmp}/sw", "none.toml"),
+    _c("sweep workers 0", "sweep {tmp}/sweep.toml --outdir {tmp}/sw --workers 0", "workers",
+       setup=_sweep_file('"initial.kappa" = [0.1, 0.2]')),
+]
+CASES += NEW_CASES
