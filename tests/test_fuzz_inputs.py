@@ -211,7 +211,7 @@ def test_lock_refuses_second_run_and_removes_stale_temporary_files(tmp_path: Pat
     output = tmp_path / "out.h5"
     stale = tmp_path / ".out.h5.checkpoint.abc123.tmp"  # what a kill -9 during a write leaves
     stale.write_bytes(b"partial")
-    with OutputLock(output):
+    with pytest.warns(UserWarning, match="removed 1 temporary file"), OutputLock(output):
         assert not stale.exists()
         with pytest.raises(ValueError, match="another run is writing it"):
             OutputLock(output).acquire()

@@ -538,5 +538,5 @@ def open_dataset(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"sweep dataset {str(path)!r} does not exist")
-    with xr.open_dataset(path, engine="h5netcdf") as dataset:
+    with xr.open_dataset(path, engine="h5netcdf", phony_dims="sort") as dataset:
         return dataset.load()
