@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from reduced_pde.running.config import load_config
+from reduced_pde.running.config import MAX_SEED, load_config
 from reduced_pde.running.resources import check_resources
 from reduced_pde.running.pipeline import (
     checkpoint_path,
@@ -83,7 +83,7 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
     if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
                          "the grid of pde.solver = 'finite_volume'")
-    check_output_path(output)
+    check_output_path(getattr(args, "output", output))  # as typed: a trailing "/" names a folder
     _not_the_configuration(output, args.config, "-o/--output")
     needs = check_resources(config, (command,), allow_large=args.allow_large, output=output)
     if args.check:
@@ -126,8 +126,8 @@ def _cmd_pde(args: argparse.Namespace) -> None:
 
 def _cmd_sgd(args: argparse.Namespace) -> None:
     output = Path(args.output)
-    if args.seed is not None and args.seed < 0:
-        raise ValueError(f"--seed = {args.seed} must be an integer >= 0")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed = {args.seed} must be an integer in [0, 2**63 - 1]")
     config = _prepare_run(args, "sgd", output)
     if not config:  # --check
         return

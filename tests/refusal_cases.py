@@ -134,6 +134,12 @@ def _small_only(tmp: Path) -> None:
     _write_small(tmp)
 
 
+def _a_pipe(tmp: Path) -> None:
+    """A named pipe as the output (stands for /dev/null, which a test must not risk replacing)."""
+    _write_small(tmp)
+    os.mkfifo(tmp / "pipe")
+
+
 HELD_LOCKS: list[int] = []
 
 
@@ -247,6 +253,11 @@ CASES: list[Case] = [
     _c("unknown activation", f"pde {{P}} {O} --set activation.name=\"swish\"", "activation"),
     _c("seeds negative", f"sgd {{Q}} {O} --set sgd.seeds=[-1]", "sgd.seeds"),
     _c("--seed negative", f"sgd {{small}} {O} --seed -3", "seed"),
+    _c("--seed past 64 bits", f"sgd {{small}} {O} --seed 99999999999999999999", "seed", setup=_small_only),
+    _c("output a named pipe (like /dev/null)", "pde {small} -o {tmp}/pipe", "output", "regular file",
+       setup=_a_pipe),
+    _c("output ending with a separator", "pde {small} -o {tmp}/newdir/", "output", "separator",
+       setup=_small_only),
     _c("batch 0", f"sgd {{Q}} {O} --set sgd.batch_size=0", "sgd.batch_size"),
     _c("rtol tiny", f"pde {{Q}} {O} --set pde.rtol=1e-20", "pde.rtol"),
     _c("--checkpoint-every nan", f"pde {{small}} {O} --checkpoint-every nan", "checkpoint-every"),

@@ -110,10 +110,14 @@ def _law_times(field: str, value: Any) -> list[float]:
     return [float(t) for t in value]
 
 
+#: the largest seed: results store seeds as 64-bit integers (HDF5 attributes, numpy int64)
+MAX_SEED = 2**63 - 1
+
+
 def _seeds(field: str, value: Any) -> list[int]:
-    if not (isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                      for s in value)):
-        raise ValueError(f"{field} = {value!r} must be a non-empty list of integers >= 0")
+    if not (isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool)
+                                                      and 0 <= s <= MAX_SEED for s in value)):
+        raise ValueError(f"{field} = {value!r} must be a non-empty list of integers in [0, 2**63 - 1]")
     return list(value)
 
 

@@ -221,12 +221,20 @@ def check_output_path(path: str | Path, what: str = "output", *, directory: bool
     not a directory (a file) / not a file (a folder), its nearest existing ancestor is a folder, and a
     probe file can be created there (which also catches read-only file systems, even for root).
     Creates nothing that stays; ValueError naming ``what`` and the path otherwise."""
+    text = os.fspath(path)
     path = Path(path)
     if directory:
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{what} {str(path)!r} exists and is not a directory")
+            raise ValueError(f"{what} {text!r} exists and is not a directory")
     elif path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a directory; give a file name")
+        raise ValueError(f"{what} {text!r} is a directory; give a file name")
+    elif text.endswith(("/", os.sep)):
+        raise ValueError(f"{what} {text!r} ends with a separator, so it names a folder; give a file name")
+    elif path.exists() and not path.is_file():
+        # results are written to a temporary file renamed over the output: that would replace a device
+        # (/dev/null), a pipe or a socket by a regular file
+        raise ValueError(f"{what} {text!r} exists and is not a regular file (a device, pipe or socket); "
+                         "give a file name")
     ancestor = path if directory and path.is_dir() else path.parent
     while not ancestor.exists():
         if ancestor.parent == ancestor:
