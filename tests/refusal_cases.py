@@ -256,6 +256,7 @@ CASES: list[Case] = [
     _c("--seed past 64 bits", f"sgd {{small}} {O} --seed 99999999999999999999", "seed", setup=_small_only),
     _c("output a named pipe (like /dev/null)", "pde {small} -o {tmp}/pipe", "output", "regular file",
        setup=_a_pipe),
+    _c("phase-diagram on a configuration file", "phase-diagram {P} -o {tmp}/pd.png", "sweep dataset", "netCDF"),
     _c("output ending with a separator", "pde {small} -o {tmp}/newdir/", "output", "separator",
        setup=_small_only),
     _c("batch 0", f"sgd {{Q}} {O} --set sgd.batch_size=0", "sgd.batch_size"),

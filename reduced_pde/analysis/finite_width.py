@@ -154,7 +154,8 @@ class SphereHermiteModel:
                        CIRCLE)
         if not getattr(problem, "sphere", False) or getattr(problem, "train_second_layer", True):
             raise ValueError("finite-width runs need data.model = 'single_index_sphere' with "
-                             "network.train_second_layer = false (neurons on the sphere, fixed a)")
+                             "network.train_second_layer = false (neurons on the sphere, fixed a), or "
+                             "data.model = 'circle_sphere'")
         degree = getattr(problem.activation, "polynomial_degree", None)
         if degree is None:
             raise ValueError(f"activation {problem.activation.config()!r} must be a polynomial (he<k> or "

@@ -535,8 +535,13 @@ def open_dataset(path: str | Path) -> Any:
     """A sweep dataset written by :func:`write_dataset`, loaded into memory."""
     import xarray as xr
 
+    import h5py
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"sweep dataset {str(path)!r} does not exist")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"sweep dataset {str(path)!r} is not a netCDF-4/HDF5 file (the sweep.nc that "
+                         "`reduced-pde sweep` writes)")
     with xr.open_dataset(path, engine="h5netcdf", phony_dims="sort") as dataset:
         return dataset.load()
