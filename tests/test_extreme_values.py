@@ -47,6 +47,7 @@ BASES = {
     "single_index_sphere": [("pde", "bmz_plateaus"), ("sgd", "sphere_he2_noise"), ("chaos", "chaos_sphere_he4")],
     "multi_index": [("pde", "multi_index"), ("sgd", "multi_index")],
     "anisotropic_gaussian_mixture": [("pde", "anisotropic_mixture"), ("sgd", "anisotropic_mixture")],
+    "circle_sphere": [("pde", "chaos_sphere_circle"), ("chaos", "chaos_sphere_circle")],
 }
 #: the values: TOML text of --set
 VALUES = ["1e300", "-1e300", "1e-300", "0", "-1", str(2**63), "nan", "inf", '"x"', "true", "[1]", "{}"]
@@ -151,7 +152,7 @@ def _walk(model_name: str, pairs: list[tuple[str, str]], tmp_path: Path, tables:
                     failures.append(f"{command} {base_name} {field}={value}: {problem}")
                 counts["refused" if status == 2 else "valid"] += 1
     assert not failures, "\n".join(failures[:40]) + f"\n({len(failures)} failures)"
-    assert counts["refused"] > 3 * counts["valid"], counts  # the walk reached the checks
+    assert counts["refused"] >= 3 * counts["valid"], counts  # the walk reached the checks (one key: 9 of 12)
 
 
 #: the tables every model shares (config.RUN_SCHEMA): walked once per command, on the cheapest base

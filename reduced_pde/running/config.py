@@ -426,10 +426,12 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
         pde_solver_name(config, problem)  # noise / implicit stepping need a one-coordinate reduction
         grid_table(config, problem)  # builds the axes: every coordinate has one, no stray table
         if config["grid"]["adapt"] != "none" and (uses_fokker_planck(config) or len(problem.coordinate_names) > 1):
+            reason = (f"noise.beta = {config['noise']['beta']!r}, noise.weight_decay = "
+                      f"{config['noise']['weight_decay']!r}, pde.time_stepping = "
+                      f"{config['pde'].get('time_stepping', 'auto')!r} (noise, weight decay or implicit stepping)"
+                      if uses_fokker_planck(config) else f"coordinates {list(problem.coordinate_names)}")
             raise ValueError(f"grid.adapt = {config['grid']['adapt']!r} applies to the noiseless explicit finite "
-                             f"volumes of a one-coordinate problem (this run: coordinates "
-                             f"{list(problem.coordinate_names)}, noise/implicit: {uses_fokker_planck(config)}); "
-                             "use grid.adapt = 'none'")
+                             f"volumes of a one-coordinate problem; this run has {reason}: use grid.adapt = 'none'")
     elif any(name != "cells" and name not in GRID_ADAPT for name in config["grid"]) or \
             set(raw.get("grid", {})) & {"cells", *GRID_ADAPT}:
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")
