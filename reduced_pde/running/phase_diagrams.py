@@ -122,16 +122,10 @@ def sgd_comparison(pde: Any, sgd: Any, level: float) -> list[dict[str, Any]]:
 
 def _plateau_options(dataset: Any) -> dict[str, Any]:
     """The detection options a plateaus sweep stored as ``plateaus.<name>`` attributes."""
-    import json
+    from reduced_pde.running.storage import _decode
 
-    options = {}
-    for key, value in dataset.attrs.items():
-        if key.startswith("plateaus."):
-            if isinstance(value, str) and value.startswith("json:"):
-                value = json.loads(value[5:])
-            elif isinstance(value, np.generic):
-                value = value.item()
-            options[key[len("plateaus."):]] = value
+    options = {key[len("plateaus."):]: _decode(value) for key, value in dataset.attrs.items()
+               if key.startswith("plateaus.")}
     options.pop("max_degree", None)  # matching to theory levels: not a detection option
     return options
 
@@ -178,15 +172,25 @@ def sgd_plateaus(pde: Any, sgd: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _near_level(height: Any, level: float) -> Any:
+    """Whether a plateau of ``height`` is the plateau at ``level`` (within a factor 1.25)."""
+    return np.abs(np.log(height / level)) <= math.log(1.25)
+
+
+def _still_on(exit_time: Any, horizon: float) -> Any:
+    """Whether a plateau's exit is the end of the curve (still on it at the horizon)."""
+    return exit_time >= horizon * (1 - 1e-9)
+
+
 def _seed_exits(row: dict[str, Any], level: float) -> tuple[np.ndarray, int]:
     """Exit times, over the seeds of an SGD row, of the plateau within a factor 1.25 of ``level``
     (seeds still on it at the horizon are counted apart), and the number of seeds that found it."""
     exits, open_ended = [], 0
     for plateaus in row["seeds"]:
-        near = [p for p in plateaus if abs(math.log(p.height / level)) <= math.log(1.25)]
+        near = [p for p in plateaus if _near_level(p.height, level)]
         if not near:
             continue
-        if near[0].exit_time is None or near[0].exit_time >= row["horizon"] * (1 - 1e-9):
+        if near[0].exit_time is None or _still_on(near[0].exit_time, row["horizon"]):
             open_ended += 1
         else:
             exits.append(near[0].exit_time)
@@ -323,10 +327,10 @@ def _plateau_figure(dataset: Any, sgd: Any | None, output: Path, title: str | No
             y = np.full(x.shape, np.nan)
             open_end = np.zeros(x.shape, dtype=bool)
             for j in range(x.size):
-                near = np.flatnonzero(np.abs(np.log(heights[i, j] / level)) <= np.log(1.25))
+                near = np.flatnonzero(_near_level(heights[i, j], level))
                 if near.size:
                     y[j] = exits[i, j, near[0]]
-                    open_end[j] = y[j] >= horizon * (1 - 1e-9)
+                    open_end[j] = _still_on(y[j], horizon)
             closed = np.where(open_end, np.nan, y)
             ax.plot(x, closed, "o-", color=colours[i], label=f"{_label(first).split(' ')[0]} = {value:g}")
             if open_end.any():
@@ -357,7 +361,7 @@ def _plateau_figure(dataset: Any, sgd: Any | None, output: Path, title: str | No
     for i, a in enumerate(dataset[first].values):
         for j, b in enumerate(dataset[second].values):
             found = [f"{heights[i, j, k]:.4g} [{entries[i, j, k]:.3g}, "
-                     + (f"> T]" if exits[i, j, k] >= horizon * (1 - 1e-9) else f"{exits[i, j, k]:.3g}]")
+                     + (f"> T]" if _still_on(exits[i, j, k], horizon) else f"{exits[i, j, k]:.3g}]")
                      for k in range(exits.shape[-1]) if np.isfinite(heights[i, j, k])]
             status = "" if int(dataset.status.values[i, j]) == 1 else "  (not finished)"
             lines.append(f"{a!s:>26} {b!s:>14}  " + "; ".join(found) + status)
