@@ -403,10 +403,18 @@ def _cmd_chaos(args: argparse.Namespace) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from reduced_pde.running.sweeps import run_sweep
+    from reduced_pde.running.sweeps import check_sweep_resources, load_sweep, run_sweep, sweep_tasks
 
+    if args.check:
+        check_input_file(args.sweep, "sweep file")
+        spec = load_sweep(args.sweep)
+        tasks = sweep_tasks(spec, args.outdir or Path("results") / "sweeps" / spec.name)
+        memory = max((d.amount for d in check_sweep_resources(tasks, allow_large=args.allow_large)
+                      if d.kind == "memory"), default=0.0) / 2**30
+        print(f"{args.sweep}: valid; {len(tasks)} task(s) ({spec.kind}); largest task memory {memory:.3g} GiB")
+        return
     report = run_sweep(args.sweep, args.outdir, scheduler=args.scheduler, workers=args.workers,
-                       progress=not args.quiet)
+                       progress=not args.quiet, allow_large=args.allow_large)
     if report.failed:
         raise SystemExit(1)
 
@@ -533,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="an existing Dask scheduler (tcp://host:port or a scheduler file); default: a LocalCluster")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the CPU count)")
+    p.add_argument("--allow-large", action="store_true",
+                   help="run tasks beyond the default limits (memory > 4 GiB, > 1e9 SGD steps, ...)")
+    p.add_argument("--check", action="store_true",
+                   help="only validate every point and its resources; run nothing")
     quiet(p)
     p.set_defaults(func=_cmd_sweep)
 

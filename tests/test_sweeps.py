@@ -237,3 +237,22 @@ def test_sweep_killed_halfway_resumes_without_rerunning_finished_tasks(tmp_path)
     report = run_sweep(sweep, outdir, workers=2, processes=False, progress=False, log=lambda line: None)
     assert set(report.skipped) == finished and set(report.ran) == {t.hash for t in tasks} - finished
     assert open_dataset(outdir / "sweep.nc").status.values.all()
+
+
+def test_resources_of_every_point_are_checked_before_the_sweep_runs(tmp_path, capsys):
+    """A point beyond the soft limits (here 1e7 particles at d = ∞: ~4.9 GiB, more than the 4 GiB limit and
+    less than this machine's memory) refuses the whole sweep before Dask starts, naming the point and
+    --allow-large; with --allow-large, --check admits it; --check runs nothing."""
+    path = _sweep_file(tmp_path, SWEEP.replace('"data.delta" = {start = 0.3, stop = 0.6, num = 2}',
+                                               '"pde.n_particles" = [1, 10000000]'))
+    outdir = tmp_path / "out"
+    began = time.perf_counter()
+    assert main(["sweep", str(path), "--outdir", str(outdir), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "pde.n_particles = 10000000" in error and "--allow-large" in error, error
+    assert not outdir.exists() and time.perf_counter() - began < 30  # refused before any task or cluster
+    assert main(["sweep", str(path), "--outdir", str(outdir), "--check"]) == 2
+    assert "pde.n_particles = 10000000" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--outdir", str(outdir), "--check", "--allow-large"]) == 0
+    out = capsys.readouterr().out
+    assert "valid; 4 task(s) (pde)" in out and not outdir.exists(), out

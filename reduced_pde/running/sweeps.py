@@ -61,7 +61,8 @@ import numpy as np
 from reduced_pde.running.config import apply_overrides, flatten, output_times, parse_config
 
 __all__ = ["TASK_KINDS", "SweepSpec", "Task", "SweepReport", "load_sweep", "sweep_tasks", "task_hash",
-           "execute_task", "dask_client", "run_tasks", "run_sweep", "gather_sweep", "write_dataset"]
+           "execute_task", "dask_client", "run_tasks", "run_sweep", "check_sweep_resources", "gather_sweep",
+           "write_dataset"]
 
 TASK_KINDS = ("pde", "sgd", "plateaus")
 #: options of :func:`~reduced_pde.running.pipeline.plateau_report` a sweep file may set
@@ -263,9 +264,10 @@ def _finished(task: Task) -> bool:
         return False
 
 
-def execute_task(task: Task) -> dict[str, Any]:
+def execute_task(task: Task, allow_large: bool = False) -> dict[str, Any]:
     """Run one task (on a worker) and write its file atomically: the trajectory and, for a plateau task,
     the plateaus of its risk curve (group ``plateaus``: height, entry_time, exit_time, drop_time).
+    ``allow_large``: the run's resource check admits jobs beyond the soft limits (as ``--allow-large``).
     Returns ``{"hash", "wall_time", "final_risk"}``."""
     import h5py
 
@@ -277,9 +279,10 @@ def execute_task(task: Task) -> dict[str, Any]:
     checkpoint = checkpoint_path(path)
     if task.kind == "sgd":
         trajectory = run_sgd_seed(task.config, int(task.seed), checkpoint=checkpoint, resume=checkpoint.exists(),
-                                  progress=False)
+                                  progress=False, allow_large=allow_large)
     else:
-        trajectory = run_pde(task.config, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False)
+        trajectory = run_pde(task.config, checkpoint=checkpoint, resume=checkpoint.exists(), progress=False,
+                             allow_large=allow_large)
     def write(temporary: str) -> None:
         write_trajectory(temporary, trajectory)
         with h5py.File(temporary, "a") as file:
@@ -343,7 +346,7 @@ def _record_failure(task: Task, error: BaseException, tb: Any) -> str:
 
 
 def run_tasks(client: Any, tasks: Sequence[Task], *, progress: bool = True,
-              log: Callable[[str], None] = print) -> SweepReport:
+              log: Callable[[str], None] = print, allow_large: bool = False) -> SweepReport:
     """Submit the unfinished ``tasks`` to ``client`` and wait for all of them; a failure is recorded
     (``<hash>.failed.txt``) and reported, the other tasks go on."""
     from dask.distributed import as_completed
@@ -363,7 +366,7 @@ def run_tasks(client: Any, tasks: Sequence[Task], *, progress: bool = True,
     futures = []
     for task in todo_tasks:
         Path(task.path).with_suffix(".failed.txt").unlink(missing_ok=True)
-        future = client.submit(execute_task, task, key=f"{task.kind}-{task.hash}", pure=False)
+        future = client.submit(execute_task, task, allow_large, key=f"{task.kind}-{task.hash}", pure=False)
         by_key[future.key] = task
         futures.append(future)
     bar = None
@@ -392,17 +395,37 @@ def run_tasks(client: Any, tasks: Sequence[Task], *, progress: bool = True,
     return report
 
 
+def check_sweep_resources(tasks: Sequence[Task], *, allow_large: bool = False) -> list[Any]:
+    """The resource check of every task (:func:`~reduced_pde.running.resources.check_resources` for its
+    command: ``pde`` for pde and plateaus tasks, ``sgd`` for SGD seeds), before anything runs: a point
+    beyond the machine (or, unless ``allow_large``, beyond the soft limits) refuses the whole sweep with
+    a ValueError naming the point.  Returns the demands of all tasks."""
+    from reduced_pde.running.resources import check_resources
+
+    demands: list[Any] = []
+    for task in tasks:
+        try:
+            demands += check_resources(task.config, ("sgd",) if task.kind == "sgd" else ("pde",),
+                                       allow_large=allow_large)
+        except ValueError as error:
+            point = ", ".join(f"{k} = {v!r}" for k, v in task.coordinates.items())
+            raise ValueError(f"sweep point ({point}): {error}") from None
+    return demands
+
+
 def run_sweep(path: str | Path, outdir: str | Path | None = None, *, scheduler: str | None = None,
               workers: int | None = None, processes: bool = True, progress: bool = True,
-              log: Callable[[str], None] = print) -> SweepReport:
+              log: Callable[[str], None] = print, allow_large: bool = False) -> SweepReport:
     """Run the sweep file ``path`` (default OUTDIR: ``results/sweeps/<name>``) on Dask and gather
-    its dataset into ``OUTDIR/sweep.nc``; see the module docstring."""
+    its dataset into ``OUTDIR/sweep.nc``; see the module docstring.  Every point's resources are
+    checked first (:func:`check_sweep_resources`; ``allow_large`` as ``--allow-large``)."""
     spec = load_sweep(path)
     outdir = Path(outdir) if outdir is not None else Path("results") / "sweeps" / spec.name
     tasks = sweep_tasks(spec, outdir)
+    check_sweep_resources(tasks, allow_large=allow_large)
     began = time.perf_counter()
     with dask_client(scheduler, workers, processes=processes) as client:
-        report = run_tasks(client, tasks, progress=progress, log=log)
+        report = run_tasks(client, tasks, progress=progress, log=log, allow_large=allow_large)
     report.wall_time = time.perf_counter() - began
     report.dataset_path = write_dataset(gather_sweep(spec, tasks), outdir / "sweep.nc")
     log(f"ran {len(report.ran)}, skipped {len(report.skipped)} finished, {len(report.failed)} failed "
