@@ -75,11 +75,10 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
     check_input_file(args.config, "configuration file")
     check_number("--checkpoint-every", getattr(args, "checkpoint_every", 0.0), 0.0, math.inf)
     config = load_config(args.config, args.set)
-    if command == "chaos":  # the model the finite-width flows need (single_index_sphere, polynomial σ)
-        from reduced_pde.analysis.finite_width import SphereHermiteModel
-        from reduced_pde.running.config import build_problem
+    if command == "chaos":  # the problem's finite-width runs (its hook), the [chaos] keys they read
+        from reduced_pde.running.chaos import chaos_hook
 
-        SphereHermiteModel.from_problem(build_problem(config))
+        chaos_hook(config)
     if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
                          "the grid of pde.solver = 'finite_volume'")
@@ -476,8 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=2, help="parallel SGD runs (default 2)")
     p.set_defaults(func=_cmd_experiment)
 
+    from reduced_pde.models import get_model, model_names
+
+    having = ", ".join(name for name in model_names() if get_model(name).chaos)
     p = sub.add_parser("chaos", help="finite width: m-neuron networks against their mean-field twins, "
-                                     "and the 1/m prediction (single_index_sphere, polynomial σ)")
+                                     f"and the 1/m prediction (data.model = {having})")
     common(p)
     p.add_argument("-o", "--output", default="chaos.h5")
     p.add_argument("--widths", type=int, nargs="+", default=None, help="widths m (default: chaos.widths)")

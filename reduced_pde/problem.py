@@ -38,7 +38,12 @@ from numba import types
 from reduced_pde.hermite_structure import HermiteStructure
 from reduced_pde.initial_laws import InitialLaw
 
-__all__ = ["CompiledDrift", "DRIFT_SIGNATURE", "ENERGY_SIGNATURE", "LowRankKernel", "ReducedProblem", "NoInteraction"]
+__all__ = ["CompiledDrift", "DRIFT_SIGNATURE", "ENERGY_SIGNATURE", "LowRankKernel", "ReducedProblem", "NoInteraction",
+           "NoFiniteWidth"]
+
+
+class NoFiniteWidth(ValueError):
+    """Raised by :meth:`ReducedProblem.finite_width` for a problem without finite-width runs."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,16 @@ class ReducedProblem(ABC):
         problem without that structure (e.g. the isotropic mixture of MMN18).  The plateau theory
         levels and Hermite order parameters read the problem through this method only."""
         return None
+
+    # ---- finite width (read by reduced_pde.analysis.finite_width*, ``reduced-pde chaos``) ---------------
+    def finite_width(self) -> Any:
+        """The finite-width runs of this problem: a
+        :class:`~reduced_pde.analysis.finite_width.FiniteWidth` (the coupled m-neuron flows against
+        their mean-field twins, the 1/m prediction, the ``[chaos]`` keys they read, what they cost).
+        A problem that has them overrides this (and raises ValueError naming the field when its
+        configuration cannot run, e.g. a trained second layer); the default raises
+        :class:`NoFiniteWidth`."""
+        raise NoFiniteWidth(f"{type(self).__name__} has no finite-width runs")
 
     # ---- derived quantities (shared by all problems) -------------------------------------------
     def potential(self, points: np.ndarray, masses: np.ndarray) -> np.ndarray:

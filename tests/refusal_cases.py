@@ -430,7 +430,10 @@ NEW_CASES: list[Case] = [
     _c("chaos widths [0]", "chaos {C} -o {tmp}/c.h5 --check --set chaos.widths=[0]", "chaos.widths"),
     _c("chaos widths 1e9", "chaos {C} -o {tmp}/c.h5 --check --set chaos.widths=[1000000000]", "chaos.widths"),
     _c("chaos --widths 0", "chaos {C} -o {tmp}/c.h5 --check --widths 0", "widths"),
-    _c("chaos on the mixture", "chaos {small} -o {tmp}/c.h5 --check", "single_index_sphere"),
+    _c("chaos without finite-width runs", "chaos {small} -o {tmp}/c.h5 --check --set "
+       "data.model=anisotropic_gaussian_mixture", "data.model", "isotropic_gaussian_mixture"),
+    _c("chaos key of another model", "chaos {small} -o {tmp}/c.h5 --check --set chaos.s_nodes=8", "chaos.s_nodes"),
+    _c("chaos with noise", "chaos {small} -o {tmp}/c.h5 --check --set noise.beta=10.0", "noise.beta"),
     _c("chaos dt 1e-300", "chaos {C} -o {tmp}/c.h5 --set chaos.dt=1e-300", "chaos.dt"),
     _c("chaos dt tiny (steps)", "chaos {C} -o {tmp}/c.h5 --set chaos.dt=1e-40", "chaos.dt"),
     _c("chaos epsilon 0.5", "chaos {C} -o {tmp}/c.h5 --check --set chaos.epsilon=0.5", "chaos.epsilon"),

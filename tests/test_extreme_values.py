@@ -42,7 +42,7 @@ CONFIGS = ROOT / "configs"
 #: characteristics), sgd, gibbs, chaos and experiment
 BASES = {
     "isotropic_gaussian_mixture": [("pde", "mmn18_pde"), ("pde", "mmn18_quick"), ("sgd", "mmn18_quick"),
-                                   ("gibbs", "mmn18_noise"), ("experiment", "mmn18_quick")],
+                                   ("gibbs", "mmn18_noise"), ("experiment", "mmn18_quick"), ("chaos", "chaos_mmn18")],
     "single_index": [("pde", "relu_single_index"), ("sgd", "relu_single_index")],
     "single_index_sphere": [("pde", "bmz_plateaus"), ("sgd", "sphere_he2_noise"), ("chaos", "chaos_sphere_he4")],
     "multi_index": [("pde", "multi_index"), ("sgd", "multi_index")],

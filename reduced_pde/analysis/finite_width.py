@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from numba import njit
@@ -59,11 +59,12 @@ from scipy import stats
 from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.hermite import cosine_moments
-from reduced_pde.models.circle_sphere import CircleSphereProblem
+from reduced_pde.problem import NoFiniteWidth, ReducedProblem
 
 __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPrediction",
            "coupled_runs", "predict_fluctuations", "sphere_quadrature", "circle_quadrature", "time_steps",
-           "IndexGeometry", "SINGLE_INDEX", "CIRCLE"]
+           "IndexGeometry", "SINGLE_INDEX", "CIRCLE", "FiniteWidth", "SphereFiniteWidth", "finite_width_of",
+           "COMMON_CHAOS_KEYS"]
 
 Schedule = Callable[[float], float]
 
@@ -146,28 +147,14 @@ class SphereHermiteModel:
 
     @classmethod
     def from_problem(cls, problem: Any) -> "SphereHermiteModel":
-        """From a :class:`~reduced_pde.models.single_index.SingleIndexProblem` on the sphere with a
-        fixed second layer and a polynomial activation (the only case with an exact finite kernel), or
-        a :class:`~reduced_pde.models.circle_sphere.CircleSphereProblem` (the Circle target)."""
-        if isinstance(problem, CircleSphereProblem):
-            return cls(int(problem.dimension), problem.kernel, problem.potential, problem.target_second_moment,
-                       CIRCLE)
-        if not getattr(problem, "sphere", False) or getattr(problem, "train_second_layer", True):
-            raise ValueError("finite-width runs need data.model = 'single_index_sphere' with "
-                             "network.train_second_layer = false (neurons on the sphere, fixed a), or "
-                             "data.model = 'circle_sphere'")
-        degree = getattr(problem.activation, "polynomial_degree", None)
-        if degree is None:
-            raise ValueError(f"activation {problem.activation.config()!r} must be a polynomial (he<k> or "
-                             "he_coefficients): the Gram-block kernel is exact only for polynomial σ")
-        if math.isinf(problem.dimension):
-            raise ValueError("data.dimension = inf is not allowed for finite-width runs (an integer >= 3 is)")
-        a = float(problem.second_layer)
-        alpha = np.asarray(problem.activation.hermite_coefficients(np.array(1.0), degree), dtype=float)
-        alpha[np.abs(alpha) < 1e-12 * np.max(np.abs(alpha))] = 0.0  # quadrature round-off of exact zeros
-        phi_hat = np.asarray(problem.target.coefficients(degree), dtype=float)
-        return cls(int(problem.dimension), a * a * alpha ** 2, -a * phi_hat * alpha,
-                   float(problem.target_second_moment))
+        """The model of a problem whose finite-width runs are on the sphere (its
+        :meth:`~reduced_pde.problem.ReducedProblem.finite_width` hook: the single-index sphere problem
+        with a fixed second layer and a polynomial activation, the Circle)."""
+        hook = finite_width_of(problem)
+        if not isinstance(hook, SphereFiniteWidth):
+            raise ValueError(f"problem = {type(problem).__name__}: its finite-width runs are not on the sphere "
+                             "(data.model = 'single_index_sphere' or 'circle_sphere' are)")
+        return hook.model
 
     @property
     def degree(self) -> int:
@@ -823,3 +810,104 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
     config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, "rule": rule,
               **({"angle_nodes": angle_nodes} if geometry is CIRCLE else {}), **model.config()}
     return FluctuationPrediction(times, e, c, risk0, config)
+
+
+# --------------------------------------------------------------------------------------------
+# The hook: what ``reduced-pde chaos`` runs for a problem (ReducedProblem.finite_width)
+# --------------------------------------------------------------------------------------------
+
+#: the ``[chaos]`` keys every problem's finite-width runs read (the rest belong to one kind of run)
+COMMON_CHAOS_KEYS = frozenset({"widths", "seeds", "dt", "nodes", "predict", "atoms", "predict_until", "epsilon"})
+
+#: one resource a run needs, as :class:`reduced_pde.running.resources.Demand` takes it:
+#: (kind, amount, field, what) — kind "memory" (bytes), "chaos_steps" or "chaos_work"
+Cost = tuple[str, float, str, str]
+
+
+def finite_width_of(problem: Any) -> "FiniteWidth":
+    """``problem.finite_width()`` for a :class:`~reduced_pde.problem.ReducedProblem` (ValueError otherwise,
+    :class:`~reduced_pde.problem.NoFiniteWidth` when the problem has no finite-width runs)."""
+    if not isinstance(problem, ReducedProblem):
+        raise ValueError(f"problem = {type(problem).__name__} is not a ReducedProblem: finite-width runs need a "
+                         "reduced problem (e.g. data.model = 'single_index_sphere', 'circle_sphere' or "
+                         "'isotropic_gaussian_mixture')")
+    return problem.finite_width()
+
+
+class FiniteWidth(ABC):
+    """A problem's finite-width runs, returned by its
+    :meth:`~reduced_pde.problem.ReducedProblem.finite_width` (``reduced-pde chaos`` reads nothing else):
+    the coupled m-neuron flows against their mean-field twins (:class:`CoupledRuns`), the 1/m
+    prediction (:class:`FluctuationPrediction`), the ``[chaos]`` keys they read and what they cost.
+    ``chaos`` is a validated ``[chaos]`` table (input form), ``times`` the output times (from 0)."""
+
+    #: the ``[chaos]`` keys these runs read; any other key must keep its default (else refused)
+    chaos_keys: frozenset[str] = COMMON_CHAOS_KEYS
+
+    def check(self, chaos: Mapping[str, Any]) -> None:
+        """Refuse (ValueError naming the field) ``[chaos]`` values these runs cannot take; default none."""
+
+    @abstractmethod
+    def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
+                     progress: Callable[[str], None] | None = None) -> CoupledRuns:
+        """The m-neuron flows of ``chaos.widths`` × ``chaos.seeds`` (seeds batched) and their twins."""
+
+    @abstractmethod
+    def predict(self, times: np.ndarray, chaos: Mapping[str, Any],
+                schedule: Schedule | None = None) -> FluctuationPrediction:
+        """e(t), c(t) and L(ν_t) at ``times``."""
+
+    @abstractmethod
+    def costs(self, chaos: Mapping[str, Any], times: np.ndarray) -> list[Cost]:
+        """Memory (bytes), RK4 steps and multiply-adds of :meth:`coupled_runs` and :meth:`predict`."""
+
+
+#: rank bound of the low-rank features of the sphere's chaos flows (polynomial σ of degree <= ~30)
+_SPHERE_RANK = 32
+
+
+class SphereFiniteWidth(FiniteWidth):
+    """Neurons on the sphere with a fixed second layer and an exact polynomial kernel (module doc):
+    :func:`coupled_runs` and :func:`predict_fluctuations`; ``[chaos]`` adds ``s_nodes``, ``q_nodes``
+    (and ``angle_nodes`` for a geometry with an in-plane angle, the Circle)."""
+
+    def __init__(self, problem: Any, model: SphereHermiteModel) -> None:
+        self.problem = problem
+        self.model = model
+        self.chaos_keys = COMMON_CHAOS_KEYS | {"s_nodes", "q_nodes"} | (
+            {"angle_nodes"} if model.geometry.has_angle else set())
+
+    def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
+                     progress: Callable[[str], None] | None = None) -> CoupledRuns:
+        return coupled_runs(self.problem, chaos["widths"], chaos["seeds"], times, dt=chaos["dt"],
+                            nodes=chaos["nodes"], schedule=schedule, progress=progress)
+
+    def predict(self, times: np.ndarray, chaos: Mapping[str, Any],
+                schedule: Schedule | None = None) -> FluctuationPrediction:
+        return predict_fluctuations(self.problem, times, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
+                                    q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
+                                    schedule=schedule, angle_nodes=chaos["angle_nodes"])
+
+    def costs(self, chaos: Mapping[str, Any], times: np.ndarray) -> list[Cost]:
+        """Gram blocks and κ'(Gram) ``4 S m²``, RK4 stages of the weights ``12 S m d``, low-rank features of
+        the nodes and twins ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on
+        ``M = s_nodes q_nodes`` points, RK4 stages and features ``B M (30 + 2K)``; RK4 steps
+        ``t_final / dt`` plus one per output interval, each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
+        d, k = self.model.dimension, _SPHERE_RANK
+        seeds, m, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
+        field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
+        items: list[Cost] = [
+            ("memory", 8.0 * (4 * seeds * m * m + 12 * seeds * m * d + 4 * k * seeds * m), field,
+             "m-neuron networks (Gram blocks and RK4 stages)"),
+            ("memory", 8.0 * 4 * k * nodes, f"chaos.nodes = {nodes}", "mean-field nodes and their features")]
+        if chaos["predict"]:
+            batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["s_nodes"]) * int(chaos["q_nodes"])
+            items.append(("memory", 8.0 * batch * points * (30 + 2 * k),
+                          f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, "
+                          f"chaos.q_nodes = {chaos['q_nodes']}", "1/m prediction (batched laws)"))
+        steps = float(times[-1]) / float(chaos["dt"]) + (times.size - 1)
+        items.append(("chaos_steps", steps, f"output.t_final = {float(times[-1])!r} with chaos.dt = {chaos['dt']!r}",
+                      "RK4 steps t_final / dt"))
+        items.append(("chaos_work", steps * seeds * sum(int(w) ** 2 * d for w in chaos["widths"]),
+                      f"{field}, chaos.dt = {chaos['dt']!r}", "multiply-adds (t_final / dt) S Σ m² d"))
+        return items

@@ -34,19 +34,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from numba import njit
 from scipy.special import comb, roots_jacobi, roots_legendre
 
-from reduced_pde.analysis.finite_width import FluctuationPrediction, _check_int, _check_positive, \
-    _check_times, _constant_schedule, march
+from reduced_pde.analysis.finite_width import COMMON_CHAOS_KEYS, QUANTILES, Cost, CoupledRuns, FiniteWidth, \
+    FluctuationPrediction, _check_int, _check_positive, _check_times, _constant_schedule, finite_width_of, march
 from reduced_pde.hermite import cosine_moments
-from reduced_pde.models.isotropic_mixture import IsotropicMixtureRadialProblem
+from reduced_pde.problem import NoFiniteWidth
 
 __all__ = ["MixtureNetworkRuns", "predict_mixture_fluctuations", "mixture_network_flow",
-           "mixture_output_variance"]
+           "mixture_output_variance", "MixtureFiniteWidth"]
 
 Schedule = Callable[[float], float]
 
@@ -57,9 +57,6 @@ class _Mixture:
     """The kernel pieces of an :class:`IsotropicMixtureRadialProblem` at finite d."""
 
     def __init__(self, problem: Any) -> None:
-        if not isinstance(problem, IsotropicMixtureRadialProblem):
-            raise ValueError(f"problem = {type(problem).__name__}: finite-width predictions for the mixture need "
-                             "data.model = 'isotropic_gaussian_mixture' (an IsotropicMixtureRadialProblem)")
         d = float(problem.dimension)
         if not math.isfinite(d) or d < 4:
             raise ValueError(f"data.dimension = {problem.dimension!r} must be a finite integer >= 4 here")
@@ -108,10 +105,23 @@ class _Mixture:
         return self.law.quantile((u + 1) / 2), w / 2
 
 
+def _mixture_of(problem: Any) -> _Mixture:
+    """The kernel pieces of a problem whose finite-width runs are the mixture's (its
+    :meth:`~reduced_pde.problem.ReducedProblem.finite_width` hook is a :class:`MixtureFiniteWidth`)."""
+    try:
+        hook = finite_width_of(problem)
+    except NoFiniteWidth:
+        hook = None
+    if not isinstance(hook, MixtureFiniteWidth):
+        raise ValueError(f"problem = {type(problem).__name__}: finite-width predictions for the mixture need "
+                         "data.model = 'isotropic_gaussian_mixture' (an IsotropicMixtureRadialProblem)")
+    return hook.mix
+
+
 def mixture_output_variance(problem: Any, nodes: int = 400) -> float:
     """``c(0) = e(0) = E_w D(|w|) − ∫∫U dν_0 dν_0`` (the variance of one neuron's output) with the
     problem's own low-rank kernel for the double integral and Gauss–Legendre in F(r) (``nodes``)."""
-    mix = _Mixture(problem)
+    mix = _mixture_of(problem)
     r, w = mix.radius_rule(nodes)
     kernel = problem.interaction_low_rank(r)
     moments = kernel.features @ w
@@ -232,7 +242,7 @@ def predict_mixture_fluctuations(problem: Any, times: Any, *, atoms: int = 16, r
     density ∝ (1 − c²)^{(d−3)/2}, ``c_nodes``); atoms at ``atoms`` radii of the same radial rule; for
     each, ε ∈ {−epsilon, 0, +epsilon} (central differences, error O(ε²)); all batches advance
     together by RK4 (sub-steps of :func:`substeps`) with velocity ``−2ξ(∂_rΨ e_r + r^{−1}∂_φΨ e_φ)``."""
-    mix = _Mixture(problem)
+    mix = _mixture_of(problem)
     times = _check_times(times)
     dt = _check_positive("chaos.dt", dt)
     eps = _check_positive("chaos.epsilon", epsilon)
@@ -306,7 +316,10 @@ class MixtureNetworkRuns:
     (the twins ``r̄_i(t)`` are the initial radii moved by the reduced characteristic, iid ν_t), and
     ``function_gap_squared`` ``E_t² = ‖f_N − f_{ν_t}‖² = E f_N² − 2(1/N)Σ_i ∫U(w_i, ·)dν_t + ∫∫U dν_t dν_t``
     (W, S, T): E f_N² exact, the other two by the radial low-rank kernel (ν_t is isotropic, so
-    ∫U(w_i, ·)dν_t depends on |w_i| only)."""
+    ∫U(w_i, ·)dν_t depends on |w_i| only).  The coupling gaps ``|w_i(t) − w̄_i(t)|`` to the twins
+    ``w̄_i(t) = r̄_i(t) w_i(0)/|w_i(0)|`` (ν_t is isotropic, so the mean-field velocity
+    ``−2ξ ψ'(|w|; ν_t) w/|w|`` is radial and a twin stays on its initial ray): ``coupling_mean``,
+    ``coupling_rms`` (W, S, T) and ``coupling_quantiles`` (W, S, T, Q) over the N neurons at ``quantiles``."""
 
     time: np.ndarray
     width: np.ndarray
@@ -315,7 +328,18 @@ class MixtureNetworkRuns:
     mean_field_risk: np.ndarray
     twin_fluctuation: np.ndarray
     function_gap_squared: np.ndarray
+    coupling_mean: np.ndarray
+    coupling_rms: np.ndarray
+    coupling_quantiles: np.ndarray
+    quantiles: tuple[float, ...] = QUANTILES
     config: dict[str, Any] = field(default_factory=dict)
+
+    def as_coupled_runs(self) -> CoupledRuns:
+        """The same arrays as the sphere's :class:`~reduced_pde.analysis.finite_width.CoupledRuns` (the
+        layout of ``reduced-pde chaos``'s file)."""
+        return CoupledRuns(self.time, self.width, self.seed, self.function_gap_squared, self.coupling_mean,
+                           self.coupling_rms, self.coupling_quantiles, self.network_risk, self.mean_field_risk,
+                           self.twin_fluctuation, tuple(self.quantiles), dict(self.config))
 
     @property
     def scaled_excess(self) -> np.ndarray:
@@ -361,7 +385,7 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
     """RK4 population gradient flow (sub-steps of :func:`substeps`) of N-neuron networks for N in ``widths``, one batch
     of ``len(seeds)`` networks per N (initial weights iid ν_0 = N(0, κ²/d I_d), seeded by (seed, N)), with
     the reduced radial flow of ν_0 (``nodes`` Gauss–Legendre points in F(r)) and the twins' radii."""
-    mix = _Mixture(problem)
+    mix = _mixture_of(problem)
     times = _check_times(times)
     dt = _check_positive("chaos.dt", dt)
     schedule = schedule or _constant_schedule
@@ -383,12 +407,14 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
 
     steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
     shape = (len(widths), len(seeds), times.size)
-    risk, control, gap_sq = np.empty(shape), np.empty(shape), np.empty(shape)
+    risk, control, gap_sq, c_mean, c_rms = (np.empty(shape) for _ in range(5))
+    c_q = np.empty(shape + (len(QUANTILES),))
     mf_risk = np.empty(times.size)
     for iw, N in enumerate(widths):
         w0 = np.stack([problem.initial_law().sample_weights(N, d, np.random.default_rng([int(s), int(N)]))
                        for s in seeds])
         twins0 = np.linalg.norm(w0, axis=-1).ravel()
+        rays = w0 / twins0.reshape(len(seeds), N)[..., None]  # w_i(0)/|w_i(0)|: the twins' directions
 
         def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
             xi = schedule(t)
@@ -411,8 +437,78 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
                 risk[iw, js, k] = problem.network_risk(w_t[js])[0]
             output_second = risk[iw, :, k] - problem.target_second_moment - 2 * potential
             gap_sq[iw, :, k] = output_second - 2 * cross + interaction_nu
+            dist = np.linalg.norm(w_t - twins.reshape(len(seeds), N)[..., None] * rays, axis=-1)
+            c_mean[iw, :, k] = dist.mean(axis=1)
+            c_rms[iw, :, k] = np.sqrt((dist ** 2).mean(axis=1))
+            c_q[iw, :, k] = np.quantile(dist, QUANTILES, axis=1).T
         if progress is not None:
             progress(f"N = {N}: done")
     config = {"widths": widths, "seeds": seeds, "dt": dt, "min_substeps": min_substeps, "nodes": nodes, "series_degree": mix.degree,
               "dimension": d}
-    return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, gap_sq, config)
+    return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, gap_sq, c_mean, c_rms,
+                              c_q, QUANTILES, config)
+
+
+# --------------------------------------------------------------------------------------------
+# The hook: ``reduced-pde chaos`` for the mixture (IsotropicMixtureRadialProblem.finite_width)
+# --------------------------------------------------------------------------------------------
+
+
+class MixtureFiniteWidth(FiniteWidth):
+    """The mixture's finite-width runs: :func:`mixture_network_flow` (the N-neuron population gradient
+    flows, seeds batched, with the twins' coupling gaps) and :func:`predict_mixture_fluctuations`;
+    ``[chaos]`` adds the prediction's rule sizes ``r_nodes``, ``c_nodes`` and the sub-step floor
+    ``min_substeps`` (of the flow and the prediction alike)."""
+
+    chaos_keys = COMMON_CHAOS_KEYS | {"r_nodes", "c_nodes", "min_substeps"}
+
+    def __init__(self, problem: Any) -> None:
+        self.problem = problem
+        self.mix = _Mixture(problem)  # finite d >= 4, the problem's series degree
+
+    def check(self, chaos: Mapping[str, Any]) -> None:
+        small = [m for m in chaos["widths"] if m < 2]
+        if small:
+            raise ValueError(f"chaos.widths = {chaos['widths']!r} must be integers >= 2 for the mixture (the pair "
+                             "kernel needs two neurons)")
+
+    def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
+                     progress: Callable[[str], None] | None = None) -> CoupledRuns:
+        return mixture_network_flow(self.problem, chaos["widths"], chaos["seeds"], times, dt=chaos["dt"],
+                                    min_substeps=chaos["min_substeps"], nodes=chaos["nodes"], schedule=schedule,
+                                    progress=progress).as_coupled_runs()
+
+    def predict(self, times: np.ndarray, chaos: Mapping[str, Any],
+                schedule: Schedule | None = None) -> FluctuationPrediction:
+        return predict_mixture_fluctuations(self.problem, times, atoms=chaos["atoms"], r_nodes=chaos["r_nodes"],
+                                            c_nodes=chaos["c_nodes"], dt=chaos["dt"],
+                                            min_substeps=chaos["min_substeps"], epsilon=chaos["epsilon"],
+                                            schedule=schedule)
+
+    def costs(self, chaos: Mapping[str, Any], times: np.ndarray) -> list[Cost]:
+        """K = the problem's series degree, Y = 2 classes.  The N-neuron flows: cosines, powers and
+        pair blocks ``8 S N²``, RK4 stages of the weights ``12 S N d``, ``α_k, α_k'`` of every neuron
+        ``2 Y (K + 1) S N``; the radial nodes and twins: features and gradients ``4 (K + 2)(n + S N)``;
+        the prediction: ``B = 2 atoms + 1`` batched laws on ``M = r_nodes c_nodes + 1`` points,
+        ``α, α'`` and RK4 stages ``B M (2 Y (K + 1) + 30)``; RK4 steps ``Σ max(min_substeps,
+        ⌈Δt/dt⌉)`` over the output intervals, each ``S Σ N² (2d + 6(K + 1))`` multiply-adds (the two
+        Gram products and the K + 1 Mehler terms)."""
+        d, K = self.mix.dimension, self.mix.degree
+        seeds, n, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
+        field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
+        items: list[Cost] = [
+            ("memory", 8.0 * (8 * seeds * n * n + 12 * seeds * n * d + 4 * (K + 1) * seeds * n), field,
+             "N-neuron networks (pair blocks and RK4 stages)"),
+            ("memory", 8.0 * 4 * (K + 2) * (nodes + seeds * n), f"chaos.nodes = {nodes}",
+             "mean-field nodes, twins and their features")]
+        if chaos["predict"]:
+            batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["r_nodes"]) * int(chaos["c_nodes"]) + 1
+            items.append(("memory", 8.0 * batch * points * (4 * (K + 1) + 30),
+                          f"chaos.atoms = {chaos['atoms']}, chaos.r_nodes = {chaos['r_nodes']}, "
+                          f"chaos.c_nodes = {chaos['c_nodes']}", "1/N prediction (batched laws)"))
+        steps = float(sum(count for _, count in substeps(times, float(chaos["dt"]), int(chaos["min_substeps"]))))
+        items.append(("chaos_steps", steps, f"output.t_final = {float(times[-1])!r} with chaos.dt = {chaos['dt']!r} "
+                      f"and chaos.min_substeps = {chaos['min_substeps']}", "RK4 steps"))
+        items.append(("chaos_work", steps * seeds * sum(int(w) ** 2 * (2 * d + 6 * (K + 1)) for w in chaos["widths"]),
+                      f"{field}, chaos.dt = {chaos['dt']!r}", "multiply-adds S Σ N² (2d + 6(K + 1)) per step"))
+        return items

@@ -214,6 +214,9 @@ class Model(ABC):
     summary: ClassVar[str] = ""
     #: ``{table: {key: Key}}`` (or a :class:`Table` checked whole) for the tables this model reads
     schema: ClassVar[dict[str, dict[str, Key] | Table]] = {}
+    #: one line: the finite-width runs (``reduced-pde chaos``) its problem provides through
+    #: :meth:`~reduced_pde.problem.ReducedProblem.finite_width`; "" when it has none
+    chaos: ClassVar[str] = ""
 
     @abstractmethod
     def build_problem(self, inputs: Inputs) -> ReducedProblem:

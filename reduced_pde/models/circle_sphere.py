@@ -230,6 +230,15 @@ class CircleSphereProblem(ReducedProblem):
     def initial_law(self) -> CirclePlaneLaw:
         return self._law
 
+    def finite_width(self) -> Any:
+        """Finite-width runs (``reduced-pde chaos``): the sphere's Gram-block flows and prediction with the
+        Circle geometry (:data:`~reduced_pde.analysis.finite_width.CIRCLE`: invariant p = |Pw|, twins, the
+        prediction's (x₁, x₂, y₁, ρ) frame), kernel ``κ`` and potential ``v(p)`` of this problem."""
+        from reduced_pde.analysis.finite_width import CIRCLE, SphereFiniteWidth, SphereHermiteModel
+
+        return SphereFiniteWidth(self, SphereHermiteModel(int(self.dimension), self.kernel, self.potential,
+                                                          self.target_second_moment, CIRCLE))
+
     # ---- finite networks ----------------------------------------------------------------------
     def network_potential(self, weights: np.ndarray) -> np.ndarray:
         """``V(w_i) = v(|P w_i|)`` for unit rows w_i (plane = first two coordinates)."""
@@ -312,6 +321,7 @@ class CircleSphereModel(Model):
 
     name = "circle_sphere"
     summary = "y = E_{u∈S¹} φ(⟨u, x⟩), neurons a σ(⟨w, x⟩) with |w| = 1, fixed a; coordinate p = |Pw|"
+    chaos = "m-neuron gradient flows on the sphere (Gram blocks) and the 1/m prediction"
     schema = {
         "data": {"dimension": Key(16, dimension_value(4), "d (integer >= 4)"),
                  "target": Key({"name": "he", "degree": 4}, _polynomial_target,

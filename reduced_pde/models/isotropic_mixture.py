@@ -305,6 +305,14 @@ class IsotropicMixtureRadialProblem(MixtureReduction, ReducedProblem):
     def initial_law(self) -> InitialLaw:
         return self._initial_law
 
+    def finite_width(self) -> Any:
+        """Finite-width runs (``reduced-pde chaos``; :class:`~reduced_pde.analysis.finite_width_mixture.MixtureFiniteWidth`):
+        the N-neuron population gradient flow (pair kernel: this problem's Mehler series; self-term
+        ``D(|w|) = Σ_y p_y E σ(s_y|w|G)²`` exact) and the 1/N prediction; finite d >= 4."""
+        from reduced_pde.analysis.finite_width_mixture import MixtureFiniteWidth
+
+        return MixtureFiniteWidth(self)
+
 
 class IsotropicMixtureNetwork(NetworkModel):
     """The MMN18 network ``f(x; W) = (1/N) Σ_i σ(⟨w_i, x⟩)`` (first layer only: a_i = 1, not trained;
@@ -383,6 +391,7 @@ class IsotropicMixtureModel(Model):
 
     name = "isotropic_gaussian_mixture"
     summary = "y = ±1, x | y ~ N(0, (1 + yΔ)² I_d), neurons σ(⟨w, x⟩); coordinate r = |w| (MMN18)"
+    chaos = "N-neuron population gradient flows (Mehler pair kernel, exact self-term) and the 1/N prediction"
     schema = {
         "data": {"delta": Key(0.5, in_interval(0.0, 1.0), "Δ: class scales 1 ± Δ, in [0, 1)"),
                  "dimension": Key(320, dimension_value(2), "d (integer >= 2) or \"inf\"")},

@@ -796,6 +796,32 @@ class SingleIndexProblem(ReducedProblem):
             second_layer_coordinate="a" if self.train_second_layer else None,
             second_layer=None if self.train_second_layer else self.second_layer)
 
+    def finite_width(self) -> Any:
+        """Finite-width runs (``reduced-pde chaos``; :class:`~reduced_pde.analysis.finite_width.SphereFiniteWidth`)
+        where the m-neuron kernel is exact: neurons on the sphere, a fixed second layer a and a polynomial σ
+        (``σ = Σ_k α_k h_k``), so that ``U(w, w') = κ(⟨w, w'⟩)``, ``κ_k = a²α_k²``, and ``V(w) = v(⟨w, θ*⟩)``,
+        ``v_k = −a φ̂_k α_k`` (finite d)."""
+        from reduced_pde.analysis.finite_width import SINGLE_INDEX, SphereFiniteWidth, SphereHermiteModel
+
+        if not self.sphere:
+            raise ValueError("finite-width runs need neurons on the sphere: data.model = 'single_index_sphere' "
+                             "(this problem's neurons live in the ball)")
+        if self.train_second_layer:
+            raise ValueError("network.train_second_layer = true: finite-width runs need a fixed second layer "
+                             "(network.train_second_layer = false)")
+        degree = getattr(self.activation, "polynomial_degree", None)
+        if degree is None:
+            raise ValueError(f"activation {self.activation.config()!r} must be a polynomial (he<k> or "
+                             "he_coefficients): the Gram-block kernel is exact only for polynomial σ")
+        if math.isinf(self.dimension):
+            raise ValueError("data.dimension = inf is not allowed for finite-width runs (an integer >= 3 is)")
+        a = float(self.second_layer)
+        alpha = np.asarray(self.activation.hermite_coefficients(np.array(1.0), degree), dtype=float)
+        alpha[np.abs(alpha) < 1e-12 * np.max(np.abs(alpha))] = 0.0  # quadrature round-off of exact zeros
+        phi_hat = np.asarray(self.target.coefficients(degree), dtype=float)
+        return SphereFiniteWidth(self, SphereHermiteModel(int(self.dimension), a * a * alpha ** 2, -a * phi_hat * alpha,
+                                                          float(self.target_second_moment), SINGLE_INDEX))
+
     # ---- finite networks ---------------------------------------------------------------------
     #: k, the number of target directions (the rows of ``theta_star``); 1 here.
     index_dimension: int = 1
@@ -1000,6 +1026,8 @@ class SingleIndexSphereModel(_IndexModel):
     name = "single_index_sphere"
     sphere = True
     summary = "y = φ(⟨θ*, x⟩), neurons a σ(⟨w, x⟩) with |w| = 1 (projected); coordinates (a, s) or (s,)"
+    chaos = ("m-neuron gradient flows on the sphere (Gram blocks) and the 1/m prediction; needs a polynomial σ "
+             "and network.train_second_layer = false")
     schema = {
         "data": _DATA, "activation": _ACTIVATION,
         "initial": {"second_layer_std": Key(0.0, non_negative, "a ~ N(a0, σ_a²) at t = 0 (w uniform on S^{d−1})")},

@@ -1,9 +1,12 @@
 """Finite-width runs from a configuration: coupled m-neuron runs, the 1/m prediction, HDF5, figure.
 
 ``run_chaos(config)`` reads ``[chaos]`` (widths, seeds, RK4 step, rule sizes) and ``[output]`` (the
-times) of a validated configuration whose model is ``single_index_sphere`` with a fixed second
-layer and a polynomial activation, or ``circle_sphere`` (:mod:`reduced_pde.analysis.finite_width`).  ``write_chaos``
-stores one file::
+times) of a validated configuration and runs what its problem's finite-width hook
+(:meth:`~reduced_pde.problem.ReducedProblem.finite_width`) provides: on the sphere
+(``single_index_sphere`` with a fixed second layer and a polynomial activation, ``circle_sphere``;
+:mod:`reduced_pde.analysis.finite_width`) or for MMN18's isotropic mixture
+(``isotropic_gaussian_mixture``; :mod:`reduced_pde.analysis.finite_width_mixture`).  Nothing here
+depends on which.  ``write_chaos`` stores one file::
 
     /time (T,), /width (W,), /seed (S,)                     coordinates
     /function_gap_squared, /network_risk, /twin_fluctuation,
@@ -24,12 +27,24 @@ from typing import Any, Mapping, Sequence
 import h5py
 import numpy as np
 
-from reduced_pde.analysis.finite_width import QUANTILES, CoupledRuns, FluctuationPrediction, coupled_runs, \
-    predict_fluctuations
-from reduced_pde.running.config import build_problem, build_schedule, flatten, output_times, parse_config
+from reduced_pde.analysis.finite_width import QUANTILES, CoupledRuns, FiniteWidth, FluctuationPrediction
+from reduced_pde.running.config import build_schedule, finite_width_hook, flatten, noise_parameters, output_times, \
+    parse_config
 from reduced_pde.running.storage import _attr_value, atomic_h5, write_config_attributes
 
-__all__ = ["run_chaos", "write_chaos", "read_chaos", "plot_chaos"]
+__all__ = ["chaos_hook", "run_chaos", "write_chaos", "read_chaos", "plot_chaos"]
+
+
+def chaos_hook(config: Mapping[str, Any]) -> FiniteWidth:
+    """The finite-width runs of a validated configuration (:func:`~reduced_pde.running.config.finite_width_hook`:
+    a model without them, a ``[chaos]`` key they do not read, a value they cannot take are refused);
+    the runs are the noiseless gradient flow, so noise and weight decay are refused too."""
+    beta, lam = noise_parameters(config)
+    if beta != float("inf") or lam != 0.0:
+        raise ValueError(f"noise.beta = {config['noise']['beta']!r}, noise.weight_decay = "
+                         f"{config['noise']['weight_decay']!r}: the finite-width runs (reduced-pde chaos) are the "
+                         "noiseless gradient flow; use beta = \"inf\" and weight_decay = 0")
+    return finite_width_hook(config)
 
 
 def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
@@ -48,21 +63,18 @@ def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
         chaos["predict"] = bool(predict)
     config = parse_config(config)  # re-validate the overrides (one error format)
     chaos = config["chaos"]
-    problem = build_problem(config)
+    hook = chaos_hook(config)
     schedule = build_schedule(config)
     times = output_times(config)
     start = _time.perf_counter()
-    runs = coupled_runs(problem, chaos["widths"], chaos["seeds"], times, dt=chaos["dt"], nodes=chaos["nodes"],
-                        schedule=schedule)
+    runs = hook.coupled_runs(times, chaos, schedule)
     run_time = _time.perf_counter() - start
     prediction = None
     if chaos["predict"]:
         start = _time.perf_counter()
         until = times[-1] if chaos["predict_until"] == "t_final" else chaos["predict_until"]
         kept = times[times <= until * (1 + 1e-12)]
-        prediction = predict_fluctuations(problem, kept, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
-                                          q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
-                                          schedule=schedule, angle_nodes=chaos["angle_nodes"])
+        prediction = hook.predict(kept, chaos, schedule)
         pad = np.full(times.size - kept.size, np.nan)  # outputs after chaos.predict_until: not predicted
         prediction = FluctuationPrediction(times, *(np.concatenate([values, pad]) for values in (
             prediction.function_gap, prediction.risk_excess, prediction.mean_field_risk)), prediction.config)

@@ -53,7 +53,7 @@ from reduced_pde.schedules import LearningRateSchedule
 __all__ = ["DEFAULT_MODEL", "RUN_SCHEMA", "load_config", "parse_config", "validate_config", "schema_of",
            "model_of", "resolved", "build_problem", "build_schedule", "grid_table", "coordinate_rates",
            "noise_parameters", "uses_fokker_planck", "pde_solver_name", "output_times", "flatten", "unflatten",
-           "sgd_config", "sweep_cases", "apply_overrides"]
+           "sgd_config", "sweep_cases", "apply_overrides", "finite_width_hook"]
 
 DEFAULT_MODEL = "isotropic_gaussian_mixture"
 
@@ -207,12 +207,16 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
     "chaos": {"widths": Key([64, 256, 1024], _widths, "finite widths m (reduced-pde chaos)"),
               "seeds": Key([0, 1, 2, 3, 4, 5, 6, 7], _seeds, "networks per width, batched"),
               "dt": Key(1e-3, positive, "RK4 step bound of the m-neuron flow and the prediction"),
-              "nodes": Key(1024, integer_at_least(2), "quadrature nodes of the mean-field flow in s"),
+              "nodes": Key(1024, integer_at_least(2), "quadrature nodes of the mean-field flow in its invariant (s, p, r)"),
               "predict": Key(True, _flag, "also compute the 1/m prediction e(t), c(t)"),
-              "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's s_w"),
-              "s_nodes": Key(256, integer_at_least(2), "prediction: nodes in s"),
-              "q_nodes": Key(4, integer_at_least(2), "prediction: nodes in q"),
+              "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's invariant"),
+              "s_nodes": Key(256, integer_at_least(2), "prediction, sphere models only: nodes in s (or p)"),
+              "q_nodes": Key(4, integer_at_least(2), "prediction, sphere models only: nodes in q"),
               "angle_nodes": Key(16, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
+              "r_nodes": Key(48, integer_at_least(2), "prediction, isotropic mixture only: nodes in the radius"),
+              "c_nodes": Key(16, integer_at_least(2), "prediction, isotropic mixture only: nodes in the cosine to the atom"),
+              "min_substeps": Key(4, integer_at_least(1),
+                                  "isotropic mixture only: RK4 sub-steps per output interval, at least"),
               "predict_until": Key("t_final", _predict_until, "prediction only at output times <= this (\"t_final\": all)"),
               "epsilon": Key(1e-3, _extra_mass, "prediction: mass of the extra neuron (central differences)")},
 }
@@ -435,10 +439,38 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
     elif any(name != "cells" and name not in GRID_ADAPT for name in config["grid"]) or \
             set(raw.get("grid", {})) & {"cells", *GRID_ADAPT}:
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")
+    if any(value != RUN_SCHEMA["chaos"][name].default for name, value in config["chaos"].items()):
+        finite_width_hook(config, model, problem)  # [chaos] keys this model's runs do not read are refused
     if config["sgd"]["dimension"] != "data" and not math.isinf(model.dimension(inputs)) \
             and config["sgd"]["dimension"] != int(model.dimension(inputs)):
         raise ValueError(f"sgd.dimension = {config['sgd']['dimension']} differs from data.dimension = "
                          f"{config['data']['dimension']}; a different SGD dimension is for the d = inf reduction")
+
+
+def finite_width_hook(config: Mapping[str, Any], model: Model | None = None, problem: ReducedProblem | None = None
+                      ) -> Any:
+    """The finite-width runs (``reduced-pde chaos``) of a configuration's problem
+    (:meth:`~reduced_pde.problem.ReducedProblem.finite_width`), after refusing a ``[chaos]`` key that
+    they do not read set to anything but its default, and the values they cannot take.  A model
+    without them is refused naming ``data.model`` and the models that have them."""
+    from reduced_pde.models import model_names
+    from reduced_pde.problem import NoFiniteWidth
+
+    model = model or model_of(config)
+    problem = problem or model.build_problem(resolved(config))
+    try:
+        hook = problem.finite_width()
+    except NoFiniteWidth:
+        having = [name for name in model_names() if get_model(name).chaos]
+        raise ValueError(f"data.model = {model.name!r} has no finite-width runs (reduced-pde chaos, [chaos]); "
+                         f"models that have them: {', '.join(map(repr, having))}") from None
+    chaos = config["chaos"]
+    for name in sorted(set(chaos) - set(hook.chaos_keys)):
+        if chaos[name] != RUN_SCHEMA["chaos"][name].default:
+            raise ValueError(f"chaos.{name} = {chaos[name]!r} is not read by the finite-width runs of data.model = "
+                             f"{model.name!r}; remove it (their [chaos] keys: {', '.join(sorted(hook.chaos_keys))})")
+    hook.check(chaos)
+    return hook
 
 
 def validate_config(config: Mapping[str, Any]) -> None:

@@ -17,9 +17,11 @@ configuration field that drives it:
 * the result file on disk (the recorded fields, uncompressed);
 * the number of steps: SGD takes ``t_final / ε`` steps of ``B N d`` multiply-adds; the reduced
   solvers integrate over ``τ = ∫₀^T ξ(t) dt`` time units (their step count grows with it);
-* ``"chaos"`` (finite width): the m-neuron networks ``4 S m² + 12 S m d`` (Gram blocks, RK4 stages),
-  the prediction's batched laws, ``t_final / dt`` RK4 steps of ``S Σ m² d`` multiply-adds (same
-  limits as SGD's steps and work).
+* ``"chaos"`` (finite width): what the problem's finite-width runs report
+  (:meth:`~reduced_pde.analysis.finite_width.FiniteWidth.costs`; on the sphere the m-neuron networks
+  ``4 S m² + 12 S m d`` (Gram blocks, RK4 stages), the prediction's batched laws, ``t_final / dt`` RK4
+  steps of ``S Σ m² d`` multiply-adds; for the isotropic mixture ``8 S N²`` pair blocks and
+  ``S Σ N² (2d + 6(K + 1))`` per step), with the same limits as SGD's steps and work.
 
 :func:`check_resources` refuses (ValueError naming the field, the estimate and the limit) what
 cannot run on this machine — memory beyond 80% of the available memory, a file larger than the free
@@ -238,39 +240,20 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
     ]
 
 
-#: rank bound of the low-rank features of the chaos flows (polynomial σ of degree <= ~30 on the sphere)
-_CHAOS_RANK = 32
-
-
-def _chaos_demands(config: Mapping[str, Any]) -> list[Demand]:
-    """The m-neuron runs (``S`` seeds batched, width m, dimension d): Gram blocks and κ'(Gram) ``4 S m²``,
-    RK4 stages of the weights ``12 S m d``, low-rank features of the nodes and twins ``4 K (n + S m)``;
-    the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points, RK4 stages and
-    features ``B M (30 + 2K)``; RK4 steps ``t_final / dt`` (at least one per output interval)."""
-    from reduced_pde.running.config import model_of, resolved
+def _chaos_demands(config: Mapping[str, Any], problem: Any = None) -> list[Demand]:
+    """What the finite-width runs of the configuration's problem report
+    (:meth:`~reduced_pde.analysis.finite_width.FiniteWidth.costs`: memory of the m-neuron networks, of the
+    mean-field nodes and of the prediction's batched laws, RK4 steps and multiply-adds), and the result file."""
+    from reduced_pde.running.config import finite_width_hook, model_of, output_times, resolved
 
     chaos = config["chaos"]
     d = model_of(config).dimension(resolved(config))
     if math.isinf(d):
         raise ValueError("chaos needs a finite dimension: data.dimension = \"inf\"; the m-neuron networks live in R^d")
-    d = int(d)
-    seeds, m = len(chaos["seeds"]), max(chaos["widths"])
-    nodes, k = int(chaos["nodes"]), _CHAOS_RANK
-    field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
-    items = [Demand("memory", 8.0 * (4 * seeds * m * m + 12 * seeds * m * d + 4 * k * seeds * m), field,
-                    "m-neuron networks (Gram blocks and RK4 stages)"),
-             Demand("memory", 8.0 * 4 * k * nodes, f"chaos.nodes = {nodes}", "mean-field nodes and their features")]
-    if chaos["predict"]:
-        batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["s_nodes"]) * int(chaos["q_nodes"])
-        items.append(Demand("memory", 8.0 * batch * points * (30 + 2 * k),
-                            f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, "
-                            f"chaos.q_nodes = {chaos['q_nodes']}", "1/m prediction (batched laws)"))
-    steps = float(config["output"]["t_final"]) / float(chaos["dt"]) + int(config["output"]["n_outputs"])
-    items.append(Demand("chaos_steps", steps, f"output.t_final = {config['output']['t_final']!r} with chaos.dt = "
-                        f"{chaos['dt']!r}", "RK4 steps t_final / dt"))
-    work = steps * seeds * sum(int(w) ** 2 * d for w in chaos["widths"])
-    items.append(Demand("chaos_work", work, f"{field}, chaos.dt = {chaos['dt']!r}",
-                        "multiply-adds (t_final / dt) S Σ m² d"))
+    hook = finite_width_hook(config, problem=problem)
+    items = [Demand(*cost) for cost in hook.costs(chaos, output_times(config))]
+    seeds = len(chaos["seeds"])
+    field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {int(d)}"
     outputs = int(config["output"]["n_outputs"]) + 1
     items.append(Demand("disk", 8.0 * outputs * len(chaos["widths"]) * seeds * 12, field, "result file"))
     return items
@@ -283,7 +266,7 @@ def demands(config: Mapping[str, Any], command: str, problem: Any = None) -> lis
     if command == "sgd":
         return _sgd_demands(config)
     if command == "chaos":
-        return _chaos_demands(config)
+        return _chaos_demands(config, problem)
     if problem is None:
         from reduced_pde.running.config import build_problem
 
