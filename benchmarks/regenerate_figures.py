@@ -183,6 +183,9 @@ ENTRIES: tuple[Experiment | Script | Command, ...] = (
     Command("chaos_sphere_circle", ("chaos_sphere_circle.png",),
             "reduced-pde chaos configs/chaos_sphere_circle.toml -o results/chaos_sphere_circle.h5 "
             "--figure figures/chaos_sphere_circle.png", "~18 min", ()),
+    Command("chaos_mmn18", ("chaos_mmn18.png",),
+            "reduced-pde chaos configs/chaos_mmn18.toml -o results/chaos_mmn18.h5 "
+            "--figure figures/chaos_mmn18.png", "~8 min at load ~11", ()),
 )
 
 
