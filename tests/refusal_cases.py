@@ -438,6 +438,9 @@ NEW_CASES: list[Case] = [
     _c("chaos dt tiny (steps)", "chaos {C} -o {tmp}/c.h5 --set chaos.dt=1e-40", "chaos.dt"),
     _c("chaos epsilon 0.5", "chaos {C} -o {tmp}/c.h5 --check --set chaos.epsilon=0.5", "chaos.epsilon"),
     _c("chaos figure in a file", "chaos {C} -o {tmp}/c.h5 --figure {tmp}/afile/f.png", "figure", setup=_a_file),
+    _c("chaos device cuda:7 missing", "chaos {C} -o {tmp}/c.h5 --set chaos.backend=\"torch\" --set chaos.device=\"cuda:7\"",
+       "chaos.", '.[gpu]'),
+    _c("chaos numpy in float32", "chaos {C} -o {tmp}/c.h5 --set chaos.precision=\"float32\"", "chaos.precision"),
     # command lines
     _c("-o is the configuration", "pde {small} -o {small}", "configuration"),
     _c("sgd -o is the configuration", "sgd {small} -o {small}", "configuration"),

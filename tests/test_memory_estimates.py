@@ -66,6 +66,10 @@ CASES = {
                                       "s_nodes": 64, "q_nodes": 4}},
         {**_CHAOS, "chaos": {"widths": [8], "seeds": [0], "dt": 2e-3, "nodes": 16, "atoms": 2, "s_nodes": 8,
                              "q_nodes": 2}}),
+    "chaos in Gram row tiles (2 x 3072 neurons: the S m² Gram entries, 151 MB, held as tiles of 2^22, 34 MB)": (
+        "chaos", {**_CHAOS, "output": {"t_final": 0.004, "n_outputs": 2, "t_first": 0.002},
+                  "chaos": {"widths": [3072], "seeds": [0, 1], "dt": 2e-3, "nodes": 64, "predict": False}},
+        {**_CHAOS, "chaos": {"widths": [8], "seeds": [0], "dt": 2e-3, "nodes": 16, "predict": False}}),
 }
 
 

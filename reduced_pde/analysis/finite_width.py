@@ -64,7 +64,7 @@ from reduced_pde.problem import NoFiniteWidth, ReducedProblem
 __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPrediction",
            "coupled_runs", "predict_fluctuations", "sphere_quadrature", "circle_quadrature", "time_steps",
            "IndexGeometry", "SINGLE_INDEX", "CIRCLE", "FiniteWidth", "SphereFiniteWidth", "finite_width_of",
-           "COMMON_CHAOS_KEYS"]
+           "COMMON_CHAOS_KEYS", "network_backend", "check_backend", "gram_row_tiles"]
 
 Schedule = Callable[[float], float]
 
@@ -538,22 +538,52 @@ def _initial_neurons(dimension: int, width: int, seeds: Sequence[int]) -> np.nda
     return out
 
 
+#: entries of one Gram tile (seeds × rows × m) of the m-neuron flow: it never holds the S × m × m Gram
+#: blocks, only row tiles of ``b = max(1, ⌊GRAM_TILE_ENTRIES / (S m)⌋)`` rows (:func:`gram_row_tiles`), so its
+#: memory is O(S b m + S m d), not O(S m²): 2^22 entries = 32 MiB per tile in float64
+GRAM_TILE_ENTRIES = 2**22
+#: the same on a CUDA device (finite_width_torch: 256 MiB per tile in float32)
+GRAM_TILE_ENTRIES_CUDA = 2**26
+
+
+def gram_row_tiles(seeds: int, width: int, tile_entries: int | None = None) -> list[slice]:
+    """Row blocks ``i ∈ [r, r + b)`` of the (S, m, m) Gram blocks, ``b = max(1, min(m, ⌊E / (S m)⌋))`` with
+    E = ``tile_entries`` (default :data:`GRAM_TILE_ENTRIES`): one tile holds at most ``max(E, S m)`` entries
+    (at b = 1 it is smaller than W itself)."""
+    entries = GRAM_TILE_ENTRIES if tile_entries is None else int(tile_entries)
+    rows = max(1, min(width, entries // max(1, seeds * width)))
+    return [slice(r, min(r + rows, width)) for r in range(0, width, rows)]
+
+
 def _network_velocity(model: SphereHermiteModel, xi: float, w: np.ndarray) -> np.ndarray:
-    """``−2ξ P_w ∇_1Ψ(w_i; ρ^m)`` for W of shape (S, m, d), θ* = e_1 (Gram blocks)."""
-    m = w.shape[1]
-    gram = w @ np.swapaxes(w, 1, 2)
-    grad = model.kappa_prime(gram) @ w / m
+    """``−2ξ P_w ∇_1Ψ(w_i; ρ^m)`` for W of shape (S, m, d), θ* = e_1 (Gram blocks in row tiles,
+    :func:`gram_row_tiles`)."""
+    seeds, m = w.shape[:2]
+    w_transposed = np.swapaxes(w, 1, 2)
+    grad = np.empty_like(w)
+    for rows in gram_row_tiles(seeds, m):
+        grad[:, rows] = model.kappa_prime(w[:, rows] @ w_transposed) @ w
+    grad /= m
     model.geometry.add_potential_gradient(model, w, grad)
     radial = np.einsum("smd,smd->sm", grad, w)
     return -2.0 * xi * (grad - radial[..., None] * w)
 
 
+def _kernel_mean(model: SphereHermiteModel, w: np.ndarray) -> np.ndarray:
+    """``(1/m²) Σ_ij κ(G_ij)`` per seed for W (S, m, d) (row tiles of the Gram blocks)."""
+    seeds, m = w.shape[:2]
+    w_transposed = np.swapaxes(w, 1, 2)
+    total = np.zeros(seeds)
+    for rows in gram_row_tiles(seeds, m):
+        total += model.kappa(w[:, rows] @ w_transposed).sum(axis=(1, 2))
+    return total / m ** 2
+
+
 def _network_measures(model: SphereHermiteModel, flow: MeanFieldFlow, nodes: np.ndarray, w: np.ndarray,
-                      interaction_nu: float) -> tuple[np.ndarray, np.ndarray]:
-    """(E_t², L_m) per seed for W (S, m, d)."""
-    m = w.shape[1]
-    gram = w @ np.swapaxes(w, 1, 2)
-    self_term = model.kappa(gram).sum(axis=(1, 2)) / m ** 2
+                      interaction_nu: float, kernel_mean: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(E_t², L_m) per seed for W (S, m, d); ``kernel_mean``: ``(1/m²) Σ_ij κ(G_ij)`` if a backend computed it."""
+    self_term = _kernel_mean(model, w) if kernel_mean is None else kernel_mean
     x = model.geometry.invariant(w)
     cross = flow.interaction_at(nodes, x).mean(axis=1)
     gap_sq = self_term - 2 * cross + interaction_nu
@@ -561,13 +591,76 @@ def _network_measures(model: SphereHermiteModel, flow: MeanFieldFlow, nodes: np.
     return gap_sq, risk
 
 
+class _NumpyNetwork:
+    """The O(m² d) part of the coupled runs (velocity and ``Σ κ(G_ij)``) in NumPy float64 on the CPU: the
+    default backend.  A backend maps W (S, m, d) to its own arrays (``array``/``host``) and provides the
+    velocity, the renormalisation and the kernel mean on them (:mod:`reduced_pde.analysis.finite_width_torch`)."""
+
+    name, device, precision = "numpy", "cpu", "float64"
+
+    def __init__(self, model: SphereHermiteModel) -> None:
+        self.model = model
+
+    def array(self, w: np.ndarray) -> np.ndarray:
+        return w
+
+    def host(self, w: np.ndarray) -> np.ndarray:
+        return w
+
+    def velocity(self, xi: float, w: np.ndarray) -> np.ndarray:
+        return _network_velocity(self.model, xi, w)
+
+    def normalise(self, w: np.ndarray) -> np.ndarray:
+        return w / np.linalg.norm(w, axis=-1, keepdims=True)
+
+    def kernel_mean(self, w: np.ndarray) -> np.ndarray:
+        return _kernel_mean(self.model, w)
+
+
+BACKENDS = ("numpy", "torch")
+
+
+def check_backend(backend: str = "numpy", device: str = "cpu", precision: str = "float64") -> None:
+    """Refuse (one-line ValueError naming the key) a backend, device or precision that cannot run here:
+    NumPy runs on the CPU in float64 only; PyTorch must be installed and see ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"chaos.backend = {backend!r} is not allowed; allowed: {list(BACKENDS)}")
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"chaos.precision = {precision!r} is not allowed; allowed: ['float64', 'float32']")
+    if backend == "numpy":
+        if device != "cpu" or precision != "float64":
+            raise ValueError(f"chaos.device = {device!r} with chaos.precision = {precision!r}: chaos.backend = "
+                             "'numpy' runs on 'cpu' in 'float64' only; set chaos.backend = 'torch' for another "
+                             "device or float32")
+        return
+    from reduced_pde.analysis.finite_width_torch import load_torch
+
+    load_torch(device)
+
+
+def network_backend(model: SphereHermiteModel, backend: str = "numpy", device: str = "cpu",
+                    precision: str = "float64") -> Any:
+    """The backend of the m-neuron flow (``chaos.backend``, ``chaos.device``, ``chaos.precision``): NumPy float64
+    on the CPU, or PyTorch (optional, ``pip install ".[gpu]"``) on any device in float64 or float32."""
+    check_backend(backend, device, precision)
+    if backend == "torch":
+        from reduced_pde.analysis.finite_width_torch import TorchNetwork
+
+        return TorchNetwork(model, device, precision)
+    return _NumpyNetwork(model)
+
+
 def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], times: Any, *,
                  dt: float = 1e-3, nodes: int = 256, schedule: Schedule | None = None, rule: str = "quantile",
-                 progress: Callable[[str], None] | None = None) -> CoupledRuns:
+                 progress: Callable[[str], None] | None = None, backend: str = "numpy", device: str = "cpu",
+                 precision: str = "float64") -> CoupledRuns:
     """Gradient flow of m-neuron networks (m in ``widths``, one batch of ``len(seeds)`` networks per m,
     iid uniform initial neurons) coupled to their mean-field twins, RK4 with sub-steps <= dt and the
-    neurons renormalised to |w| = 1 after each step (the exact flow keeps |w| = 1)."""
+    neurons renormalised to |w| = 1 after each step (the exact flow keeps |w| = 1).  ``backend``,
+    ``device``, ``precision``: where the O(m² d) part runs (:func:`network_backend`); the mean-field flow,
+    the twins and the per-output measures stay NumPy float64 (the neurons copied to it at output times)."""
     model = SphereHermiteModel.from_problem(problem)
+    network = network_backend(model, backend, device, precision)
     times = _check_times(times)
     dt = _check_positive("chaos.dt", dt)
     widths = [_check_int("chaos.widths", m, 1) for m in widths]
@@ -581,22 +674,25 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
     c_q = np.empty(shape + (len(QUANTILES),))
     mf_risk = np.empty(times.size)
     for iw, m in enumerate(widths):
-        w = _initial_neurons(model.dimension, m, seeds)
-        s0 = model.geometry.invariant(w).copy()
-        anchor, ortho = model.geometry.twin_frame(w)
+        w = network.array(_initial_neurons(model.dimension, m, seeds))
+        w0 = network.host(w)  # the backend's (possibly float32) initial neurons: the twins start on them
+        s0 = model.geometry.invariant(w0).copy()
+        anchor, ortho = model.geometry.twin_frame(w0)
         state = (w, flow.nodes.copy(), s0.ravel().copy())
 
         def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
             v_nodes, v_twins = flow.velocity(t, y[1], y[2])
-            return _network_velocity(model, flow.schedule(t), y[0]), v_nodes, v_twins
+            return network.velocity(flow.schedule(t), y[0]), v_nodes, v_twins
 
         def project(y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
             _check_step(y[1], y[2], dt)
-            return y[0] / np.linalg.norm(y[0], axis=-1, keepdims=True), y[1], y[2]
+            return network.normalise(y[0]), y[1], y[2]
 
-        for k, (w_t, nodes_t, twins) in march(state, times, steps, rhs, project):
+        for k, (w_state, nodes_t, twins) in march(state, times, steps, rhs, project):
             mf_risk[k], interaction = flow.risk(nodes_t)
-            gap_sq[iw, :, k], risk[iw, :, k] = _network_measures(model, flow, nodes_t, w_t, interaction)
+            w_t = network.host(w_state)
+            gap_sq[iw, :, k], risk[iw, :, k] = _network_measures(model, flow, nodes_t, w_t, interaction,
+                                                                 network.kernel_mean(w_state))
             sbar = np.clip(twins.reshape(s0.shape), model.geometry.lower, 1.0)
             potential_twins = model.v(sbar) + flow.interaction_at(nodes_t, sbar)
             potential_nu = flow.masses @ (model.v(nodes_t) + flow.interaction_at(nodes_t, nodes_t))
@@ -609,7 +705,7 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
         if progress is not None:
             progress(f"m = {m}: done")
     config = {"widths": list(widths), "seeds": list(seeds), "dt": dt, "nodes": nodes, "rule": rule,
-              **model.config()}
+              "backend": network.name, "device": network.device, "precision": network.precision, **model.config()}
     return CoupledRuns(times, np.array(widths), np.array(seeds), gap_sq, c_mean, c_rms, c_q, risk, mf_risk,
                        control, config=config)
 
@@ -874,13 +970,19 @@ class SphereFiniteWidth(FiniteWidth):
     def __init__(self, problem: Any, model: SphereHermiteModel) -> None:
         self.problem = problem
         self.model = model
-        self.chaos_keys = COMMON_CHAOS_KEYS | {"s_nodes", "q_nodes"} | (
+        self.chaos_keys = COMMON_CHAOS_KEYS | {"s_nodes", "q_nodes", "backend", "device", "precision"} | (
             {"angle_nodes"} if model.geometry.has_angle else set())
+
+    def check(self, chaos: Mapping[str, Any]) -> None:
+        """The backend of the m-neuron flows must run here (:func:`check_backend`: torch installed, the
+        device present, NumPy in float64 on the CPU)."""
+        check_backend(chaos["backend"], chaos["device"], chaos["precision"])
 
     def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
                      progress: Callable[[str], None] | None = None) -> CoupledRuns:
         return coupled_runs(self.problem, chaos["widths"], chaos["seeds"], times, dt=chaos["dt"],
-                            nodes=chaos["nodes"], schedule=schedule, progress=progress)
+                            nodes=chaos["nodes"], schedule=schedule, progress=progress, backend=chaos["backend"],
+                            device=chaos["device"], precision=chaos["precision"])
 
     def predict(self, times: np.ndarray, chaos: Mapping[str, Any],
                 schedule: Schedule | None = None) -> FluctuationPrediction:
@@ -889,16 +991,32 @@ class SphereFiniteWidth(FiniteWidth):
                                     schedule=schedule, angle_nodes=chaos["angle_nodes"])
 
     def costs(self, chaos: Mapping[str, Any], times: np.ndarray) -> list[Cost]:
-        """Gram blocks and κ'(Gram) ``4 S m²``, RK4 stages of the weights ``12 S m d``, low-rank features of
-        the nodes and twins ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on
-        ``M = s_nodes q_nodes`` points, RK4 stages and features ``B M (30 + 2K)``; RK4 steps
-        ``t_final / dt`` plus one per output interval, each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
+        """The Gram row tile, κ'(tile) and a temporary ``3 T`` (T = S b m, :func:`gram_row_tiles`; E = 2^22
+        entries per tile, 2^26 on CUDA) and the RK4 stages of the weights ``12 S m d``, in numbers of
+        ``chaos.precision`` on ``chaos.device`` (a CUDA device's memory is checked against its own size here,
+        and the host then holds ``4 S m d`` float64 copies of W); low-rank features of the nodes and twins
+        ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points,
+        RK4 stages and features ``B M (30 + 2K)``; RK4 steps ``t_final / dt`` plus one per output interval,
+        each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
         d, k = self.model.dimension, _SPHERE_RANK
         seeds, m, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
         field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
+        on_cuda = chaos["device"].startswith("cuda")
+        entries = GRAM_TILE_ENTRIES_CUDA if on_cuda else GRAM_TILE_ENTRIES
+        tile = seeds * max(1, min(m, entries // (seeds * m))) * m
+        size = 4.0 if chaos["precision"] == "float32" else 8.0
+        network = size * (3 * tile + 12 * seeds * m * d)
+        what = f"{field}, chaos.precision = {chaos['precision']!r}"
+        if on_cuda:
+            from reduced_pde.analysis.finite_width_torch import device_memory
+
+            total = device_memory(chaos["device"])
+            if network > 0.8 * total:
+                raise ValueError(f"{what} implies {network / 2**30:.3g} GiB on chaos.device = {chaos['device']!r} "
+                                 f"(Gram row tiles and RK4 stages), which has {total / 2**30:.3g} GiB: reduce it")
+            network = 8.0 * 4 * seeds * m * d  # the host's float64 copies of W
         items: list[Cost] = [
-            ("memory", 8.0 * (4 * seeds * m * m + 12 * seeds * m * d + 4 * k * seeds * m), field,
-             "m-neuron networks (Gram blocks and RK4 stages)"),
+            ("memory", network + 8.0 * 4 * k * seeds * m, what, "m-neuron networks (Gram row tiles and RK4 stages)"),
             ("memory", 8.0 * 4 * k * nodes, f"chaos.nodes = {nodes}", "mean-field nodes and their features")]
         if chaos["predict"]:
             batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["s_nodes"]) * int(chaos["q_nodes"])

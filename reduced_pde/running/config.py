@@ -238,6 +238,19 @@ RUN_SCHEMA["sgd"].update(
     threads=Key(0, _threads, "BLAS threads while stepping (0: the process default; at most 1024)"))
 
 
+def _device(field: str, value: Any) -> str:
+    from reduced_pde.analysis.finite_width_torch import check_device_name
+
+    return check_device_name(value, field)
+
+
+#: where the m-neuron flow of ``reduced-pde chaos`` runs (README "Finite width", GPU backend)
+RUN_SCHEMA["chaos"].update(
+    backend=Key("numpy", one_of("numpy", "torch"), "m-neuron flow: NumPy (default) or PyTorch (pip install \".[gpu]\")"),
+    device=Key("cpu", _device, "torch backend: 'cpu', 'cuda' or 'cuda:<index>'"),
+    precision=Key("float64", one_of("float64", "float32"), "torch backend: float32 without TF32, or float64"))
+
+
 def schema_of(model: Model) -> dict[str, dict[str, Key] | Table]:
     """The full schema of a run of ``model``: :data:`RUN_SCHEMA` and the model's tables."""
     tables: dict[str, dict[str, Key] | Table] = {name: dict(keys) for name, keys in RUN_SCHEMA.items()}
