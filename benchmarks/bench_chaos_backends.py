@@ -11,6 +11,7 @@
    ratios to NumPy, and the projected minutes to t = 1 at the shipped dt (``chaos.dt`` of
    configs/chaos_sphere_he4.toml; 1/dt steps; PyTorch float32 on the device);
 2. the float32 check: max |W₃₂ − W₆₄| after those steps from the same W (float32 round-off ≈ steps × 6e-8);
+   On CUDA also the peak device memory of each PyTorch step (``torch.cuda.max_memory_allocated``);
 3. a short run (``coupled_runs``, two output intervals of one step each: steps, mean-field flow, twins and the
    per-output measures) for m <= ``--run-max``, wall time per backend.
 
@@ -56,6 +57,7 @@ import torch  # noqa: E402
 
 from reduced_pde.analysis.finite_width import SphereHermiteModel, _initial_neurons, _rk4, coupled_runs, \
     network_backend  # noqa: E402
+from reduced_pde.analysis.finite_width_torch import load_torch  # noqa: E402
 from reduced_pde.models.single_index import SingleIndexProblem  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -87,6 +89,10 @@ def time_steps(network, w0: np.ndarray, h: float, repeat: int) -> tuple[float, n
 
 
 def main() -> None:
+    try:
+        load_torch(ARGS.device)  # the device exists (else one line and exit status 2)
+    except ValueError as error:
+        raise SystemExit(f"bench_chaos_backends: {error}") from None
     d, dt = ARGS.dimension, shipped_dt()
     widths = ARGS.widths or [2**k for k in range(10, 17 if ARGS.device.startswith("cuda") else 15)]
     problem = SingleIndexProblem({"name": "he", "degree": 4}, "he4", d, sphere=True, train_second_layer=False,
@@ -107,8 +113,12 @@ def main() -> None:
             if backend == "numpy" and m > ARGS.numpy_max:
                 continue
             network = network_backend(model, backend, device, precision)
+            if backend == "torch" and device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats(torch.device(device))
             seconds, w = time_steps(network, w0, dt, ARGS.repeat)
             row[f"{backend}_{precision}"] = seconds
+            if backend == "torch" and device.startswith("cuda"):  # Gram row tiles + RK4 stages on the device
+                row[f"peak_GiB_{precision}"] = torch.cuda.max_memory_allocated(torch.device(device)) / 2**30
             states[(backend, precision)] = w
             del network
         row["float32_error"] = float(np.max(np.abs(states[("torch", "float32")] - states[("torch", "float64")])))
@@ -121,7 +131,8 @@ def main() -> None:
         print(f"{m:>6} | {cell(numpy_s)} | {cell(row['torch_float64'])} | {cell(row['torch_float32'])} | "
               f"{numpy_s / row['torch_float64']:7.2f} | {numpy_s / row['torch_float32']:7.2f} | "
               f"{row['torch_float64'] / row['torch_float32']:7.2f} | {row['minutes_to_t1_float32']:16.3g} | "
-              f"{row['float32_error']:9.2g}", flush=True)
+              f"{row['float32_error']:9.2g}" + "".join(f" | peak {row[k]:.2g} GiB ({k[-7:]})" for k in row
+                                                      if k.startswith("peak_")), flush=True)
     runs = []
     times = np.array([0.0, dt, 2 * dt])
     for m in [m for m in widths if m <= ARGS.run_max]:

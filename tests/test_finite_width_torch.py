@@ -104,3 +104,41 @@ def test_torch_refuses_bad_precision_and_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"chaos.device = 'cuda'.*pip install"):
             TorchNetwork(model, "cuda", "float32")
+
+
+def test_cli_torch_backend_writes_the_numpy_numbers(tmp_path):
+    # [chaos] backend/device/precision reach the run and the file: the same arrays as the NumPy run (<= 1e-10)
+    import h5py
+
+    from reduced_pde.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text("""[data]
+model = "single_index_sphere"
+dimension = 8
+target = {name = "he", degree = 4}
+second_layer = 1.0
+[activation]
+name = "he4"
+[output]
+t_final = 0.01
+n_outputs = 2
+spacing = "linear"
+[chaos]
+widths = [4, 8]
+seeds = [0, 1]
+dt = 2e-3
+nodes = 32
+predict = false
+""")
+    files = {}
+    for backend in ("numpy", "torch"):
+        files[backend] = tmp_path / f"{backend}.h5"
+        assert main(["chaos", str(config), "-o", str(files[backend]), "--quiet",
+                     "--set", f'chaos.backend="{backend}"']) == 0
+    with h5py.File(files["numpy"], "r") as reference, h5py.File(files["torch"], "r") as file:
+        assert file.attrs["config.chaos.backend"] == "torch" and file.attrs["derived.backend"] == "torch"
+        assert file.attrs["config.chaos.precision"] == "float64" and file.attrs["config.chaos.device"] == "cpu"
+        for name in RECORDED:
+            expected = reference[name][()]
+            assert np.max(np.abs(file[name][()] - expected)) <= 1e-10 * np.max(np.abs(expected)), name
