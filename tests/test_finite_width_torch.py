@@ -112,31 +112,16 @@ def test_cli_torch_backend_writes_the_numpy_numbers(tmp_path):
 
     from reduced_pde.cli import main
 
-    config = tmp_path / "c.toml"
-    config.write_text("""[data]
-model = "single_index_sphere"
-dimension = 8
-target = {name = "he", degree = 4}
-second_layer = 1.0
-[activation]
-name = "he4"
-[output]
-t_final = 0.01
-n_outputs = 2
-spacing = "linear"
-[chaos]
-widths = [4, 8]
-seeds = [0, 1]
-dt = 2e-3
-nodes = 32
-predict = false
-""")
+    small = ["--set", "data.dimension=8", "--set", "chaos.widths=[4, 8]", "--set", "chaos.seeds=[0, 1]",
+             "--set", "chaos.nodes=32", "--set", "chaos.predict=false", "--set", "output.t_final=0.01",
+             "--set", "output.n_outputs=2"]
     files = {}
     for backend in ("numpy", "torch"):
         files[backend] = tmp_path / f"{backend}.h5"
-        assert main(["chaos", str(config), "-o", str(files[backend]), "--quiet",
+        assert main(["chaos", "configs/chaos_sphere_he4.toml", "-o", str(files[backend]), "--quiet", *small,
                      "--set", f'chaos.backend="{backend}"']) == 0
     with h5py.File(files["numpy"], "r") as reference, h5py.File(files["torch"], "r") as file:
+        assert list(file["width"][()]) == [4, 8] and file["network_risk"].shape == (2, 2, 3)
         assert file.attrs["config.chaos.backend"] == "torch" and file.attrs["derived.backend"] == "torch"
         assert file.attrs["config.chaos.precision"] == "float64" and file.attrs["config.chaos.device"] == "cpu"
         for name in RECORDED:
