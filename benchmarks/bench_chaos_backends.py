@@ -13,7 +13,9 @@
 2. the float32 check: max |W₃₂ − W₆₄| after those steps from the same W (float32 round-off ≈ steps × 6e-8);
    On CUDA also the peak device memory of each PyTorch step (``torch.cuda.max_memory_allocated``);
 3. a short run (``coupled_runs``, two output intervals of one step each: steps, mean-field flow, twins and the
-   per-output measures) for m <= ``--run-max``, wall time per backend.
+   per-output measures) for m <= ``--run-max``, wall time per backend, and the float32 error of what the
+   runs measure: m |ΔE_t²| and m |Δ(L_m − L)| against PyTorch float64 (it grows with m: E_t² and L_m − L
+   are O(1/m) differences of O(1) terms).
 
 NumPy runs only up to ``--numpy-max`` (default 2^14: one NumPy step at 2^16 is ~16 times one at 2^14).  Numbers
 depend on the machine and its load; the ratios are measured in one run.  ``--json PATH`` also writes them.
@@ -43,6 +45,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of NumPy's BLAS and of PyTorch")
     p.add_argument("--numpy-max", type=int, default=2**14, help="largest m timed with NumPy")
     p.add_argument("--run-max", type=int, default=2**12, help="largest m of the short coupled runs")
+    p.add_argument("--run-nodes", type=int, default=256, help="mean-field nodes of the short runs")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     return p.parse_args()
 
@@ -136,17 +139,24 @@ def main() -> None:
     runs = []
     times = np.array([0.0, dt, 2 * dt])
     for m in [m for m in widths if m <= ARGS.run_max]:
-        entry = {"m": m}
+        entry, results = {"m": m}, {}
         for backend, device, precision in BACKENDS:
             if backend == "numpy" and m > ARGS.numpy_max:
                 continue
             start = time.perf_counter()
-            coupled_runs(problem, [m], seeds, times, dt=dt, nodes=256, backend=backend, device=device,
-                         precision=precision)
+            results[precision] = coupled_runs(problem, [m], seeds, times, dt=dt, nodes=ARGS.run_nodes,
+                                              backend=backend, device=device, precision=precision)
             entry[f"{backend}_{precision}"] = time.perf_counter() - start
+        # the float32 check on the measured quantities: m |ΔE_t²| and m |Δ(L_m − L)| against PyTorch float64
+        entry["m_gap_float32_error"] = float(m * np.max(np.abs(results["float32"].function_gap_squared
+                                                                - results["float64"].function_gap_squared)))
+        entry["m_excess_float32_error"] = float(m * np.max(np.abs(results["float32"].risk_excess
+                                                                  - results["float64"].risk_excess)))
         runs.append(entry)
         print(f"short run (2 steps, 3 outputs), m = {m}: " + ", ".join(
-            f"{key} {value:.3g} s" for key, value in entry.items() if key != "m"), flush=True)
+            f"{key} {value:.3g} s" for key, value in entry.items() if key.endswith("64") or key.endswith("32"))
+            + f"; float32 - float64: m|ΔE²| {entry['m_gap_float32_error']:.2g}, "
+              f"m|Δ(L_m - L)| {entry['m_excess_float32_error']:.2g}", flush=True)
     if ARGS.json:
         Path(ARGS.json).write_text(json.dumps({"device": ARGS.device, "device_name": device_name,
                                                "torch": torch.__version__, "dimension": d, "seeds": len(seeds),
