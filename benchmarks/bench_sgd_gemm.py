@@ -1,7 +1,7 @@
 """One SGD step against the two GEMMs it needs, measured side by side in one run.
 
     OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_sgd_gemm.py \
-        [--batches 10 100] [--neurons 800] [--dimension 320] [--threads 1] [--repeats 5]
+        [--batches 10 100] [--neurons 800] [--dimension 320] [--threads 1] [--repeats 5] [--sphere] [--quick]
 
 For MMN18 (isotropic mixture, d = 320, κ = 0.4, a trained) the engine's numpy/BLAS backend
 (:class:`solvers.sgd.SGDSimulation`, ``backend = "numpy"``) is timed per step (data sampling, the two
@@ -13,7 +13,10 @@ so load on a shared machine affects both alike.  Drawing the minibatch (``networ
 Gaussians, float64 so that both precisions see the same data) is part of the step but no GEMM can
 absorb it; it is timed the same way and the ratio without it is printed too.  The compiled numba backend (batch < 8 by default)
 is printed for reference (it does not use BLAS).  ``--sphere``: He_4 on the sphere (polynomial σ, fixed
-a; the second product goes into a buffer for the tangent projection and retraction).  Ratio = step / GEMMs (target <= 1.5).
+a); the engine folds the tangent projection and retraction into its second product (``W += Xᵀ G'`` in
+place, then one read pass for the norms); the reference second GEMM is ``U = Xᵀ G`` into a buffer, as
+an explicit projection would need.  Ratio = step / GEMMs (target <= 1.5).  ``--quick``: 3 repeats of
+0.15 s (about a minute per model).
 """
 
 from __future__ import annotations
@@ -54,8 +57,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.3, help="per timed block")
     parser.add_argument("--sphere", action="store_true",
-                        help="He_4 on the sphere (fixed a, polynomial σ: numpy between the GEMMs) instead of MMN18")
+                        help="He_4 on the sphere (fixed a, polynomial σ) instead of MMN18")
+    parser.add_argument("--quick", action="store_true", help="3 repeats of 0.15 s")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.seconds = 3, 0.15
     d, n = args.dimension, args.neurons
     if args.sphere:
         problem = SingleIndexProblem({"name": "he", "degree": 4}, "he4", d, sphere=True, train_second_layer=False)

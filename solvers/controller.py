@@ -35,7 +35,7 @@ import numpy as np
 from solvers.common import SolverError
 from solvers.results import Trajectory
 
-__all__ = ["Simulation", "CheckpointStore", "run_simulation", "map_in_processes", "local_dask_client", "ONE_THREAD_ENV"]
+__all__ = ["Simulation", "CheckpointStore", "run_simulation", "run_simulation_group", "map_in_processes", "local_dask_client", "ONE_THREAD_ENV"]
 
 class CheckpointStore(Protocol):
     """Where a run's checkpoints go: ``save`` replaces the previous one atomically."""
@@ -162,6 +162,25 @@ def _check_finite(record: dict[str, Any], names: tuple[str, ...], t: float, kind
                               "the state); refine the grid or the step, or shorten the run")
 
 
+def _resume(simulation: Simulation, checkpoint: CheckpointStore | None, config: dict[str, Any], kind: str,
+            output_times: np.ndarray, static_fields: dict[str, Any]) -> tuple[list[float], list[dict[str, Any]], int]:
+    """Restore ``simulation`` from ``checkpoint`` after the checks of :func:`_check_resume`; returns the
+    recorded (times, observables records, next output index)."""
+    if checkpoint is None or not checkpoint.exists():
+        raise ValueError(f"--resume: no checkpoint at {checkpoint}")
+    partial, state, start = checkpoint.load()
+    names = tuple(simulation.coordinate_names)
+    if partial.coordinates != names:
+        raise ValueError(f"--resume: the checkpoint {checkpoint} holds coordinates {partial.coordinates}, "
+                         f"this run {names}")
+    _check_resume(partial, start, config, kind, output_times, checkpoint)
+    simulation.set_state(state)
+    if not abs(float(simulation.time) - float(partial.time[-1])) <= 1e-12 * max(1.0, abs(float(partial.time[-1]))):
+        raise ValueError(f"--resume: the checkpoint {checkpoint} is inconsistent: its state is at t = "
+                         f"{simulation.time:.17g}, its last output at t = {partial.time[-1]:.17g}")
+    return list(partial.time), _records_of(partial, static_fields), start
+
+
 def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: str,
                    config: dict[str, Any], static_fields: dict[str, Any] | None = None,
                    checkpoint: CheckpointStore | None = None, checkpoint_every: float = 60.0,
@@ -180,19 +199,7 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
     records: list[dict[str, Any]] = []
     start = 0
     if resume:
-        if checkpoint is None or not checkpoint.exists():
-            raise ValueError(f"--resume: no checkpoint at {checkpoint}")
-        partial, state, start = checkpoint.load()
-        if partial.coordinates != names:
-            raise ValueError(f"--resume: the checkpoint {checkpoint} holds coordinates {partial.coordinates}, "
-                             f"this run {names}")
-        _check_resume(partial, start, config, kind, output_times, checkpoint)
-        simulation.set_state(state)
-        if not abs(float(simulation.time) - float(partial.time[-1])) <= 1e-12 * max(1.0, abs(float(partial.time[-1]))):
-            raise ValueError(f"--resume: the checkpoint {checkpoint} is inconsistent: its state is at t = "
-                             f"{simulation.time:.17g}, its last output at t = {partial.time[-1]:.17g}")
-        times = list(partial.time)
-        records = _records_of(partial, static_fields)
+        times, records, start = _resume(simulation, checkpoint, config, kind, output_times, static_fields)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -226,6 +233,72 @@ def run_simulation(simulation: Simulation, output_times: np.ndarray, *, kind: st
     if callable(extra):
         diagnostics.update(extra())
     return _assemble(kind, names, times, records, static_fields, config, diagnostics, derived)
+
+
+def run_simulation_group(advance, simulations: list[Simulation], output_times: np.ndarray, *, kind: str,
+                         configs: list[dict[str, Any]], checkpoints: list[CheckpointStore | None] | None = None,
+                         checkpoint_every: float = 60.0, resume: bool | list[bool] = False, progress: bool = False,
+                         derived: list[dict[str, Any] | None] | None = None) -> list[Trajectory]:
+    """:func:`run_simulation` for several simulations advanced together: ``advance(t, members)`` brings
+    the simulations with the indices ``members`` to ``t`` (e.g. :meth:`solvers.sgd.SGDSeedBatch.advance`).
+    Each simulation has its own configuration, checkpoint and trajectory, recorded and checkpointed
+    exactly as :func:`run_simulation` does for it alone (the checks on resuming too); a member resumed
+    from a checkpoint of a later output than another waits until the others reach it.  ``resume``: one
+    flag for all, or one per simulation."""
+    output_times = np.asarray(output_times, dtype=float)
+    if output_times.ndim != 1 or output_times.size == 0 or np.any(np.diff(output_times) <= 0):
+        raise ValueError("output times must be a non-empty, strictly increasing 1-D array")
+    count = len(simulations)
+    checkpoints = list(checkpoints) if checkpoints is not None else [None] * count
+    resumes = [bool(resume)] * count if isinstance(resume, bool) else [bool(r) for r in resume]
+    derived = list(derived) if derived is not None else [None] * count
+    if not (len(configs) == len(checkpoints) == len(resumes) == len(derived) == count):
+        raise ValueError(f"run_simulation_group: {count} simulations need as many configs, checkpoints, "
+                         "resume flags and derived tables")
+    names = [tuple(sim.coordinate_names) for sim in simulations]
+    times: list[list[float]] = [[] for _ in range(count)]
+    records: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    starts = [0] * count
+    for m, sim in enumerate(simulations):
+        if resumes[m]:
+            times[m], records[m], starts[m] = _resume(sim, checkpoints[m], configs[m], kind, output_times, {})
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(output_times), initial=min(starts), desc=f"{kind} x {count}", unit="output")
+    began = wallclock.perf_counter()
+    last_checkpoint = began
+    try:
+        for index in range(min(starts), len(output_times)):
+            active = [m for m in range(count) if starts[m] <= index]
+            advance(float(output_times[index]), active)
+            for m in active:
+                record = dict(simulations[m].observables())
+                times[m].append(float(record.pop("time", output_times[index])))
+                _check_finite(record, names[m], times[m][-1], kind)
+                records[m].append(record)
+            if bar is not None:
+                bar.update(1)
+            now = wallclock.perf_counter()
+            if now - last_checkpoint > checkpoint_every or index == len(output_times) - 1:
+                for m in active:
+                    if checkpoints[m] is not None:
+                        partial = _assemble(kind, names[m], times[m], records[m], {}, configs[m], {}, derived[m])
+                        checkpoints[m].save(partial, simulations[m].state(), index + 1)
+                last_checkpoint = now
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = wallclock.perf_counter() - began
+    out = []
+    for m, sim in enumerate(simulations):
+        diagnostics = {"wall_time": wall}
+        extra = getattr(sim, "diagnostics", None)
+        if callable(extra):
+            diagnostics.update(extra())
+        out.append(_assemble(kind, names[m], times[m], records[m], {}, configs[m], diagnostics, derived[m]))
+    return out
 
 
 #: the environment of every local Dask worker: one BLAS / OpenMP / numba thread (workers are the parallelism)

@@ -34,10 +34,20 @@ Implementation:
   a compiled loop runs a whole block of steps (forward pass, residual, update fused per step);
   fastest for small batches;
 * ``backend="numpy"`` (any σ, ball or sphere): per step two BLAS calls (``Z = X Wᵀ`` and, in the ball,
-  ``W ← (1 − 2 s_k λ) W + Gᵀ X`` as one GEMM accumulating in place, ``beta`` = the decay; on the sphere
-  ``Xᵀ G`` into a buffer, then the projection); between them one compiled pass
-  (:func:`_residual_and_gradient`: σ, σ', residual, G and the a-increment) for piecewise-linear and
-  polynomial σ, numpy otherwise; on the sphere projection and retraction in one compiled call;
+  ``W ← (1 − 2 s_k λ) W + Gᵀ X`` as one GEMM accumulating in place, ``beta`` = the decay); between them
+  one compiled pass (:func:`_residual_and_gradient`: σ, σ', residual, G and the a-increment) for
+  piecewise-linear and polynomial σ, numpy otherwise.  On the sphere without noise (compiled pass) the
+  tangent projection and retraction are folded into the second GEMM: the normalisation is deferred,
+  ``w_i = ν_i · (stored column i)``, and since ``c_i = ⟨w_i, u_i⟩ = Σ_b g_bi z_bi`` comes from Z and G,
+  ``w_i (1 − c_i) + u_i = ν_i (1 − c_i) (stored w_i + Xᵀ G'_i)`` with ``G'_bi = g_bi / (ν_i (1 − c_i))``:
+  the step is ``W += Xᵀ G'`` in place, then one read pass for the new ``ν_i = 1/|stored w_i|``
+  (:func:`_between_gemms`, :func:`_sphere_norms`); ν is applied to the stored weights every
+  ``_FOLD_EVERY`` = 256 steps and at the end of every :meth:`SGDSimulation.step` call (so the state
+  between calls is normalised; the iterates equal the explicit route's to round-off, and depend at
+  round-off level on where a run is split into step/advance calls — the controller splits at the
+  output times, so resuming a checkpoint stays bitwise).  With noise, or when some ``1 − c_i ≤ 1/2``,
+  the explicit route: ``Xᵀ G`` into a buffer, then projection and retraction
+  (:func:`_project_and_retract`);
   ``precision = "float32"`` stores W and runs both GEMMs (and G, Z) in float32 (residuals, the a
   update and every sum over neurons stay float64; about twice the GEMM throughput, rounding far below
   the seed-to-seed spread: tests/test_sgd_precision.py);
@@ -45,6 +55,11 @@ Implementation:
 * ``allow_large``: weights or pre-activations beyond 4 GiB (:data:`solvers.common.MEMORY_LIMIT`) are
   refused without it (beyond 80% of the available memory always), as ``--allow-large`` does;
 * ``backend="auto"``: numba for piecewise-linear σ in the ball with B < 8, numpy otherwise.
+
+Seeds batched as one simulation (:class:`SGDSeedBatch`, ``run_sgd_seeds(batched=True)``): the seeds'
+weights on a leading seed axis (W (S, d, N)), each seed's minibatches from its own streams, per step
+each seed's two GEMMs and one compiled pass over all seeds between them and one after them; every seed
+goes through the same calls as alone, so its iterates are bitwise those of its separate run.
 
 Data are drawn in blocks of steps (at most ~16 MB) from streams spawned from ``SeedSequence(seed)``:
 initial neurons, x, labels, Langevin noise (``network.sample(n, x_rng, label_rng)`` fills each
@@ -89,13 +104,16 @@ from solvers.common import (
 )
 from solvers.results import Trajectory
 
-__all__ = ["PRECISIONS", "SGDSimulation", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
+__all__ = ["PRECISIONS", "SGDSimulation", "SGDSeedBatch", "run_sgd", "run_sgd_seeds", "seed_statistics", "radial_noise_drift"]
 
 #: float64 entries of one x (or noise) block (16 MB)
 _BLOCK_ENTRIES = 2 * 1024 * 1024
 #: batch size from which BLAS (numpy backend) beats the fused numba loop
 _NUMBA_MAX_BATCH = 8
 _NO_NOISE = np.zeros((0, 0))
+#: on the sphere (no noise) the deferred normalisation is applied every this many steps (and at the end
+#: of every :meth:`SGDSimulation.step`), which bounds the drift of the stored columns' norms
+_FOLD_EVERY = 256
 #: ``sgd.precision``: the floating type of W and of the two matrix products of a step
 PRECISIONS = ("float64", "float32")
 #: the parameters a checkpoint must share with the run that loads it
@@ -288,6 +306,152 @@ def _project_and_retract(wt, update, noise, noise_scale, work):
             wt[j, i] = (wt[j, i] * dot[i] + u) * norm_u[i]
 
 
+# ---- one step of S seeds (numpy backend): the compiled passes between and after the two GEMMs -----
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _between_gemms(slots, z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g, a_step,
+                   work, deferred, gram_route, x, weight_scale, tangent, explicit):
+    """The pass between the two GEMMs of one step, for the seeds ``slots`` (position p, slot s = slots[p]):
+    :func:`_residual_and_gradient` on ``z[s]``, ``a[s]``, ``y[p]`` (into ``g[s]``, ``a_step[s]``).
+
+    ``deferred`` (sphere, no noise): the weights are held as ``w_i = ν_i · wt[s][:, i]`` (``wt`` = the
+    stored columns, ``ν`` = ``weight_scale[s]``, their normalisation deferred).  Then ``z[s]`` (= X ·
+    stored W) is first scaled to ``X W`` by ν; after σ, σ' and G: ``c_i = ⟨w_i, u_i⟩ = Σ_b g_bi z_bi``
+    (u_i = Σ_b g_bi x_b, the w increment; ``tangent[s]``) and, if every ``1 − c_i > 1/2``, ``g[s]`` is
+    replaced by ``G'_bi = g_bi / (ν_i (1 − c_i))``, so that the tangent step and retraction
+    ``w_i ← normalise(w_i (1 − c_i) + u_i)`` become ``wt[s] += Xᵀ G'`` (one in-place GEMM) with the new
+    ``ν_i = 1 / |wt[s][:, i]|``: ``w_i (1 − c_i) + u_i = ν_i (1 − c_i) (stored w_i + Xᵀ G'_i)``.  The
+    new ν comes from a read pass after the GEMM (:func:`_sphere_norms`), or with ``gram_route`` here,
+    from ``|w_i (1 − c_i) + u_i|² = 1 − c_i² + |u_i|²`` (|w_i| = 1) with ``|u_i|² = g_iᵀ (X Xᵀ) g_i`` (the
+    B × B Gram matrix of ``x[p]`` (B, d): B²(N + d/2) multiply-adds instead of a pass over W).
+    Otherwise (a step of the order of |w|) ``explicit[p]`` is set and g is left as it is (the caller
+    takes the explicit route for that seed).  Returns the position of the first seed with a
+    non-finite residual, or -1."""
+    batch, n_neurons = z.shape[1], z.shape[2]
+    for p in range(slots.shape[0]):
+        s = slots[p]
+        if deferred:
+            for b in range(batch):
+                for i in range(n_neurons):
+                    z[s, b, i] *= weight_scale[s, i]
+        if not _residual_and_gradient(z[s], a[s], y[p], scale, inv_n, intercept, slope, knots, jumps, he,
+                                      he_derivative, g[s], a_step[s], work):
+            return p
+        if deferred:
+            c = tangent[s]
+            c[:] = 0.0
+            for b in range(batch):
+                for i in range(n_neurons):
+                    c[i] += g[s, b, i] * z[s, b, i]
+            usable = True
+            for i in range(n_neurons):
+                if not 1.0 - c[i] > 0.5:
+                    usable = False
+            explicit[p] = not usable
+            if not usable:
+                continue
+            factor, step_norm, row = work[0], work[1], work[2]
+            if gram_route:
+                step_norm[:] = 0.0
+                for b in range(batch):
+                    row[:] = 0.0
+                    for b2 in range(batch):
+                        gram = 0.0
+                        for j in range(x.shape[2]):
+                            gram += float(x[p, b, j]) * float(x[p, b2, j])
+                        for i in range(n_neurons):
+                            row[i] += gram * g[s, b2, i]
+                    for i in range(n_neurons):
+                        step_norm[i] += g[s, b, i] * row[i]
+            for i in range(n_neurons):
+                factor[i] = 1.0 / (weight_scale[s, i] * (1.0 - c[i]))
+                if gram_route:
+                    weight_scale[s, i] *= (1.0 - c[i]) / math.sqrt(1.0 - c[i] * c[i] + step_norm[i])
+            for b in range(batch):
+                for i in range(n_neurons):
+                    g[s, b, i] *= factor[i]
+    return -1
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _sphere_norms(slots, wt, weight_scale, explicit, work):
+    """After ``wt[s] += Xᵀ G'`` (:func:`_between_gemms`): ``weight_scale[s, i] = 1 / |wt[s][:, i]|`` (sums in
+    float64, one read pass over the stored weights).  Seeds with ``explicit[p]`` took the explicit route
+    (already normalised) and are skipped."""
+    for p in range(slots.shape[0]):
+        if not explicit[p]:
+            _column_norms(wt[slots[p]], weight_scale[slots[p]], work[0])
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _column_norms(wt, inverse_norm, norm):
+    """``inverse_norm[i] = 1 / |wt[:, i]|`` (float64 sums; ``norm``: a work row)."""
+    dim, n_neurons = wt.shape
+    norm[:] = 0.0
+    for j in range(dim):
+        for i in range(n_neurons):
+            w = wt[j, i]
+            norm[i] += w * w
+    for i in range(n_neurons):
+        inverse_norm[i] = 1.0 / math.sqrt(norm[i])
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _fold(wt, weight_scale, norm):
+    """The deferred normalisation applied: ``wt[:, i] /= |wt[:, i]|`` (norms recomputed: exact unit
+    columns to rounding), then ``weight_scale = 1``."""
+    _column_norms(wt, weight_scale, norm)
+    dim, n_neurons = wt.shape
+    for j in range(dim):
+        for i in range(n_neurons):
+            wt[j, i] = wt[j, i] * weight_scale[i]
+    weight_scale[:] = 1.0
+
+
+@njit(cache=True)
+def _after_gemms(slots, wt, a, a_step, noise, k, noise_scale, in_ball, train_a, rate, a_decay, a_noise_scale):
+    """The rest of a step for the seeds ``slots`` (position p, slot s): in the ball (``in_ball``)
+    ``wt[s] += noise_scale · noise[p, k, :d]`` (noise (P, steps, d [+ 1], N); empty: none); if a is
+    trained ``a[s] ← a_decay a[s] + rate a_step[s] + a_noise_scale noise[p, k, d]`` (a_decay = 1: no
+    decay, exactly), in that order of roundings."""
+    dim, n_neurons = wt.shape[1], wt.shape[2]
+    noisy = noise.shape[0] > 0
+    a_noisy = noisy and noise.shape[2] > dim
+    for p in range(slots.shape[0]):
+        s = slots[p]
+        if noisy and in_ball:
+            for j in range(dim):
+                for i in range(n_neurons):
+                    wt[s, j, i] += noise_scale * noise[p, k, j, i]
+        if train_a:
+            for i in range(n_neurons):
+                a[s, i] *= a_decay
+                a[s, i] += rate * a_step[s, i]
+                if a_noisy:
+                    a[s, i] += a_noise_scale * noise[p, k, dim, i]
+
+
+class _Stack:
+    """The state of S seeds of one configuration with a leading seed axis (the arrays every step works
+    on): stored weights ``wt`` (S, d, N) in the run's precision, ``a`` (S, N), pre-activations ``z`` and
+    gradient coefficients ``g`` (S, B, N), the a-increments (S, N or 0), and on the sphere the deferred
+    normalisation ``weight_scale`` (S, N) with ``tangent`` (S, N) and one (d, N) buffer for the explicit
+    route.  A :class:`SGDSimulation` owns a stack of one; :class:`SGDSeedBatch` binds its seeds to slots
+    of one stack."""
+
+    def __init__(self, seeds: int, dimension: int, n_neurons: int, batch: int, dtype: np.dtype,
+                 train_second_layer: bool, on_sphere: bool) -> None:
+        self.wt = np.zeros((seeds, dimension, n_neurons), dtype=dtype)
+        self.a = np.zeros((seeds, n_neurons))
+        self.z = np.empty((seeds, batch, n_neurons), dtype=dtype)
+        self.g = np.empty((seeds, batch, n_neurons), dtype=dtype)
+        self.h = np.empty((seeds, batch, n_neurons))
+        self.a_step = np.zeros((seeds, n_neurons if train_second_layer else 0))
+        self.weight_scale = np.ones((seeds, n_neurons))
+        self.tangent = np.zeros((seeds, n_neurons))
+        self.work = np.empty((4, n_neurons))
+        self.update = np.empty((dimension, n_neurons), dtype=dtype) if on_sphere else None
+
+
 # ------------------------------------------------------------------------------------------------
 class SGDSimulation:
     """Stateful online SGD of ``network`` (module docstring).
@@ -364,16 +528,23 @@ class SGDSimulation:
         else:
             self._fused = None
 
+        # sphere without noise, compiled pass: the tangent step and retraction folded into the second GEMM
+        self._deferred = (self.on_sphere and backend == "numpy" and self._fused is not None
+                          and not math.isfinite(self.beta))
         init_seq, x_seq, y_seq, noise_seq = np.random.SeedSequence(self.seed).spawn(4)
         self._x_rng = np.random.Generator(np.random.PCG64(x_seq))
         self._y_rng = np.random.Generator(np.random.PCG64(y_seq))
         self._noise_rng = np.random.Generator(np.random.PCG64(noise_seq))
         a, w = network.initial_neurons(self.n_neurons, np.random.Generator(np.random.PCG64(init_seq)))
-        self._a = np.array(a, dtype=float).reshape(self.n_neurons)
-        self._wt = np.ascontiguousarray(np.asarray(w, dtype=float).T, dtype=self._dtype)  # (d, N)
-        if self._wt.shape != (self.dimension, self.n_neurons):
-            raise ValueError(f"network.initial_neurons gave weights of shape {self._wt.T.shape}, expected "
+        a, w = np.array(a, dtype=float).reshape(self.n_neurons), np.asarray(w, dtype=float)
+        if w.shape != (self.n_neurons, self.dimension):
+            raise ValueError(f"network.initial_neurons gave weights of shape {w.shape}, expected "
                              f"{(self.n_neurons, self.dimension)}")
+        self._stack = _Stack(1, self.dimension, self.n_neurons, self.batch_size, self._dtype,
+                             self.train_second_layer, self.on_sphere)
+        self._slot = 0
+        self._a[:] = a
+        self._wt[:] = w.T  # (d, N)
         n_invariants = self.invariants().reshape(self.n_neurons, -1).shape[1]
         if n_invariants != len(self.coordinate_names):
             raise ValueError(f"the network's invariants have {n_invariants} coordinates, the problem's are "
@@ -384,14 +555,17 @@ class SGDSimulation:
         self.block_steps = max(1, _BLOCK_ENTRIES // (b * d))
         if math.isfinite(self.beta):  # the (steps, d [+ 1], N) noise block stays below ~16 MB too
             self.block_steps = min(self.block_steps, max(1, _BLOCK_ENTRIES // ((d + 1) * n)))
-        self._z = np.empty((b, n), dtype=self._dtype)
-        self._g = np.empty((b, n), dtype=self._dtype)
-        self._h = np.empty((b, n))
-        self._a_step = np.empty(n if self.train_second_layer else 0)
-        self._work = np.empty((4, n))
-        self._update = np.empty((d, n), dtype=self._dtype) if self.on_sphere else None
 
     # ---- state ------------------------------------------------------------------------------------
+    @property
+    def _wt(self) -> np.ndarray:
+        """The stored weights (d, N) (a view of this seed's slot of its stack)."""
+        return self._stack.wt[self._slot]
+
+    @property
+    def _a(self) -> np.ndarray:
+        return self._stack.a[self._slot]
+
     @property
     def coordinate_names(self) -> tuple[str, ...]:
         return tuple(self.problem.coordinate_names)
@@ -442,8 +616,9 @@ class SGDSimulation:
             a = np.asarray(state["second_layer"], dtype=float)
             if a.shape != (self.n_neurons,):
                 raise ValueError(f"state second_layer has shape {a.shape}, expected ({self.n_neurons},)")
-            self._a = a.copy()
-        self._wt = np.ascontiguousarray(weights.T, dtype=self._dtype)
+            self._a[:] = a
+        self._wt[:] = weights.T
+        self._stack.weight_scale[self._slot] = 1.0
         self.steps = check_integer("state.steps", state["steps"], 0)
         self._x_rng.bit_generator.state = state["x_rng"]
         self._y_rng.bit_generator.state = state["y_rng"]
@@ -453,16 +628,7 @@ class SGDSimulation:
     # ---- stepping ---------------------------------------------------------------------------------
     def step(self, n_steps: int) -> None:
         """Take ``n_steps`` SGD steps."""
-        n_steps = check_integer("n_steps", n_steps, 0)
-        began = _time.perf_counter()
-        try:
-            with _blas_threads(self.threads):
-                while n_steps > 0:
-                    block = min(n_steps, self.block_steps)
-                    self._block(block)
-                    n_steps -= block
-        finally:
-            self.stepping_seconds += _time.perf_counter() - began
+        _step_together([self], check_integer("n_steps", n_steps, 0), self.block_steps)
 
     def advance(self, t_target: float) -> None:
         """Advance to the step nearest ``t_target`` (``round(t_target/ε)`` steps from t = 0)."""
@@ -480,42 +646,9 @@ class SGDSimulation:
         return {"steps": float(self.steps), "steps_per_second": rate,
                 "neuron_updates_per_second": rate * self.n_neurons}
 
-    def _block(self, block: int) -> None:
-        d, n, b = self.dimension, self.n_neurons, self.batch_size
-        x, y = self.network.sample(block * b, self._x_rng, self._y_rng)
-        x, y = x.reshape(block, b, d), y.reshape(block, b)
-        sizes = self.step_size * np.asarray(
-            self.schedule(np.arange(self.steps, self.steps + block) * self.step_size), dtype=float)
-        rate = self.second_layer_rate
-        empty = np.zeros(0)
-        decay = 1.0 - 2.0 * self.weight_decay * sizes if self.weight_decay > 0 else empty
-        a_decay = 1.0 - 2.0 * rate * self.weight_decay * sizes if self.weight_decay > 0 else empty
-        noise = a_noise = noise_scale = a_noise_scale = None
-        if math.isfinite(self.beta):  # per step: d·N entries for w, then N for a (if trained)
-            drawn = self._noise_rng.standard_normal((block, d + 1 if self.train_second_layer else d, n))
-            noise = drawn[:, :d, :]
-            noise_scale = np.sqrt(4.0 * sizes / self.beta)
-            if self.train_second_layer:
-                a_noise = drawn[:, d, :]
-                a_noise_scale = np.sqrt(4.0 * rate * sizes / self.beta)
-        if self.backend == "numba":
-            bad = _sgd_block_piecewise_linear(
-                self._wt, self._a, x, y, sizes, *self._piecewise, self._z, self._g, self._h,
-                self.train_second_layer, rate, decay, a_decay,
-                noise if noise is not None else np.zeros((0, 0, 0)), noise_scale if noise is not None else empty,
-                a_noise if a_noise is not None else np.zeros((0, 0)),
-                a_noise_scale if a_noise is not None else empty)
-        else:
-            bad = self._block_numpy(x, y, sizes, decay, a_decay, noise, noise_scale, a_noise, a_noise_scale)
-        if bad >= 0:
-            self.steps += bad + 1
-            raise SolverError(f"SGD diverged: non-finite network output at step {self.steps} "
-                              f"(t = {self.time:.6g}), neuron {self._offending_neuron()}; "
-                              f"reduce sgd.step_size = {self.step_size:g}")
-        self.steps += block
-        if not (np.all(np.isfinite(self._wt)) and np.all(np.isfinite(self._a))):
-            raise SolverError(f"SGD produced non-finite weights by step {self.steps} (t = {self.time:.6g}), "
-                              f"neuron {self._offending_neuron()}; reduce sgd.step_size = {self.step_size:g}")
+    def _seed_label(self) -> str:
+        """``" of seed k"`` when this seed is stepped with others (:class:`SGDSeedBatch`), else empty."""
+        return f" of seed {self.seed}" if self._stack.wt.shape[0] > 1 else ""
 
     def _offending_neuron(self) -> int:
         """The first neuron with a non-finite parameter, else the one with the largest |a_i| |w_i|."""
@@ -524,51 +657,6 @@ class SGDSimulation:
             return int(np.argmin(finite))
         with np.errstate(over="ignore"):
             return int(np.argmax(np.abs(self._a) * np.sqrt(np.einsum("ji,ji->i", self._wt, self._wt))))
-
-    def _block_numpy(self, x: np.ndarray, y: np.ndarray, sizes: np.ndarray, decay: np.ndarray,
-                     a_decay: np.ndarray, noise: np.ndarray | None, noise_scale: np.ndarray | None,
-                     a_noise: np.ndarray | None, a_noise_scale: np.ndarray | None) -> int:
-        wt, a, z, g, update = self._wt, self._a, self._z, self._g, self._update
-        act, inv_n = self.activation, 1.0 / self.n_neurons
-        scale = 2.0 / self.batch_size
-        x = x.astype(self._dtype, copy=False)
-        gemm = _blas.sgemm if self._dtype == np.float32 else _blas.dgemm
-        fused = self._fused
-        a_step = self._a_step
-        for k in range(x.shape[0]):
-            xk = x[k]
-            np.dot(xk, wt, out=z)                                        # (B, N) = X Wᵀ (BLAS)
-            coefficient_scale = scale * sizes[k]
-            if fused is not None:                                        # σ, σ', e, G, a-increment: one pass
-                if not _residual_and_gradient(z, a, y[k], coefficient_scale, inv_n, *fused, g, a_step,
-                                              self._work):
-                    return k
-            else:
-                features = act(z)
-                residual = y[k] - inv_n * (features @ a)                 # (B,)
-                if not np.all(np.isfinite(residual)):
-                    return k
-                coefficient = coefficient_scale * residual
-                np.multiply(act.derivative(z), coefficient[:, None], out=g)
-                g *= a
-                if self.train_second_layer:
-                    a_step[:] = coefficient @ features
-            if self.on_sphere:                                           # Xᵀ G, P⊥, then retraction
-                np.dot(xk.T, g, out=update)
-                _project_and_retract(wt, update, noise[k] if noise is not None else _NO_NOISE,
-                                     noise_scale[k] if noise is not None else 0.0, self._work)
-            else:                                                        # W ← decay W + Gᵀ X, in place
-                gemm(1.0, g.T, xk.T, beta=float(decay[k]) if decay.size else 1.0, c=wt.T, trans_b=1,
-                     overwrite_c=1)
-                if noise is not None:
-                    wt += noise_scale[k] * noise[k]
-            if self.train_second_layer:
-                if a_decay.size:
-                    a *= a_decay[k]
-                a += self.second_layer_rate * a_step
-                if a_noise is not None:
-                    a += a_noise_scale[k] * a_noise[k]
-        return -1
 
     # ---- observables ------------------------------------------------------------------------------
     def observables(self) -> dict[str, Any]:
@@ -584,6 +672,243 @@ class SGDSimulation:
         if self.record_network_risk:
             out["network_risk"], out["risk_bound"] = self.network.network_risk(self._a, self._wt.T.astype(float, copy=False))
         return out
+
+
+# ------------------------------------------------------------------------------------------------
+class SGDSeedBatch:
+    """Several seeds of one SGD configuration advanced as one simulation: their weights on a leading
+    seed axis (:class:`_Stack`: W (S, d, N), minibatches (S, B, d)), per step the two GEMMs of each seed
+    and one compiled pass over all seeds between them and one after them (backend "numpy"; the
+    compiled per-block kernel of backend "numba" runs seed after seed).
+
+    Each seed keeps its own streams (:class:`SGDSimulation` of that seed: initial neurons, x, labels,
+    noise), and every seed goes through the same BLAS calls and compiled functions as when it runs
+    alone, so each seed's iterates are *bitwise* those of its separate run (tests/test_sgd_batch.py).
+    What batching saves is the per-step Python and dispatch overhead, paid once per step for all S
+    seeds instead of S times (README "Performance").  ``members``: the seeds' simulations (each has
+    ``state``/``set_state``/``observables`` as a separate run; stepping one alone is allowed and gives
+    the same iterates).  A divergence of one seed stops the batch (the SolverError names the seed)."""
+
+    def __init__(self, network: NetworkModel, problem: ReducedProblem, *, seeds: Sequence[int], n_neurons: int,
+                 step_size: float, allow_large: bool = False, **options: Any) -> None:
+        seeds = [check_integer("sgd.seed", s, 0) for s in seeds]
+        if not seeds:
+            raise ValueError("sgd.seeds = [] must be a non-empty sequence of integers")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"sgd.seeds = {seeds} repeats a seed; batched seeds must differ")
+        members = [SGDSimulation(network, problem, n_neurons=n_neurons, step_size=step_size, seed=seeds[0],
+                                 allow_large=allow_large, **options)]
+        lead = members[0]
+        check_memory(f"{len(seeds)} batched seeds with sgd.n_neurons = {lead.n_neurons}, dimension "
+                     f"d = {lead.dimension}", 8.0 * 4 * len(seeds) * lead.n_neurons * lead.dimension,
+                     "the weights of all batched seeds (S x N x d, 4 copies)", allow_large=allow_large)
+        members += [SGDSimulation(network, problem, n_neurons=n_neurons, step_size=step_size, seed=s,
+                                  allow_large=allow_large, **options) for s in seeds[1:]]
+        stack = _Stack(len(seeds), lead.dimension, lead.n_neurons, lead.batch_size, lead._stack.wt.dtype,
+                       lead.train_second_layer, lead.on_sphere)
+        for slot, sim in enumerate(members):
+            stack.wt[slot], stack.a[slot] = sim._wt, sim._a
+            sim._stack, sim._slot = stack, slot
+        self.members = members
+        self.seeds = seeds
+        #: steps per block of the batch: the x (and noise) blocks of all seeds together stay ~16 MB each
+        self.block_steps = max(1, lead.block_steps // len(seeds))
+
+    @property
+    def steps(self) -> list[int]:
+        return [sim.steps for sim in self.members]
+
+    def _chosen(self, members: Sequence[int] | None) -> list[int]:
+        if members is None:
+            return list(range(len(self.members)))
+        chosen = sorted({check_integer("members", m, 0) for m in members})
+        if chosen and chosen[-1] >= len(self.members):
+            raise ValueError(f"members = {list(members)}: this batch has members 0 to {len(self.members) - 1}")
+        return chosen
+
+    def step(self, n_steps: int, members: Sequence[int] | None = None) -> None:
+        """Take ``n_steps`` steps of the chosen members (indices into :attr:`members`; default all),
+        which must be at the same step."""
+        n_steps = check_integer("n_steps", n_steps, 0)
+        sims = [self.members[m] for m in self._chosen(members)]
+        if len({sim.steps for sim in sims}) > 1:
+            raise ValueError(f"batched members at different steps {[sim.steps for sim in sims]}: "
+                             "step them to a common step first (advance does)")
+        if sims:
+            _step_together(sims, n_steps, self.block_steps)
+
+    def advance(self, t_target: float, members: Sequence[int] | None = None) -> None:
+        """Advance the chosen members (default all) to the step nearest ``t_target``; members at different
+        steps (e.g. resumed from checkpoints of different outputs) are brought together first."""
+        t_target = float(t_target)
+        if not math.isfinite(t_target):
+            raise ValueError(f"t_target = {t_target} must be finite")
+        chosen = self._chosen(members)
+        target = int(round(t_target / self.members[0].step_size))
+        for m in chosen:
+            if self.members[m].steps > target:
+                raise ValueError(f"t_target = {t_target:g} lies before the time {self.members[m].time:g} of "
+                                 f"seed {self.members[m].seed}")
+        while True:
+            behind = [m for m in chosen if self.members[m].steps < target]
+            if not behind:
+                return
+            low = min(self.members[m].steps for m in behind)
+            stop = min([target] + [self.members[m].steps for m in behind if self.members[m].steps > low])
+            self.step(stop - low, [m for m in behind if self.members[m].steps == low])
+
+
+# ------------------------------------------------------------------------------------------------
+# stepping: one seed, or several seeds of one configuration together (a leading seed axis)
+# ------------------------------------------------------------------------------------------------
+def _step_together(sims: Sequence[SGDSimulation], n_steps: int, block_steps: int) -> None:
+    """Take ``n_steps`` steps of every simulation of ``sims`` (all at the same step, one configuration,
+    bound to slots of one :class:`_Stack`), in blocks of at most ``block_steps``.  On the sphere the
+    deferred normalisation is applied at the end when steps were taken (so that the state between calls
+    is normalised)."""
+    lead = sims[0]
+    began = _time.perf_counter()
+    stepping = n_steps > 0
+    try:
+        with _blas_threads(lead.threads):
+            while n_steps > 0:
+                block = min(n_steps, block_steps)
+                _advance_block(sims, block)
+                n_steps -= block
+    finally:
+        if lead._deferred and stepping:
+            for sim in sims:
+                _fold(sim._wt, sim._stack.weight_scale[sim._slot], sim._stack.work[0])
+        elapsed = _time.perf_counter() - began
+        for sim in sims:
+            sim.stepping_seconds += elapsed
+
+
+def _advance_block(sims: Sequence[SGDSimulation], block: int) -> None:
+    """``block`` steps of every simulation of ``sims``: each seed draws its minibatches (and noise) from
+    its own streams exactly as a run of that seed alone, then the steps run on the seed axis."""
+    lead = sims[0]
+    d, n, b = lead.dimension, lead.n_neurons, lead.batch_size
+    xs = np.empty((len(sims), block, b, d), dtype=lead._stack.wt.dtype)
+    y = np.empty((len(sims), block, b))
+    for p, sim in enumerate(sims):
+        x_p, y_p = sim.network.sample(block * b, sim._x_rng, sim._y_rng)
+        xs[p] = x_p.reshape(block, b, d)
+        y[p] = y_p.reshape(block, b)
+    sizes = lead.step_size * np.asarray(
+        lead.schedule(np.arange(lead.steps, lead.steps + block) * lead.step_size), dtype=float)
+    rate = lead.second_layer_rate
+    decay = 1.0 - 2.0 * lead.weight_decay * sizes if lead.weight_decay > 0 else None
+    a_decay = 1.0 - 2.0 * rate * lead.weight_decay * sizes if lead.weight_decay > 0 else None
+    noise = noise_scale = a_noise_scale = None
+    if math.isfinite(lead.beta):  # per step: d·N entries for w, then N for a (if trained)
+        noise = np.empty((len(sims), block, d + 1 if lead.train_second_layer else d, n))
+        for p, sim in enumerate(sims):
+            sim._noise_rng.standard_normal(out=noise[p])
+        noise_scale = np.sqrt(4.0 * sizes / lead.beta)
+        a_noise_scale = np.sqrt(4.0 * rate * sizes / lead.beta)
+    if lead.backend == "numba":
+        empty = np.zeros(0)
+        bad, where = -1, 0
+        for p, sim in enumerate(sims):
+            bad = _sgd_block_piecewise_linear(
+                sim._wt, sim._a, xs[p], y[p], sizes, *lead._piecewise, sim._stack.z[sim._slot],
+                sim._stack.g[sim._slot], sim._stack.h[sim._slot], lead.train_second_layer, rate,
+                empty if decay is None else decay, empty if a_decay is None else a_decay,
+                noise[p, :, :d, :] if noise is not None else np.zeros((0, 0, 0)),
+                noise_scale if noise is not None else empty,
+                noise[p, :, d, :] if noise is not None and lead.train_second_layer else np.zeros((0, 0)),
+                a_noise_scale if noise is not None and lead.train_second_layer else empty)
+            if bad >= 0:
+                where = p
+                break
+    else:
+        bad, where = _numpy_steps(sims, xs, y, sizes, decay, a_decay, noise, noise_scale, a_noise_scale)
+    if bad >= 0:
+        sim = sims[where]
+        for other in sims:
+            other.steps += bad + 1
+        raise SolverError(f"SGD diverged: non-finite network output at step {sim.steps} "
+                          f"(t = {sim.time:.6g}), neuron {sim._offending_neuron()}{sim._seed_label()}; "
+                          f"reduce sgd.step_size = {sim.step_size:g}")
+    for sim in sims:
+        sim.steps += block
+    for sim in sims:
+        if not (np.all(np.isfinite(sim._wt)) and np.all(np.isfinite(sim._a))):
+            raise SolverError(f"SGD produced non-finite weights by step {sim.steps} (t = {sim.time:.6g}), "
+                              f"neuron {sim._offending_neuron()}{sim._seed_label()}; "
+                              f"reduce sgd.step_size = {sim.step_size:g}")
+
+
+def _numpy_steps(sims: Sequence[SGDSimulation], xs: np.ndarray, y: np.ndarray, sizes: np.ndarray,
+                 decay: np.ndarray | None, a_decay: np.ndarray | None, noise: np.ndarray | None,
+                 noise_scale: np.ndarray | None, a_noise_scale: np.ndarray | None) -> tuple[int, int]:
+    """The BLAS backend's steps for the seeds ``sims`` (module docstring): per step and seed the two GEMMs
+    (``Z = X W``; in the ball ``W ← decay W + Gᵀ X`` in place, on the sphere ``W += Xᵀ G'`` in place or
+    the explicit route), between them one compiled pass over all seeds (:func:`_between_gemms`), after
+    them one more (:func:`_sphere_norms` on the sphere, :func:`_after_gemms`).  Every seed goes through
+    the same calls whatever the number of seeds, so a seed's iterates are bitwise those of its run
+    alone.  Returns (step, seed position) of the first non-finite residual, or (-1, 0)."""
+    lead = sims[0]
+    stack = lead._stack
+    slots = np.array([sim._slot for sim in sims], dtype=np.int64)
+    wt, z, g, a = stack.wt, stack.z, stack.g, stack.a
+    dtype = stack.wt.dtype
+    gemm = _blas.sgemm if dtype == np.float32 else _blas.dgemm
+    act, inv_n, scale = lead.activation, 1.0 / lead.n_neurons, 2.0 / lead.batch_size
+    fused, sphere, deferred = lead._fused, lead.on_sphere, lead._deferred and noise is None
+    explicit = np.zeros(len(sims), dtype=np.bool_)
+    d, n, b = lead.dimension, lead.n_neurons, lead.batch_size
+    gram_route = deferred and b * b * (n + d) <= d * n  # |u_i|² from X Xᵀ rather than a pass over W
+    no_noise = np.zeros((0, 0, 0, 0))
+    first = lead.steps
+    for k in range(y.shape[1]):
+        for p, s in enumerate(slots):
+            np.dot(xs[p][k], wt[s], out=z[s])                                   # (B, N) = X W (BLAS)
+        coefficient_scale = scale * sizes[k]
+        if fused is not None:                                                   # σ, σ', e, G, a-increment
+            bad = _between_gemms(slots, z, a, y[:, k], coefficient_scale, inv_n, *fused, g, stack.a_step,
+                                 stack.work, deferred, gram_route, xs[:, k], stack.weight_scale, stack.tangent,
+                                 explicit)
+            if bad >= 0:
+                return k, bad
+        else:
+            for p, s in enumerate(slots):
+                features = act(z[s])
+                residual = y[p, k] - inv_n * (features @ a[s])                 # (B,)
+                if not np.all(np.isfinite(residual)):
+                    return k, p
+                coefficient = coefficient_scale * residual
+                np.multiply(act.derivative(z[s]), coefficient[:, None], out=g[s])
+                g[s] *= a[s]
+                if lead.train_second_layer:
+                    stack.a_step[s] = coefficient @ features
+        if sphere:
+            for p, s in enumerate(slots):
+                if deferred and not explicit[p]:                                # W += Xᵀ G' in place
+                    gemm(1.0, g[s].T, xs[p][k].T, beta=1.0, c=wt[s].T, trans_b=1, overwrite_c=1)
+                else:                                                           # Xᵀ G, P⊥, retraction
+                    if deferred:
+                        _fold(wt[s], stack.weight_scale[s], stack.work[0])
+                    np.dot(xs[p][k].T, g[s], out=stack.update)
+                    _project_and_retract(wt[s], stack.update, noise[p, k, :d] if noise is not None else _NO_NOISE,
+                                         noise_scale[k] if noise is not None else 0.0, stack.work)
+            if deferred and (first + k + 1) % _FOLD_EVERY == 0:
+                for p, s in enumerate(slots):
+                    if not explicit[p]:
+                        _fold(wt[s], stack.weight_scale[s], stack.work[0])
+            elif deferred and not gram_route:
+                _sphere_norms(slots, wt, stack.weight_scale, explicit, stack.work)
+        else:                                                                   # W ← decay W + Gᵀ X, in place
+            for p, s in enumerate(slots):
+                gemm(1.0, g[s].T, xs[p][k].T, beta=float(decay[k]) if decay is not None else 1.0, c=wt[s].T,
+                     trans_b=1, overwrite_c=1)
+        if lead.train_second_layer or (noise is not None and not sphere):
+            _after_gemms(slots, wt, a, stack.a_step, noise if noise is not None else no_noise, k,
+                         noise_scale[k] if noise is not None else 0.0, not sphere, lead.train_second_layer,
+                         lead.second_layer_rate, a_decay[k] if a_decay is not None else 1.0,
+                         a_noise_scale[k] if noise is not None else 0.0)
+    return -1, 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -610,17 +935,31 @@ def _run_one(job: tuple) -> Trajectory:
 
 
 def run_sgd_seeds(network: NetworkModel, problem: ReducedProblem, output_times: Sequence[float], *,
-                  seeds: Sequence[int], processes: int = 1, **kwargs: Any) -> list[Trajectory]:
+                  seeds: Sequence[int], processes: int = 1, batched: bool = False, checkpoints=None,
+                  resume: bool | Sequence[bool] = False, progress: bool = False, checkpoint_every: float = 60.0,
+                  **kwargs: Any) -> list[Trajectory]:
     """:func:`run_sgd` for each seed, in seed order.  ``processes > 1`` runs seeds in parallel worker
     processes (spawned, one BLAS thread each: :func:`solvers.controller.map_in_processes`); results
-    are identical to the sequential ones.  Combine with :func:`seed_statistics`."""
-    from solvers.controller import map_in_processes
+    are identical to the sequential ones.  ``batched``: all seeds as one :class:`SGDSeedBatch` in this
+    process (one checkpoint store per seed in ``checkpoints``, ``resume`` one flag or one per seed);
+    each seed's trajectory is bitwise the one of its separate run.  Combine with :func:`seed_statistics`."""
+    from solvers.controller import map_in_processes, run_simulation_group
 
     seeds = [check_integer("sgd.seed", s, 0) for s in seeds]
     if not seeds:
         raise ValueError("sgd.seeds = [] must be a non-empty sequence of integers")
     processes = check_integer("processes", processes, 1)
-    jobs = [(network, problem, list(output_times), s, kwargs) for s in seeds]
+    if batched:
+        times = validate_output_times(output_times)
+        batch = SGDSeedBatch(network, problem, seeds=seeds, **kwargs)
+        configs = [{**problem.config(), **sim.config()} for sim in batch.members]
+        return run_simulation_group(batch.advance, batch.members, times, kind="sgd", configs=configs,
+                                    checkpoints=checkpoints, checkpoint_every=checkpoint_every, resume=resume,
+                                    progress=progress)
+    if checkpoints is not None or resume:
+        raise ValueError("run_sgd_seeds: checkpoints and resume go with batched = True (else use run_sgd per seed)")
+    jobs = [(network, problem, list(output_times), s, {**kwargs, "progress": progress, "checkpoint_every": checkpoint_every})
+            for s in seeds]
     return map_in_processes(_run_one, jobs, processes)
 
 

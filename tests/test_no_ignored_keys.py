@@ -182,6 +182,7 @@ PERTURBATIONS: dict[str, Callable[[Any], Any]] = {
 #: keys that no single pde/sgd run reads, and the test that shows they take effect
 NOT_RUN_KEYS = {
     "sgd.threads": "BLAS threads: the same result by design (tests/test_sgd_precision.py: reaches the engine)",
+    "sgd.batch_seeds": "seeds as one simulation: bitwise the same result by design (tests/test_sgd_batch.py)",
     "output.law_times": "the panels of `experiment`'s law figure (tests/test_index_cli.py)",
     "sgd.seeds": "the seed of `reduced-pde sgd` without --seed and `experiment`'s runs (test_sgd_seeds_reach_the_cli)",
     "data.model": "every base configuration is a different model",

@@ -235,7 +235,8 @@ GRID_ADAPT = {"adapt": Key("none", one_of("none", "remap"), "\"remap\": N cells 
 #: SGD speed (README "Performance"): float32 products, BLAS threads (threadpoolctl; 0 = process default)
 RUN_SCHEMA["sgd"].update(
     precision=Key("float64", one_of("float64", "float32"), "W and the two matrix products of a step"),
-    threads=Key(0, _threads, "BLAS threads while stepping (0: the process default; at most 1024)"))
+    threads=Key(0, _threads, "BLAS threads while stepping (0: the process default; at most 1024)"),
+    batch_seeds=Key(False, _flag, "experiment: each case's seeds as one simulation (a leading seed axis)"))
 
 
 def _device(field: str, value: Any) -> str:

@@ -40,7 +40,7 @@ from reduced_pde.running.storage import CheckpointFile, read_trajectory, write_t
 from solvers.controller import run_simulation
 from solvers.results import Trajectory
 
-__all__ = ["run_pde", "run_sgd_seed", "run_experiment", "experiment_figures", "plateau_report", "checkpoint_path"]
+__all__ = ["run_pde", "run_sgd_seed", "run_sgd_seed_batch", "run_experiment", "experiment_figures", "plateau_report", "checkpoint_path"]
 
 
 def checkpoint_path(output: str | Path) -> Path:
@@ -142,10 +142,12 @@ def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, res
                           checkpoint_every=checkpoint_every)
 
 
-def make_sgd_simulation(config: dict[str, Any], seed: int, *, allow_large: bool = False) -> tuple[Any, ReducedProblem]:
+def make_sgd_simulation(config: dict[str, Any], seed: int | Sequence[int], *,
+                        allow_large: bool = False) -> tuple[Any, ReducedProblem]:
     """The full-dimensional SGD of ``config`` (at ``sgd.dimension`` when set) with one seed: the model's
-    network (:meth:`Model.network`) trained by the one engine (:class:`solvers.sgd.SGDSimulation`)."""
-    from solvers.sgd import SGDSimulation
+    network (:meth:`Model.network`) trained by the one engine (:class:`solvers.sgd.SGDSimulation`); with
+    a list of seeds, those seeds as one :class:`solvers.sgd.SGDSeedBatch`."""
+    from solvers.sgd import SGDSeedBatch, SGDSimulation
 
     config = sgd_config(config)
     inputs = resolved(config)
@@ -156,13 +158,14 @@ def make_sgd_simulation(config: dict[str, Any], seed: int, *, allow_large: bool 
         raise ValueError("SGD needs a finite dimension: set data.dimension, or sgd.dimension for a d = inf reduction")
     beta, lam = noise_parameters(config)
     sgd = config["sgd"]
-    simulation = SGDSimulation(model.network(inputs, int(dimension)), problem, n_neurons=int(sgd["n_neurons"]),
-                               step_size=float(sgd["step_size"]), batch_size=int(sgd["batch_size"]),
-                               schedule=build_schedule(config), seed=int(seed), beta=beta, weight_decay=lam,
-                               second_layer_rate=model.rates(inputs).get("a", 1.0),
-                               precision=sgd.get("precision", "float64"), threads=sgd.get("threads", 0) or None,
-                               allow_large=allow_large)
-    return simulation, problem
+    options = dict(n_neurons=int(sgd["n_neurons"]), step_size=float(sgd["step_size"]),
+                   batch_size=int(sgd["batch_size"]), schedule=build_schedule(config), beta=beta, weight_decay=lam,
+                   second_layer_rate=model.rates(inputs).get("a", 1.0), precision=sgd.get("precision", "float64"),
+                   threads=sgd.get("threads", 0) or None, allow_large=allow_large)
+    network = model.network(inputs, int(dimension))
+    if isinstance(seed, (list, tuple)):
+        return SGDSeedBatch(network, problem, seeds=[int(s) for s in seed], **options), problem
+    return SGDSimulation(network, problem, seed=int(seed), **options), problem
 
 
 def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: str | Path | None = None,
@@ -178,6 +181,42 @@ def run_sgd_seed(config: dict[str, Any], seed: int, *, checkpoint: str | Path | 
     return run_simulation(simulation, output_times(config), kind="sgd", config=flatten(inputs),
                           derived=_derived(problem, simulation.config()), checkpoint=_store(checkpoint),
                           resume=resume, progress=progress, checkpoint_every=checkpoint_every)
+
+
+def run_sgd_seed_batch(config: dict[str, Any], seeds: Sequence[int], *,
+                       checkpoints: Sequence[str | Path] | None = None, resume: bool | Sequence[bool] = False,
+                       progress: bool = True, checkpoint_every: float = 60.0,
+                       allow_large: bool = False) -> list[Trajectory]:
+    """:func:`run_sgd_seed` for each of ``seeds``, run as one simulation (:class:`solvers.sgd.SGDSeedBatch`:
+    a leading seed axis, one compiled pass per step over all seeds); each seed's trajectory, stored
+    configuration and checkpoint (``checkpoints``: one path per seed) are those of its separate run, and
+    its iterates bitwise so.  ``resume``: one flag, or one per seed (a seed without a checkpoint starts
+    afresh beside the resumed ones)."""
+    from solvers.controller import run_simulation_group
+
+    seeds = [int(s) for s in seeds]
+    check_resources(config, ("sgd",), allow_large=allow_large)
+    batch, problem = make_sgd_simulation(config, seeds, allow_large=allow_large)
+    run = sgd_config(config)
+    configs = [flatten({**run, "sgd": {**run["sgd"], "seeds": [seed]}}) for seed in seeds]
+    stores = [CheckpointFile(path) for path in checkpoints] if checkpoints is not None else None
+    return run_simulation_group(batch.advance, batch.members, output_times(config), kind="sgd", configs=configs,
+                                derived=[_derived(problem, sim.config()) for sim in batch.members],
+                                checkpoints=stores, resume=resume, progress=progress,
+                                checkpoint_every=checkpoint_every)
+
+
+def _sgd_batch_job(job: tuple[dict[str, Any], list[int], list[str], bool]) -> tuple[list[str], float]:
+    """Worker: the seeds of one case as one batch, each written to its file (resuming left-over checkpoints)."""
+    case, seeds, paths, allow_large = job
+    checkpoints = [checkpoint_path(path) for path in paths]
+    began = time.perf_counter()
+    trajectories = run_sgd_seed_batch(case, seeds, checkpoints=checkpoints, resume=[c.exists() for c in checkpoints],
+                                      progress=False, allow_large=allow_large)
+    for path, trajectory, checkpoint in zip(paths, trajectories, checkpoints):
+        write_trajectory(path, trajectory)
+        checkpoint.unlink(missing_ok=True)
+    return paths, time.perf_counter() - began
 
 
 def _sgd_job(job: tuple[dict[str, Any], int, str, bool]) -> tuple[str, float]:
@@ -197,7 +236,9 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
     """For every case of the ``[sweep]`` table: one reduced solve and one SGD run per seed, written to
     ``outdir`` (``<case>_pde.h5``, ``<case>_sgd_seed<k>.h5``), and the figures ``risk.png`` and
     ``law.png``.  Returns ``{"files", "figures", "timings"}``.  Every case's resources are checked
-    before the first run (``allow_large`` as in :func:`run_pde`)."""
+    before the first run (``allow_large`` as in :func:`run_pde`).  With ``sgd.batch_seeds`` a case's
+    seeds run as one simulation (:func:`run_sgd_seed_batch`; the same files, bitwise the same results)
+    and ``processes`` spreads the cases."""
     from solvers.controller import map_in_processes
 
     cases = sweep_cases(config)
@@ -206,7 +247,7 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     trajectories: list[Trajectory] = []
-    timings, jobs, files = [], [], []
+    timings, jobs, batch_jobs, files = [], [], [], []
     for label, case in cases:
         tag = label.replace("=", "").replace(".", "p") or "run"
         began = time.perf_counter()
@@ -214,7 +255,10 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
         timings.append(f"{label or 'run'}: PDE ({case['pde']['solver']}) {time.perf_counter() - began:.2f} s")
         files.append(write_trajectory(outdir / f"{tag}_pde.h5", pde))
         trajectories.append(pde)
-        if not skip_sgd:
+        if not skip_sgd and case["sgd"]["batch_seeds"]:
+            seeds = [int(seed) for seed in case["sgd"]["seeds"]]
+            batch_jobs.append((case, seeds, [str(outdir / f"{tag}_sgd_seed{seed}.h5") for seed in seeds], allow_large))
+        elif not skip_sgd:
             jobs += [(case, int(seed), str(outdir / f"{tag}_sgd_seed{seed}.h5"), allow_large)
                      for seed in case["sgd"]["seeds"]]
     log("\n".join("  " + line for line in timings))
@@ -224,6 +268,13 @@ def run_experiment(config: dict[str, Any], outdir: str | Path, *, skip_sgd: bool
             timings.append(f"{Path(path).name}: {seconds:.1f} s")
             files.append(Path(path))
             trajectories.append(read_trajectory(path))
+    if batch_jobs:
+        log(f"running {len(batch_jobs)} batches of SGD seeds on {min(processes, len(batch_jobs))} process(es)")
+        for paths, seconds in map_in_processes(_sgd_batch_job, batch_jobs, processes,
+                                               progress="SGD batches" if progress else None):
+            timings.append(f"{', '.join(Path(path).name for path in paths)} (one batch): {seconds:.1f} s")
+            files += [Path(path) for path in paths]
+            trajectories += [read_trajectory(path) for path in paths]
     figures = experiment_figures(trajectories, outdir)
     return {"files": files, "figures": figures, "timings": timings}
 
