@@ -15,14 +15,16 @@ step per seed for each, and the ratio.  One BLAS thread (threadpoolctl)."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
-from reduced_pde.models.isotropic_mixture import IsotropicMixtureNetwork
-from reduced_pde.models.single_index import SingleIndexNetwork, SingleIndexProblem
 from solvers.sgd import SGDSeedBatch, SGDSimulation
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sgd_gemm import benchmark_network  # noqa: E402
 
 
 def main() -> None:
@@ -39,12 +41,7 @@ def main() -> None:
     if args.quick:
         args.repeats, args.seconds = 3, 0.15
     d, seeds = args.dimension, list(range(args.seeds))
-    if args.sphere:
-        problem = SingleIndexProblem({"name": "he", "degree": 4}, "he4", d, sphere=True, train_second_layer=False)
-        network = SingleIndexNetwork(problem)
-    else:
-        problem = IsotropicMixtureRadialProblem(IsotropicGaussianMixture(0.5, d), "mmn18", kappa=0.4)
-        network = IsotropicMixtureNetwork(problem)
+    network, problem = benchmark_network(d, args.sphere)
     print(f"{'He_4 on the sphere' if args.sphere else 'MMN18 (BLAS backend)'}, d = {d}, S = {args.seeds} seeds, "
           f"one BLAS thread; µs per step and seed (min of {args.repeats} interleaved repeats)")
     print(f"{'N':>5} {'B':>5} {'separate':>10} {'batched':>10} {'separate/batched':>17}")

@@ -229,6 +229,15 @@ def _hermite_series(t, coefficients, out, work):
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g, a_step,
                            work):
+    """:func:`_residual_gradient_tangent` without the sphere's rescaling and tangent sums."""
+    empty = np.zeros(0)
+    return _residual_gradient_tangent(z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g,
+                                      a_step, work, empty, empty)
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _residual_gradient_tangent(z, a, y, scale, inv_n, intercept, slope, knots, jumps, he, he_derivative, g,
+                               a_step, work, weight_scale, tangent):
     """One pass between the two GEMMs of a step: for each sample b, ``e_b = y_b − inv_n Σ_i a_i σ(z_bi)``
     (sum in float64), ``g[b, i] = scale e_b a_i σ'(z_bi)`` (in g's precision) and, if ``a_step`` is
     non-empty, ``a_step[i] = Σ_b scale e_b σ(z_bi)``; ``scale`` = 2 s_k / B.
@@ -237,16 +246,25 @@ def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps
     empty, else the polynomial ``Σ_m he[m] He_m(t)`` with ``σ' = Σ_m he_derivative[m] He_m`` (Clenshaw's
     recurrence ``b_m = c_m + t b_{m+1} − (m + 1) b_{m+2}``, σ = b_0, as numpy's ``hermeval``).
     ``work``: (4, N) float64 rows.  Loops run over neurons innermost, branch-free (SIMD); the neuron
-    sum is re-associated (deterministic for a given N).  Returns False if a residual is not finite."""
+    sum is re-associated (deterministic for a given N).  Returns False if a residual is not finite.
+
+    On the sphere's deferred route (:func:`_between_gemms`; both empty otherwise): each row of z is
+    first multiplied by ``weight_scale`` (N,) in place, and ``tangent[i] = Σ_b g_bi z_bi`` is summed."""
     batch, n_neurons = z.shape
     n_knots = knots.shape[0]
     polynomial = he.shape[0] > 0
     train_a = a_step.shape[0] > 0
+    rescaled, tangents = weight_scale.shape[0] > 0, tangent.shape[0] > 0
     value, deriv, value_next, deriv_next = work[0], work[1], work[2], work[3]
     if train_a:
         a_step[:] = 0.0
+    if tangents:
+        tangent[:] = 0.0
     finite = True
     for b in range(batch):
+        if rescaled:
+            for i in range(n_neurons):
+                z[b, i] *= weight_scale[i]
         if polynomial:
             _hermite_series(z[b], he, value, value_next)
             _hermite_series(z[b], he_derivative, deriv, deriv_next)
@@ -269,6 +287,9 @@ def _residual_and_gradient(z, a, y, scale, inv_n, intercept, slope, knots, jumps
         coef = scale * residual
         for i in range(n_neurons):
             g[b, i] = coef * a[i] * deriv[i]
+        if tangents:
+            for i in range(n_neurons):
+                tangent[i] += g[b, i] * z[b, i]
         if train_a:
             for i in range(n_neurons):
                 a_step[i] += coef * value[i]
@@ -327,21 +348,15 @@ def _between_gemms(slots, z, a, y, scale, inv_n, intercept, slope, knots, jumps,
     takes the explicit route for that seed).  Returns the position of the first seed with a
     non-finite residual, or -1."""
     batch, n_neurons = z.shape[1], z.shape[2]
+    empty = np.zeros(0)
     for p in range(slots.shape[0]):
         s = slots[p]
-        if deferred:
-            for b in range(batch):
-                for i in range(n_neurons):
-                    z[s, b, i] *= weight_scale[s, i]
-        if not _residual_and_gradient(z[s], a[s], y[p], scale, inv_n, intercept, slope, knots, jumps, he,
-                                      he_derivative, g[s], a_step[s], work):
+        if not _residual_gradient_tangent(z[s], a[s], y[p], scale, inv_n, intercept, slope, knots, jumps, he,
+                                          he_derivative, g[s], a_step[s], work,
+                                          weight_scale[s] if deferred else empty, tangent[s] if deferred else empty):
             return p
         if deferred:
             c = tangent[s]
-            c[:] = 0.0
-            for b in range(batch):
-                for i in range(n_neurons):
-                    c[i] += g[s, b, i] * z[s, b, i]
             usable = True
             for i in range(n_neurons):
                 if not 1.0 - c[i] > 0.5:
