@@ -877,10 +877,14 @@ def _numpy_steps(sims: Sequence[SGDSimulation], xs: np.ndarray, y: np.ndarray, s
     gram_route = deferred and b * b * (n + d) <= d * n  # |u_i|² from X Xᵀ rather than a pass over W
     no_noise = np.zeros((0, 0, 0, 0))
     first = lead.steps
+    # per seed, the views the GEMMs take (made once per block: the per-step Python is what batching saves)
+    views = [(xs[p], wt[s], z[s], g[s], wt[s].T, g[s].T) for p, s in enumerate(slots)]
+    betas = [float(beta) for beta in decay] if decay is not None else [1.0] * y.shape[1]
+    coefficient_scales = scale * sizes
     for k in range(y.shape[1]):
-        for p, s in enumerate(slots):
-            np.dot(xs[p][k], wt[s], out=z[s])                                   # (B, N) = X W (BLAS)
-        coefficient_scale = scale * sizes[k]
+        for x_p, w_s, z_s, _, _, _ in views:
+            np.dot(x_p[k], w_s, out=z_s)                                        # (B, N) = X W (BLAS)
+        coefficient_scale = coefficient_scales[k]
         if fused is not None:                                                   # σ, σ', e, G, a-increment
             bad = _between_gemms(slots, z, a, y[:, k], coefficient_scale, inv_n, *fused, g, stack.a_step,
                                  stack.work, deferred, gram_route, xs[:, k], stack.weight_scale, stack.tangent,
@@ -900,8 +904,9 @@ def _numpy_steps(sims: Sequence[SGDSimulation], xs: np.ndarray, y: np.ndarray, s
                     stack.a_step[s] = coefficient @ features
         if sphere:
             for p, s in enumerate(slots):
+                x_p, _, _, _, w_t, g_t = views[p]
                 if deferred and not explicit[p]:                                # W += Xᵀ G' in place
-                    gemm(1.0, g[s].T, xs[p][k].T, beta=1.0, c=wt[s].T, trans_b=1, overwrite_c=1)
+                    gemm(1.0, g_t, x_p[k].T, beta=1.0, c=w_t, trans_b=1, overwrite_c=1)
                 else:                                                           # Xᵀ G, P⊥, retraction
                     if deferred:
                         _fold(wt[s], stack.weight_scale[s], stack.work[0])
@@ -915,9 +920,9 @@ def _numpy_steps(sims: Sequence[SGDSimulation], xs: np.ndarray, y: np.ndarray, s
             elif deferred and not gram_route:
                 _sphere_norms(slots, wt, stack.weight_scale, explicit, stack.work)
         else:                                                                   # W ← decay W + Gᵀ X, in place
-            for p, s in enumerate(slots):
-                gemm(1.0, g[s].T, xs[p][k].T, beta=float(decay[k]) if decay is not None else 1.0, c=wt[s].T,
-                     trans_b=1, overwrite_c=1)
+            beta = betas[k]
+            for x_p, _, _, _, w_t, g_t in views:
+                gemm(1.0, g_t, x_p[k].T, beta=beta, c=w_t, trans_b=1, overwrite_c=1)
         if lead.train_second_layer or (noise is not None and not sphere):
             _after_gemms(slots, wt, a, stack.a_step, noise if noise is not None else no_noise, k,
                          noise_scale[k] if noise is not None else 0.0, not sphere, lead.train_second_layer,

@@ -211,3 +211,43 @@ def test_pipeline_batch_writes_the_separate_runs_results(tmp_path) -> None:
         assert np.array_equal(alone.fields["points"], trajectory.fields["points"])
         assert alone.config == trajectory.config and trajectory.config["sgd.seeds"] == [seed]
     assert not math.isclose(batched[0].risk[-1], batched[1].risk[-1])
+
+
+EXPERIMENT = """
+[data]
+dimension = 10
+[initial]
+kappa = 0.5
+[output]
+t_final = 0.05
+n_outputs = 3
+spacing = "linear"
+[pde]
+solver = "lagrangian"
+n_particles = 50
+[sgd]
+n_neurons = 12
+step_size = 1e-3
+batch_size = 10
+seeds = [3, 4]
+"""
+
+
+def test_experiment_command_with_batched_seeds_writes_the_same_seed_files(tmp_path) -> None:
+    """`reduced-pde experiment` with sgd.batch_seeds = true writes each seed's file with bitwise the
+    trajectory of the separate runs (the stored configurations differ only in sgd.batch_seeds)."""
+    from reduced_pde.cli import main
+    from reduced_pde.running.storage import read_trajectory
+
+    path = tmp_path / "run.toml"
+    path.write_text(EXPERIMENT)
+    for name, flag in (("separate", "false"), ("batched", "true")):
+        assert main(["experiment", str(path), "--outdir", str(tmp_path / name), "--quiet", "--processes", "1",
+                     "--set", f"sgd.batch_seeds={flag}"]) == 0
+    for seed in (3, 4):
+        one, two = (read_trajectory(tmp_path / name / f"run_sgd_seed{seed}.h5") for name in ("separate", "batched"))
+        assert np.array_equal(one.risk, two.risk) and np.array_equal(one.fields["points"], two.fields["points"])
+        assert two.config["sgd.batch_seeds"] is True and one.config["sgd.batch_seeds"] is False
+        assert {k: v for k, v in one.config.items() if k != "sgd.batch_seeds"} == \
+               {k: v for k, v in two.config.items() if k != "sgd.batch_seeds"}
+    assert (tmp_path / "batched" / "risk.png").exists()
