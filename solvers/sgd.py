@@ -970,6 +970,9 @@ def run_sgd_seeds(network: NetworkModel, problem: ReducedProblem, output_times: 
         raise ValueError("sgd.seeds = [] must be a non-empty sequence of integers")
     processes = check_integer("processes", processes, 1)
     if batched:
+        if processes > 1:
+            raise ValueError(f"processes = {processes} with batched = True: a batch runs in this process "
+                             "(use processes = 1, or batched = False for parallel processes)")
         times = validate_output_times(output_times)
         batch = SGDSeedBatch(network, problem, seeds=seeds, **kwargs)
         configs = [{**problem.config(), **sim.config()} for sim in batch.members]

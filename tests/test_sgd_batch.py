@@ -126,6 +126,10 @@ def test_batch_refuses_bad_seeds_and_members_at_different_steps() -> None:
         batch.step(1, members=[2])
     batch.advance(0.01)
     assert batch.steps == [10, 10]
+    with pytest.raises(ValueError, match=r"processes = 2 with batched = True"):
+        run_sgd_seeds(network, problem, [0.01], seeds=[1, 2], batched=True, processes=2, **options)
+    with pytest.raises(ValueError, match=r"checkpoints and resume go with batched = True"):
+        run_sgd_seeds(network, problem, [0.01], seeds=[1, 2], resume=True, **options)
 
 
 # ---- the sphere step: tangent projection and retraction folded into the second GEMM ------------------
