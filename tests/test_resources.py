@@ -75,3 +75,20 @@ def test_every_shipped_configuration_passes_its_own_checks():
         commands = ("pde", "sgd") if "sgd" in raw else ("pde",)
         for _, case in sweep_cases(config):
             check_resources(case, commands)
+
+
+def test_batched_seeds_hold_every_seed_in_memory():
+    """sgd.batch_seeds: an experiment advances its S seeds as one simulation (S copies of W, the
+    pre-activations, the data block and the records), so the SGD memory estimate is S times one seed's;
+    steps and work are per seed (the seeds advance together), unchanged."""
+    from reduced_pde.running.config import load_config
+    from reduced_pde.running.resources import check_resources
+
+    overrides = ["sgd.seeds=[0, 1, 2, 3, 4]", "sgd.n_neurons=100"]
+    one, batched = (check_resources(load_config(configs_dir() / "mmn18_quick.toml",
+                                                overrides + [f"sgd.batch_seeds={flag}"]), ("sgd",))
+                    for flag in ("false", "true"))
+    memory = [sum(d.amount for d in demands if d.kind == "memory") for demands in (one, batched)]
+    assert memory[1] == pytest.approx(5 * memory[0], rel=1e-12)
+    assert [d.amount for d in one if d.kind != "memory"] == [d.amount for d in batched if d.kind != "memory"]
+    assert all("sgd.batch_seeds = true with 5 sgd.seeds" in d.field for d in batched if d.kind == "memory")

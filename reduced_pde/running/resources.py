@@ -226,14 +226,17 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
     if model.network(inputs, d).records_network_risk:  # the exact risk of the network at every output
         pairs = [Demand("memory", 8.0 * 7 * n * n, f"sgd.n_neurons = {n} (the network risk is recorded)",
                         "exact network risk (N x N cosine and kernel matrices)")]
-    return pairs + [
+    # sgd.batch_seeds: an experiment advances a case's S seeds as one simulation, holding S of everything
+    batch = len(sgd["seeds"]) if sgd.get("batch_seeds") else 1
+    per = f" (x {batch}: sgd.batch_seeds = true with {batch} sgd.seeds)" if batch > 1 else ""
+    return [Demand(item.kind, item.amount * batch, item.field + per, item.what) for item in pairs + [
         Demand("memory", 8.0 * 4 * n * d, f"sgd.n_neurons = {n} with {dim_field}", "SGD weights (N x d, 4 copies)"),
         Demand("memory", 8.0 * 3 * b * n, f"sgd.batch_size = {b} with sgd.n_neurons = {n}",
                "SGD pre-activations (B x N, 3 arrays)"),
         Demand("memory", 8.0 * 2 * min(b * d, 2 * 1024 * 1024 + b * d), f"sgd.batch_size = {b} with {dim_field}",
                "SGD data block"),
         Demand("memory", 8.0 * 2 * outputs * n * coords, f"output.n_outputs = {config['output']['n_outputs']} with "
-               f"sgd.n_neurons = {n}", "recorded neuron invariants"),
+               f"sgd.n_neurons = {n}", "recorded neuron invariants")]] + [
         Demand("disk", 8.0 * outputs * n * coords, f"output.n_outputs = {config['output']['n_outputs']} with "
                f"sgd.n_neurons = {n}", "result file"),
         Demand("sgd_steps", steps, f"output.t_final = {config['output']['t_final']!r} with sgd.step_size = "
