@@ -562,6 +562,15 @@ class FiniteVolumeSolver(MonitoredDensityState):
 
     monitored = "risk"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> FiniteVolumeSolver:
+        """``adapt = MovePolicy(...)`` (``grid.adapt = "move"``) builds the moving-grid subclass of
+        :mod:`solvers.moving_grid`."""
+        from solvers.moving_grid import MovePolicy, MovingGridSolver
+
+        if cls is FiniteVolumeSolver and isinstance(kwargs.get("adapt"), MovePolicy):
+            cls = MovingGridSolver
+        return super().__new__(cls)
+
     def __init__(self, problem: ReducedProblem, grid: TensorGrid | UniformGrid1D, scheme: str = "muscl",
                  cfl: float = 0.4, schedule: LearningRateSchedule | None = None,
                  kernel: str | np.ndarray = "low_rank", max_dt: float | None = None,

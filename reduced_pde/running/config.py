@@ -12,7 +12,7 @@ tables are the same for every model::
                 n_particles = 400, sampling = "quantile", ode_method = "DOP853", rtol = 1e-9  # lagrangian
     [grid]      cells = 400                              # cells of every axis the model lays out itself
                 r = {lower = 0.0, upper = 4.0, cells = 1600}   # an explicit axis per coordinate (optional)
-                adapt = "none"                           # or "remap": one axis follows the law (adapt_tail, adapt_margin, adapt_narrowing)
+                adapt = "none"                           # "remap": one axis follows the law (adapt_tail, adapt_margin, adapt_narrowing); "move": and its cells move with it
     [noise]     beta = "inf", weight_decay = 0.0
     [sgd]       n_neurons = 800, step_size = 1e-4, batch_size = 10, seeds = [0, 1, 2], dimension = "data"
     [sweep]     "initial.kappa" = [0.1, 0.4]             # experiment: one run per value
@@ -227,7 +227,9 @@ SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
 _GRID_BOUND = 1e100
 GRID_CELLS = Key(400, integer_at_least(3), "cells of each axis the model lays out itself")
 #: scalar keys of ``[grid]`` besides ``cells``: the adapted grid (solvers.adaptive_grid; README, Performance)
-GRID_ADAPT = {"adapt": Key("none", one_of("none", "remap"), "\"remap\": N cells on a window that follows the law"),
+GRID_ADAPT = {"adapt": Key("none", one_of("none", "remap", "move"),
+                           "\"remap\": N cells on a window that follows the law; \"move\": the window's cells also "
+                           "move affinely with the law between remaps"),
               "adapt_tail": Key(1e-6, positive, "remap: mass τ beyond each end of the law's core"),
               "adapt_margin": Key(0.25, positive, "remap: the window extends the core by this share on each side"),
               "adapt_narrowing": Key(0.8, non_negative, "remap: refine when the core spans fewer cells than this share")}
@@ -377,7 +379,7 @@ def _grid_inputs(given: Any) -> dict[str, Any]:
     for name, key in GRID_ADAPT.items():
         grid[name] = given.get(name, key.default)
         key.check(f"grid.{name}", grid[name])
-    if grid["adapt"] == "remap":  # the ranges of solvers.adaptive_grid.RemapPolicy, same messages
+    if grid["adapt"] in ("remap", "move"):  # the ranges of solvers.adaptive_grid.RemapPolicy, same messages
         from solvers.adaptive_grid import RemapPolicy
 
         RemapPolicy(tail=grid["adapt_tail"], margin=grid["adapt_margin"], narrowing=grid["adapt_narrowing"])
@@ -450,6 +452,9 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
                       if uses_fokker_planck(config) else f"coordinates {list(problem.coordinate_names)}")
             raise ValueError(f"grid.adapt = {config['grid']['adapt']!r} applies to the noiseless explicit finite "
                              f"volumes of a one-coordinate problem; this run has {reason}: use grid.adapt = 'none'")
+        if config["grid"]["adapt"] == "move" and config["pde"]["kernel"] != "low_rank":
+            raise ValueError(f"pde.kernel = {config['pde']['kernel']!r} with grid.adapt = 'move': the moving cells "
+                             f"interpolate the low-rank features; allowed: pde.kernel = 'low_rank'")
     elif any(name != "cells" and name not in GRID_ADAPT for name in config["grid"]) or \
             set(raw.get("grid", {})) & {"cells", *GRID_ADAPT}:
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")

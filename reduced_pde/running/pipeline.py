@@ -116,13 +116,16 @@ def make_pde_solver(config: dict[str, Any], problem: ReducedProblem | None = Non
 
 
 def _remap_policy(config: dict[str, Any]) -> Any:
-    """The :class:`~solvers.adaptive_grid.RemapPolicy` of ``grid.adapt = "remap"`` (None for "none")."""
+    """The :class:`~solvers.adaptive_grid.RemapPolicy` of ``grid.adapt = "remap"``, the
+    :class:`~solvers.moving_grid.MovePolicy` of ``"move"`` (None for "none")."""
     from solvers.adaptive_grid import RemapPolicy
+    from solvers.moving_grid import MovePolicy
 
     grid = config["grid"]
     if grid.get("adapt", "none") == "none":
         return None
-    return RemapPolicy(tail=grid["adapt_tail"], margin=grid["adapt_margin"], narrowing=grid["adapt_narrowing"])
+    policy = MovePolicy if grid["adapt"] == "move" else RemapPolicy
+    return policy(tail=grid["adapt_tail"], margin=grid["adapt_margin"], narrowing=grid["adapt_narrowing"])
 
 
 def run_pde(config: dict[str, Any], *, checkpoint: str | Path | None = None, resume: bool = False,
