@@ -258,26 +258,10 @@ def interpolated_risk_bound(error_bounds: np.ndarray, weights: np.ndarray, momen
 # compiled kernels
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mode, threshold):
-    """Fields of the state (m, a, b) at speed ``−2ξ(t)``: ``dm/dt`` into ``out_rate``; returns
-    ``(courant, coupling, dilation, energy, adot, bdot, moving)`` (module docstring; energy = R_h − E y²,
-    coupling = max(K, K_L), dilation = |ḃ/b|); the Courant rate is NaN if a velocity is NaN.
-    ``mode`` 0: the grid moves when the non-affine share ``q = (Σ m (G − w)² / Σ m G²)^½`` is
-    ``<= threshold`` (``moving`` = 1), else it stands still (w = 0, ``moving`` = 2); modes 1 and 2 force
-    the decision (the later stages of a step keep the first stage's).  ``tables`` = (node values,
-    node slopes, mobility values, mobility slopes, constant mobility or NaN, table lower end, 1/H, T,
-    λ_k); ``frame`` = (pinned low end, pinned high end, outer lower, outer upper, MUSCL); ``fields`` =
-    (g_k, g_k', ψ, G) work arrays."""
-    values, slopes, mob_values, mob_slopes, mobility_constant, tab_lower, tab_inv, tab_n, weights = tables
-    pin_lo, pin_hi, lower, upper, muscl = frame
-    feats, dfeats, psi, grad = fields
-    n = m.shape[0]
-    rank = weights.shape[0]
-    h = b / n
-    inv_h = 1.0 / h
-    scale = speed * rate_factor  # −2ξ c
-    # features and v at the centres: one Hermite basis per point for every row (node-major tables)
-    energy = 0.0
+def _interpolate_centres(a, h, n, rank, values, slopes, tab_lower, tab_inv, tab_n, weights, feats, dfeats, v_here,
+                         dv_here, stiffness):
+    """v, v', g_k, g_k' at the centres ``a + (i + ½) h`` from the node-major Hermite tables (one basis per
+    point serves every row), and ``S_f = Σ_k |λ_k| (g_k(x_{f}) − g_k(x_{f−1}))²`` of the interior faces."""
     for i in range(n):
         s = (a + (i + 0.5) * h - tab_lower) * tab_inv
         j = min(max(int(math.floor(s)), 0), tab_n - 1)
@@ -291,9 +275,8 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
         e1 = (3.0 * theta * theta - 4.0 * theta + 1.0) * tab_inv
         e3 = (3.0 * theta * theta - 2.0 * theta) * tab_inv
         val = c0 * values[j, 0] + c1 * slopes[j, 0] + c2 * values[j + 1, 0] + c3 * slopes[j + 1, 0]
-        psi[i] = val
-        grad[i] = e0 * (values[j, 0] - values[j + 1, 0]) + e1 * slopes[j, 0] + e3 * slopes[j + 1, 0]
-        energy += 2.0 * val * m[i]
+        v_here[i] = val
+        dv_here[i] = e0 * (values[j, 0] - values[j + 1, 0]) + e1 * slopes[j, 0] + e3 * slopes[j + 1, 0]
         for k in range(rank):
             f0 = values[j, k + 1]
             f1 = values[j + 1, k + 1]
@@ -301,6 +284,45 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
             d1 = slopes[j + 1, k + 1]
             feats[k, i] = c0 * f0 + c1 * d0 + c2 * f1 + c3 * d1
             dfeats[k, i] = e0 * (f0 - f1) + e1 * d0 + e3 * d1
+    for f in range(1, n):
+        acc = 0.0
+        for k in range(rank):
+            jump = feats[k, f] - feats[k, f - 1]
+            acc += abs(weights[k]) * jump * jump
+        stiffness[f] = acc
+
+
+@njit(cache=True)
+def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mode, threshold):
+    """Fields of the state (m, a, b) at speed ``−2ξ(t)``: ``dm/dt`` into ``out_rate``; returns
+    ``(courant, coupling, dilation, energy, adot, bdot, moving)`` (module docstring; energy = R_h − E y²,
+    coupling = max(K, K_L), dilation = |ḃ/b|); the Courant rate is NaN if a velocity is NaN.
+    ``mode`` 0: the grid moves when the non-affine share ``q = (Σ m (G − w)² / Σ m G²)^½`` is
+    ``<= threshold`` (``moving`` = 1), else it stands still (w = 0, ``moving`` = 2); modes 1 and 2 force
+    the decision (the later stages of a step keep the first stage's).  ``tables`` = (node values,
+    node slopes, mobility values, mobility slopes, constant mobility or NaN, table lower end, 1/H, T,
+    λ_k); ``frame`` = (pinned low end, pinned high end, outer lower, outer upper, MUSCL); ``fields`` =
+    (g_k, g_k', ψ, G, v, v', S_f, (a, b) of the last interpolation) work arrays."""
+    values, slopes, mob_values, mob_slopes, mobility_constant, tab_lower, tab_inv, tab_n, weights = tables
+    pin_lo, pin_hi, lower, upper, muscl = frame
+    feats, dfeats, psi, grad, v_here, dv_here, stiffness, key = fields
+    n = m.shape[0]
+    rank = weights.shape[0]
+    h = b / n
+    inv_h = 1.0 / h
+    scale = speed * rate_factor  # −2ξ c
+    # features and v at the centres: one Hermite basis per point for every row (node-major tables); kept
+    # while the cells stay where they were (``key`` = the (a, b) they were computed for: a still grid)
+    if not (a == key[0] and b == key[1]):
+        _interpolate_centres(a, h, n, rank, values, slopes, tab_lower, tab_inv, tab_n, weights, feats, dfeats,
+                             v_here, dv_here, stiffness)
+        key[0] = a
+        key[1] = b
+    energy = 0.0
+    for i in range(n):
+        psi[i] = v_here[i]
+        grad[i] = dv_here[i]
+        energy += 2.0 * v_here[i] * m[i]
     lagrangian = 0.0
     for k in range(rank):
         moment = 0.0
@@ -393,11 +415,7 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
             nonfinite = True
         out_rate[i] = rate_here - flux
         rate_here = flux
-        stiffness = 0.0
-        for k in range(rank):
-            jump = feats[k, i + 1] - feats[k, i]
-            stiffness += abs(weights[k]) * jump * jump
-        coupling += mobility * stiffness * max(p_i, p_j) * inv_h
+        coupling += mobility * stiffness[f] * max(p_i, p_j) * inv_h
         courant = max(courant, out_here)
         out_here = out_next
         slope_here = slope_next
@@ -424,7 +442,8 @@ def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes,
     rank = weights.shape[0]
     tables = (values, slopes, mob_values, mob_slopes, mobility_constant, tab_lower, tab_inv, tab_n, weights)
     frame = (pin_lo, pin_hi, lower, upper, muscl)
-    fields = (np.empty((max(rank, 1), n)), np.empty((max(rank, 1), n)), np.empty(n), np.empty(n))
+    fields = (np.empty((max(rank, 1), n)), np.empty((max(rank, 1), n)), np.empty(n), np.empty(n), np.empty(n),
+              np.empty(n), np.zeros(n), np.full(2, np.nan))
     work = np.empty((7, n))
     rate, stage_rate, m1, m2, m_new = work[2], work[3], work[4], work[5], work[6]
     steps = 0
