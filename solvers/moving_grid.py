@@ -89,8 +89,10 @@ Time step (``dt = min`` of)::
 
 With an explicit step of order k the grid's path carries a global error ∝ dt^k with dt ∝ h^½ from
 the stage-rate bound, i.e. O(h^{k/2}): the default time stepper with ``"move"`` is therefore SSP-RK3
-(order 3/2 in h on the exact moving and narrowing law, ``tests/test_moving_grid.py``; SSP-RK2 is first
-order there).  SSP-RK2/RK3 advance ``(m, a, b)`` together (convex combinations of Euler steps); a later stage whose
+for the steps in which the grid moves (order 3/2 in h on the exact moving and narrowing law,
+``tests/test_moving_grid.py``; SSP-RK2 is first order there) and the fixed grid's default (SSP-RK2 for
+MUSCL, Euler for upwind) for the steps in which it stands still (recorded as
+``solver.time_stepper = "ssprk3"``); a ``time_stepper`` given explicitly serves every step.  SSP-RK2/RK3 advance ``(m, a, b)`` together (convex combinations of Euler steps); a later stage whose
 Courant rate or dilation rate times dt exceeds B is re-taken with ``dt ← dt · cfl / (stage rate · dt)``,
 and a step that would carry a free end past its outer bound with dt/2.
 
@@ -430,7 +432,7 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
 @njit(cache=True)
 def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes, mob_values, mob_slopes,
               mobility_constant, tab_lower,
-              tab_inv, tab_n, weights, pin_lo, pin_hi, lower, upper, muscl, stages, cfl, bound, max_dt,
+              tab_inv, tab_n, weights, pin_lo, pin_hi, lower, upper, muscl, moving_stages, still_stages, cfl, bound, max_dt,
               target_second_moment, risk_prev, max_increase, max_steps, guard_lo, guard_hi, min_core, tail_mass,
               threshold, previous):
     """Advance ``(m, a, b)`` (m in place) from t to ``t_end`` (module docstring).  ``previous`` =
@@ -456,6 +458,7 @@ def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes,
             m, a, b, speed, rate_factor, tables, frame, fields, rate, 0, threshold)
         if moving != previous[4]:  # the grid starts or stops moving: no stage rate yet
             previous[3] = 0.0
+        stages = moving_stages if moving == 1 else still_stages
         risk_now = target_second_moment + energy
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
@@ -597,7 +600,7 @@ def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes,
 # ------------------------------------------------------------------------------------------------
 # the solver
 # ------------------------------------------------------------------------------------------------
-from solvers.finite_volume import TIME_STEPPERS, FiniteVolumeSolver  # noqa: E402  (the subclass below)
+from solvers.finite_volume import _DEFAULT_STEPPER, TIME_STEPPERS, FiniteVolumeSolver  # noqa: E402
 
 
 class MovingGridSolver(FiniteVolumeSolver):
@@ -624,7 +627,10 @@ class MovingGridSolver(FiniteVolumeSolver):
             shown = kernel if isinstance(kernel, str) else "a matrix"
             raise ValueError(f"solver.kernel = {shown!r} with grid.adapt = 'move': the kernel is interpolated at "
                              f"moving points from its low-rank features; allowed: 'low_rank'")
-        if kwargs.get("time_stepper") is None and not args:  # third order: the grid's path (module docstring)
+        # default: SSP-RK3 while the grid moves (its path, module docstring), the fixed grid's default
+        # (SSP-RK2 for MUSCL) while it stands still; a stepper given is used for every step
+        default = kwargs.get("time_stepper") is None and not args
+        if default:
             kwargs["time_stepper"] = "ssprk3"
         self._frame_ready = False
         super().__init__(problem, grid, *args, adapt=adapt, kernel=kernel, **kwargs)
@@ -640,6 +646,8 @@ class MovingGridSolver(FiniteVolumeSolver):
         constant = bool(np.all(mob.values == mob.values[0, 0]) and np.all(mob.slopes == 0.0))
         self._mobility_constant = float(mob.values[0, 0]) if constant else math.nan
         self._frame_ready = True
+        self._still_stages = (TIME_STEPPERS[_DEFAULT_STEPPER[self.scheme]] if default
+                              else TIME_STEPPERS[self.time_stepper])
         self._reset_frame()
 
     # ---- the moving frame --------------------------------------------------------------------------
@@ -679,9 +687,9 @@ class MovingGridSolver(FiniteVolumeSolver):
         status, t, a, b, steps, risk, max_inc, cell, value, t_fail = _ale_loop(
             self._m, self._a, self._b, self.time, t_target, float(xi0), float(alpha), float(t0), float(self.rates[0]),
             self._node_values, self._node_slopes, mobility.values, mobility.slopes, self._mobility_constant,
-            table.lower, 1.0 / table.step,
-            table.intervals, self._table_weights, self._pins[0], self._pins[1], float(outer.lower),
-            float(outer.upper), self.scheme == "muscl", TIME_STEPPERS[self.time_stepper], self.cfl, self.bound,
+            table.lower, 1.0 / table.step, table.intervals, self._table_weights, self._pins[0], self._pins[1],
+            float(outer.lower), float(outer.upper), self.scheme == "muscl", TIME_STEPPERS[self.time_stepper],
+            self._still_stages, self.cfl, self.bound,
             math.inf if self.max_dt is None else self.max_dt, float(self.problem.target_second_moment),
             self.last_value, self.max_increase, self.max_steps_per_output, self._guard_lo, self._guard_hi,
             self._min_core, self._tail_mass, AFFINE_SHARE, self._previous)
