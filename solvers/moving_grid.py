@@ -60,13 +60,18 @@ chain rule at the moving centres (ẋ_i = w(x_i)),
             = −(1/(ξc)) [ Σ_f (h/M_f) F_f u_f + Σ_i m_i w(x_i)² ],
 
 because ``Σ_i m_i G_i w_i = Σ_i m_i w_i²`` (w is the m-weighted orthogonal projection of G onto a
-linear space of affine functions that contains w itself).  The second term is ≤ 0 exactly; the first,
-``Σ_f (h/M_f) p̂_f (u_f − w_f) u_f``, is the fixed-grid dissipation ``Σ (h/M) p̂ u²`` minus the
-face-quadrature of ``ρ w u`` — the centre-quadrature of the same quantity, ``Σ m w G``, is exactly
-the second bracket term, so the sum differs from a sum of squares only by the difference of two
-midpoint quadratures of ``ρ (u − w) w`` (O(h²) times the non-affine rest ``u − w``).  So R_h
+linear space of affine functions that contains w itself).  Writing ``u (u − w) = (u − w)² + w (u − w)``
+and using ``Σ_i m_i w_i (G_i − w_i) = 0`` (the same projection), the bracket is
+
+    Σ_f (h/M_f) p̂_f (u_f − w_f)² + Σ_i m_i w_i²
+        + [ Σ_f (h/M_f) p̂_f w_f (u_f − w_f) − Σ_i m_i w_i (G_i − w_i) ]:
+
+two sums of squares (≥ 0) and the difference of a face and a centre quadrature of the same quantity,
+``ρ w (u − w)/M`` (for M ≡ 1, where ``G = u/M`` at the centres), which is proportional to the
+non-affine rest u − w and vanishes with it (an affine flow: the masses do not change).  So R_h
 decreases between remaps up to that quadrature difference and the O(dt²) of the time stepping; the
-compiled loop records the largest single-step increase (``max_risk_increase``).
+compiled loop records the largest single-step increase (``max_risk_increase``).  A still grid (w = 0)
+is the fixed grid's exact balance.
 
 Time step (``dt = min`` of)::
 
@@ -92,7 +97,8 @@ the stage-rate bound, i.e. O(h^{k/2}): the default time stepper with ``"move"`` 
 for the steps in which the grid moves (order 3/2 in h on the exact moving and narrowing law,
 ``tests/test_moving_grid.py``; SSP-RK2 is first order there) and the fixed grid's default (SSP-RK2 for
 MUSCL, Euler for upwind) for the steps in which it stands still (recorded as
-``solver.time_stepper = "ssprk3"``); a ``time_stepper`` given explicitly serves every step.  SSP-RK2/RK3 advance ``(m, a, b)`` together (convex combinations of Euler steps); a later stage whose
+``solver.time_stepper = "ssprk3"``); a ``time_stepper`` given explicitly serves every step.
+SSP-RK2/RK3 advance ``(m, a, b)`` together (convex combinations of Euler steps); a later stage whose
 Courant rate or dilation rate times dt exceeds B is re-taken with ``dt ← dt · cfl / (stage rate · dt)``,
 and a step that would carry a free end past its outer bound with dt/2.
 
@@ -105,7 +111,9 @@ second-order differences of its table).  For f ∈ C⁴ on an interval of width 
 satisfies ``|f − H f| <= H⁴/384 · max |f⁗|`` (:meth:`HermiteTable.error_bounds` estimates max|f⁗| per
 function by third differences of the tabulated f'), and the risk computed with the interpolated
 functions differs from the exact midpoint risk by at most ``2 ε_v + Σ_k |λ_k| (2|M_k| ε_k + ε_k²)``
-for a unit mass (:func:`interpolated_risk_bound`) — for MMN18 at d = 320 on [0, 4], ~1e-14.
+for a unit mass (:func:`interpolated_risk_bound`) — for MMN18 at d = 320 on [0, 4]: ε ≤ 2.7e-11,
+risk bound 3e-12 (the derivatives: ``√3/216 H³ max|f⁗|``, 1.3e-7 measured near r ≈ 0.3; they move the
+grid and enter K_L, not the fluxes).
 
 Remaps.  The remap of ``"remap"`` (law window, conservative MUSCL integration, triggers) runs when the
 law's core leaves the guards of its ξ-cells, narrows, or a free end reaches its outer bound; after it
@@ -431,13 +439,14 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
 
 @njit(cache=True)
 def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes, mob_values, mob_slopes,
-              mobility_constant, tab_lower,
-              tab_inv, tab_n, weights, pin_lo, pin_hi, lower, upper, muscl, moving_stages, still_stages, cfl, bound, max_dt,
+              mobility_constant, tab_lower, tab_inv, tab_n, weights, pin_lo, pin_hi, lower, upper, muscl,
+              moving_stages, still_stages, cfl, bound, max_dt,
               target_second_moment, risk_prev, max_increase, max_steps, guard_lo, guard_hi, min_core, tail_mass,
               threshold, previous):
     """Advance ``(m, a, b)`` (m in place) from t to ``t_end`` (module docstring).  ``previous`` =
     (w(a), w(a + b), dt, known, moving, moving steps) of the last step's start (the stage rate; whether
-    the grid moved; how many steps it moved in all), updated in place.  Returns
+    the grid moved; how many steps it moved in all), updated in place; ``moving_stages``,
+    ``still_stages``: the SSP stages (1, 2, 3) of a step in which the grid moves / stands still.  Returns
     ``(status, t, a, b, steps, risk, max_increase, bad_cell, bad_value, t_fail)``; on an error m, a, b
     are the last valid state."""
     n = m.shape[0]
