@@ -182,6 +182,20 @@ def test_checkpoint_resume_is_bitwise_with_a_moving_grid() -> None:
                                       {k: v for k, v in state.items() if k != "ale_masses"}, **kwargs)
 
 
+def test_resume_from_an_hdf5_checkpoint_is_bitwise(tmp_path) -> None:
+    from reduced_pde.running.storage import CheckpointFile
+    from solvers.finite_volume import solve_finite_volume
+
+    times, grid = [0.0, 0.1, 0.2, 0.4], UniformGrid1D(0.0, 4.0, 60)
+    full = solve_finite_volume(mmn18(0.4), grid, times, adapt=MovePolicy())
+    store = CheckpointFile(tmp_path / "moving.h5")
+    solve_finite_volume(mmn18(0.4), grid, times[:3], adapt=MovePolicy(), checkpoint=store, checkpoint_every=0.0)
+    resumed = solve_finite_volume(mmn18(0.4), grid, times, adapt=MovePolicy(), checkpoint=store, resume=True)
+    np.testing.assert_array_equal(np.asarray(resumed.risk), np.asarray(full.risk))
+    np.testing.assert_array_equal(resumed.fields["density"], full.fields["density"])
+    np.testing.assert_array_equal(resumed.fields["r_edges"], full.fields["r_edges"])
+
+
 def test_moving_trajectory_records_its_cells_and_configuration() -> None:
     from solvers.finite_volume import solve_finite_volume
 
