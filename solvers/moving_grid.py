@@ -95,8 +95,8 @@ Time step (``dt = min`` of)::
 With an explicit step of order k the grid's path carries a global error ∝ dt^k with dt ∝ h^½ from
 the stage-rate bound, i.e. O(h^{k/2}): the default time stepper with ``"move"`` is therefore SSP-RK3
 for the steps in which the grid moves (order 3/2 in h on the exact moving and narrowing law,
-``tests/test_moving_grid.py``; SSP-RK2 is first order there) and the fixed grid's default (SSP-RK2 for
-MUSCL, Euler for upwind) for the steps in which it stands still (recorded as
+``tests/test_moving_grid.py``; SSP-RK2 is first order there; forward Euler, O(h^½), is refused) and
+the fixed grid's default (SSP-RK2 for MUSCL, Euler for upwind) for the steps in which it stands still (recorded as
 ``solver.time_stepper = "ssprk3"``); a ``time_stepper`` given explicitly serves every step.
 SSP-RK2/RK3 advance ``(m, a, b)`` together (convex combinations of Euler steps); a later stage whose
 Courant rate or dilation rate times dt exceeds B is re-taken with ``dt ← dt · cfl / (stage rate · dt)``,
@@ -641,6 +641,9 @@ class MovingGridSolver(FiniteVolumeSolver):
         default = kwargs.get("time_stepper") is None and not args
         if default:
             kwargs["time_stepper"] = "ssprk3"
+        elif kwargs.get("time_stepper") == "euler":  # the grid's path would be O(h^½) (module docstring)
+            raise ValueError("solver.time_stepper = 'euler' with grid.adapt = 'move': the grid's path would be "
+                             "first order in dt ∝ h^½; allowed: 'ssprk2', 'ssprk3' (default: SSP-RK3 while moving)")
         self._frame_ready = False
         super().__init__(problem, grid, *args, adapt=adapt, kernel=kernel, **kwargs)
         outer = self.given_grid.axes[0]
