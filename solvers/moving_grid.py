@@ -438,6 +438,18 @@ def _ale_rates(m, a, b, speed, rate_factor, tables, frame, fields, out_rate, mod
 
 
 @njit(cache=True)
+def _stage_verdict(courant, dilation, dt, bound, cfl):
+    """A later stage's number ``max(C, |ḃ/b|) dt`` against the bound B: ``(0, dt)`` accepted, ``(1, dt ·
+    cfl / number)`` re-take with that step, ``(2, number)`` not finite."""
+    number = max(courant, dilation) * dt
+    if number <= bound:
+        return 0, dt
+    if not math.isfinite(number):
+        return 2, number
+    return 1, dt * cfl / number
+
+
+@njit(cache=True)
 def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes, mob_values, mob_slopes,
               mobility_constant, tab_lower, tab_inv, tab_n, weights, pin_lo, pin_hi, lower, upper, muscl,
               moving_stages, still_stages, cfl, bound, max_dt,
@@ -512,13 +524,11 @@ def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes,
                 speed1 = -2.0 * speed0 * (1.0 + (t + dt) / t0) ** (-alpha)
                 c1, _, d1, _, adot1, bdot1, _ = _ale_rates(
                     m1, a1, b1, speed1, rate_factor, tables, frame, fields, stage_rate, moving, threshold)
-                c1 = max(c1, d1) * dt
-                if not c1 <= bound:
-                    if not math.isfinite(c1):
-                        return _NONFINITE, t, a, b, steps, risk, max_increase, -1, c1, t + dt
-                    dt = dt * cfl / c1
-                    last = False
-                    retake = True
+                verdict, value = _stage_verdict(c1, d1, dt, bound, cfl)
+                if verdict == 2:
+                    return _NONFINITE, t, a, b, steps, risk, max_increase, -1, value, t + dt
+                if verdict == 1:
+                    dt, last, retake = value, False, True
                 elif stages == 2:
                     for i in range(n):
                         m_new[i] = 0.5 * m[i] + 0.5 * (m1[i] + dt * stage_rate[i])
@@ -532,13 +542,11 @@ def _ale_loop(m, a, b, t, t_end, speed0, alpha, t0, rate_factor, values, slopes,
                     speed2 = -2.0 * speed0 * (1.0 + (t + 0.5 * dt) / t0) ** (-alpha)
                     c2, _, d2, _, adot2, bdot2, _ = _ale_rates(
                         m2, a2, b2, speed2, rate_factor, tables, frame, fields, stage_rate, moving, threshold)
-                    c2 = max(c2, d2) * dt
-                    if not c2 <= bound:
-                        if not math.isfinite(c2):
-                            return _NONFINITE, t, a, b, steps, risk, max_increase, -1, c2, t + dt
-                        dt = dt * cfl / c2
-                        last = False
-                        retake = True
+                    verdict, value = _stage_verdict(c2, d2, dt, bound, cfl)
+                    if verdict == 2:
+                        return _NONFINITE, t, a, b, steps, risk, max_increase, -1, value, t + dt
+                    if verdict == 1:
+                        dt, last, retake = value, False, True
                     else:
                         for i in range(n):
                             m_new[i] = m[i] / 3.0 + (2.0 / 3.0) * (m2[i] + dt * stage_rate[i])
