@@ -16,24 +16,17 @@ the kernels are cached, and the sizes run from small to large after one warm-up)
 from __future__ import annotations
 
 import argparse
-import copy
 import os
-import time
 
 import numpy as np
 
 from reduced_pde.running.config import build_problem, load_config, output_times
-from reduced_pde.running.pipeline import run_pde
 from solvers.lagrangian import solve_lagrangian
+from timing import timed_risk
 
 
 def _run(config: dict, cells: int, adapt: str) -> tuple[np.ndarray, float]:
-    config = copy.deepcopy(config)
-    config["grid"]["r"] = {**config["grid"]["r"], "cells": cells}
-    config["grid"]["adapt"] = adapt
-    began = time.perf_counter()
-    trajectory = run_pde(config, progress=False)
-    return np.asarray(trajectory.risk, dtype=float), time.perf_counter() - began
+    return timed_risk(config, {"r": {**config["grid"]["r"], "cells": cells}, "adapt": adapt})
 
 
 def main() -> None:

@@ -14,22 +14,16 @@ reference error is about a quarter of that at second order).
 from __future__ import annotations
 
 import argparse
-import copy
-import time
 
 import numpy as np
 
 from reduced_pde.running.config import load_config
-from reduced_pde.running.pipeline import run_pde
+from timing import timed_risk
 
 
 def _risk(config: dict, cells: int, spacing: str) -> tuple[np.ndarray, float]:
-    config = copy.deepcopy(config)
-    config["grid"] = {"cells": cells} if spacing == "default" else \
-        {"cells": cells, "s": {"spacing": spacing, "lower": -1.0, "upper": 1.0, "cells": cells}}
-    began = time.perf_counter()
-    trajectory = run_pde(config, progress=False)
-    return np.asarray(trajectory.risk, dtype=float), time.perf_counter() - began
+    return timed_risk({**config, "grid": {}}, {"cells": cells} if spacing == "default" else
+                      {"cells": cells, "s": {"spacing": spacing, "lower": -1.0, "upper": 1.0, "cells": cells}})
 
 
 def main() -> None:
