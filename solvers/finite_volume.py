@@ -219,35 +219,15 @@ def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights,
 
 
 @njit(cache=True)
-def _reconstruct_block(p, base, n, stride, d, widths, inv_gaps, east, west):
-    """Minmod-limited east/west values of the cells ``base + k·stride + o`` (k = 0..n−1, o < stride):
-    the ``stride`` lines along d of one block (zero slope in the first and last cell of a line)."""
-    last = base + (n - 1) * stride
-    for i in range(base, base + stride):
-        east[i] = p[i]
-        west[i] = p[i]
-        east[last + i - base] = p[last + i - base]
-        west[last + i - base] = p[last + i - base]
-    for k in range(1, n - 1):
-        half = 0.5 * widths[d, k]
-        inv_right = inv_gaps[d, k]
-        inv_left = inv_gaps[d, k - 1]
-        start = base + k * stride
-        for i in range(start, start + stride):
-            slope = _minmod((p[i + stride] - p[i]) * inv_right, (p[i] - p[i - stride]) * inv_left)
-            east[i] = p[i] + half * slope
-            west[i] = p[i] - half * slope
-
-
-@njit(cache=True)
-def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, velocity,
-                 accumulate, outflow, rate):
+def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store,
+                 coupled, velocity, accumulate, outflow, rate):
     """The faces of one contiguous line (stride 1, cells ``base … base + n − 1``) along d in one sweep, as
     :func:`_fluxes` (same arithmetic, same order), with the minmod slope, rate of change and outflow of
     the next cell carried from face to face in registers.  The stride-1 axis is the last one swept, so
     a cell is final once its right face is done: ``rate`` receives it, and only the maximum of the
     outflow is kept.  With ``accumulate`` the other axes' contributions already in ``rate`` and
-    ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass).  Returns (coupling
+    ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass).  ``store``: the face
+    velocities go to ``velocity[d]``; ``coupled``: the coupling sum is formed (else 0).  Returns (coupling
     sum, a velocity was NaN, largest outflow of the line's cells)."""
     coupling = 0.0
     nonfinite = False
@@ -261,7 +241,8 @@ def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv
         if muscl and k + 2 < n:
             slope_next = _minmod((p[i + 2] - p[i + 1]) * inv_gaps[d, k + 1], (p[i + 1] - p[i]) * inv_gaps[d, k])
         u = speed * coefficients[d, i] * (psi[i + 1] - psi[i])
-        velocity[d, i] = u
+        if store:
+            velocity[d, i] = u
         flux = 0.0
         out_next = outflow[i + 1] if accumulate else 0.0
         if u > 0.0:
@@ -274,9 +255,10 @@ def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv
             nonfinite = True
         rate[i] = rate_here - flux * inv_widths[d, k]
         rate_here = (rate[i + 1] if accumulate else 0.0) + flux * inv_widths[d, k + 1]
-        q = stiffness[d, i]
-        if q != 0.0:
-            coupling += q * max(p[i], p[i + 1])
+        if coupled:
+            q = stiffness[d, i]
+            if q != 0.0:
+                coupling += q * max(p[i], p[i + 1])
         slope_here = slope_next
         largest = max(largest, out_here)
         out_here = out_next
@@ -285,77 +267,115 @@ def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv
 
 
 @njit(cache=True)
-def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, velocity, east,
-            west, outflow, rate):
+def _strided_fluxes(p, psi, speed, base, n, stride, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
+                    store, coupled, velocity, first, outflow, rate, coupling):
+    """The faces along d of one block of ``stride`` interleaved lines (cells ``base + k·stride + o``,
+    k < n, o < stride; d is not the stride-1 axis), row of faces after row, each row a contiguous run:
+    face velocity, upwind flux and its divergence into ``rate``, outflow into ``outflow`` (written, not
+    added, when this is the ``first`` axis swept: no zeroing pass).  The MUSCL value of the upwind cell
+    is reconstructed at the face (the minmod slope of that cell: the values of :func:`_line_fluxes`
+    without east/west arrays).  Returns (``coupling`` plus this block's coupling sum, a velocity was NaN)."""
+    nonfinite = False
+    for k in range(n - 1):
+        start = base + k * stride
+        inv_here = inv_widths[d, k]
+        inv_next = inv_widths[d, k + 1]
+        half_here = 0.5 * widths[d, k]
+        half_next = 0.5 * widths[d, k + 1]
+        sloped_here = muscl and k > 0  # zero slope in the first and last cell of every line
+        sloped_next = muscl and k + 2 < n
+        inv_left = inv_gaps[d, k - 1] if k > 0 else 0.0
+        inv_mid = inv_gaps[d, k]
+        inv_right = inv_gaps[d, k + 1] if k + 2 < n else 0.0
+        write_here = first and k == 0
+        for i in range(start, start + stride):
+            j = i + stride
+            u = speed * coefficients[d, i] * (psi[j] - psi[i])
+            if store:
+                velocity[d, i] = u
+            flux = 0.0
+            out_here = 0.0
+            out_next = 0.0
+            if u > 0.0:
+                out_here = u * inv_here
+                value = p[i]
+                if sloped_here:
+                    value = p[i] + half_here * _minmod((p[j] - p[i]) * inv_mid, (p[i] - p[i - stride]) * inv_left)
+                flux = u * value
+            elif u < 0.0:
+                out_next = -u * inv_next
+                value = p[j]
+                if sloped_next:
+                    value = p[j] - half_next * _minmod((p[j + stride] - p[j]) * inv_right, (p[j] - p[i]) * inv_mid)
+                flux = u * value
+            elif math.isnan(u):
+                nonfinite = True
+            if write_here:
+                rate[i] = 0.0 - flux * inv_here
+                outflow[i] = 0.0 + out_here
+            else:
+                rate[i] -= flux * inv_here
+                outflow[i] += out_here
+            if first:
+                rate[j] = 0.0 + flux * inv_next
+                outflow[j] = 0.0 + out_next
+            else:
+                rate[j] += flux * inv_next
+                outflow[j] += out_next
+            if coupled:
+                q = stiffness[d, i]
+                if q != 0.0:
+                    coupling += q * max(p[i], p[j])
+    return coupling, nonfinite
+
+
+@njit(cache=True)
+def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store, coupled,
+            velocity, outflow, rate):
     """One pass per axis d over the faces between cell i and its + neighbour along d:
 
-    * face velocity ``u = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` into ``velocity[d, i]`` (``K_d = c_d M_d /
-      centre distance``, ``speed = −2ξ(t)``);
-    * upwind flux ``F = u⁺ p^E_i + u⁻ p^W_{i⁺}`` (MUSCL values from :func:`_reconstruct_block`, or
-      ``p`` itself for upwind) and ``rate_i = dp_i/dt = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i``;
-    * the outflow ``Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` of each cell and the coupling
-      ``Σ_faces Q_f max(p_i, p_{i⁺})`` (``Q = stiffness``).
+    * face velocity ``u = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` (into ``velocity[d, i]`` with ``store``;
+      ``K_d = c_d M_d / centre distance``, ``speed = −2ξ(t)``);
+    * upwind flux ``F = u⁺ p^E_i + u⁻ p^W_{i⁺}`` (MUSCL values reconstructed at the face, or ``p`` itself
+      for upwind) and ``rate_i = dp_i/dt = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i``;
+    * the outflow ``Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` of each cell and, with
+      ``coupled``, the coupling ``Σ_faces Q_f max(p_i, p_{i⁺})`` (``Q = stiffness``).
 
-    Returns ``(courant, coupling)``: the Courant rate ``max_i outflow_i`` (NaN if a velocity is NaN)
-    and the interaction rate ``|speed| · coupling`` (module docstring).  Boundary faces carry no flux."""
+    The strided axes first (:func:`_strided_fluxes`, the first one writing ``rate`` and ``outflow``),
+    the stride-1 axis last as contiguous lines (:func:`_line_fluxes`), which finish each cell and keep
+    the largest outflow.  Returns ``(courant, coupling)``: the Courant rate ``max_i outflow_i`` (NaN if a
+    velocity is NaN) and the interaction rate ``|speed| · coupling`` (0 without ``coupled``; module
+    docstring).  Boundary faces carry no flux."""
     cells = p.shape[0]
-    axes = 0
-    for d in range(3):
-        axes += shape[d] > 1
-    if axes > 1:  # accumulators of several axes (one axis: the line sweep writes them)
-        for i in range(cells):
-            outflow[i] = 0.0
-            rate[i] = 0.0
-    if not muscl:
-        east = p
-        west = p
     nonfinite = False
     coupling = 0.0
     largest = 0.0
-    swept = False  # the stride-1 axis was swept by lines: largest is the Courant rate already
+    first = True
     stride = cells
     for d in range(3):
         n = shape[d]
         stride = stride // n
         if n < 2:
             continue
-        if stride == 1:
+        if stride == 1:  # the last axis with more than one cell: contiguous lines
             for base in range(0, cells, n):
                 line_coupling, line_nonfinite, line_largest = _line_fluxes(
                     p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
-                    velocity, axes > 1, outflow, rate)
+                    store, coupled, velocity, not first, outflow, rate)
                 coupling += line_coupling
                 nonfinite = nonfinite or line_nonfinite
                 largest = max(largest, line_largest)
-            swept = True
-            continue
+            first = False
+            break
         for base in range(0, cells, n * stride):
-            if muscl:
-                _reconstruct_block(p, base, n, stride, d, widths, inv_gaps, east, west)
-            for k in range(n - 1):
-                start = base + k * stride
-                inv_here = inv_widths[d, k]
-                inv_next = inv_widths[d, k + 1]
-                for i in range(start, start + stride):
-                    u = speed * coefficients[d, i] * (psi[i + stride] - psi[i])
-                    velocity[d, i] = u
-                    flux = 0.0
-                    if u > 0.0:
-                        outflow[i] += u * inv_here
-                        flux = u * east[i]
-                    elif u < 0.0:
-                        outflow[i + stride] -= u * inv_next
-                        flux = u * west[i + stride]
-                    elif math.isnan(u):
-                        nonfinite = True
-                    rate[i] -= flux * inv_here
-                    rate[i + stride] += flux * inv_next
-                    q = stiffness[d, i]
-                    if q != 0.0:
-                        coupling += q * max(p[i], p[i + stride])
-    if not swept:
+            coupling, block_nonfinite = _strided_fluxes(
+                p, psi, speed, base, n, stride, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
+                store, coupled, velocity, first, outflow, rate, coupling)
+            nonfinite = nonfinite or block_nonfinite
+        first = False
+    if first:  # a single cell: no faces
         for i in range(cells):
-            largest = max(largest, outflow[i])
+            rate[i] = 0.0
     if nonfinite or not math.isfinite(largest):
         largest = np.nan
     return largest, abs(speed) * coupling
@@ -364,14 +384,44 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
 @njit(cache=True)
 def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, volumes, linear,
               linear_factor, other_index, v_other, weights, features, dense, use_dense, muscl, aggregated, moments,
-              phi, psi, velocity, east, west, outflow, rate):
-    """Potential, face velocities and ``rate = dp/dt`` of ``p`` at time t (:func:`_potential`,
+              phi, psi, velocity, outflow, rate):
+    """Potential, face velocities (stored) and ``rate = dp/dt`` of ``p`` at time t (:func:`_potential`,
     :func:`_fluxes`); returns (Courant rate, interaction rate, R_h − E y²)."""
     energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                         use_dense, aggregated, moments, phi, psi)
     courant, coupling = _fluxes(p, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients, stiffness,
-                                widths, inv_widths, inv_gaps, muscl, velocity, east, west, outflow, rate)
+                                widths, inv_widths, inv_gaps, muscl, True, True, velocity, outflow, rate)
     return courant, coupling, energy
+
+
+@njit(cache=True)
+def _combine(mode, old, stage, dt, rate, out, check, psi, volumes, with_energy):
+    """One stage combination of the SSP Runge–Kutta schemes into ``out``: ``stage + dt·rate`` (mode 0,
+    an Euler step), ``½ old + ½ (stage + dt·rate)`` (1), ``¾ old + ¼ (…)`` (2), ``old/3 + ⅔ (…)`` (3).
+    With ``check`` the same pass returns (max, min of 0 and the values, all finite) for the positivity
+    check, and with ``with_energy`` also ``2 Σ_i ψ_i out_i |cell_i|`` (the risk of a state whose ψ does
+    not depend on it: rank 0)."""
+    cells = out.shape[0]
+    pmax = 0.0
+    pmin = 0.0
+    finite = True
+    energy = 0.0
+    for i in range(cells):
+        x = stage[i] + dt * rate[i]
+        if mode == 1:
+            x = 0.5 * old[i] + 0.5 * x
+        elif mode == 2:
+            x = 0.75 * old[i] + 0.25 * x
+        elif mode == 3:
+            x = old[i] / 3.0 + (2.0 / 3.0) * x
+        out[i] = x
+        if check:  # NaN/inf fail every comparison, caught by the caller
+            pmax = max(pmax, x)
+            pmin = min(pmin, x)
+            finite = finite and (x - x == 0.0)
+            if with_energy:
+                energy += psi[i] * (x * volumes[i])
+    return pmax, pmin, finite, 2.0 * energy
 
 
 @njit(cache=True)
@@ -386,118 +436,149 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
     :mod:`solvers.adaptive_grid`) the core cells ``(i_lo, i_hi)`` of the law (:func:`core_cells` with
     ``tail_mass``) are found after every step, and the loop returns ``_REMAP`` at the current time when
     ``i_lo < guard_lo``, ``i_hi > guard_hi`` or ``i_hi − i_lo + 1 < min_core``.
+
+    Work per step: the potential once per stage (once per call when it does not depend on p: rank 0
+    without a dense kernel, ψ = v, whose risk ``2 Σ ψ m`` is then summed in the combination pass), one
+    flux pass per axis and stage (:func:`_fluxes`; the interaction rate only at the first stage, the
+    only one whose rate sets dt), one pass per stage combination with the positivity check in the last
+    (:func:`_combine`); the new state goes to a second buffer and the two are swapped (``p`` receives
+    the final state on return).
     """
     cells = p.shape[0]
     n_other = v_other.shape[0]
     sub_grid = np.empty((2, n_other))  # aggregated masses and φ on the sub-grid
     aggregated, phi = sub_grid[0], sub_grid[1]
     moments = np.zeros(max(weights.shape[0], 1))
-    work = np.empty((9, cells))  # one block of per-cell work arrays
-    psi, outflow, east, west, rate, stage_rate, p1, p2, p_new = (work[0], work[1], work[2], work[3], work[4],
-                                                                 work[5], work[6], work[7], work[8])
-    velocity = np.zeros((3, cells))
+    work = np.empty((6, cells))  # one block of per-cell work arrays
+    psi, outflow, rate, stage_rate, p1, p2 = work[0], work[1], work[2], work[3], work[4], work[5]
+    spare = np.empty(cells)  # the second state buffer
+    velocity = np.empty((3, 0))  # face velocities are not stored by the loop
     inv_widths = 1.0 / widths  # reciprocals once: the sweeps multiply
     inv_gaps = 1.0 / gaps
+    static = weights.shape[0] == 0 and not use_dense  # ψ = v (times ℓ): independent of p
+    cur = p  # the state at t
+    new = spare
+    swapped = False  # cur is spare, not p
+    energy = 0.0
+    if static:
+        energy = _potential(cur, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                            use_dense, aggregated, moments, phi, psi)
     steps = 0
     risk = risk_prev
+    status = _OK
+    bad_cell = -1
+    bad_value = 0.0
+    t_fail = t  # the time at which a failure was detected
     while t < t_end:
         if steps >= max_steps:
-            return _MAX_STEPS, t, steps, risk, max_increase, -1, 0.0, t
-        courant_rate, coupling, energy = _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths,
-                                                   inv_widths, inv_gaps, volumes, linear, linear_factor,
-                                                   other_index, v_other, weights, features, dense, use_dense, muscl,
-                                                   aggregated, moments, phi, psi, velocity, east, west, outflow,
-                                                   rate)
+            status, t_fail = _MAX_STEPS, t
+            break
+        if not static:
+            energy = _potential(cur, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                                use_dense, aggregated, moments, phi, psi)
+        courant_rate, coupling = _fluxes(cur, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients,
+                                         stiffness, widths, inv_widths, inv_gaps, muscl, False, not static,
+                                         velocity, outflow, rate)
         risk_now = target_second_moment + energy
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
         risk_prev = risk_now
         risk = risk_now
         if not (math.isfinite(courant_rate) and math.isfinite(coupling)):
+            status, t_fail = _NONFINITE, t
+            bad_value = courant_rate
             for i in range(cells):  # locate the offending cell: the density first, then ψ
-                if not math.isfinite(p[i]):
-                    return _NONFINITE, t, steps, risk, max_increase, i, p[i], t
-            for i in range(cells):
                 if not math.isfinite(psi[i]):
-                    return _NONFINITE, t, steps, risk, max_increase, i, psi[i], t
-            return _NONFINITE, t, steps, risk, max_increase, -1, courant_rate, t
+                    bad_cell, bad_value = i, psi[i]
+                    break
+            for i in range(cells):
+                if not math.isfinite(cur[i]):
+                    bad_cell, bad_value = i, cur[i]
+                    break
+            break
         rate_bound = max(courant_rate, coupling)
         dt, last = step_to_output(cfl / rate_bound if rate_bound > 0.0 else np.inf, max_dt, t, t_end)
         while True:
-            for i in range(cells):
-                p1[i] = p[i] + dt * rate[i]
             retake = False
-            if stages >= 2:
-                c1, _, _ = _evaluate(p1, t + dt, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_widths,
-                                     inv_gaps, volumes, linear, linear_factor, other_index, v_other, weights,
-                                     features, dense, use_dense, muscl, aggregated, moments, phi, psi, velocity,
-                                     east, west, outflow, stage_rate)
-                c1 = c1 * dt
-                if c1 > bound:
-                    dt = dt * cfl / c1
+            if stages == 1:
+                pmax, pmin, finite, energy_new = _combine(0, cur, cur, dt, rate, new, True, psi, volumes, static)
+                break
+            _combine(0, cur, cur, dt, rate, p1, False, psi, volumes, False)
+            if not static:
+                _potential(p1, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                           use_dense, aggregated, moments, phi, psi)
+            c1, _ = _fluxes(p1, psi, -2.0 * learning_rate(t + dt, xi0, alpha, t0), shape, coefficients, stiffness,
+                            widths, inv_widths, inv_gaps, muscl, False, False, velocity, outflow, stage_rate)
+            c1 = c1 * dt
+            if c1 > bound:
+                dt = dt * cfl / c1
+                last = False
+                retake = True
+            elif stages == 2:
+                pmax, pmin, finite, energy_new = _combine(1, cur, p1, dt, stage_rate, new, True, psi, volumes,
+                                                          static)
+            else:
+                _combine(2, cur, p1, dt, stage_rate, p2, False, psi, volumes, False)
+                if not static:
+                    _potential(p2, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                               use_dense, aggregated, moments, phi, psi)
+                c2, _ = _fluxes(p2, psi, -2.0 * learning_rate(t + 0.5 * dt, xi0, alpha, t0), shape, coefficients,
+                                stiffness, widths, inv_widths, inv_gaps, muscl, False, False, velocity, outflow,
+                                stage_rate)
+                c2 = c2 * dt
+                if c2 > bound:
+                    dt = dt * cfl / c2
                     last = False
                     retake = True
-                elif stages == 2:
-                    for i in range(cells):
-                        p_new[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * stage_rate[i])
                 else:
-                    for i in range(cells):
-                        p2[i] = 0.75 * p[i] + 0.25 * (p1[i] + dt * stage_rate[i])
-                    c2, _, _ = _evaluate(p2, t + 0.5 * dt, xi0, alpha, t0, shape, coefficients, stiffness, widths,
-                                         inv_widths, inv_gaps, volumes, linear, linear_factor, other_index, v_other,
-                                         weights, features, dense, use_dense, muscl, aggregated, moments, phi, psi,
-                                         velocity, east, west, outflow, stage_rate)
-                    c2 = c2 * dt
-                    if c2 > bound:
-                        dt = dt * cfl / c2
-                        last = False
-                        retake = True
-                    else:
-                        for i in range(cells):
-                            p_new[i] = p[i] / 3.0 + (2.0 / 3.0) * (p2[i] + dt * stage_rate[i])
-            else:
-                for i in range(cells):
-                    p_new[i] = p1[i]
+                    pmax, pmin, finite, energy_new = _combine(3, cur, p2, dt, stage_rate, new, True, psi, volumes,
+                                                              static)
             if not retake:
                 break
             if dt < 1e-14 * (1.0 + abs(t)):
-                return _DT_UNDERFLOW, t, steps, risk, max_increase, -1, dt, t
+                status, t_fail = _DT_UNDERFLOW, t
+                bad_value = dt
+                break
+        if status != _OK:
+            break
         if dt < 1e-14 * (1.0 + abs(t)) and not last:
-            return _DT_UNDERFLOW, t, steps, risk, max_increase, -1, dt, t
-        pmax = 0.0
-        pmin = 0.0
-        finite = True
-        for i in range(cells):  # one pass: NaN/inf fail every comparison, caught below
-            x = p_new[i]
-            pmax = max(pmax, x)
-            pmin = min(pmin, x)
-            finite = finite and (x - x == 0.0)
+            status, t_fail = _DT_UNDERFLOW, t
+            bad_value = dt
+            break
         if not (finite and math.isfinite(pmax)) or pmin < -NEGATIVE_TOLERANCE * pmax:
+            t_fail = t + dt
             for i in range(cells):  # failure: locate the first offending cell
-                if not math.isfinite(p_new[i]):
-                    return _NONFINITE, t, steps, risk, max_increase, i, p_new[i], t + dt
-            for i in range(cells):
-                if p_new[i] < -NEGATIVE_TOLERANCE * pmax:
-                    return _NEGATIVE, t, steps, risk, max_increase, i, p_new[i], t + dt
-        for i in range(cells):
-            p[i] = p_new[i]
+                if not math.isfinite(new[i]):
+                    status, bad_cell, bad_value = _NONFINITE, i, new[i]
+                    break
+            if status == _OK:
+                for i in range(cells):
+                    if new[i] < -NEGATIVE_TOLERANCE * pmax:
+                        status, bad_cell, bad_value = _NEGATIVE, i, new[i]
+                        break
+            if status != _OK:
+                break
+        cur, new = new, cur
+        swapped = not swapped
+        energy = energy_new
         t = t_end if last else t + dt
         steps += 1
         if watch:
-            i_lo, i_hi = core_cells(p, volumes, tail_mass)
+            i_lo, i_hi = core_cells(cur, volumes, tail_mass)
             if i_lo < guard_lo or i_hi > guard_hi or i_hi - i_lo + 1 < min_core:
-                energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features,
-                                    dense, use_dense, aggregated, moments, phi, psi)
-                risk_now = target_second_moment + energy
-                if risk_now - risk_prev > max_increase:
-                    max_increase = risk_now - risk_prev
-                return _REMAP, t, steps, risk_now, max_increase, -1, 0.0, t
-    energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
-                        use_dense, aggregated, moments, phi, psi)
-    risk_now = target_second_moment + energy
-    if steps > 0 and risk_now - risk_prev > max_increase:
-        max_increase = risk_now - risk_prev
-    return _OK, t, steps, risk_now, max_increase, -1, 0.0, t
+                status = _REMAP
+                break
+    if swapped:  # the final (or last valid) state into the caller's array
+        for i in range(cells):
+            p[i] = cur[i]
+    if status == _OK or status == _REMAP:
+        energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
+                            use_dense, aggregated, moments, phi, psi)
+        risk_now = target_second_moment + energy
+        if (steps > 0 or status == _REMAP) and risk_now - risk_prev > max_increase:
+            max_increase = risk_now - risk_prev
+        return status, t, steps, risk_now, max_increase, -1, 0.0, t
+    return status, t, steps, risk, max_increase, bad_cell, bad_value, t_fail
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1035,14 +1116,14 @@ class FiniteVolumeSolver(MonitoredDensityState):
         psi = np.empty(cells)
         velocity = np.zeros((MAX_DIMENSION, cells))
         xi0, alpha, t0 = self.schedule.as_tuple()
-        work = np.empty((4, cells))
+        work = np.empty((2, cells))
         courant, coupling, energy = _evaluate(
             self._density, self.time, float(xi0), float(alpha), float(t0), self._shape,
             self._coefficients, self._stiffness, self._widths, 1.0 / self._widths, 1.0 / self._gaps, self._volumes,
             self.linear_coordinate is not None, self._linear_factor,
             self._other_index, self._v, self._weights, self._features, self._dense, self._use_dense,
             self.scheme == "muscl", np.empty(n_other), np.zeros(max(self._weights.shape[0], 1)), np.empty(n_other),
-            psi, velocity, work[0], work[1], work[2], work[3])
+            psi, velocity, work[0], work[1])
         return (float(courant), float(coupling), float(self.problem.target_second_moment + energy),
                 psi, velocity)
 
