@@ -219,7 +219,7 @@ def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights,
 
 
 @njit(cache=True)
-def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store,
+def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store,
                  coupled, velocity, accumulate, outflow, rate):
     """The faces of one contiguous line (stride 1, cells ``base … base + n − 1``) along d in one sweep, as
     :func:`_fluxes` (same arithmetic, same order), with the minmod slope, rate of change and outflow of
@@ -227,105 +227,132 @@ def _line_fluxes(p, psi, speed, base, n, d, coefficients, stiffness, widths, inv
     a cell is final once its right face is done: ``rate`` receives it, and only the maximum of the
     outflow is kept.  With ``accumulate`` the other axes' contributions already in ``rate`` and
     ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass).  ``store``: the face
-    velocities go to ``velocity[d]``; ``coupled``: the coupling sum is formed (else 0).  Returns (coupling
-    sum, a velocity was NaN, largest outflow of the line's cells)."""
+    velocities go to ``velocity``; ``coupled``: the coupling sum is formed (else 0).  The per-axis arrays
+    are the rows d of :func:`_fluxes`' (an axis index inside the sweep's addressing costs a 1.7× slower
+    sweep); the flags are compile-time constants at every call.  Returns (coupling sum, a velocity was
+    NaN, largest outflow of the line's cells)."""
     coupling = 0.0
     nonfinite = False
     largest = 0.0
     slope_here = 0.0  # zero slope in the first and last cell of the line
-    rate_here = rate[base] if accumulate else 0.0
-    out_here = outflow[base] if accumulate else 0.0
-    for k in range(n - 1):
-        i = base + k
+    # the line as views indexed from 0: the loop index is then known to be >= 0 and the compiled accesses
+    # carry no negative-index wraparound (1.6× faster than base + k)
+    p = p[base: base + n]
+    psi = psi[base: base + n]
+    coefficients = coefficients[base: base + n]
+    stiffness = stiffness[base: base + n]
+    outflow = outflow[base: base + n]
+    rate = rate[base: base + n]
+    if store:
+        velocity = velocity[base: base + n]
+    rate_here = rate[0] if accumulate else 0.0
+    out_here = outflow[0] if accumulate else 0.0
+    for i in range(n - 1):
         slope_next = 0.0
-        if muscl and k + 2 < n:
-            slope_next = _minmod((p[i + 2] - p[i + 1]) * inv_gaps[d, k + 1], (p[i + 1] - p[i]) * inv_gaps[d, k])
-        u = speed * coefficients[d, i] * (psi[i + 1] - psi[i])
+        if muscl and i + 2 < n:
+            slope_next = _minmod((p[i + 2] - p[i + 1]) * inv_gaps[i + 1], (p[i + 1] - p[i]) * inv_gaps[i])
+        u = speed * coefficients[i] * (psi[i + 1] - psi[i])
         if store:
-            velocity[d, i] = u
+            velocity[i] = u
         flux = 0.0
         out_next = outflow[i + 1] if accumulate else 0.0
         if u > 0.0:
-            out_here += u * inv_widths[d, k]
-            flux = u * (p[i] + 0.5 * widths[d, k] * slope_here)
+            out_here += u * inv_widths[i]
+            flux = u * (p[i] + 0.5 * widths[i] * slope_here)
         elif u < 0.0:
-            out_next -= u * inv_widths[d, k + 1]
-            flux = u * (p[i + 1] - 0.5 * widths[d, k + 1] * slope_next)
+            out_next -= u * inv_widths[i + 1]
+            flux = u * (p[i + 1] - 0.5 * widths[i + 1] * slope_next)
         elif math.isnan(u):
             nonfinite = True
-        rate[i] = rate_here - flux * inv_widths[d, k]
-        rate_here = (rate[i + 1] if accumulate else 0.0) + flux * inv_widths[d, k + 1]
+        rate[i] = rate_here - flux * inv_widths[i]
+        rate_here = (rate[i + 1] if accumulate else 0.0) + flux * inv_widths[i + 1]
         if coupled:
-            q = stiffness[d, i]
+            q = stiffness[i]
             if q != 0.0:
                 coupling += q * max(p[i], p[i + 1])
         slope_here = slope_next
         largest = max(largest, out_here)
         out_here = out_next
-    rate[base + n - 1] = rate_here
+    rate[n - 1] = rate_here
     return coupling, nonfinite, max(largest, out_here)
 
 
 @njit(cache=True)
-def _strided_fluxes(p, psi, speed, base, n, stride, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
+def _strided_fluxes(p, psi, speed, base, n, stride, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
                     store, coupled, velocity, first, outflow, rate, coupling):
     """The faces along d of one block of ``stride`` interleaved lines (cells ``base + k·stride + o``,
     k < n, o < stride; d is not the stride-1 axis), row of faces after row, each row a contiguous run:
     face velocity, upwind flux and its divergence into ``rate``, outflow into ``outflow`` (written, not
     added, when this is the ``first`` axis swept: no zeroing pass).  The MUSCL value of the upwind cell
     is reconstructed at the face (the minmod slope of that cell: the values of :func:`_line_fluxes`
-    without east/west arrays).  Returns (``coupling`` plus this block's coupling sum, a velocity was NaN)."""
+    without east/west arrays).  Per-axis arrays: their rows d.  Returns (``coupling`` plus this block's coupling sum, a velocity was NaN)."""
     nonfinite = False
     for k in range(n - 1):
         start = base + k * stride
-        inv_here = inv_widths[d, k]
-        inv_next = inv_widths[d, k + 1]
-        half_here = 0.5 * widths[d, k]
-        half_next = 0.5 * widths[d, k + 1]
+        inv_here = inv_widths[k]
+        inv_next = inv_widths[k + 1]
+        half_here = 0.5 * widths[k]
+        half_next = 0.5 * widths[k + 1]
         sloped_here = muscl and k > 0  # zero slope in the first and last cell of every line
         sloped_next = muscl and k + 2 < n
-        inv_left = inv_gaps[d, k - 1] if k > 0 else 0.0
-        inv_mid = inv_gaps[d, k]
-        inv_right = inv_gaps[d, k + 1] if k + 2 < n else 0.0
+        inv_left = inv_gaps[k - 1] if k > 0 else 0.0
+        inv_mid = inv_gaps[k]
+        inv_right = inv_gaps[k + 1] if k + 2 < n else 0.0
         write_here = first and k == 0
-        for i in range(start, start + stride):
-            j = i + stride
-            u = speed * coefficients[d, i] * (psi[j] - psi[i])
+        # the rows as views indexed from 0 (no negative-index wraparound in the compiled accesses; rows
+        # outside the block are empty views and never read)
+        p_here = p[start: start + stride]
+        p_next = p[start + stride: start + 2 * stride]
+        p_below = p[max(start - stride, 0): start]
+        p_above = p[start + 2 * stride: start + 3 * stride]
+        psi_here = psi[start: start + stride]
+        psi_next = psi[start + stride: start + 2 * stride]
+        coefficient = coefficients[start: start + stride]
+        stiffness_row = stiffness[start: start + stride]
+        rate_here = rate[start: start + stride]
+        rate_next = rate[start + stride: start + 2 * stride]
+        outflow_here = outflow[start: start + stride]
+        outflow_next = outflow[start + stride: start + 2 * stride]
+        velocity_row = velocity[start: start + stride] if store else velocity
+        for o in range(stride):
+            u = speed * coefficient[o] * (psi_next[o] - psi_here[o])
             if store:
-                velocity[d, i] = u
+                velocity_row[o] = u
             flux = 0.0
             out_here = 0.0
             out_next = 0.0
             if u > 0.0:
                 out_here = u * inv_here
-                value = p[i]
+                value = p_here[o]
                 if sloped_here:
-                    value = p[i] + half_here * _minmod((p[j] - p[i]) * inv_mid, (p[i] - p[i - stride]) * inv_left)
+                    value = p_here[o] + half_here * _minmod((p_next[o] - p_here[o]) * inv_mid,
+                                                            (p_here[o] - p_below[o]) * inv_left)
                 flux = u * value
             elif u < 0.0:
                 out_next = -u * inv_next
-                value = p[j]
+                value = p_next[o]
                 if sloped_next:
-                    value = p[j] - half_next * _minmod((p[j + stride] - p[j]) * inv_right, (p[j] - p[i]) * inv_mid)
+                    value = p_next[o] - half_next * _minmod((p_above[o] - p_next[o]) * inv_right,
+                                                            (p_next[o] - p_here[o]) * inv_mid)
                 flux = u * value
             elif math.isnan(u):
                 nonfinite = True
             if write_here:
-                rate[i] = 0.0 - flux * inv_here
-                outflow[i] = 0.0 + out_here
+                rate_here[o] = 0.0 - flux * inv_here
+                outflow_here[o] = 0.0 + out_here
             else:
-                rate[i] -= flux * inv_here
-                outflow[i] += out_here
+                rate_here[o] -= flux * inv_here
+                outflow_here[o] += out_here
             if first:
-                rate[j] = 0.0 + flux * inv_next
-                outflow[j] = 0.0 + out_next
+                rate_next[o] = 0.0 + flux * inv_next
+                outflow_next[o] = 0.0 + out_next
             else:
-                rate[j] += flux * inv_next
-                outflow[j] += out_next
+                rate_next[o] += flux * inv_next
+                outflow_next[o] += out_next
             if coupled:
-                q = stiffness[d, i]
+                q = stiffness_row[o]
                 if q != 0.0:
-                    coupling += q * max(p[i], p[j])
+                    coupling += q * max(p_here[o], p_next[o])
     return coupling, nonfinite
 
 
@@ -359,18 +386,28 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
             continue
         if stride == 1:  # the last axis with more than one cell: contiguous lines
             for base in range(0, cells, n):
-                line_coupling, line_nonfinite, line_largest = _line_fluxes(
-                    p, psi, speed, base, n, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
-                    store, coupled, velocity, not first, outflow, rate)
+                if first:  # constant flags at each call: the compiled sweep has no branch on them
+                    line_coupling, line_nonfinite, line_largest = _line_fluxes(
+                        p, psi, speed, base, n, coefficients[d], stiffness[d], widths[d], inv_widths[d],
+                        inv_gaps[d], muscl, store, coupled, velocity[d], False, outflow, rate)
+                else:
+                    line_coupling, line_nonfinite, line_largest = _line_fluxes(
+                        p, psi, speed, base, n, coefficients[d], stiffness[d], widths[d], inv_widths[d],
+                        inv_gaps[d], muscl, store, coupled, velocity[d], True, outflow, rate)
                 coupling += line_coupling
                 nonfinite = nonfinite or line_nonfinite
                 largest = max(largest, line_largest)
             first = False
             break
         for base in range(0, cells, n * stride):
-            coupling, block_nonfinite = _strided_fluxes(
-                p, psi, speed, base, n, stride, d, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
-                store, coupled, velocity, first, outflow, rate, coupling)
+            if first:
+                coupling, block_nonfinite = _strided_fluxes(
+                    p, psi, speed, base, n, stride, coefficients[d], stiffness[d], widths[d], inv_widths[d],
+                    inv_gaps[d], muscl, store, coupled, velocity[d], True, outflow, rate, coupling)
+            else:
+                coupling, block_nonfinite = _strided_fluxes(
+                    p, psi, speed, base, n, stride, coefficients[d], stiffness[d], widths[d], inv_widths[d],
+                    inv_gaps[d], muscl, store, coupled, velocity[d], False, outflow, rate, coupling)
             nonfinite = nonfinite or block_nonfinite
         first = False
     if first:  # a single cell: no faces
@@ -429,6 +466,24 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
                   other_index, v_other, weights, features, dense, use_dense, muscl, stages, cfl, bound, max_dt,
                   xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps, watch=False, guard_lo=-1,
                   guard_hi=0, min_core=0, tail_mass=0.0):
+    """:func:`_advance_steps` with ``muscl`` a compile-time constant (the sweeps are compiled without a
+    branch on it)."""
+    if muscl:
+        return _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, volumes, linear,
+                              linear_factor, other_index, v_other, weights, features, dense, use_dense, True, stages,
+                              cfl, bound, max_dt, xi0, alpha, t0, target_second_moment, risk_prev, max_increase,
+                              max_steps, watch, guard_lo, guard_hi, min_core, tail_mass)
+    return _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, volumes, linear, linear_factor,
+                          other_index, v_other, weights, features, dense, use_dense, False, stages, cfl, bound,
+                          max_dt, xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps, watch,
+                          guard_lo, guard_hi, min_core, tail_mass)
+
+
+@njit(cache=True)
+def _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, volumes, linear, linear_factor,
+                   other_index, v_other, weights, features, dense, use_dense, muscl, stages, cfl, bound, max_dt,
+                   xi0, alpha, t0, target_second_moment, risk_prev, max_increase, max_steps, watch, guard_lo,
+                   guard_hi, min_core, tail_mass):
     """Advance the flat density ``p`` (in place) from ``t`` to ``t_end``.
 
     Returns ``(status, t, steps, risk, max_increase, bad_cell, bad_value, t_fail)`` : on error ``p`` is the last valid state (at ``t``)
@@ -476,9 +531,13 @@ def _advance_loop(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vol
         if not static:
             energy = _potential(cur, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                                 use_dense, aggregated, moments, phi, psi)
-        courant_rate, coupling = _fluxes(cur, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients,
-                                         stiffness, widths, inv_widths, inv_gaps, muscl, False, not static,
-                                         velocity, outflow, rate)
+        speed = -2.0 * learning_rate(t, xi0, alpha, t0)
+        if static:  # rank 0: no interaction rate (constant flags: no branch in the sweep)
+            courant_rate, coupling = _fluxes(cur, psi, speed, shape, coefficients, stiffness, widths, inv_widths,
+                                             inv_gaps, muscl, False, False, velocity, outflow, rate)
+        else:
+            courant_rate, coupling = _fluxes(cur, psi, speed, shape, coefficients, stiffness, widths, inv_widths,
+                                             inv_gaps, muscl, False, True, velocity, outflow, rate)
         risk_now = target_second_moment + energy
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
