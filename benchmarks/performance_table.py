@@ -10,9 +10,14 @@
    single-threaded SGD of the same curve (N = 800, ε = 1e-4, B = 100 as configs/mmn18_figure.toml),
    a few hundred steps timed and extrapolated to t_final / ε steps, and the ratio.
 2. Finite volumes against a fused reference kernel written below (same arithmetic on the same arrays:
-   moments, ψ, face velocities, minmod slopes, fluxes, Courant and interaction rates, SSP-RK2 or Euler
-   update and the positivity check, all in one sweep per stage): MMN18 on a uniform 1-D grid, MUSCL
-   and upwind, with the rank-10 interaction and without (rank 0).  Cell-updates/s of each and the ratio.
+   moments and ψ (no ψ pass at rank 0, ψ = v), then face velocities, minmod slopes, fluxes, Courant
+   rate and, at the first stage only (the one that sets dt), the interaction rate in one sweep per
+   stage; the SSP-RK2 or Euler update with the positivity check in one pass; the scheme a
+   compile-time constant of the sweep, as in the solver): MMN18 on a uniform 1-D grid, MUSCL
+   and upwind, with the rank-10 interaction and without (rank 0).  Cell-updates/s of each and the ratio,
+   from the CPU time of this process (``time.process_time``; minimum of interleaved repeats).
+   2b. The same in 3-D (benchmarks/bench_finite_volume_3d.py, its own fused reference kernel): the
+   multi-index configuration on 16³, 32³, 48³ cells, rank 7 and rank 0.
 4. (``--adapted``, also in the full run) MMN18 at d = 320, κ = 0.4 and 0.1, t ≤ 10 and t ≤ 100: relative risk
    error against the converged characteristics reference (1600 Gauss particles, rtol 1e-11; within 1e-7
    of 6400) and wall time after compilation, side by side: finite volumes with ``grid.adapt = "move"``
@@ -43,6 +48,7 @@ from reduced_pde import IsotropicGaussianMixture, IsotropicMixtureRadialProblem 
 from solvers.finite_volume import FiniteVolumeSolver  # noqa: E402
 from solvers.grid import UniformGrid1D  # noqa: E402
 from solvers.lagrangian import solve_lagrangian  # noqa: E402
+from bench_finite_volume_3d import dot4, finite_volume_3d_table, reference_update  # noqa: E402  (2b: 3-D)
 
 
 class NumpyDrift(IsotropicMixtureRadialProblem):
@@ -64,6 +70,14 @@ def best_of(function, repeats: int = 3) -> float:
         function()
         walls.append(time.perf_counter() - began)
     return min(walls)
+
+
+def cpu_seconds(function) -> float:
+    """CPU seconds of this process spent in ``function()`` (the kernels are single-threaded: on a loaded
+    machine this is their cost, without the time other jobs hold the core)."""
+    began = time.process_time()
+    function()
+    return time.process_time() - began
 
 
 def relative_error(risks: np.ndarray, reference: np.ndarray) -> float:
@@ -118,31 +132,22 @@ def characteristics_table(quick: bool) -> None:
 
 # ---- 2. the fused reference kernel of the 1-D finite-volume step -----------------------------------
 @njit(cache=True)
-def _reference_stage(p, h, v, weights, features, coefficients, stiffness, speed, muscl, moments, psi, rate):
-    """dp/dt of the 1-D scheme into ``rate`` in one sweep after the moments; returns (courant, coupling)."""
+def _reference_stage(p, h, v, weights, features, coefficients, stiffness, speed, muscl, coupled, moments, psi,
+                     rate):
+    """dp/dt of the 1-D scheme into ``rate`` in one sweep after the moments; returns (courant, coupling), the
+    coupling (interaction rate) only with ``coupled`` (the first stage: the only one whose rates set dt)."""
     n = p.shape[0]
     rank = weights.shape[0]
     for k in range(rank):
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        j = 0
-        while j + 3 < n:
-            a0 += features[k, j] * p[j]
-            a1 += features[k, j + 1] * p[j + 1]
-            a2 += features[k, j + 2] * p[j + 2]
-            a3 += features[k, j + 3] * p[j + 3]
-            j += 4
-        while j < n:
-            a0 += features[k, j] * p[j]
-            j += 1
-        moments[k] = weights[k] * h * ((a0 + a1) + (a2 + a3))
-    for j in range(n):
-        acc = v[j]
-        for k in range(rank):
-            acc += moments[k] * features[k, j]
-        psi[j] = acc
+        moments[k] = weights[k] * h * dot4(features[k], p)
+    if rank > 0:
+        for j in range(n):
+            acc = v[j]
+            for k in range(rank):
+                acc += moments[k] * features[k, j]
+            psi[j] = acc
+    else:  # no interaction: ψ = v, no pass
+        psi = v
     inv_h = 1.0 / h
     courant = 0.0
     coupling = 0.0
@@ -167,7 +172,8 @@ def _reference_stage(p, h, v, weights, features, coefficients, stiffness, speed,
         rate[i] -= flux * inv_h
         rate[i + 1] = flux * inv_h
         courant = max(courant, out_here)
-        coupling += stiffness[i] * max(p[i], p[i + 1])
+        if coupled:
+            coupling += stiffness[i] * max(p[i], p[i + 1])
         out_here = out_next
         slope_here = slope_next
     courant = max(courant, out_here)
@@ -176,7 +182,15 @@ def _reference_stage(p, h, v, weights, features, coefficients, stiffness, speed,
 
 @njit(cache=True)
 def reference_steps(p, h, v, weights, features, coefficients, stiffness, speed, muscl, cfl, steps):
-    """``steps`` steps of SSP-RK2 (MUSCL) or Euler (upwind) with dt = cfl / max(rates), in place."""
+    """``steps`` steps of SSP-RK2 (MUSCL) or Euler (upwind) with dt = cfl / max(rates), in place; False if
+    the positivity/finiteness check failed.  ``muscl`` is a compile-time constant of the sweeps."""
+    if muscl:
+        return _reference_run(p, h, v, weights, features, coefficients, stiffness, speed, True, cfl, steps)
+    return _reference_run(p, h, v, weights, features, coefficients, stiffness, speed, False, cfl, steps)
+
+
+@njit(cache=True)
+def _reference_run(p, h, v, weights, features, coefficients, stiffness, speed, muscl, cfl, steps):
     n = p.shape[0]
     moments = np.empty(max(weights.shape[0], 1))
     psi = np.empty(n)
@@ -184,24 +198,17 @@ def reference_steps(p, h, v, weights, features, coefficients, stiffness, speed, 
     p1 = np.empty(n)
     for _ in range(steps):
         courant, coupling = _reference_stage(p, h, v, weights, features, coefficients, stiffness, speed, muscl,
-                                             moments, psi, rate)
+                                             True, moments, psi, rate)
         dt = cfl / max(courant, coupling)
-        for i in range(n):
-            p1[i] = p[i] + dt * rate[i]
         if muscl:
-            _reference_stage(p1, h, v, weights, features, coefficients, stiffness, speed, muscl, moments, psi,
-                             rate)
             for i in range(n):
-                p[i] = 0.5 * p[i] + 0.5 * (p1[i] + dt * rate[i])
-        else:
-            for i in range(n):
-                p[i] = p1[i]
-        largest = 0.0
-        for i in range(n):
-            largest = max(largest, p[i])
-        for i in range(n):
-            if p[i] < -1e-12 * largest or not math.isfinite(p[i]):
+                p1[i] = p[i] + dt * rate[i]
+            _reference_stage(p1, h, v, weights, features, coefficients, stiffness, speed, muscl, False, moments,
+                             psi, rate)
+            if not reference_update(p, p1, rate, dt, True):
                 return False
+        elif not reference_update(p, p, rate, dt, False):
+            return False
     return True
 
 
@@ -229,9 +236,10 @@ def finite_volume_table(quick: bool, repeats: int = 7) -> None:
                 reference_steps(start.copy(), *arrays, 2)  # compilation
                 solver_wall, reference_wall = math.inf, math.inf
                 for _ in range(repeats):  # interleaved, minimum of each: load affects both alike
-                    solver_wall = min(solver_wall, best_of(lambda: _rerun(solver, initial, 0.3), 1))
-                    reference_wall = min(reference_wall,
-                                         best_of(lambda: reference_steps(start.copy(), *arrays, steps), 1))
+                    solver.set_state(initial)
+                    solver_wall = min(solver_wall, cpu_seconds(lambda: solver.advance(0.3)))
+                    p = start.copy()
+                    reference_wall = min(reference_wall, cpu_seconds(lambda: reference_steps(p, *arrays, steps)))
                 print(f"{scheme:>7} {solver._weights.shape[0]:5d} {cells:6d} {steps:6d} "
                       f"{cells * steps / solver_wall:24.3g} {cells * steps / reference_wall:10.3g} "
                       f"{reference_wall / solver_wall:6.2f}")
@@ -320,6 +328,7 @@ def main() -> None:
         return
     characteristics_table(args.quick)
     finite_volume_table(args.quick)
+    finite_volume_3d_table(args.quick)
     exponents_table(args.quick)
     adapted_table(args.quick)
 
