@@ -219,17 +219,17 @@ def _potential(p, volumes, linear, linear_factor, other_index, v_other, weights,
 
 
 @njit(cache=True)
-def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store,
-                 coupled, velocity, accumulate, outflow, rate):
+def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, coupled,
+                 accumulate, outflow, rate):
     """The faces of one contiguous line (stride 1, cells ``base … base + n − 1``) along d in one sweep, as
     :func:`_fluxes` (same arithmetic, same order), with the minmod slope, rate of change and outflow of
     the next cell carried from face to face in registers.  The stride-1 axis is the last one swept, so
     a cell is final once its right face is done: ``rate`` receives it, and only the maximum of the
     outflow is kept.  With ``accumulate`` the other axes' contributions already in ``rate`` and
-    ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass).  ``store``: the face
-    velocities go to ``velocity``; ``coupled``: the coupling sum is formed (else 0).  The per-axis arrays
-    are the rows d of :func:`_fluxes`' (an axis index inside the sweep's addressing costs a 1.7× slower
-    sweep); the flags are compile-time constants at every call.  Returns (coupling sum, a velocity was
+    ``outflow`` are added, else they are taken as zero (one axis: no zeroing pass); ``coupled``: the
+    coupling sum is formed (else 0).  The per-axis arrays are the rows d of :func:`_fluxes`' (an axis
+    index inside the sweep's addressing costs a 1.7× slower sweep); ``muscl`` and ``accumulate`` are
+    compile-time constants at every call.  Returns (coupling sum, a velocity was
     NaN, largest outflow of the line's cells)."""
     coupling = 0.0
     nonfinite = False
@@ -243,8 +243,6 @@ def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_wi
     stiffness = stiffness[base: base + n]
     outflow = outflow[base: base + n]
     rate = rate[base: base + n]
-    if store:
-        velocity = velocity[base: base + n]
     rate_here = rate[0] if accumulate else 0.0
     out_here = outflow[0] if accumulate else 0.0
     for i in range(n - 1):
@@ -252,8 +250,6 @@ def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_wi
         if muscl and i + 2 < n:
             slope_next = _minmod((p[i + 2] - p[i + 1]) * inv_gaps[i + 1], (p[i + 1] - p[i]) * inv_gaps[i])
         u = speed * coefficients[i] * (psi[i + 1] - psi[i])
-        if store:
-            velocity[i] = u
         flux = 0.0
         out_next = outflow[i + 1] if accumulate else 0.0
         if u > 0.0:
@@ -279,7 +275,7 @@ def _line_fluxes(p, psi, speed, base, n, coefficients, stiffness, widths, inv_wi
 
 @njit(cache=True)
 def _strided_fluxes(p, psi, speed, base, n, stride, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl,
-                    store, coupled, velocity, first, outflow, rate, coupling):
+                    coupled, first, outflow, rate, coupling):
     """The faces along d of one block of ``stride`` interleaved lines (cells ``base + k·stride + o``,
     k < n, o < stride; d is not the stride-1 axis), row of faces after row, each row a contiguous run:
     face velocity, upwind flux and its divergence into ``rate``, outflow into ``outflow`` (written, not
@@ -313,11 +309,8 @@ def _strided_fluxes(p, psi, speed, base, n, stride, coefficients, stiffness, wid
         rate_next = rate[start + stride: start + 2 * stride]
         outflow_here = outflow[start: start + stride]
         outflow_next = outflow[start + stride: start + 2 * stride]
-        velocity_row = velocity[start: start + stride] if store else velocity
         for o in range(stride):
             u = speed * coefficient[o] * (psi_next[o] - psi_here[o])
-            if store:
-                velocity_row[o] = u
             flux = 0.0
             out_here = 0.0
             out_next = 0.0
@@ -357,12 +350,12 @@ def _strided_fluxes(p, psi, speed, base, n, stride, coefficients, stiffness, wid
 
 
 @njit(cache=True)
-def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, store, coupled,
-            velocity, outflow, rate):
+def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, muscl, coupled, outflow,
+            rate):
     """One pass per axis d over the faces between cell i and its + neighbour along d:
 
-    * face velocity ``u = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` (into ``velocity[d, i]`` with ``store``;
-      ``K_d = c_d M_d / centre distance``, ``speed = −2ξ(t)``);
+    * face velocity ``u = speed · K_d[i] (ψ_{i⁺} − ψ_i)`` (``K_d = c_d M_d / centre distance``,
+      ``speed = −2ξ(t)``; :meth:`FiniteVolumeSolver.face_velocities` forms the same products);
     * upwind flux ``F = u⁺ p^E_i + u⁻ p^W_{i⁺}`` (MUSCL values reconstructed at the face, or ``p`` itself
       for upwind) and ``rate_i = dp_i/dt = −Σ_d (F_{i+½} − F_{i−½}) / Δx^d_i``;
     * the outflow ``Σ_d (max(u_{i+½}, 0) + max(−u_{i−½}, 0)) / Δx^d_i`` of each cell and, with
@@ -389,11 +382,11 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
                 if first:  # constant flags at each call: the compiled sweep has no branch on them
                     line_coupling, line_nonfinite, line_largest = _line_fluxes(
                         p, psi, speed, base, n, coefficients[d], stiffness[d], widths[d], inv_widths[d],
-                        inv_gaps[d], muscl, store, coupled, velocity[d], False, outflow, rate)
+                        inv_gaps[d], muscl, coupled, False, outflow, rate)
                 else:
                     line_coupling, line_nonfinite, line_largest = _line_fluxes(
                         p, psi, speed, base, n, coefficients[d], stiffness[d], widths[d], inv_widths[d],
-                        inv_gaps[d], muscl, store, coupled, velocity[d], True, outflow, rate)
+                        inv_gaps[d], muscl, coupled, True, outflow, rate)
                 coupling += line_coupling
                 nonfinite = nonfinite or line_nonfinite
                 largest = max(largest, line_largest)
@@ -403,11 +396,11 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
             if first:
                 coupling, block_nonfinite = _strided_fluxes(
                     p, psi, speed, base, n, stride, coefficients[d], stiffness[d], widths[d], inv_widths[d],
-                    inv_gaps[d], muscl, store, coupled, velocity[d], True, outflow, rate, coupling)
+                    inv_gaps[d], muscl, coupled, True, outflow, rate, coupling)
             else:
                 coupling, block_nonfinite = _strided_fluxes(
                     p, psi, speed, base, n, stride, coefficients[d], stiffness[d], widths[d], inv_widths[d],
-                    inv_gaps[d], muscl, store, coupled, velocity[d], False, outflow, rate, coupling)
+                    inv_gaps[d], muscl, coupled, False, outflow, rate, coupling)
             nonfinite = nonfinite or block_nonfinite
         first = False
     if first:  # a single cell: no faces
@@ -421,13 +414,19 @@ def _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, i
 @njit(cache=True)
 def _evaluate(p, t, xi0, alpha, t0, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, volumes, linear,
               linear_factor, other_index, v_other, weights, features, dense, use_dense, muscl, aggregated, moments,
-              phi, psi, velocity, outflow, rate):
-    """Potential, face velocities (stored) and ``rate = dp/dt`` of ``p`` at time t (:func:`_potential`,
+              phi, psi, outflow, rate):
+    """Potential, Courant and interaction rates and ``rate = dp/dt`` of ``p`` at time t (:func:`_potential`,
     :func:`_fluxes`); returns (Courant rate, interaction rate, R_h − E y²)."""
     energy = _potential(p, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                         use_dense, aggregated, moments, phi, psi)
-    courant, coupling = _fluxes(p, psi, -2.0 * learning_rate(t, xi0, alpha, t0), shape, coefficients, stiffness,
-                                widths, inv_widths, inv_gaps, muscl, True, True, velocity, outflow, rate)
+    speed = -2.0 * learning_rate(t, xi0, alpha, t0)
+    coupled = p.shape[0] > 0  # True as a runtime value: the sweeps compiled for the time loop serve here
+    if muscl:
+        courant, coupling = _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps, True,
+                                    coupled, outflow, rate)
+    else:
+        courant, coupling = _fluxes(p, psi, speed, shape, coefficients, stiffness, widths, inv_widths, inv_gaps,
+                                    False, coupled, outflow, rate)
     return courant, coupling, energy
 
 
@@ -507,10 +506,10 @@ def _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vo
     work = np.empty((6, cells))  # one block of per-cell work arrays
     psi, outflow, rate, stage_rate, p1, p2 = work[0], work[1], work[2], work[3], work[4], work[5]
     spare = np.empty(cells)  # the second state buffer
-    velocity = np.empty((3, 0))  # face velocities are not stored by the loop
     inv_widths = 1.0 / widths  # reciprocals once: the sweeps multiply
     inv_gaps = 1.0 / gaps
     static = weights.shape[0] == 0 and not use_dense  # ψ = v (times ℓ): independent of p
+    later = cells < 0  # no interaction rate at the later stages (False as a runtime value: the same compiled sweep)
     cur = p  # the state at t
     new = spare
     swapped = False  # cur is spare, not p
@@ -532,12 +531,8 @@ def _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vo
             energy = _potential(cur, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                                 use_dense, aggregated, moments, phi, psi)
         speed = -2.0 * learning_rate(t, xi0, alpha, t0)
-        if static:  # rank 0: no interaction rate (constant flags: no branch in the sweep)
-            courant_rate, coupling = _fluxes(cur, psi, speed, shape, coefficients, stiffness, widths, inv_widths,
-                                             inv_gaps, muscl, False, False, velocity, outflow, rate)
-        else:
-            courant_rate, coupling = _fluxes(cur, psi, speed, shape, coefficients, stiffness, widths, inv_widths,
-                                             inv_gaps, muscl, False, True, velocity, outflow, rate)
+        courant_rate, coupling = _fluxes(cur, psi, speed, shape, coefficients, stiffness, widths, inv_widths,
+                                         inv_gaps, muscl, not static, outflow, rate)
         risk_now = target_second_moment + energy
         if steps > 0 and risk_now - risk_prev > max_increase:
             max_increase = risk_now - risk_prev
@@ -567,7 +562,7 @@ def _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vo
                 _potential(p1, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                            use_dense, aggregated, moments, phi, psi)
             c1, _ = _fluxes(p1, psi, -2.0 * learning_rate(t + dt, xi0, alpha, t0), shape, coefficients, stiffness,
-                            widths, inv_widths, inv_gaps, muscl, False, False, velocity, outflow, stage_rate)
+                            widths, inv_widths, inv_gaps, muscl, later, outflow, stage_rate)
             c1 = c1 * dt
             if c1 > bound:
                 dt = dt * cfl / c1
@@ -582,8 +577,7 @@ def _advance_steps(p, t, t_end, shape, coefficients, stiffness, widths, gaps, vo
                     _potential(p2, volumes, linear, linear_factor, other_index, v_other, weights, features, dense,
                                use_dense, aggregated, moments, phi, psi)
                 c2, _ = _fluxes(p2, psi, -2.0 * learning_rate(t + 0.5 * dt, xi0, alpha, t0), shape, coefficients,
-                                stiffness, widths, inv_widths, inv_gaps, muscl, False, False, velocity, outflow,
-                                stage_rate)
+                                stiffness, widths, inv_widths, inv_gaps, muscl, later, outflow, stage_rate)
                 c2 = c2 * dt
                 if c2 > bound:
                     dt = dt * cfl / c2
@@ -1169,11 +1163,10 @@ class FiniteVolumeSolver(MonitoredDensityState):
         raise SolverError(f"unknown status {status} at t = {t:.6g}")
 
     # ---- discrete fields ---------------------------------------------------------------------------
-    def _fields(self) -> tuple[float, float, float, np.ndarray, np.ndarray]:
-        """(Courant rate, interaction rate, R_h, ψ (flat), velocities (3, cells)) of the current state."""
+    def _fields(self) -> tuple[float, float, float, np.ndarray]:
+        """(Courant rate, interaction rate, R_h, ψ (flat)) of the current state."""
         n_other, cells = self._v.shape[0], self.grid.cells
         psi = np.empty(cells)
-        velocity = np.zeros((MAX_DIMENSION, cells))
         xi0, alpha, t0 = self.schedule.as_tuple()
         work = np.empty((2, cells))
         courant, coupling, energy = _evaluate(
@@ -1182,9 +1175,8 @@ class FiniteVolumeSolver(MonitoredDensityState):
             self.linear_coordinate is not None, self._linear_factor,
             self._other_index, self._v, self._weights, self._features, self._dense, self._use_dense,
             self.scheme == "muscl", np.empty(n_other), np.zeros(max(self._weights.shape[0], 1)), np.empty(n_other),
-            psi, velocity, work[0], work[1])
-        return (float(courant), float(coupling), float(self.problem.target_second_moment + energy),
-                psi, velocity)
+            psi, work[0], work[1])
+        return float(courant), float(coupling), float(self.problem.target_second_moment + energy), psi
 
     def potential(self) -> np.ndarray:
         """``ψ(x_i; p)`` at the cell centres for the current density, shape ``grid.shape``."""
@@ -1197,17 +1189,19 @@ class FiniteVolumeSolver(MonitoredDensityState):
     def face_velocities(self) -> list[np.ndarray]:
         """Face velocities ``u`` of the current state, one array per axis d with ``N_d + 1`` faces along d
         (boundary faces included: they are zero, the zero-flux condition)."""
-        velocity = self._fields()[4]
+        psi = self._fields()[3].reshape(self.grid.shape)
+        xi0, alpha, t0 = self.schedule.as_tuple()
+        speed = -2.0 * learning_rate(self.time, float(xi0), float(alpha), float(t0))
         out = []
         for d, axis in enumerate(self.grid.axes):
             faces = list(self.grid.shape)
             faces[d] += 1
             full = np.zeros(faces)
-            index = [slice(None)] * self.grid.dimension
-            index[d] = slice(1, axis.cells)
-            lower = [slice(None)] * self.grid.dimension
-            lower[d] = slice(0, axis.cells - 1)
-            full[tuple(index)] = velocity[d].reshape(self.grid.shape)[tuple(lower)]
+            index, lower, upper = ([slice(None)] * self.grid.dimension for _ in range(3))
+            index[d], lower[d], upper[d] = slice(1, axis.cells), slice(0, axis.cells - 1), slice(1, axis.cells)
+            coefficient = self._coefficients[d].reshape(self.grid.shape)[tuple(lower)]
+            # u = speed · K_d (ψ_{i⁺} − ψ_i), the products of the compiled sweep in the same order
+            full[tuple(index)] = speed * coefficient * (psi[tuple(upper)] - psi[tuple(lower)])
             out.append(full)
         return out
 
