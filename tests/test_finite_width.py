@@ -209,3 +209,91 @@ def test_prediction_matches_coupled_runs(d, t_final):
         bias = np.abs(means[16][0] - means[64][0]) / 3
         error = np.abs(means[64][0] - theory)
         assert np.all(error <= 3 * means[64][1] + bias + resolution + 1e-9), (name, means, theory, resolution)
+
+
+# ------------------------------------------------------------------------------------------------
+# The adapted atom rule (docs/finite_width.md §3.1): composite Gauss–Kronrod on flow-map panels
+# ------------------------------------------------------------------------------------------------
+
+
+def misspecified_problem(d: int, activation=(0, 0, 0, 0, 1.0, 0, 1.0), target=(0, 0, 0, 0, 0.8, 0, 0.6)):
+    """The seed talk's Misspecified: y = 0.8He_4 + 0.6He_6, σ = He_4 + He_6 (package units: unnormalised He_k)."""
+    return sphere_problem(d, activation={"name": "polynomial", "he_coefficients": list(activation)},
+                          target={"he": list(target)})
+
+
+def test_gauss_kronrod_15_is_exact_to_degree_22_and_embeds_gauss_7():
+    from scipy.special import roots_legendre
+
+    from reduced_pde.analysis.finite_width import gauss_kronrod_15
+
+    nodes, kronrod, gauss = gauss_kronrod_15()
+    assert np.allclose(nodes[gauss > 0], roots_legendre(7)[0], atol=1e-15)
+    assert np.allclose(gauss[gauss > 0], roots_legendre(7)[1], atol=1e-15)
+    for degree in range(23):
+        exact = 2.0 / (degree + 1) if degree % 2 == 0 else 0.0
+        assert abs(kronrod @ nodes ** degree - exact) < 1e-15 * 8  # round-off of 15 terms
+        if degree <= 13:
+            assert abs(gauss @ nodes ** degree - exact) < 1e-15 * 8
+    assert abs(kronrod @ nodes ** 24 - 2 / 25) > 1e-10  # degree 24 is not exact: the table is K15
+
+
+def test_flow_map_panels_refine_the_escape_front():
+    # the panels equidistribute 1 + Σ_k |∂_u s_{t_k}| / 2: at t = 0 only the constant (equal panels in u);
+    # after escapes the panel holding the front (where s_t(u) is steepest) is the narrowest
+    from reduced_pde.analysis.finite_width import flow_map_panels
+
+    problem = misspecified_problem(16)
+    assert np.allclose(flow_map_panels(problem, [0.0], 4, lower=0.5, nodes=64), [0.5, 0.625, 0.75, 0.875, 1.0])
+    edges = flow_map_panels(problem, [0.0, 0.01], 8, lower=0.5, nodes=256, dt=2e-4)
+    flow = MeanFieldFlow(problem, 256)
+    from reduced_pde.analysis.finite_width import march, time_steps
+    *_, (_, (nodes, _)) = march((flow.nodes.copy(), np.zeros(0)), np.array([0.0, 0.01]),
+                               time_steps(np.array([0.0, 0.01]), 2e-4), lambda t, y: flow.velocity(t, *y))
+    from scipy.special import roots_legendre
+    u = (roots_legendre(256)[0] + 1) / 2
+    front = u[np.argmax(np.where(u[:-1] > 0.5, np.diff(nodes) / np.diff(u), 0))]
+    widths = np.diff(edges)
+    holding = np.searchsorted(edges, front) - 1
+    assert widths[holding] == widths.min() and widths[holding] < 0.25 * widths.max()
+
+
+def test_adapted_atom_rule_at_time_zero_and_refusals():
+    # at t = 0 the atom integrand is the polynomial Var-kernel of x_w: composite K15 in u integrates it to the
+    # accuracy of the quantile map (smooth in u): e(0), c(0) = Var within 1e-6 (G7 within its estimate)
+    problem = misspecified_problem(10)
+    variance = SphereHermiteModel.from_problem(problem).output_variance()
+    prediction = predict_fluctuations(problem, [0.0], atoms=60, s_nodes=8, q_nodes=6, rule="gauss_jacobi",
+                                      atom_rule="adapted", monitor_nodes=64)
+    assert prediction.function_gap[0] == pytest.approx(variance, rel=1e-6)
+    assert prediction.risk_excess[0] == pytest.approx(variance, rel=1e-6)
+    assert prediction.function_gap_error[0] < 1e-3 * variance
+    assert prediction.config["atom_rule"] == "adapted"
+    with pytest.raises(ValueError, match="chaos.atoms = 64 must be a multiple of 30"):
+        predict_fluctuations(problem, [0.0], atoms=64, s_nodes=8, q_nodes=4, atom_rule="adapted")
+    with pytest.raises(ValueError, match="chaos.atom_rule = 'x' is not allowed"):
+        predict_fluctuations(problem, [0.0], atoms=4, s_nodes=8, q_nodes=4, atom_rule="x")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d, t_final", [(16, 0.01)])
+def test_misspecified_prediction_matches_coupled_runs(d, t_final):
+    """The seed talk's Misspecified (y = 0.8He_4 + 0.6He_6, σ = He_4 + He_6; min L > 0, README "Finite width"):
+    m E[E_t²] and m (E L_m − L) (twin control variate) against e(t), c(t) up to the time where the risk has
+    fallen to ~1/3 (d = 16: 274.0 → 83.8 at t = 0.01), 6 times, dt = 1e-4 (the RK4 step: 2e-4 is at the
+    stability edge of the escaped neurons, ∂_s of the velocity ~ 1e4 near the poles).  The same budget as
+    the He_4 test: 3 standard errors of the seed mean at m = 64 (1024 networks), the O(1/m) correction
+    |X_16 − X_64|/3, and the resolution of the prediction, |P(fine) − P(coarse)|, coarse = 90 adapted atoms
+    × 512 s-nodes, fine = 180 × 1024 (docs §3.1)."""
+    problem = misspecified_problem(d)
+    times = np.linspace(0, t_final, 6)
+    coarse = predict_fluctuations(problem, times, atoms=90, atom_rule="adapted", s_nodes=512, q_nodes=4, dt=1e-4)
+    fine = predict_fluctuations(problem, times, atoms=180, atom_rule="adapted", s_nodes=1024, q_nodes=4, dt=1e-4)
+    runs = {m: coupled_runs(problem, [m], list(range(1024)), times, dt=1e-4, nodes=1024) for m in (16, 64)}
+    for name, theory, resolution in (
+            ("function_gap_squared", fine.function_gap, np.abs(fine.function_gap - coarse.function_gap)),
+            ("risk_excess_controlled", fine.risk_excess, np.abs(fine.risk_excess - coarse.risk_excess))):
+        means = {m: tuple(x[0] for x in run.scaled_mean(name)) for m, run in runs.items()}
+        bias = np.abs(means[16][0] - means[64][0]) / 3
+        error = np.abs(means[64][0] - theory)
+        assert np.all(error <= 3 * means[64][1] + bias + resolution + 1e-9), (name, means, theory, resolution)

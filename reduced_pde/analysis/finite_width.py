@@ -63,6 +63,7 @@ from reduced_pde.problem import NoFiniteWidth, ReducedProblem
 
 __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPrediction",
            "coupled_runs", "predict_fluctuations", "sphere_quadrature", "circle_quadrature", "time_steps",
+           "sphere_quantile", "circle_quantile", "flow_map_panels", "panel_rule", "gauss_kronrod_15", "atom_responses",
            "IndexGeometry", "SINGLE_INDEX", "CIRCLE", "FiniteWidth", "SphereFiniteWidth", "finite_width_of",
            "COMMON_CHAOS_KEYS", "network_backend", "check_backend", "gram_row_tiles"]
 
@@ -191,6 +192,17 @@ class SphereHermiteModel:
 RULES = ("quantile", "gauss_jacobi")
 
 
+def sphere_quantile(dimension: int, u: np.ndarray) -> np.ndarray:
+    """``s = F^{−1}(u)`` for ``s = ⟨w, θ*⟩``, w uniform on S^{d−1}: ``(1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)``."""
+    half = (dimension - 1.0) / 2.0
+    return stats.beta(half, half, loc=-1.0, scale=2.0).ppf(u)
+
+
+def circle_quantile(dimension: int, u: np.ndarray) -> np.ndarray:
+    """``p = F^{−1}(u)`` for ``p = |Pw|`` (P a rank-2 projection), w uniform on S^{d−1}: ``p² ~ Beta(1, (d−2)/2)``."""
+    return np.sqrt(stats.beta(1.0, (dimension - 2.0) / 2.0).ppf(u))
+
+
 def sphere_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tuple[np.ndarray, np.ndarray]:
     """A rule for ``s = ⟨w, θ*⟩``, w uniform on S^{d−1}: ``(1 + s)/2 ~ Beta((d−1)/2, (d−1)/2)``.
 
@@ -208,8 +220,7 @@ def sphere_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tup
     if rule != "quantile":
         raise ValueError(f"rule = {rule!r} is not allowed; allowed: {list(RULES)}")
     u, weights = roots_legendre(nodes)
-    half = (dimension - 1.0) / 2.0
-    s = stats.beta(half, half, loc=-1.0, scale=2.0).ppf((u + 1.0) / 2.0)
+    s = sphere_quantile(dimension, (u + 1.0) / 2.0)
     s = 0.5 * (s - s[::-1])  # exact mirror symmetry (the law is symmetric; removes ppf round-off)
     return s, weights / weights.sum()
 
@@ -227,7 +238,7 @@ def circle_quadrature(dimension: int, nodes: int, rule: str = "quantile") -> tup
     if rule != "quantile":
         raise ValueError(f"rule = {rule!r} is not allowed; allowed: {list(RULES)}")
     u, weights = roots_legendre(nodes)
-    return np.sqrt(stats.beta(1.0, (dimension - 2.0) / 2.0).ppf((u + 1.0) / 2.0)), weights / weights.sum()
+    return circle_quantile(dimension, (u + 1.0) / 2.0), weights / weights.sum()
 
 
 class IndexGeometry(ABC):
@@ -249,6 +260,10 @@ class IndexGeometry(ABC):
     @abstractmethod
     def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
         """Nodes and weights (sum 1) for the invariant's law under ν_0 (w uniform on S^{d−1})."""
+
+    @abstractmethod
+    def quantile(self, dimension: int, u: np.ndarray) -> np.ndarray:
+        """The invariant's quantile function under ν_0: ``x = F^{−1}(u)``, u ∈ [0, 1]."""
 
     @abstractmethod
     def invariant(self, w: np.ndarray) -> np.ndarray:
@@ -294,6 +309,9 @@ class _SingleIndexGeometry(IndexGeometry):
     def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
         return sphere_quadrature(dimension, nodes, rule)
 
+    def quantile(self, dimension: int, u: np.ndarray) -> np.ndarray:
+        return sphere_quantile(dimension, u)
+
     def invariant(self, w: np.ndarray) -> np.ndarray:
         return w[..., 0]
 
@@ -337,6 +355,9 @@ class _CircleGeometry(IndexGeometry):
 
     def quadrature(self, dimension: int, nodes: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
         return circle_quadrature(dimension, nodes, rule)
+
+    def quantile(self, dimension: int, u: np.ndarray) -> np.ndarray:
+        return circle_quantile(dimension, u)
 
     def invariant(self, w: np.ndarray) -> np.ndarray:
         return np.hypot(w[..., 0], w[..., 1])
@@ -724,6 +745,9 @@ class FluctuationPrediction:
     risk_excess: np.ndarray  # c(t)
     mean_field_risk: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
+    #: ``atom_rule = "adapted"``: |Kronrod − embedded Gauss| of the atom integral, per time (else None)
+    function_gap_error: np.ndarray | None = None
+    risk_excess_error: np.ndarray | None = None
 
 
 @njit(cache=True)
@@ -831,10 +855,83 @@ class _FrameFeatures:
         return (moments ** 2) @ self.coefficient
 
 
+#: Gauss–Kronrod (7, 15) on [−1, 1] (QUADPACK's qk15): the non-negative Kronrod nodes (descending), their
+#: weights, and the weights of the 7-point Gauss rule on its nodes ±0.949…, ±0.741…, ±0.405…, 0 (every other
+#: Kronrod node).  K15 is exact for polynomials of degree <= 22, G7 for degree <= 13 (tested).
+_KRONROD_HALF = np.array([0.991455371120812639206854697526329, 0.949107912342758524526189684047851,
+                          0.864864423359769072789712788640926, 0.741531185599394439863864773280788,
+                          0.586087235467691130294144845693013, 0.405845151377397166906606412076961,
+                          0.207784955007898467600689403773245, 0.0])
+_KRONROD_WEIGHTS_HALF = np.array([0.022935322010529224963732008058970, 0.063092092629978553290700663189204,
+                                  0.104790010322250183839876322541518, 0.140653259715525918745189590510238,
+                                  0.169004726639267902826583426598550, 0.190350578064785409913256402421014,
+                                  0.204432940075298892414161999234649, 0.209482141084727828012999174891714])
+_GAUSS7_WEIGHTS_HALF = np.array([0.129484966168869693270611432679082, 0.279705391489276667901467771423780,
+                                 0.381830050505118944950369775488975, 0.417959183673469387755102040816327])
+#: atoms per panel of the adapted rule
+KRONROD_NODES = 15
+#: quantile nodes of the 1-D flow map that places the adapted rule's panels (``chaos.monitor_nodes``)
+DEFAULT_MONITOR_NODES = 2048
+
+
+def gauss_kronrod_15() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 15 Kronrod nodes on [−1, 1] (ascending), their weights, and the 7-point Gauss weights on the same
+    nodes (zero at the 8 Kronrod-only nodes)."""
+    nodes = np.concatenate([-_KRONROD_HALF[:-1], [0.0], _KRONROD_HALF[-2::-1]])
+    kronrod = np.concatenate([_KRONROD_WEIGHTS_HALF, _KRONROD_WEIGHTS_HALF[-2::-1]])
+    gauss = np.zeros(KRONROD_NODES)
+    gauss[[1, 3, 5, 7, 9, 11, 13]] = np.concatenate([_GAUSS7_WEIGHTS_HALF, _GAUSS7_WEIGHTS_HALF[-2::-1]])
+    return nodes, kronrod, gauss
+
+
+def flow_map_panels(problem: Any, times: Any, panels: int, *, lower: float = 0.0, nodes: int = 2048,
+                    dt: float = 1e-3, schedule: Schedule | None = None) -> np.ndarray:
+    """Edges of ``panels`` panels in the probability u ∈ [lower, 1] of the invariant x (s, or p for the Circle)
+    under ν_0 that equidistribute the monitor
+
+        m(u) = 1 + Σ_{k: t_k > 0} |∂_u x_{t_k}(u)| / (1 − x_min),
+
+    x_t(u) the mean-field flow map of the quantile u (the 1-D reduced characteristics of
+    :class:`MeanFieldFlow`, ``nodes`` quantile nodes, RK4 with sub-steps <= dt) and x_min the lower end of
+    the invariant's range.  The constant spreads panels over the mass (the quantile rule); each output time
+    adds the variation of its flow map, so that the front where x_t(u) jumps (neurons escaping at t) gets
+    panels of width ∝ 1/|∂_u x_t| — the width of the step of e_w and of the spike of c_w there
+    (``docs/finite_width.md`` §3.1)."""
+    panels = _check_int("chaos.atoms // 15 (panels)", panels, 1)
+    times = _check_times(times)
+    flow = MeanFieldFlow(problem, _check_int("nodes", nodes, 2), schedule, "quantile")
+    u = (roots_legendre(nodes)[0] + 1.0) / 2.0
+    density = np.ones(nodes - 1)
+    state = (flow.nodes.copy(), np.zeros(0))
+    for k, (x, _) in march(state, times, time_steps(times, _check_positive("chaos.dt", dt)),
+                           lambda t, y: flow.velocity(t, *y)):
+        if k > 0:
+            density += np.abs(np.diff(x)) / np.diff(u) / (1.0 - flow.geometry.lower)
+    grid = np.concatenate([[0.0], u, [1.0]])
+    cumulative = np.concatenate([[0.0], np.cumsum(np.concatenate([[1.0], density, [1.0]]) * np.diff(grid))])
+    low, high = np.interp([lower, 1.0], grid, cumulative)
+    edges = np.interp(np.linspace(low, high, panels + 1), cumulative, grid)
+    edges[0], edges[-1] = lower, 1.0
+    return edges
+
+
+def panel_rule(geometry: IndexGeometry, dimension: int, edges: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Composite Gauss–Kronrod (7, 15) in u on the panels ``edges``: the invariant at the nodes
+    ``x = F^{−1}(u)``, the Kronrod weights and the embedded Gauss weights (each summing to the covered
+    probability ``edges[-1] − edges[0]``)."""
+    nodes, kronrod, gauss = gauss_kronrod_15()
+    middle, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
+    u = (middle[:, None] + half[:, None] * nodes[None, :]).ravel()
+    return (geometry.quantile(dimension, u), (half[:, None] * kronrod[None, :]).ravel(),
+            (half[:, None] * gauss[None, :]).ravel())
+
+
 def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: int = 48, q_nodes: int = 24,
                          dt: float = 1e-3, epsilon: float = 1e-3, schedule: Schedule | None = None,
                          use_symmetry: bool = True, rule: str = "quantile",
-                         angle_nodes: int = DEFAULT_ANGLE_NODES) -> FluctuationPrediction:
+                         angle_nodes: int = DEFAULT_ANGLE_NODES, atom_rule: str | None = None,
+                         monitor_nodes: int = DEFAULT_MONITOR_NODES) -> FluctuationPrediction:
     """e(t) and c(t) (module doc; ``docs/finite_width.md``).
 
     For each atom position x_w (``atoms`` nodes of the geometry's rule for the invariant: s = ⟨w, θ*⟩,
@@ -846,7 +943,17 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
     ``e = Σ_w ω_w ‖(f_+ − f_−)/(2ε)‖²`` and ``c = ½ Σ_w ω_w (R_+ − 2R_0 + R_−)/ε²`` (central
     differences: relative error O(ε²)).  Single index with v even (and ``atoms`` even): the atoms at
     −s_w are the images of those at s_w under θ → −θ (ν_0 and U are invariant, V is then too): only
-    s_w > 0 is computed, with doubled weights (``use_symmetry``)."""
+    s_w > 0 is computed, with doubled weights (``use_symmetry``).
+
+    ``atom_rule`` (default: ``rule``) = ``"adapted"`` replaces the atoms' rule by composite Gauss–Kronrod (7, 15)
+    in the probability of x_w on ``atoms // 15`` panels (``atoms`` a multiple of 15, of 30 with the symmetry)
+    that equidistribute the variation of the mean-field flow map at the output times (:func:`flow_map_panels`,
+    ``monitor_nodes`` nodes): the integrands of e and c have a step and a spike where the atom sits on the
+    escape front (docs §3.1).  The embedded Gauss rule gives ``function_gap_error``, ``risk_excess_error``."""
+    monitor_nodes = _check_int("chaos.monitor_nodes", monitor_nodes, 2)
+    if atom_rule != "adapted" and monitor_nodes != DEFAULT_MONITOR_NODES:
+        raise ValueError(f"chaos.monitor_nodes = {monitor_nodes!r} is used only by chaos.atom_rule = 'adapted' "
+                         f"(atom_rule = {atom_rule or rule!r}); leave it at {DEFAULT_MONITOR_NODES}")
     model = SphereHermiteModel.from_problem(problem)
     geometry = model.geometry
     times = _check_times(times)
@@ -864,15 +971,54 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
     base, base_weights = geometry.frame_rule(d, _check_int("chaos.s_nodes", s_nodes, 2),
                                              _check_int("chaos.q_nodes", q_nodes, 2),
                                              _check_int("chaos.angle_nodes", angle_nodes, 2), rule)
-    s_atoms, w_atoms = geometry.quadrature(d, _check_int("chaos.atoms", atoms, 1), rule)
+    atoms = _check_int("chaos.atoms", atoms, 1)
+    atom_rule = rule if atom_rule is None else atom_rule
     even = not np.any(model.potential[1::2])
-    if use_symmetry and even and atoms % 2 == 0 and geometry.lower < 0:
-        keep = s_atoms > 0
-        s_atoms, w_atoms = s_atoms[keep], 2.0 * w_atoms[keep]
-    n_atoms = s_atoms.size
+    symmetric = use_symmetry and even and atoms % 2 == 0 and geometry.lower < 0
+    w_gauss = None
+    if atom_rule == "adapted":
+        computed = atoms // 2 if symmetric else atoms
+        if computed % KRONROD_NODES:
+            raise ValueError(f"chaos.atoms = {atoms!r} must be a multiple of {KRONROD_NODES * (2 if symmetric else 1)} "
+                             f"with chaos.atom_rule = 'adapted' ({KRONROD_NODES} Gauss–Kronrod nodes per panel"
+                             f"{', on the half s_w > 0 (even potential)' if symmetric else ''})")
+        edges = flow_map_panels(problem, times, computed // KRONROD_NODES, lower=0.5 if symmetric else 0.0,
+                                nodes=monitor_nodes, dt=dt, schedule=schedule)
+        s_atoms, w_atoms, w_gauss = panel_rule(geometry, d, edges)
+        if symmetric:
+            w_atoms, w_gauss = 2.0 * w_atoms, 2.0 * w_gauss
+    elif atom_rule in RULES:
+        s_atoms, w_atoms = geometry.quadrature(d, atoms, atom_rule)
+        if symmetric:
+            keep = s_atoms > 0
+            s_atoms, w_atoms = s_atoms[keep], 2.0 * w_atoms[keep]
+    else:
+        raise ValueError(f"chaos.atom_rule = {atom_rule!r} is not allowed; allowed: {list(RULES) + ['adapted']}")
+    e_atoms, c_atoms, risk0 = atom_responses(model, features, base, base_weights, s_atoms, times, dt, eps,
+                                             schedule)
+    e, c = e_atoms @ w_atoms, c_atoms @ w_atoms
+    errors = (None, None) if w_gauss is None else (np.abs(e - e_atoms @ w_gauss), np.abs(c - c_atoms @ w_gauss))
+    config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, "rule": rule,
+              "atom_rule": atom_rule, **({"monitor_nodes": monitor_nodes} if atom_rule == "adapted" else {}),
+              **({"angle_nodes": angle_nodes} if geometry is CIRCLE else {}), **model.config()}
+    return FluctuationPrediction(times, e, c, risk0, config, *errors)
+
+
+def atom_responses(model: SphereHermiteModel, features: "_FrameFeatures", base: np.ndarray,
+                   base_weights: np.ndarray, x_atoms: np.ndarray, times: np.ndarray, dt: float, eps: float,
+                   schedule: Schedule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The integrands of e and c at each atom position: for the atom δ_w at invariant ``x_atoms[j]`` and
+    ``(1 − ε)ν_0 + εδ_w`` (ν_0 the frame rule ``base``, ``base_weights``) moved by the projected gradient of
+    ``Ψ(·; μ)`` (RK4 with sub-steps <= dt, renormalised to the sphere), returns per output time
+
+        e_w = ‖(f_{+ε} − f_{−ε})/(2ε)‖²,   c_w = ½(R_{+ε} − 2R_0 + R_{−ε})/ε²,
+
+    arrays (T, A), and ``R_0 = L(ν_t)`` (T,) — so that ``e(t) = ∫e_w dν_0(w)``, ``c(t) = ∫c_w dν_0(w)``."""
+    geometry = model.geometry
+    n_atoms = x_atoms.size
     signs = np.concatenate([np.zeros(1), np.full(n_atoms, 1.0), np.full(n_atoms, -1.0)])
     mass = eps * signs  # batch: [unperturbed, +ε per atom, −ε per atom]
-    atom0 = geometry.frame_atoms(np.concatenate([[0.0], s_atoms, s_atoms]))  # (B, D)
+    atom0 = geometry.frame_atoms(np.concatenate([[0.0], x_atoms, x_atoms]))  # (B, D)
     weights = (1.0 - mass)[:, None] * base_weights[None, :]
     x0 = np.broadcast_to(base, (mass.size,) + base.shape).copy()
 
@@ -895,17 +1041,17 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
         return y / np.linalg.norm(y, axis=-1, keepdims=True)
 
     steps = time_steps(times, dt)
-    e, c, risk0 = (np.empty(times.size) for _ in range(3))
+    e = np.empty((times.size, n_atoms))
+    c = np.empty((times.size, n_atoms))
+    risk0 = np.empty(times.size)
+    plus, minus = slice(1, 1 + n_atoms), slice(1 + n_atoms, None)
     for k, state in march((x0, atom0), times, steps, lambda tt, y: velocity(tt, *y),
                           lambda y: (renormalise(y[0]), renormalise(y[1]))):
         moments, risk = measures(*state)
-        plus, minus = slice(1, 1 + n_atoms), slice(1 + n_atoms, None)
-        e[k] = w_atoms @ features.quadratic((moments[plus] - moments[minus]) / (2 * eps))
-        c[k] = 0.5 * w_atoms @ ((risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2)
+        e[k] = features.quadratic((moments[plus] - moments[minus]) / (2 * eps))
+        c[k] = 0.5 * (risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2
         risk0[k] = risk[0]
-    config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, "rule": rule,
-              **({"angle_nodes": angle_nodes} if geometry is CIRCLE else {}), **model.config()}
-    return FluctuationPrediction(times, e, c, risk0, config)
+    return e, c, risk0
 
 
 # --------------------------------------------------------------------------------------------
@@ -970,7 +1116,8 @@ class SphereFiniteWidth(FiniteWidth):
     def __init__(self, problem: Any, model: SphereHermiteModel) -> None:
         self.problem = problem
         self.model = model
-        self.chaos_keys = COMMON_CHAOS_KEYS | {"s_nodes", "q_nodes", "backend", "device", "precision"} | (
+        self.chaos_keys = COMMON_CHAOS_KEYS | {"s_nodes", "q_nodes", "backend", "device", "precision", "atom_rule",
+                                               "monitor_nodes"} | (
             {"angle_nodes"} if model.geometry.has_angle else set())
 
     def check(self, chaos: Mapping[str, Any]) -> None:
@@ -988,7 +1135,8 @@ class SphereFiniteWidth(FiniteWidth):
                 schedule: Schedule | None = None) -> FluctuationPrediction:
         return predict_fluctuations(self.problem, times, atoms=chaos["atoms"], s_nodes=chaos["s_nodes"],
                                     q_nodes=chaos["q_nodes"], dt=chaos["dt"], epsilon=chaos["epsilon"],
-                                    schedule=schedule, angle_nodes=chaos["angle_nodes"])
+                                    schedule=schedule, angle_nodes=chaos["angle_nodes"],
+                                    atom_rule=chaos["atom_rule"], monitor_nodes=chaos["monitor_nodes"])
 
     def costs(self, chaos: Mapping[str, Any], times: np.ndarray) -> list[Cost]:
         """The Gram row tile, κ'(tile) and a temporary ``3 T`` (T = S b m, :func:`gram_row_tiles`; E = 2^22

@@ -218,7 +218,10 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
               "min_substeps": Key(4, integer_at_least(1),
                                   "isotropic mixture only: RK4 sub-steps per output interval, at least"),
               "predict_until": Key("t_final", _predict_until, "prediction only at output times <= this (\"t_final\": all)"),
-              "epsilon": Key(1e-3, _extra_mass, "prediction: mass of the extra neuron (central differences)")},
+              "epsilon": Key(1e-3, _extra_mass, "prediction: mass of the extra neuron (central differences)"),
+              "atom_rule": Key("quantile", one_of("quantile", "adapted"),
+                               "prediction: rule of the extra neuron's s_w (\"adapted\": Gauss–Kronrod panels on the escape fronts)"),
+              "monitor_nodes": Key(2048, integer_at_least(2), "prediction, atom_rule = adapted: nodes of the flow map placing the panels")},
 }
 #: keys of ``[pde]`` that belong to one solver only (given for the other, they are refused)
 SOLVER_KEYS = {"finite_volume": {"scheme", "cfl", "kernel", "time_stepping"},
