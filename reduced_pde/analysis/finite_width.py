@@ -1144,7 +1144,8 @@ class SphereFiniteWidth(FiniteWidth):
         ``chaos.precision`` on ``chaos.device`` (a CUDA device's memory is checked against its own size here,
         and the host then holds ``4 S m d`` float64 copies of W); low-rank features of the nodes and twins
         ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points,
-        RK4 stages and features ``B M (30 + 2K)``; RK4 steps ``t_final / dt`` plus one per output interval,
+        RK4 stages and features ``B M (30 + 2K)`` (and ``4 K monitor_nodes`` for the adapted atom rule's flow
+        map); RK4 steps ``t_final / dt`` plus one per output interval,
         each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
         d, k = self.model.dimension, _SPHERE_RANK
         seeds, m, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
@@ -1171,6 +1172,9 @@ class SphereFiniteWidth(FiniteWidth):
             items.append(("memory", 8.0 * batch * points * (30 + 2 * k),
                           f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, "
                           f"chaos.q_nodes = {chaos['q_nodes']}", "1/m prediction (batched laws)"))
+            if chaos["atom_rule"] == "adapted":
+                items.append(("memory", 8.0 * 4 * k * int(chaos["monitor_nodes"]),
+                              f"chaos.monitor_nodes = {chaos['monitor_nodes']}", "flow map placing the atom panels"))
         steps = float(times[-1]) / float(chaos["dt"]) + (times.size - 1)
         items.append(("chaos_steps", steps, f"output.t_final = {float(times[-1])!r} with chaos.dt = {chaos['dt']!r}",
                       "RK4 steps t_final / dt"))
