@@ -127,6 +127,9 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed = {args.seed} must be an integer in [0, 2**63 - 1]")
+    if load_config(args.config, args.set)["sgd"]["batch_seeds"]:  # (an invalid file is refused here alike)
+        raise ValueError("sgd.batch_seeds = true batches the seeds of `reduced-pde experiment`; the sgd command "
+                         "runs one seed (--seed): remove it, or run the experiment command")
     config = _prepare_run(args, "sgd", output)
     if not config:  # --check
         return

@@ -419,6 +419,8 @@ NEW_CASES: list[Case] = [
     _c("sgd dimension a word", "sgd {small} -o {tmp}/out.h5 --check --set sgd.dimension=\"full\"", "sgd.dimension"),
     _c("precision float16", "sgd {small} -o {tmp}/out.h5 --check --set sgd.precision=\"float16\"", "sgd.precision"),
     _c("threads 100000", "sgd {small} -o {tmp}/out.h5 --check --set sgd.threads=100000", "sgd.threads"),
+    _c("batch_seeds with the one-seed sgd command", "sgd {small} -o {tmp}/out.h5 --check --set sgd.batch_seeds=true",
+       "sgd.batch_seeds"),
     _c("kappa 1e300", "pde {P} -o {tmp}/out.h5 --set initial.kappa=1e300", "initial.kappa"),
     _c("second layer 1e300", "sgd {R} -o {tmp}/out.h5 --set data.second_layer=1e300", "data.second_layer"),
     _c("second layer rate 1e18 (explicit)", "pde {R} -o {tmp}/out.h5 --set network.second_layer_rate=1e18",
