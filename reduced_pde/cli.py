@@ -79,6 +79,9 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
         from reduced_pde.running.chaos import chaos_hook
 
         chaos_hook(config)
+    if command == "sgd" and config["sgd"]["batch_seeds"]:
+        raise ValueError("sgd.batch_seeds = true batches the seeds of `reduced-pde experiment`; the sgd command "
+                         "runs one seed (--seed): remove it, or run the experiment command")
     if command == "gibbs" and config["pde"]["solver"] != "finite_volume":
         raise ValueError(f"gibbs: pde.solver = {config['pde']['solver']!r}; the Gibbs fixed point is computed on "
                          "the grid of pde.solver = 'finite_volume'")
@@ -127,9 +130,6 @@ def _cmd_sgd(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise ValueError(f"--seed = {args.seed} must be an integer in [0, 2**63 - 1]")
-    if load_config(args.config, args.set)["sgd"]["batch_seeds"]:  # (an invalid file is refused here alike)
-        raise ValueError("sgd.batch_seeds = true batches the seeds of `reduced-pde experiment`; the sgd command "
-                         "runs one seed (--seed): remove it, or run the experiment command")
     config = _prepare_run(args, "sgd", output)
     if not config:  # --check
         return

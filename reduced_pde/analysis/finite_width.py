@@ -65,7 +65,8 @@ __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPre
            "coupled_runs", "predict_fluctuations", "sphere_quadrature", "circle_quadrature", "time_steps",
            "sphere_quantile", "circle_quantile", "flow_map_panels", "panel_rule", "gauss_kronrod_15", "atom_responses",
            "IndexGeometry", "SINGLE_INDEX", "CIRCLE", "FiniteWidth", "SphereFiniteWidth", "finite_width_of",
-           "COMMON_CHAOS_KEYS", "network_backend", "check_backend", "gram_row_tiles"]
+           "COMMON_CHAOS_KEYS", "network_backend", "check_backend", "gram_row_tiles",
+           "gram_tile_rows"]
 
 Schedule = Callable[[float], float]
 
@@ -571,9 +572,15 @@ def gram_row_tiles(seeds: int, width: int, tile_entries: int | None = None) -> l
     """Row blocks ``i ∈ [r, r + b)`` of the (S, m, m) Gram blocks, ``b = max(1, min(m, ⌊E / (S m)⌋))`` with
     E = ``tile_entries`` (default :data:`GRAM_TILE_ENTRIES`): one tile holds at most ``max(E, S m)`` entries
     (at b = 1 it is smaller than W itself)."""
-    entries = GRAM_TILE_ENTRIES if tile_entries is None else int(tile_entries)
-    rows = max(1, min(width, entries // max(1, seeds * width)))
+    rows = gram_tile_rows(seeds, width, tile_entries)
     return [slice(r, min(r + rows, width)) for r in range(0, width, rows)]
+
+
+def gram_tile_rows(seeds: int, width: int, tile_entries: int | None = None) -> int:
+    """Rows ``b = max(1, min(m, ⌊E / (S m)⌋))`` of one Gram tile (:func:`gram_row_tiles`), without forming
+    the tiles (the resource estimate asks it for any width)."""
+    entries = GRAM_TILE_ENTRIES if tile_entries is None else int(tile_entries)
+    return max(1, min(width, entries // max(1, seeds * width)))
 
 
 def _network_velocity(model: SphereHermiteModel, xi: float, w: np.ndarray) -> np.ndarray:
@@ -1152,7 +1159,7 @@ class SphereFiniteWidth(FiniteWidth):
         field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
         on_cuda = chaos["device"].startswith("cuda")
         entries = GRAM_TILE_ENTRIES_CUDA if on_cuda else GRAM_TILE_ENTRIES
-        tile = seeds * max(1, min(m, entries // (seeds * m))) * m
+        tile = seeds * gram_tile_rows(seeds, m, entries) * m
         size = 4.0 if chaos["precision"] == "float32" else 8.0
         network = size * (3 * tile + 12 * seeds * m * d)
         what = f"{field}, chaos.precision = {chaos['precision']!r}"

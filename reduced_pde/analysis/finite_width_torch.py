@@ -77,9 +77,7 @@ def load_torch(device: str = "cpu") -> Any:
 def device_memory(device: str) -> int:
     """Total memory (bytes) of the CUDA device ``device`` ("cuda" or "cuda:<index>"), after :func:`load_torch`'s
     checks."""
-    torch = load_torch(device)
-    index = int(device.split(":")[1]) if ":" in device else 0
-    return int(torch.cuda.get_device_properties(index).total_memory)
+    return int(load_torch(device).cuda.get_device_properties(device).total_memory)
 
 
 class TorchNetwork:

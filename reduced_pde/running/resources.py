@@ -227,7 +227,7 @@ def _sgd_demands(config: Mapping[str, Any]) -> list[Demand]:
         pairs = [Demand("memory", 8.0 * 7 * n * n, f"sgd.n_neurons = {n} (the network risk is recorded)",
                         "exact network risk (N x N cosine and kernel matrices)")]
     # sgd.batch_seeds: an experiment advances a case's S seeds as one simulation, holding S of everything
-    batch = len(sgd["seeds"]) if sgd.get("batch_seeds") else 1
+    batch = len(sgd["seeds"]) if sgd["batch_seeds"] else 1
     per = f" (x {batch}: sgd.batch_seeds = true with {batch} sgd.seeds)" if batch > 1 else ""
     return [Demand(item.kind, item.amount * batch, item.field + per, item.what) for item in pairs + [
         Demand("memory", 8.0 * 4 * n * d, f"sgd.n_neurons = {n} with {dim_field}", "SGD weights (N x d, 4 copies)"),
