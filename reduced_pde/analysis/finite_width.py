@@ -755,6 +755,20 @@ class FluctuationPrediction:
     #: ``atom_rule = "adapted"``: |Kronrod − embedded Gauss| of the atom integral, per time (else None)
     function_gap_error: np.ndarray | None = None
     risk_excess_error: np.ndarray | None = None
+    #: the coupling gap's limits (None where the model's prediction does not compute them):
+    #: ``lim √m (E|θ_i(t) − θ̄_i(t)|²)^{1/2}`` and ``lim √m E|θ_i(t) − θ̄_i(t)|`` (T,), and the limits of
+    #: √m × the quantiles at :data:`QUANTILES` of |θ_i − θ̄_i| over the neurons (T, Q)
+    coupling_rms: np.ndarray | None = None
+    coupling_mean: np.ndarray | None = None
+    coupling_quantiles: np.ndarray | None = None
+
+    #: the per-time arrays (first axis = time) a prediction may carry, in the order stored
+    ARRAYS = ("function_gap", "risk_excess", "mean_field_risk", "function_gap_error", "risk_excess_error",
+              "coupling_rms", "coupling_mean", "coupling_quantiles")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-time arrays that are present (not None), by name."""
+        return {name: np.asarray(getattr(self, name)) for name in self.ARRAYS if getattr(self, name) is not None}
 
 
 @njit(cache=True)

@@ -14,7 +14,10 @@ depends on which.  ``write_chaos`` stores one file::
     /coupling_quantiles                  (W, S, T, Q), attribute ``quantiles``
     /mean_field_risk                     (T,)  L(ν_t) of the reduced flow
     /prediction/function_gap, /prediction/risk_excess, /prediction/mean_field_risk  (T,)  e, c, L
-                                         (NaN after chaos.predict_until)
+    /prediction/function_gap_error, /prediction/risk_excess_error  (T,)  (atom_rule = "adapted" only)
+    /prediction/coupling_rms, /prediction/coupling_mean (T,), /prediction/coupling_quantiles (T, Q)
+                                         the coupling gap's limits × √m (where the model predicts them)
+                                         (all NaN after chaos.predict_until)
     attrs: kind = "chaos", config.<table>.<key> (the full configuration), derived.<key>
 """
 
@@ -75,9 +78,10 @@ def run_chaos(config: Mapping[str, Any], *, widths: Sequence[int] | None = None,
         until = times[-1] if chaos["predict_until"] == "t_final" else chaos["predict_until"]
         kept = times[times <= until * (1 + 1e-12)]
         prediction = hook.predict(kept, chaos, schedule)
-        pad = np.full(times.size - kept.size, np.nan)  # outputs after chaos.predict_until: not predicted
-        prediction = FluctuationPrediction(times, *(np.concatenate([values, pad]) for values in (
-            prediction.function_gap, prediction.risk_excess, prediction.mean_field_risk)), prediction.config)
+        missing = times.size - kept.size  # outputs after chaos.predict_until: not predicted (NaN)
+        prediction = FluctuationPrediction(times, config=prediction.config, **{
+            name: np.concatenate([values, np.full((missing,) + values.shape[1:], np.nan)])
+            for name, values in prediction.arrays().items()})
         prediction.config["wall_time"] = _time.perf_counter() - start
         prediction.config["predict_until"] = float(until)
     return {"config": config, "runs": runs, "prediction": prediction, "wall_time": run_time}
@@ -108,9 +112,8 @@ def write_chaos(path: str | Path, result: Mapping[str, Any]) -> Path:
         file["mean_field_risk"] = runs.mean_field_risk
         if prediction is not None:
             group = file.create_group("prediction")
-            group["function_gap"] = prediction.function_gap
-            group["risk_excess"] = prediction.risk_excess
-            group["mean_field_risk"] = prediction.mean_field_risk
+            for name, values in prediction.arrays().items():
+                group[name] = values
             for key, value in prediction.config.items():
                 group.attrs[key] = _attr_value(value)
 
@@ -129,8 +132,8 @@ def read_chaos(path: str | Path) -> dict[str, Any]:
         prediction = None
         if "prediction" in file:
             g = file["prediction"]
-            prediction = FluctuationPrediction(file["time"][()], g["function_gap"][()], g["risk_excess"][()],
-                                               g["mean_field_risk"][()], dict(g.attrs))
+            prediction = FluctuationPrediction(file["time"][()], config=dict(g.attrs), **{
+                name: g[name][()] for name in FluctuationPrediction.ARRAYS if name in g})
     return {"runs": runs, "prediction": prediction}
 
 
@@ -147,7 +150,8 @@ def plot_chaos(path: str | Path, output: str | Path) -> Path:
     keep = t > 0
     m = runs.widths[:, None, None].astype(float)
     panels = [("m · E_t²", m * runs.function_gap_squared, None if prediction is None else prediction.function_gap),
-              ("√m · mean |w_i − w̄_i|", np.sqrt(m) * runs.coupling_mean, None),
+              ("√m · mean |w_i − w̄_i|", np.sqrt(m) * runs.coupling_mean,
+               None if prediction is None else prediction.coupling_mean),
               ("m · (L_m − L(ν_t))", m * runs.risk_excess_controlled,
                None if prediction is None else prediction.risk_excess)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
