@@ -42,6 +42,7 @@ from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.analysis.finite_width import COMMON_CHAOS_KEYS, QUANTILES, Cost, CoupledRuns, FiniteWidth, \
     FluctuationPrediction, _check_int, _check_positive, _check_times, _constant_schedule, finite_width_of, march
+from reduced_pde.analysis.gaussian_norm import gaussian_norm_mean, gaussian_norm_quantiles
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.problem import NoFiniteWidth
 
@@ -291,16 +292,54 @@ def predict_mixture_fluctuations(problem: Any, times: Any, *, atoms: int = 16, r
 
     steps = substeps(times, dt, _check_int("chaos.min_substeps", min_substeps, 1))
     e, c, risk0 = (np.empty(times.size) for _ in range(3))
+    along, across = (np.empty((times.size, r0.size)) for _ in range(2))
+    plus, minus = slice(1, 1 + n), slice(1 + n, None)
     for k, state in march((state0.copy(),), times, steps, velocity):
         moments, risk, tail = measures(state[0])
-        plus, minus = slice(1, 1 + n), slice(1 + n, None)
         derivative = (moments[plus] - moments[minus]) / (2 * eps)
         e[k] = w_atoms @ (derivative ** 2 @ kernel.coefficient + 0.5 * (tail[plus] + tail[minus]))
         c[k] = 0.5 * w_atoms @ ((risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2)
         risk0[k] = risk[0]
+        response = (state[0][plus, :-1] - state[0][minus, :-1]) / (2 * eps)  # g_t(θ, w) (atoms, M, 2)
+        along[k], across[k] = coupling_covariance(response, base, w_atoms, wc)
+    coupling = coupling_limits(along, across, wr, d)
     config = {"model": "isotropic_gaussian_mixture", "atoms": atoms, "r_nodes": r_nodes, "c_nodes": c_nodes,
               "dt": dt, "min_substeps": min_substeps, "epsilon": eps, "series_degree": mix.degree, "dimension": d}
-    return FluctuationPrediction(times, e, c, risk0, config)
+    return FluctuationPrediction(times, e, c, risk0, config, coupling_rms=coupling[0], coupling_mean=coupling[1],
+                                 coupling_quantiles=coupling[2])
+
+
+def coupling_covariance(response: np.ndarray, base: np.ndarray, atom_weights: np.ndarray,
+                        cosine_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``α(r) = E_w g_rad²`` and ``(d − 1)λ(r) = E_w |g_tan|²`` at each radius r of ν_0's rule
+    (``docs/finite_width.md`` §5.1): ``response`` (atoms, M, 2) is ``g_t(θ, w)`` in the atom's frame
+    (x₁, ρ) at the nodes ``base`` (M, 2) = r(cos φ, sin φ) of the product rule (radius-major,
+    ``M = radii × cosines``); g_rad is its component along θ's initial direction (cos φ, sin φ) (the
+    twin's ray) and g_tan the rest, in the plane of θ and w; the mean over w ~ ν_0 is the atoms'
+    radial rule × the cosine rule (the cosine of θ to w)."""
+    direction = base / np.linalg.norm(base, axis=-1, keepdims=True)
+    radial = np.einsum("amj,mj->am", response, direction)
+    tangential = response[..., 1] * direction[:, 0] - response[..., 0] * direction[:, 1]
+    shape = (cosine_weights.size,)
+    per_radius = lambda v: (atom_weights @ v).reshape(-1, *shape) @ cosine_weights  # noqa: E731
+    return per_radius(radial ** 2), per_radius(tangential ** 2)
+
+
+def coupling_limits(along: np.ndarray, across: np.ndarray, radius_weights: np.ndarray,
+                    dimension: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coupling gap's N → ∞ limits from ``α``, ``(d − 1)λ`` (T, R) at the radii of ν_0's rule
+    (weights ``radius_weights``): given |θ_i(0)| = r, ``√N(θ_i − θ̄_i) → N(0, α θ̂θ̂ᵀ + λ(I − θ̂θ̂ᵀ))``,
+    so ``lim √N (E|θ_i − θ̄_i|²)^{1/2} = (Σ_r w_r (α + (d − 1)λ))^{1/2}``, ``lim √N E|θ_i − θ̄_i| =
+    Σ_r w_r E|Z_r|`` and the limits of √N × the quantiles (:data:`QUANTILES`) are those of the mixture
+    Σ_r w_r Law(|Z_r|) (:mod:`reduced_pde.analysis.gaussian_norm`); zero where the response vanishes (t = 0)."""
+    lam = across / (dimension - 1)
+    rms = np.sqrt((along + across) @ radius_weights)
+    mean = gaussian_norm_mean(along, lam, dimension) @ radius_weights
+    quantiles = np.zeros((along.shape[0], len(QUANTILES)))
+    for k in range(along.shape[0]):
+        if rms[k] > 0:
+            quantiles[k] = gaussian_norm_quantiles(QUANTILES, along[k], lam[k], dimension, weights=radius_weights)
+    return rms, mean, quantiles
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,7 +358,10 @@ class MixtureNetworkRuns:
     ∫U(w_i, ·)dν_t depends on |w_i| only).  The coupling gaps ``|w_i(t) − w̄_i(t)|`` to the twins
     ``w̄_i(t) = r̄_i(t) w_i(0)/|w_i(0)|`` (ν_t is isotropic, so the mean-field velocity
     ``−2ξ ψ'(|w|; ν_t) w/|w|`` is radial and a twin stays on its initial ray): ``coupling_mean``,
-    ``coupling_rms`` (W, S, T) and ``coupling_quantiles`` (W, S, T, Q) over the N neurons at ``quantiles``."""
+    ``coupling_rms`` (W, S, T) and ``coupling_quantiles`` (W, S, T, Q) over the N neurons at ``quantiles``;
+    ``coupling_pooled_quantiles`` (W, T, Q) over the S·N neurons of all seeds at one width (the quantiles of
+    one neuron's gap, which the prediction's ``coupling_quantiles`` are: a network's own quantiles are those
+    of one realisation of the initial fluctuation field, narrower, ``docs/finite_width.md`` §5.1)."""
 
     time: np.ndarray
     width: np.ndarray
@@ -333,6 +375,7 @@ class MixtureNetworkRuns:
     coupling_quantiles: np.ndarray
     quantiles: tuple[float, ...] = QUANTILES
     config: dict[str, Any] = field(default_factory=dict)
+    coupling_pooled_quantiles: np.ndarray | None = None
 
     def as_coupled_runs(self) -> CoupledRuns:
         """The same arrays as the sphere's :class:`~reduced_pde.analysis.finite_width.CoupledRuns` (the
@@ -409,6 +452,7 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
     shape = (len(widths), len(seeds), times.size)
     risk, control, gap_sq, c_mean, c_rms = (np.empty(shape) for _ in range(5))
     c_q = np.empty(shape + (len(QUANTILES),))
+    c_pooled = np.empty((len(widths), times.size, len(QUANTILES)))
     mf_risk = np.empty(times.size)
     for iw, N in enumerate(widths):
         w0 = np.stack([problem.initial_law().sample_weights(N, d, np.random.default_rng([int(s), int(N)]))
@@ -441,12 +485,13 @@ def mixture_network_flow(problem: Any, widths: Sequence[int], seeds: Sequence[in
             c_mean[iw, :, k] = dist.mean(axis=1)
             c_rms[iw, :, k] = np.sqrt((dist ** 2).mean(axis=1))
             c_q[iw, :, k] = np.quantile(dist, QUANTILES, axis=1).T
+            c_pooled[iw, k] = np.quantile(dist, QUANTILES)
         if progress is not None:
             progress(f"N = {N}: done")
     config = {"widths": widths, "seeds": seeds, "dt": dt, "min_substeps": min_substeps, "nodes": nodes, "series_degree": mix.degree,
               "dimension": d}
     return MixtureNetworkRuns(times, np.array(widths), np.array(seeds), risk, mf_risk, control, gap_sq, c_mean, c_rms,
-                              c_q, QUANTILES, config)
+                              c_q, QUANTILES, config, c_pooled)
 
 
 # --------------------------------------------------------------------------------------------
