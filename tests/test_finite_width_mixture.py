@@ -103,7 +103,8 @@ def test_coupling_response_at_small_time_is_the_velocity_perturbation():
         return sum(p * act.bivariate_expectation(s * r, s * r_atom, np.cos(phi)) for p, s in mix.classes)
 
     def psi_slope(r):
-        return float((problem.interaction_kernel([r + h], r0, 16) - problem.interaction_kernel([r - h], r0, 16))[0] @ wr) / (2 * h)
+        up, down = problem.interaction_kernel([r + h], r0, 16), problem.interaction_kernel([r - h], r0, 16)
+        return float((up - down)[0] @ wr) / (2 * h)
 
     along, across = np.zeros(r_nodes), np.zeros(r_nodes)
     for j, r in enumerate(r0):
