@@ -129,6 +129,53 @@ def test_even_potential_symmetry_halves_the_atoms_exactly():
     half = predict_fluctuations(problem, times, atoms=4, s_nodes=12, q_nodes=4, dt=2e-3)
     assert np.allclose(half.function_gap, full.function_gap, rtol=1e-9)
     assert np.allclose(half.risk_excess, full.risk_excess, rtol=1e-6)  # second difference: round-off / ε²
+    # the coupling gap: the atom −w at θ is the mirror image of w at −θ (covariance blocks flipped by
+    # diag(−1, 1)); the quantiles to the Illinois/Talbot accuracy (~1e-10)
+    assert np.allclose(half.coupling_rms, full.coupling_rms, rtol=1e-9, atol=0)
+    assert np.allclose(half.coupling_mean, full.coupling_mean, rtol=1e-9, atol=0)
+    assert np.allclose(half.coupling_quantiles, full.coupling_quantiles, rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("geometry", ["single_index", "circle"])
+def test_coupling_gap_small_time_limit(geometry):
+    # docs §7: g_t(θ, w) = −2t κ'(⟨θ, w⟩) P_θ w + O(t²) (the mean-field part of the perturbed field is
+    # radial), so lim m E|θ_i − θ̄_i|² / t² → 4 E[κ'(γ)² (1 − γ²)] (γ the cosine of two uniform points of
+    # S^{d−1}: exact cosine moments), and the limit law is isotropic in the tangent space, C = (rms²/(d − 1))
+    # P_θ: √m|θ_i − θ̄_i| / t → (rms/t) χ_{d−1}/sqrt(d − 1) (mean and quantiles in closed form).  Rules exact for
+    # these polynomials (Gauss–Jacobi in s or p², degree <= 8 per variable; 16 angles).  X(t)/t = L + a t +
+    # b t² + …: the Richardson value 2X(t)/t − X(2t)/(2t) = L − 2b t² + …, whose error is estimated by the
+    # second difference of X(t)/t at t, 2t, 3t (= 2b t²); allowed: twice that, plus 1e-8 relative (central
+    # difference in ε, O(ε² t) relative; Talbot/Illinois quantiles ~1e-10).
+    from scipy import stats
+    from scipy.special import gammaln
+
+    from reduced_pde.hermite import cosine_moments
+
+    if geometry == "circle":
+        from reduced_pde.models.circle_sphere import CircleSphereProblem
+
+        problem, d = CircleSphereProblem({"name": "he", "degree": 4}, "he4", 12), 12
+    else:
+        problem, d = sphere_problem(10), 10
+    model = SphereHermiteModel.from_problem(problem)
+    h = 1e-4
+    prediction = predict_fluctuations(problem, [0.0, h, 2 * h, 3 * h], atoms=6, s_nodes=6, q_nodes=6, dt=h,
+                                      rule="gauss_jacobi")
+    derivative = np.polynomial.polynomial.polyder(model.kernel)
+    integrand = np.polynomial.polynomial.polymul(np.polynomial.polynomial.polymul(derivative, derivative), [1, 0, -1])
+    rms_rate = 2 * math.sqrt(integrand @ cosine_moments(float(d), integrand.size - 1))
+    scale = rms_rate / math.sqrt(d - 1)
+    mean_rate = scale * math.sqrt(2) * math.exp(gammaln(d / 2) - gammaln((d - 1) / 2))
+    quantile_rates = scale * np.sqrt(stats.chi2.ppf([0.5, 0.9, 0.99], d - 1))
+    assert prediction.coupling_rms[0] == 0 and prediction.coupling_mean[0] == 0
+    assert np.all(prediction.coupling_quantiles[0] == 0)
+    for values, limit in ((prediction.coupling_rms, rms_rate), (prediction.coupling_mean, mean_rate),
+                          *((prediction.coupling_quantiles[:, j], quantile_rates[j]) for j in range(3))):
+        rate = values[1:] / (h * np.arange(1, 4))
+        richardson = 2 * rate[0] - rate[1]
+        second = abs(rate[0] - 2 * rate[1] + rate[2])
+        assert abs(richardson - limit) <= 2 * second + 1e-8 * limit, (geometry, rate, limit)
+        assert abs(rate[0] - limit) < 1e-2 * limit  # and the plain ratio is already close (measured a t ~ 3e-4)
 
 
 def test_risk_decreases_and_twins_start_on_the_neurons():

@@ -295,6 +295,22 @@ class IndexGeometry(ABC):
         """Dimension of the span of the last frame coordinate (uniform directions there)."""
         return dimension - self.frame_size + 1
 
+    #: signs of the :meth:`displacement_axes` components under θ → −θ with the frame of −w (the mirror
+    #: image used when only atoms with x_w > 0 are computed; single index only)
+    mirror_signs: tuple[float, ...] = ()
+
+    @abstractmethod
+    def displacement_axes(self, base: np.ndarray) -> np.ndarray:
+        """An orthonormal basis (M, D, D) of the frame coordinates (D = frame_size) at each point θ of ν_0
+        (``base``, (M, D)): the first K = D − 1 vectors are axes of R^d that the stabiliser of θ fixes or
+        flips (θ's own frame: the covariance of θ's displacement is block-diagonal in them), the last is the
+        one direction of the frame's span in the rest of R^d, which the stabiliser rotates freely over
+        :meth:`displacement_rest_dimension` dimensions (an isotropic block)."""
+
+    def displacement_rest_dimension(self, dimension: int) -> int:
+        """Dimension of the isotropic block of the displacement covariance (:meth:`displacement_axes`)."""
+        return dimension - self.frame_size + 1
+
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-300)
@@ -338,6 +354,18 @@ class _SingleIndexGeometry(IndexGeometry):
 
     def frame_atoms(self, x: np.ndarray) -> np.ndarray:
         return np.stack([x, np.sqrt(1 - x ** 2), np.zeros_like(x)], axis=-1)
+
+    mirror_signs = (-1.0, 1.0)
+
+    def displacement_axes(self, base: np.ndarray) -> np.ndarray:
+        """θ*, θ's unit orthogonal part ``θ_⊥ = (0, q, ρ)/sqrt(q² + ρ²)``, and the rest ``(0, −ρ, q)/sqrt(q² + ρ²)``
+        (stabiliser of θ: the rotations fixing θ* and θ, i.e. O(d − 2) on the rest)."""
+        axes = np.zeros(base.shape[:1] + (3, 3))
+        axes[:, 0, 0] = 1.0
+        perp = _unit(base[:, 1:])
+        axes[:, 1, 1:] = perp
+        axes[:, 2, 1], axes[:, 2, 2] = -perp[:, 1], perp[:, 0]  # rest: ⊥ θ_⊥ in span(e_w, u)
+        return axes
 
 
 class _CircleGeometry(IndexGeometry):
@@ -394,6 +422,18 @@ class _CircleGeometry(IndexGeometry):
     def frame_atoms(self, x: np.ndarray) -> np.ndarray:
         zero = np.zeros_like(x)
         return np.stack([x, zero, np.sqrt(1 - x ** 2), zero], axis=-1)
+
+    def displacement_axes(self, base: np.ndarray) -> np.ndarray:
+        """Pθ/p, the in-plane normal e_⊥θ (flipped by the stabiliser's reflection of the plane across Pθ) and
+        (I − P)θ/q; the rest: the complement's direction orthogonal to (I − P)θ, which the stabiliser rotates
+        freely over d − 3 dimensions."""
+        axes = np.zeros(base.shape[:1] + (4, 4))
+        plane, complement = _unit(base[:, :2]), _unit(base[:, 2:])
+        axes[:, 0, :2] = plane
+        axes[:, 1, 0], axes[:, 1, 1] = -plane[:, 1], plane[:, 0]
+        axes[:, 2, 2:] = complement
+        axes[:, 3, 2], axes[:, 3, 3] = -complement[:, 1], complement[:, 0]  # rest: ⊥ (I − P)θ in the complement
+        return axes
 
 
 #: in-plane angle nodes of the Circle's prediction (the ``chaos.angle_nodes`` default): at d = 32 the change
@@ -761,10 +801,13 @@ class FluctuationPrediction:
     coupling_rms: np.ndarray | None = None
     coupling_mean: np.ndarray | None = None
     coupling_quantiles: np.ndarray | None = None
+    #: ``atom_rule = "adapted"``: |Kronrod − embedded Gauss| of coupling_rms and coupling_mean (else None)
+    coupling_rms_error: np.ndarray | None = None
+    coupling_mean_error: np.ndarray | None = None
 
     #: the per-time arrays (first axis = time) a prediction may carry, in the order stored
     ARRAYS = ("function_gap", "risk_excess", "mean_field_risk", "function_gap_error", "risk_excess_error",
-              "coupling_rms", "coupling_mean", "coupling_quantiles")
+              "coupling_rms", "coupling_mean", "coupling_quantiles", "coupling_rms_error", "coupling_mean_error")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The per-time arrays that are present (not None), by name."""
@@ -1015,26 +1058,72 @@ def predict_fluctuations(problem: Any, times: Any, *, atoms: int = 16, s_nodes: 
             s_atoms, w_atoms = s_atoms[keep], 2.0 * w_atoms[keep]
     else:
         raise ValueError(f"chaos.atom_rule = {atom_rule!r} is not allowed; allowed: {list(RULES) + ['adapted']}")
-    e_atoms, c_atoms, risk0 = atom_responses(model, features, base, base_weights, s_atoms, times, dt, eps,
-                                             schedule)
+    e_atoms, c_atoms, risk0, second, rest = atom_responses(model, features, base, base_weights, s_atoms, times,
+                                                           dt, eps, schedule, groups=s_nodes)
     e, c = e_atoms @ w_atoms, c_atoms @ w_atoms
     errors = (None, None) if w_gauss is None else (np.abs(e - e_atoms @ w_gauss), np.abs(c - c_atoms @ w_gauss))
+    group_weights = base_weights.reshape(s_nodes, -1).sum(axis=1)
+    coupling = coupling_limits(geometry, d, group_weights, second, rest, w_atoms, symmetric)
+    coupling_errors = (None, None)
+    if w_gauss is not None:
+        gauss = coupling_limits(geometry, d, group_weights, second, rest, w_gauss, symmetric, quantiles=False)
+        coupling_errors = (np.abs(coupling[0] - gauss[0]), np.abs(coupling[1] - gauss[1]))
     config = {"atoms": atoms, "s_nodes": s_nodes, "q_nodes": q_nodes, "dt": dt, "epsilon": eps, "rule": rule,
               "atom_rule": atom_rule, **({"monitor_nodes": monitor_nodes} if atom_rule == "adapted" else {}),
               **({"angle_nodes": angle_nodes} if geometry is CIRCLE else {}), **model.config()}
-    return FluctuationPrediction(times, e, c, risk0, config, *errors)
+    return FluctuationPrediction(times, e, c, risk0, config, *errors, *coupling, *coupling_errors)
+
+
+def coupling_limits(geometry: IndexGeometry, dimension: int, group_weights: np.ndarray, second: np.ndarray,
+                    rest: np.ndarray, atom_weights: np.ndarray, symmetric: bool, quantiles: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The coupling gap's m → ∞ limits (docs §7) from :func:`atom_responses`' displacement sums ``second``
+    (T, A, X, K, K) and ``rest`` (T, A, X): with the atoms' weights, the conditional covariance of
+    ``√m(θ_i − θ̄_i)`` given θ_i's invariant node x is ``C(x) = A(x) ⊕ λ(x) I_n`` in θ's own axes,
+    ``A(x) = Σ_w ω_w second[·, w, x] / ω_x``, ``λ(x) = Σ_w ω_w rest[·, w, x] / (n ω_x)``, n the isotropic
+    block's dimension (:meth:`IndexGeometry.displacement_rest_dimension`), ω_x = ``group_weights``.
+    ``symmetric`` (only atoms with x_w > 0 computed, weights doubled): the atom −w at θ is the mirror image of
+    w at −θ (node X − 1 − x), ``A(x) ← ½(A(x) + S A(X−1−x) S)``, S = diag(mirror_signs), λ likewise.
+    Returns (per time) the rms ``(E|g|²)^{1/2} = (Σ_x ω_x tr C(x))^{1/2}``, the mean ``Σ_x ω_x E|N(0, C(x))|``
+    and the quantiles at :data:`QUANTILES` of |N(0, C(x))| under the mixture over x (None if not
+    ``quantiles``) (:mod:`reduced_pde.analysis.gaussian_norms`)."""
+    from reduced_pde.analysis.gaussian_norms import gaussian_norm_mean, mixture_norm_quantiles
+
+    block = np.einsum("a,taxkl->txkl", atom_weights, second)
+    spread = np.einsum("a,tax->tx", atom_weights, rest)
+    if symmetric:
+        flip = np.asarray(geometry.mirror_signs)
+        block = 0.5 * (block + flip[:, None] * block[:, ::-1] * flip[None, :])
+        spread = 0.5 * (spread + spread[:, ::-1])
+    rms = np.sqrt(np.einsum("txkk->t", block) + spread.sum(axis=1))
+    n = geometry.displacement_rest_dimension(dimension)
+    own = np.linalg.eigvalsh(block / group_weights[None, :, None, None])
+    eigenvalues = np.concatenate([np.maximum(own, 0.0), (spread / group_weights / n)[..., None]], axis=-1)
+    multiplicities = np.concatenate([np.ones(own.shape[-1]), [float(n)]])
+    mean = gaussian_norm_mean(eigenvalues, multiplicities) @ group_weights
+    if not quantiles:
+        return rms, mean, None
+    levels = mixture_norm_quantiles(np.array(QUANTILES), group_weights, eigenvalues, multiplicities)
+    return rms, mean, levels
 
 
 def atom_responses(model: SphereHermiteModel, features: "_FrameFeatures", base: np.ndarray,
                    base_weights: np.ndarray, x_atoms: np.ndarray, times: np.ndarray, dt: float, eps: float,
-                   schedule: Schedule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   schedule: Schedule, groups: int | None = None) -> tuple[np.ndarray, ...]:
     """The integrands of e and c at each atom position: for the atom δ_w at invariant ``x_atoms[j]`` and
     ``(1 − ε)ν_0 + εδ_w`` (ν_0 the frame rule ``base``, ``base_weights``) moved by the projected gradient of
     ``Ψ(·; μ)`` (RK4 with sub-steps <= dt, renormalised to the sphere), returns per output time
 
         e_w = ‖(f_{+ε} − f_{−ε})/(2ε)‖²,   c_w = ½(R_{+ε} − 2R_0 + R_{−ε})/ε²,
 
-    arrays (T, A), and ``R_0 = L(ν_t)`` (T,) — so that ``e(t) = ∫e_w dν_0(w)``, ``c(t) = ∫c_w dν_0(w)``."""
+    arrays (T, A), and ``R_0 = L(ν_t)`` (T,) — so that ``e(t) = ∫e_w dν_0(w)``, ``c(t) = ∫c_w dν_0(w)``.
+
+    ``groups`` (the number of invariant nodes of ``base``, the slowest axis of the product rule): also the
+    displacement of each node θ of ν_0, ``g_t(θ, w) = (X_{+ε} − X_{−ε})/(2ε)`` (its characteristic under the
+    perturbed field; frame coordinates are orthonormal coordinates of R^d, docs §7), split into the
+    components on θ's own axes (:meth:`IndexGeometry.displacement_axes`, K = D − 1 of them) and the square of
+    the rest component, summed with ``base_weights`` over the nodes of each invariant group: two more arrays,
+    ``second`` (T, A, groups, K, K) ``= Σ_n ω_n g_a g_b`` and ``rest`` (T, A, groups) ``= Σ_n ω_n |g_rest|²``."""
     geometry = model.geometry
     n_atoms = x_atoms.size
     signs = np.concatenate([np.zeros(1), np.full(n_atoms, 1.0), np.full(n_atoms, -1.0)])
@@ -1066,12 +1155,26 @@ def atom_responses(model: SphereHermiteModel, features: "_FrameFeatures", base: 
     c = np.empty((times.size, n_atoms))
     risk0 = np.empty(times.size)
     plus, minus = slice(1, 1 + n_atoms), slice(1 + n_atoms, None)
+    if groups is not None:
+        axes = geometry.displacement_axes(base)  # (M, D, D): K = D − 1 own axes, then the rest
+        second = np.empty((times.size, n_atoms, groups) + (axes.shape[1] - 1,) * 2)
+        rest = np.empty((times.size, n_atoms, groups))
+        grouped = (groups, base.shape[0] // groups)
     for k, state in march((x0, atom0), times, steps, lambda tt, y: velocity(tt, *y),
                           lambda y: (renormalise(y[0]), renormalise(y[1]))):
         moments, risk = measures(*state)
         e[k] = features.quadratic((moments[plus] - moments[minus]) / (2 * eps))
         c[k] = 0.5 * (risk[plus] - 2 * risk[0] + risk[minus]) / eps ** 2
         risk0[k] = risk[0]
+        if groups is not None:
+            g = (state[0][plus] - state[0][minus]) / (2 * eps)  # (A, M, D)
+            components = np.einsum("amd,mkd->amk", g, axes)
+            own = components[..., :-1]
+            second[k] = np.einsum("amk,aml->amkl", own * base_weights[None, :, None], own).reshape(
+                (n_atoms,) + grouped + second.shape[-2:]).sum(axis=2)
+            rest[k] = (base_weights[None, :] * components[..., -1] ** 2).reshape((n_atoms,) + grouped).sum(axis=2)
+    if groups is not None:
+        return e, c, risk0, second, rest
     return e, c, risk0
 
 
