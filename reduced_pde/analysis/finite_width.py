@@ -37,6 +37,13 @@ Predicted (cost independent of m): with ``ν^{ε,w}_0 = (1 − ε)ν_0 + ε δ_w
 ``(s, q) = (⟨θ, θ*⟩, ⟨θ, e_w⟩)`` (e_w the unit orthogonal part of w) plus one atom of mass ε on the
 great circle through θ* and w: a 2-D reduced computation (:func:`predict_fluctuations`).
 
+The coupling gap (docs §7): ``θ_i(t) = X_t(θ_i(0); ρ^m_0)`` and ``θ̄_i(t) = X_t(θ_i(0); ν_0)`` (X_t(θ; μ) the
+characteristic through θ of the flow started at μ), so ``θ_i − θ̄_i = (1/m)Σ_j g_t(θ_i(0), w_j) + O_P(1/m)`` with
+``g_t(θ, w) = ∂_ε X_t(θ; ν^{ε,w}_0)`` — the displacement of the frame rule's nodes in the same computation —
+and ``√m(θ_i − θ̄_i) → N(0, C_t(θ_i(0)))``, ``C_t(θ) = E_w g gᵀ = A(x) ⊕ λ(x) I`` by symmetry (x the invariant
+of θ).  :func:`coupling_limits` gives the m → ∞ limits of √m × the rms, the mean and the quantiles over the
+neurons of ``|θ_i − θ̄_i|`` (:mod:`reduced_pde.analysis.gaussian_norms`); finite-m deviations are O(1/m).
+
 The Circle (:class:`~reduced_pde.models.circle_sphere.CircleSphereProblem`, docs §6): ``y = E_{u∈S¹} φ(⟨u, x⟩)``
 with u on the unit circle of span(e_1, e_2), ``V(w) = v(p)``, ``p = |Pw|``.  Everything above holds with
 s replaced by p (the same mobility 1 − p²); what differs is collected in an :class:`IndexGeometry`: the
@@ -66,7 +73,7 @@ __all__ = ["SphereHermiteModel", "MeanFieldFlow", "CoupledRuns", "FluctuationPre
            "sphere_quantile", "circle_quantile", "flow_map_panels", "panel_rule", "gauss_kronrod_15", "atom_responses",
            "IndexGeometry", "SINGLE_INDEX", "CIRCLE", "FiniteWidth", "SphereFiniteWidth", "finite_width_of",
            "COMMON_CHAOS_KEYS", "network_backend", "check_backend", "gram_row_tiles",
-           "gram_tile_rows"]
+           "gram_tile_rows", "coupling_limits"]
 
 Schedule = Callable[[float], float]
 
