@@ -391,7 +391,8 @@ def test_coupling_gap_prediction_matches_coupled_runs(name):
     order statistics).  d = 32 to t = 0.06 only: beyond, the measured mean sits 3–6% below the limit at m = 128
     and 512 alike (README; open).  The q-rule must integrate |g|² (degree 2K in c₂ at small t, K the kernel's
     degree): >= K + 1 nodes, so 6 → 8 (4, enough for e and c with He_4, leaves 1.5% in the mean at small t);
-    the Circle's angles likewise > 2K = 8 (16).  1.5–4 min per case on 2 loaded cores (the Misspecified ~12)."""
+    the Circle's angles likewise > 2K = 8 (16).  0.5–1.5 min per case on 2 cores at load 2–5 (the Misspecified
+    4.8 min): 8 minutes for the four."""
     problem, times, dt, widths, coarse_rule, fine_rule = _coupling_case(name)
     coarse = predict_fluctuations(problem, times, **coarse_rule)
     fine = predict_fluctuations(problem, times, **fine_rule)
