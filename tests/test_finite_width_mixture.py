@@ -12,7 +12,7 @@ from reduced_pde.analysis import finite_width_mixture as fwm
 from reduced_pde.analysis.finite_width import QUANTILES
 from reduced_pde.analysis.finite_width_mixture import mixture_network_flow, mixture_output_variance, \
     predict_mixture_fluctuations
-from reduced_pde.analysis.gaussian_norm import gaussian_norm_mean, gaussian_norm_quantiles
+from reduced_pde.analysis.gaussian_norms import gaussian_norm_mean, mixture_norm_quantiles
 from reduced_pde.models.isotropic_mixture import IsotropicGaussianMixture, IsotropicMixtureRadialProblem
 
 
@@ -120,8 +120,9 @@ def test_coupling_response_at_small_time_is_the_velocity_perturbation():
                 across[j] += wa[a] * wc[n] * (2 * tangential) ** 2
     # the limits from C_t = α θ̂θ̂ᵀ + λ(I − θ̂θ̂ᵀ) per radius, without fwm.coupling_limits: rms² = E tr C_t
     rms = np.sqrt(wr @ (along + across))
-    mean = wr @ gaussian_norm_mean(along, across / (d - 1), d)
-    quantiles = gaussian_norm_quantiles(QUANTILES, along, across / (d - 1), d, weights=wr)
+    eigenvalues, multiplicities = np.stack([along, across / (d - 1)], axis=-1), np.array([1.0, d - 1.0])
+    mean = wr @ gaussian_norm_mean(eigenvalues, multiplicities)
+    quantiles = mixture_norm_quantiles(np.asarray(QUANTILES), wr, eigenvalues, multiplicities)
     assert mean <= rms  # Jensen
     for got, slope in ((prediction.coupling_rms, rms), (prediction.coupling_mean, mean),
                        (prediction.coupling_quantiles, quantiles)):

@@ -74,3 +74,27 @@ def test_mixture_quantiles_solve_the_mixture_cdf():
     assert np.all(r[1] == 0.0)
     with pytest.raises(ValueError, match="covariance"):
         gaussian_norm_mean(np.array([-1.0]), np.array([1]))
+
+
+def test_mixture_quantiles_and_mean_against_monte_carlo():
+    # a 3-component mixture of N(0, α_x e eᵀ + λ_x(I − e eᵀ)) in R^40 (the mixture model's coupling law),
+    # weights 0.2, 0.5, 0.3: the sample quantile at level x has standard error √(x(1 − x)/n)/f(q) (f the
+    # mixture density, by central differences of the CDF), the sample mean std/√n: 5 standard errors
+    rng = np.random.default_rng(3)
+    d, n = 40, 200_000
+    alpha, lam, weights = np.array([2.0, 0.5, 0.1]), np.array([0.01, 0.02, 0.05]), np.array([0.2, 0.5, 0.3])
+    component = rng.choice(3, size=n, p=weights)
+    samples = np.sqrt(alpha[component] * rng.chisquare(1, n) + lam[component] * rng.chisquare(d - 1, n))
+    eigenvalues, multiplicities = np.stack([alpha, lam], axis=-1), np.array([1.0, d - 1.0])
+    levels = np.array([0.5, 0.9, 0.99])
+
+    def mixture_cdf(r: float) -> float:
+        return float(generalised_chi_square_cdf(np.full(3, r * r), eigenvalues, multiplicities) @ weights)
+
+    for x, value in zip(levels, mixture_norm_quantiles(levels, weights, eigenvalues, multiplicities)):
+        h = 1e-4 * value
+        density = (mixture_cdf(value + h) - mixture_cdf(value - h)) / (2 * h)
+        se = np.sqrt(x * (1 - x) / n) / density
+        assert abs(np.quantile(samples, x) - value) < 5 * se, (x, value, np.quantile(samples, x), se)
+    mean = weights @ gaussian_norm_mean(eigenvalues, multiplicities)
+    assert abs(samples.mean() - mean) < 5 * samples.std() / np.sqrt(n)

@@ -42,7 +42,7 @@ from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.analysis.finite_width import COMMON_CHAOS_KEYS, QUANTILES, Cost, CoupledRuns, FiniteWidth, \
     FluctuationPrediction, _check_int, _check_positive, _check_times, _constant_schedule, finite_width_of, march
-from reduced_pde.analysis.gaussian_norm import gaussian_norm_mean, gaussian_norm_quantiles
+from reduced_pde.analysis.gaussian_norms import gaussian_norm_mean, mixture_norm_quantiles
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.problem import NoFiniteWidth
 
@@ -331,14 +331,13 @@ def coupling_limits(along: np.ndarray, across: np.ndarray, radius_weights: np.nd
     (weights ``radius_weights``): given |θ_i(0)| = r, ``√N(θ_i − θ̄_i) → N(0, α θ̂θ̂ᵀ + λ(I − θ̂θ̂ᵀ))``,
     so ``lim √N (E|θ_i − θ̄_i|²)^{1/2} = (Σ_r w_r (α + (d − 1)λ))^{1/2}``, ``lim √N E|θ_i − θ̄_i| =
     Σ_r w_r E|Z_r|`` and the limits of √N × the quantiles (:data:`QUANTILES`) are those of the mixture
-    Σ_r w_r Law(|Z_r|) (:mod:`reduced_pde.analysis.gaussian_norm`); zero where the response vanishes (t = 0)."""
-    lam = across / (dimension - 1)
+    Σ_r w_r Law(|Z_r|) (:mod:`reduced_pde.analysis.gaussian_norms`: C_t has the eigenvalue α once and λ
+    d − 1 times); zero where the response vanishes (t = 0)."""
+    eigenvalues = np.stack([along, across / (dimension - 1)], axis=-1)  # (T, R, 2)
+    multiplicities = np.array([1.0, dimension - 1.0])
     rms = np.sqrt((along + across) @ radius_weights)
-    mean = gaussian_norm_mean(along, lam, dimension) @ radius_weights
-    quantiles = np.zeros((along.shape[0], len(QUANTILES)))
-    for k in range(along.shape[0]):
-        if rms[k] > 0:
-            quantiles[k] = gaussian_norm_quantiles(QUANTILES, along[k], lam[k], dimension, weights=radius_weights)
+    mean = gaussian_norm_mean(eigenvalues, multiplicities) @ radius_weights
+    quantiles = mixture_norm_quantiles(np.asarray(QUANTILES), radius_weights, eigenvalues, multiplicities)
     return rms, mean, quantiles
 
 
