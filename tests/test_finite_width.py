@@ -245,8 +245,8 @@ def test_prediction_matches_coupled_runs(d, t_final):
     difference, taken as the error bound of the finer rule).  13.7 min on 2 loaded cores."""
     problem = sphere_problem(d)
     times = np.linspace(0, t_final, 6)
-    coarse = predict_fluctuations(problem, times, atoms=64, s_nodes=256, q_nodes=4, dt=2e-3)
-    fine = predict_fluctuations(problem, times, atoms=128, s_nodes=256, q_nodes=4, dt=2e-3)
+    coarse = predict_fluctuations(problem, times, atoms=64, s_nodes=256, q_nodes=8, dt=2e-3)
+    fine = predict_fluctuations(problem, times, atoms=128, s_nodes=256, q_nodes=8, dt=2e-3)
     runs = {m: coupled_runs(problem, [m], list(range(seeds)), times, dt=2e-3, nodes=1024)
             for m, seeds in ((16, 1024), (64, 256))}
     for name, theory, resolution in (

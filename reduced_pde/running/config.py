@@ -211,7 +211,7 @@ RUN_SCHEMA: dict[str, dict[str, Key]] = {
               "predict": Key(True, _flag, "also compute the 1/m prediction e(t), c(t)"),
               "atoms": Key(64, integer_at_least(1), "prediction: nodes of the extra neuron's invariant"),
               "s_nodes": Key(256, integer_at_least(2), "prediction, sphere models only: nodes in s (or p)"),
-              "q_nodes": Key(4, integer_at_least(2), "prediction, sphere models only: nodes in q"),
+              "q_nodes": Key(8, integer_at_least(2), "prediction, sphere models only: nodes in q (> the kernel's degree: docs §3.1)"),
               "angle_nodes": Key(16, integer_at_least(2), "prediction, circle_sphere only: nodes of the in-plane angle"),
               "r_nodes": Key(48, integer_at_least(2), "prediction, isotropic mixture only: nodes in the radius"),
               "c_nodes": Key(16, integer_at_least(2), "prediction, isotropic mixture only: nodes in the cosine to the atom"),
