@@ -1253,8 +1253,13 @@ class SphereFiniteWidth(FiniteWidth):
 
     def check(self, chaos: Mapping[str, Any]) -> None:
         """The backend of the m-neuron flows must run here (:func:`check_backend`: torch installed, the
-        device present, NumPy in float64 on the CPU)."""
+        device present, NumPy in float64 on the CPU), and the prediction's frame reduction must fit in R^d
+        (checked here, before the coupled runs, as :func:`predict_fluctuations` would after them)."""
         check_backend(chaos["backend"], chaos["device"], chaos["precision"])
+        geometry, d = self.model.geometry, self.model.dimension
+        if chaos["predict"] and d < geometry.frame_size + 1:
+            raise ValueError(f"data.dimension = {d} must be >= {geometry.frame_size + 1} for the prediction's frame "
+                             f"reduction of the {geometry.name} geometry; use a larger d or chaos.predict = false")
 
     def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
                      progress: Callable[[str], None] | None = None) -> CoupledRuns:
@@ -1274,8 +1279,9 @@ class SphereFiniteWidth(FiniteWidth):
         entries per tile, 2^26 on CUDA) and the RK4 stages of the weights ``12 S m d``, in numbers of
         ``chaos.precision`` on ``chaos.device`` (a CUDA device's memory is checked against its own size here,
         and the host then holds ``4 S m d`` float64 copies of W); low-rank features of the nodes and twins
-        ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points,
-        RK4 stages and features ``B M (30 + 2K)`` (and ``4 K monitor_nodes`` for the adapted atom rule's flow
+        ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points
+        (``s_nodes q_nodes angle_nodes`` for the Circle's frame), RK4 stages and features ``B M (30 + 2K)``
+        (and ``4 K monitor_nodes`` for the adapted atom rule's flow
         map); RK4 steps ``t_final / dt`` plus one per output interval,
         each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
         d, k = self.model.dimension, _SPHERE_RANK
@@ -1300,9 +1306,11 @@ class SphereFiniteWidth(FiniteWidth):
             ("memory", 8.0 * 4 * k * nodes, f"chaos.nodes = {nodes}", "mean-field nodes and their features")]
         if chaos["predict"]:
             batch, points = 2 * int(chaos["atoms"]) + 1, int(chaos["s_nodes"]) * int(chaos["q_nodes"])
-            items.append(("memory", 8.0 * batch * points * (30 + 2 * k),
-                          f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, "
-                          f"chaos.q_nodes = {chaos['q_nodes']}", "1/m prediction (batched laws)"))
+            rule = f"chaos.atoms = {chaos['atoms']}, chaos.s_nodes = {chaos['s_nodes']}, chaos.q_nodes = {chaos['q_nodes']}"
+            if self.model.geometry.has_angle:  # the Circle's frame rule is p × angle × cosine
+                points *= int(chaos["angle_nodes"])
+                rule += f", chaos.angle_nodes = {chaos['angle_nodes']}"
+            items.append(("memory", 8.0 * batch * points * (30 + 2 * k), rule, "1/m prediction (batched laws)"))
             if chaos["atom_rule"] == "adapted":
                 items.append(("memory", 8.0 * 4 * k * int(chaos["monitor_nodes"]),
                               f"chaos.monitor_nodes = {chaos['monitor_nodes']}", "flow map placing the atom panels"))

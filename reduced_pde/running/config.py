@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def _seeds(field: str, value: Any) -> list[int]:
     if not (isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool)
                                                       and 0 <= s <= MAX_SEED for s in value)):
         raise ValueError(f"{field} = {value!r} must be a non-empty list of integers in [0, 2**63 - 1]")
+    _distinct(field, value, "seed", "the same run twice would count as two independent runs")
     return list(value)
 
 
@@ -125,7 +127,16 @@ def _widths(field: str, value: Any) -> list[int]:
     if not (isinstance(value, list) and value and all(isinstance(m, int) and not isinstance(m, bool) and m >= 1
                                                       for m in value)):
         raise ValueError(f"{field} = {value!r} must be a non-empty list of integers >= 1")
+    _distinct(field, value, "width", "the same networks would be run twice")
     return list(value)
+
+
+def _distinct(field: str, value: list[int], what: str, why: str) -> None:
+    """Refuse a list with a repeated entry (a repeated seed would shrink the standard error of a seed mean
+    by counting one network or run twice)."""
+    repeated = sorted(v for v, count in Counter(value).items() if count > 1)
+    if repeated:
+        raise ValueError(f"{field} = {value!r} repeats the {what}(s) {repeated}: {why}; list each {what} once")
 
 
 def _extra_mass(field: str, value: Any) -> float:

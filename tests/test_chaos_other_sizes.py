@@ -1,0 +1,103 @@
+"""``reduced-pde chaos`` at widths and dimensions the README does not list (issue 14, "How it will be
+checked"; README "Independent check at other sizes"): the defects an independent user met there, one
+fast test each, and the slow checks behind the README's table.
+
+* a repeated seed (or width) was accepted: the same network counted twice shrinks the seed error;
+* a dimension too small for the prediction's frame reduction (d < 4 on the sphere, d < 5 for the
+  Circle) was accepted by ``--check`` and refused only after the coupled runs had run;
+* the Circle's prediction memory was estimated without its ``angle_nodes`` factor (16x too small at the
+  default; measured 6.4 MB estimated against a 91 MB peak at 32 angles).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reduced_pde.cli import main
+from reduced_pde.running.config import load_config
+from reduced_pde.running.resources import demands
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def _one_line_refusal(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_repeated_seeds_and_widths_are_refused(tmp_path, capsys):
+    config = str(CONFIGS / "chaos_sphere_he4.toml")
+    err = _one_line_refusal(["chaos", config, "-o", str(tmp_path / "c.h5"), "--check", "--seeds", "0", "1", "0"],
+                            capsys)
+    assert "chaos.seeds = [0, 1, 0]" in err and "repeats the seed(s) [0]" in err
+    err = _one_line_refusal(["chaos", config, "-o", str(tmp_path / "c.h5"), "--check", "--widths", "48", "48"], capsys)
+    assert "chaos.widths = [48, 48]" in err and "[48]" in err
+    with pytest.raises(ValueError, match=r"sgd.seeds = \[2, 2\] repeats"):
+        load_config(CONFIGS / "mmn18_quick.toml", ["sgd.seeds=[2, 2]"])
+    assert main(["chaos", config, "-o", str(tmp_path / "c.h5"), "--check", "--seeds", "0", "1", "2"]) == 0
+    assert not (tmp_path / "c.h5").exists()
+
+
+@pytest.mark.parametrize("name, dimension, smallest", [("he4", 3, 4), ("circle", 4, 5)])
+def test_dimension_too_small_for_the_prediction_is_refused_before_the_runs(name, dimension, smallest, tmp_path,
+                                                                          capsys):
+    config = str(CONFIGS / f"chaos_sphere_{name}.toml")
+    argv = ["chaos", config, "-o", str(tmp_path / "c.h5"), "--set", f"data.dimension={dimension}"]
+    for extra in (["--check"], ["--widths", "2", "--seeds", "0"]):  # refused by --check and before any run
+        err = _one_line_refusal(argv + extra, capsys)
+        assert f"data.dimension = {dimension} must be >= {smallest}" in err and "chaos.predict" in err
+        assert not (tmp_path / "c.h5").exists()
+    assert main(argv + ["--check", "--no-prediction"]) == 0  # the coupled runs alone are fine there
+
+
+def test_circle_prediction_memory_counts_the_angle_nodes():
+    """The batched laws of the Circle's prediction live on s_nodes × q_nodes × angle_nodes points: the
+    estimate grows in proportion to angle_nodes (16 → 64 multiplies it by 4 exactly)."""
+    config = CONFIGS / "chaos_sphere_circle.toml"
+
+    def prediction_bytes(angles: int) -> float:
+        items = demands(load_config(config, [f"chaos.angle_nodes={angles}"]), "chaos")
+        (item,) = [d for d in items if d.what == "1/m prediction (batched laws)"]
+        assert f"chaos.angle_nodes = {angles}" in item.field
+        return item.amount
+
+    assert prediction_bytes(64) == pytest.approx(4 * prediction_bytes(16), rel=1e-12)
+    # and it is at least the positions of those laws alone: B = 2 atoms + 1 laws × M points × 4 frame coordinates
+    atoms, s_nodes, q_nodes = 32, 128, 4
+    assert prediction_bytes(16) >= 8.0 * (2 * atoms + 1) * s_nodes * q_nodes * 16 * 4
+
+
+_CIRCLE = {"data": {"model": "circle_sphere", "dimension": 16, "target": {"name": "he", "degree": 4},
+                    "second_layer": 1.0},
+           "activation": {"name": "he4"}, "output": {"t_final": 0.02, "n_outputs": 2, "t_first": 0.01}}
+
+
+@pytest.mark.slow
+def test_circle_prediction_memory_estimate_bounds_the_measured_peak(tmp_path):
+    """tests/memory_probe.py on the Circle's prediction with 32 angles (65 laws × 8192 points): the estimate
+    must bound the measured peak and stay within 4 times it (the bounds of tests/test_memory_estimates.py).
+    Before the fix: 6.4 MB estimated against 91 MB measured.  ~40 s on the loaded machine."""
+    measured = {**_CIRCLE, "chaos": {"widths": [8], "seeds": [0], "dt": 1e-2, "nodes": 64, "atoms": 16,
+                                     "s_nodes": 64, "q_nodes": 4, "angle_nodes": 32}}
+    warmup = {**_CIRCLE, "chaos": {"widths": [8], "seeds": [0], "dt": 1e-2, "nodes": 16, "atoms": 2, "s_nodes": 8,
+                                   "q_nodes": 2, "angle_nodes": 4}}
+    (tmp_path / "run.json").write_text(json.dumps(measured))
+    (tmp_path / "warmup.json").write_text(json.dumps(warmup))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "memory_probe.py"), "chaos", str(tmp_path / "run.json"),
+                           str(tmp_path / "warmup.json")], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    peak = max(result["traced"], result["resident"])
+    assert peak > 10 * 2**20, result
+    assert peak <= result["estimate"] <= 4.0 * peak, result
