@@ -101,3 +101,46 @@ def test_circle_prediction_memory_estimate_bounds_the_measured_peak(tmp_path):
     peak = max(result["traced"], result["resident"])
     assert peak > 10 * 2**20, result
     assert peak <= result["estimate"] <= 4.0 * peak, result
+
+
+def _counted(monkeypatch, module, name: str) -> list[tuple[int, ...]]:
+    """Replace ``module.name`` by a wrapper recording the shape of its W argument at each call."""
+    calls: list[tuple[int, ...]] = []
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args[-1].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["he4", "mmn18"])
+def test_chaos_work_estimate_counts_every_rk4_stage(name, monkeypatch):
+    """The work estimate (the --allow-large limit) counted one stage per RK4 step: the runs evaluate the
+    network velocity at 4 stages per step, each with two Gram products (W Wᵀ and κ'(G) W; the mixture's
+    cosines and tangent product) and a per-entry polynomial (Horner of degree K, or the Mehler terms).
+    Counted here on a small run: the velocity calls times their per-call cost must not exceed the estimate,
+    which may exceed it only by its step bound (one extra step per output interval: <= 1.2x here)."""
+    from reduced_pde.analysis import finite_width, finite_width_mixture
+    from reduced_pde.running.chaos import chaos_hook, run_chaos
+
+    if name == "he4":
+        config = load_config(CONFIGS / "chaos_sphere_he4.toml",
+                             ["chaos.widths=[6, 10]", "chaos.seeds=[0, 1]", "chaos.predict=false", "chaos.nodes=16",
+                              "output.t_final=0.01", "output.n_outputs=2", "output.t_first=0.005", "chaos.dt=1e-3"])
+        calls = _counted(monkeypatch, finite_width, "_network_velocity")
+        per_entry = chaos_hook(config).model.degree  # Horner of κ'
+    else:
+        config = load_config(CONFIGS / "chaos_mmn18.toml",
+                             ["data.dimension=12", "chaos.widths=[4, 6]", "chaos.seeds=[0]", "chaos.predict=false",
+                              "chaos.nodes=16", "output.t_final=0.3", "output.n_outputs=2", "chaos.min_substeps=5"])
+        calls = _counted(monkeypatch, finite_width_mixture, "_network_gradient")
+        per_entry = 6 * (chaos_hook(config).mix.degree + 1)  # the Mehler terms of both classes
+    (work,) = [d.amount for d in demands(config, "chaos") if d.kind == "chaos_work"]
+    run_chaos(config)
+    assert len(calls) % 4 == 0 and len(calls) >= 4 * 2 * 10  # 4 stages per step, >= 10 steps per width
+    gram = sum(2.0 * s * m * m * d for s, m, d in calls)
+    counted = sum(s * m * m * (2.0 * d + per_entry) for s, m, d in calls)
+    assert gram <= counted <= work <= 1.2 * counted, (work, counted, gram, len(calls))

@@ -1282,8 +1282,9 @@ class SphereFiniteWidth(FiniteWidth):
         ``4 K (n + S m)``; the prediction: ``B = 2 atoms + 1`` batched laws on ``M = s_nodes q_nodes`` points
         (``s_nodes q_nodes angle_nodes`` for the Circle's frame), RK4 stages and features ``B M (30 + 2K)``
         (and ``4 K monitor_nodes`` for the adapted atom rule's flow
-        map); RK4 steps ``t_final / dt`` plus one per output interval,
-        each ``S Σ m² d`` multiply-adds (K = 32 bounds the rank)."""
+        map); RK4 steps ``t_final / dt`` plus one per output interval, each of 4 stages of
+        ``S Σ m² (2d + K_κ)`` multiply-adds (W Wᵀ and κ'(G) W, Horner of degree K_κ = the kernel's; the rank
+        bound K = 32 is that of the features)."""
         d, k = self.model.dimension, _SPHERE_RANK
         seeds, m, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
         field = f"chaos.widths = {chaos['widths']!r} with {seeds} chaos.seeds and data.dimension = {d}"
@@ -1317,6 +1318,8 @@ class SphereFiniteWidth(FiniteWidth):
         steps = float(times[-1]) / float(chaos["dt"]) + (times.size - 1)
         items.append(("chaos_steps", steps, f"output.t_final = {float(times[-1])!r} with chaos.dt = {chaos['dt']!r}",
                       "RK4 steps t_final / dt"))
-        items.append(("chaos_work", steps * seeds * sum(int(w) ** 2 * d for w in chaos["widths"]),
-                      f"{field}, chaos.dt = {chaos['dt']!r}", "multiply-adds (t_final / dt) S Σ m² d"))
+        # each RK4 step: 4 stages, each forming the Gram tiles W Wᵀ, κ'(G) by Horner (degree K) and κ'(G) W
+        stage = sum(int(w) ** 2 * (2 * d + self.model.degree) for w in chaos["widths"])
+        items.append(("chaos_work", steps * seeds * 4 * stage, f"{field}, chaos.dt = {chaos['dt']!r}",
+                      "multiply-adds (t_final / dt) 4 S Σ m² (2d + K)"))
         return items

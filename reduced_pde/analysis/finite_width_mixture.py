@@ -535,7 +535,7 @@ class MixtureFiniteWidth(FiniteWidth):
         ``2 Y (K + 1) S N``; the radial nodes and twins: features and gradients ``4 (K + 2)(n + S N)``;
         the prediction: ``B = 2 atoms + 1`` batched laws on ``M = r_nodes c_nodes + 1`` points,
         ``α, α'`` and RK4 stages ``B M (2 Y (K + 1) + 30)``; RK4 steps ``Σ max(min_substeps,
-        ⌈Δt/dt⌉)`` over the output intervals, each ``S Σ N² (2d + 6(K + 1))`` multiply-adds (the two
+        ⌈Δt/dt⌉)`` over the output intervals, each of 4 stages of ``S Σ N² (2d + 6(K + 1))`` multiply-adds (the two
         Gram products and the K + 1 Mehler terms)."""
         d, K = self.mix.dimension, self.mix.degree
         seeds, n, nodes = len(chaos["seeds"]), max(chaos["widths"]), int(chaos["nodes"])
@@ -553,6 +553,6 @@ class MixtureFiniteWidth(FiniteWidth):
         steps = float(sum(count for _, count in substeps(times, float(chaos["dt"]), int(chaos["min_substeps"]))))
         items.append(("chaos_steps", steps, f"output.t_final = {float(times[-1])!r} with chaos.dt = {chaos['dt']!r} "
                       f"and chaos.min_substeps = {chaos['min_substeps']}", "RK4 steps"))
-        items.append(("chaos_work", steps * seeds * sum(int(w) ** 2 * (2 * d + 6 * (K + 1)) for w in chaos["widths"]),
-                      f"{field}, chaos.dt = {chaos['dt']!r}", "multiply-adds S Σ N² (2d + 6(K + 1)) per step"))
+        items.append(("chaos_work", steps * seeds * 4 * sum(int(w) ** 2 * (2 * d + 6 * (K + 1)) for w in chaos["widths"]),
+                      f"{field}, chaos.dt = {chaos['dt']!r}", "multiply-adds 4 S Σ N² (2d + 6(K + 1)) per step"))
         return items

@@ -22,8 +22,9 @@ configuration field that drives it:
   ``3 T + 12 S m d`` numbers of ``chaos.precision`` (T = S b m the Gram row tile, b = max(1, ⌊E / (S m)⌋)
   rows, E = 2^22 entries, 2^26 on CUDA; RK4 stages) on the device of ``chaos.device`` (a CUDA device's
   memory is checked against its own size; the host then holds ``4 S m d`` float64 copies), ``4 K S m`` twin
-  features, the prediction's batched laws, ``t_final / dt`` RK4 steps of ``S Σ m² d`` multiply-adds; for
-  the isotropic mixture ``8 S N²`` pair blocks and ``S Σ N² (2d + 6(K + 1))`` per step), with the same
+  features, the prediction's batched laws, ``t_final / dt`` RK4 steps of ``4 S Σ m² (2d + K)`` multiply-adds
+  (4 stages of W Wᵀ, κ'(G) and κ'(G) W); for the isotropic mixture ``8 S N²`` pair blocks and
+  ``4 S Σ N² (2d + 6(K + 1))`` per step), with the same
   limits as SGD's steps and work.
 
 :func:`check_resources` refuses (ValueError naming the field, the estimate and the limit) what
