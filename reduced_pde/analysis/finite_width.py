@@ -56,6 +56,7 @@ law on S³ in ``(x₁, x₂, y₁, ρ)`` (a 3-D reduced computation).
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -1254,12 +1255,19 @@ class SphereFiniteWidth(FiniteWidth):
     def check(self, chaos: Mapping[str, Any]) -> None:
         """The backend of the m-neuron flows must run here (:func:`check_backend`: torch installed, the
         device present, NumPy in float64 on the CPU), and the prediction's frame reduction must fit in R^d
-        (checked here, before the coupled runs, as :func:`predict_fluctuations` would after them)."""
+        (checked here, before the coupled runs, as :func:`predict_fluctuations` would after them); warns when
+        ``q_nodes`` is below the kernel's degree K (the bulk's cosine rule is exact at small t only for
+        q_nodes >= K, docs §3.1: the default 4 suits He_4, not σ = He_4 + He_6)."""
         check_backend(chaos["backend"], chaos["device"], chaos["precision"])
         geometry, d = self.model.geometry, self.model.dimension
         if chaos["predict"] and d < geometry.frame_size + 1:
             raise ValueError(f"data.dimension = {d} must be >= {geometry.frame_size + 1} for the prediction's frame "
                              f"reduction of the {geometry.name} geometry; use a larger d or chaos.predict = false")
+        if chaos["predict"] and chaos["q_nodes"] < self.model.degree:
+            warnings.warn(f"chaos.q_nodes = {chaos['q_nodes']} is below the kernel's degree {self.model.degree}: the "
+                          "prediction integrates the atom's response over the bulk's cosine inexactly (docs/"
+                          f"finite_width.md §3.1; e off by ~2% at d = 16 for degree 6); use q_nodes >= {self.model.degree}",
+                          stacklevel=2)
 
     def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
                      progress: Callable[[str], None] | None = None) -> CoupledRuns:
