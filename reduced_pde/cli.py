@@ -91,8 +91,10 @@ def _prepare_run(args: argparse.Namespace, command: str, output: Path) -> dict[s
     if args.check:
         memory = sum(d.amount for d in needs if d.kind == "memory") / 2**30
         disk = sum(d.amount for d in needs if d.kind == "disk") / 2**30
-        print(f"{args.config}: valid for {command}; estimated memory {memory:.3g} GiB, result file {disk:.3g} GiB; "
-              f"output {str(output)!r} writable")
+        work = [d for d in needs if d.kind in ("sgd_work", "chaos_work")]  # the time a run takes grows with it
+        work_text = f", work {sum(d.amount for d in work):.3g} multiply-adds" if work else ""
+        print(f"{args.config}: valid for {command}; estimated memory {memory:.3g} GiB, result file {disk:.3g} GiB"
+              f"{work_text}; output {str(output)!r} writable")
         return {}
     return config
 

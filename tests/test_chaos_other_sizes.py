@@ -46,6 +46,10 @@ def test_repeated_seeds_and_widths_are_refused(tmp_path, capsys):
         load_config(CONFIGS / "mmn18_quick.toml", ["sgd.seeds=[2, 2]"])
     assert main(["chaos", config, "-o", str(tmp_path / "c.h5"), "--check", "--seeds", "0", "1", "2"]) == 0
     assert not (tmp_path / "c.h5").exists()
+    # --check also reports the work (multiply-adds) that --allow-large limits, as the demands estimate it
+    (work,) = [d.amount for d in demands(load_config(config, ["chaos.seeds=[0, 1, 2]"]), "chaos")
+               if d.kind == "chaos_work"]
+    assert f"work {work:.3g} multiply-adds" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name, dimension, smallest", [("he4", 3, 4), ("circle", 4, 5)])
