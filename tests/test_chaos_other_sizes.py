@@ -23,16 +23,10 @@ import pytest
 from reduced_pde.cli import main
 from reduced_pde.running.config import load_config
 from reduced_pde.running.resources import demands
+from test_chaos_models import _one_line_refusal  # exit status 2, one line on stderr, no traceback
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-
-
-def _one_line_refusal(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def test_repeated_seeds_and_widths_are_refused(tmp_path, capsys):
