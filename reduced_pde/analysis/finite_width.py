@@ -1256,18 +1256,18 @@ class SphereFiniteWidth(FiniteWidth):
         """The backend of the m-neuron flows must run here (:func:`check_backend`: torch installed, the
         device present, NumPy in float64 on the CPU), and the prediction's frame reduction must fit in R^d
         (checked here, before the coupled runs, as :func:`predict_fluctuations` would after them); warns when
-        ``q_nodes`` is below the kernel's degree K (the bulk's cosine rule is exact at small t only for
-        q_nodes >= K, docs §3.1: the default 4 suits He_4, not σ = He_4 + He_6)."""
+        ``q_nodes`` does not exceed the kernel's degree K (the bulk's cosine rule is exact only at t = 0 with
+        q_nodes <= K, docs §3.1, §7: the default 8 suits He_4 and σ = He_4 + He_6)."""
         check_backend(chaos["backend"], chaos["device"], chaos["precision"])
         geometry, d = self.model.geometry, self.model.dimension
         if chaos["predict"] and d < geometry.frame_size + 1:
             raise ValueError(f"data.dimension = {d} must be >= {geometry.frame_size + 1} for the prediction's frame "
                              f"reduction of the {geometry.name} geometry; use a larger d or chaos.predict = false")
-        if chaos["predict"] and chaos["q_nodes"] < self.model.degree:
-            warnings.warn(f"chaos.q_nodes = {chaos['q_nodes']} is below the kernel's degree {self.model.degree}: the "
-                          "prediction integrates the atom's response over the bulk's cosine inexactly (docs/"
-                          f"finite_width.md §3.1; e off by ~2% at d = 16 for degree 6); use q_nodes >= {self.model.degree}",
-                          stacklevel=2)
+        if chaos["predict"] and chaos["q_nodes"] <= self.model.degree:
+            warnings.warn(f"chaos.q_nodes = {chaos['q_nodes']} does not exceed the kernel's degree {self.model.degree}: "
+                          "the prediction integrates the atom's response (and |g|², of twice the degree) over the bulk's "
+                          "cosine inexactly after t = 0 (docs/finite_width.md §3.1, §7; He_4 at d = 16: e(0.1) 0.12 low "
+                          f"with 4); use q_nodes >= {self.model.degree + 1}", stacklevel=2)
 
     def coupled_runs(self, times: np.ndarray, chaos: Mapping[str, Any], schedule: Schedule | None = None,
                      progress: Callable[[str], None] | None = None) -> CoupledRuns:
