@@ -335,12 +335,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return parse_config(apply_overrides(_read_toml(path), overrides or []))
 
 
-def parse_config(raw: Mapping[str, Any], *, check_machine: bool = True) -> dict[str, Any]:
+def parse_config(raw: Mapping[str, Any], *, check_machine: bool = True, stored: bool = False) -> dict[str, Any]:
     """Check every table and key of ``raw`` against the model's schema and fill the defaults;
     returns the configuration in its input form (see the module docstring).  Raises ValueError with
     a one-line message naming the field, its value and what is allowed.  ``check_machine``: also
     refuse a run this machine cannot hold (:func:`~reduced_pde.running.resources.check_resources`;
-    off when rebuilding a stored run for analysis)."""
+    off when rebuilding a stored run for analysis).  ``stored``: the configuration of a file this package
+    wrote (:func:`unflatten`), which holds every key with the defaults of the version that wrote it — the
+    ``[chaos]`` keys of a run that is not a chaos run are kept as stored, not refused as unread (a file written
+    before ``chaos.q_nodes``'s default went from 4 to 8 holds 4)."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"a configuration must be a table, got {raw!r}")
     data = raw.get("data", {})
@@ -375,7 +378,7 @@ def parse_config(raw: Mapping[str, Any], *, check_machine: bool = True) -> dict[
         config[table] = values
     config["grid"] = _grid_inputs(raw.get("grid", {}))
     config["sweep"] = _sweep_inputs(raw.get("sweep", {}), schema)
-    _check_run(config, raw, model, check_machine)
+    _check_run(config, raw, model, check_machine, stored)
     # keep only what this run uses: the other solver's keys (and the grid of a particle run) are gone
     solver = config["pde"]["solver"]
     unused = set().union(*(keys for name, keys in SOLVER_KEYS.items() if name != solver))
@@ -421,7 +424,8 @@ def _sweep_inputs(given: Any, schema: Mapping[str, Any]) -> dict[str, list[Any]]
     return {key: list(values) for key, values in given.items()}
 
 
-def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, check_machine: bool = True) -> None:
+def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, check_machine: bool = True,
+               stored: bool = False) -> None:
     """Checks across keys, and against the problem (its coordinates, noise, grid)."""
     out = config["output"]
     if out["spacing"] == "log" and not out["t_first"] < out["t_final"]:
@@ -472,7 +476,7 @@ def _check_run(config: dict[str, Any], raw: Mapping[str, Any], model: Model, che
     elif any(name != "cells" and name not in GRID_ADAPT for name in config["grid"]) or \
             set(raw.get("grid", {})) & {"cells", *GRID_ADAPT}:
         raise ValueError("[grid] applies to pde.solver = 'finite_volume'; this run uses 'lagrangian'")
-    if any(value != RUN_SCHEMA["chaos"][name].default for name, value in config["chaos"].items()):
+    if not stored and any(value != RUN_SCHEMA["chaos"][name].default for name, value in config["chaos"].items()):
         finite_width_hook(config, model, problem)  # [chaos] keys this model's runs do not read are refused
     if config["sgd"]["dimension"] != "data" and not math.isinf(model.dimension(inputs)) \
             and config["sgd"]["dimension"] != int(model.dimension(inputs)):
@@ -637,7 +641,7 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
             raw.setdefault("grid", {})["cells"] = value
             continue
         raw.setdefault(table, {})[name] = value
-    return parse_config(raw, check_machine=False)
+    return parse_config(raw, check_machine=False, stored=True)
 
 
 def sweep_cases(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
