@@ -1095,7 +1095,7 @@ def coupling_limits(geometry: IndexGeometry, dimension: int, group_weights: np.n
     Returns (per time) the rms ``(E|g|²)^{1/2} = (Σ_x ω_x tr C(x))^{1/2}``, the mean ``Σ_x ω_x E|N(0, C(x))|``
     and the quantiles at :data:`QUANTILES` of |N(0, C(x))| under the mixture over x (None if not
     ``quantiles``) (:mod:`reduced_pde.analysis.gaussian_norms`)."""
-    from reduced_pde.analysis.gaussian_norms import gaussian_norm_mean, mixture_norm_quantiles
+    from reduced_pde.analysis.gaussian_norms import mixture_norm_limits
 
     block = np.einsum("a,taxkl->txkl", atom_weights, second)
     spread = np.einsum("a,tax->tx", atom_weights, rest)
@@ -1103,16 +1103,11 @@ def coupling_limits(geometry: IndexGeometry, dimension: int, group_weights: np.n
         flip = np.asarray(geometry.mirror_signs)
         block = 0.5 * (block + flip[:, None] * block[:, ::-1] * flip[None, :])
         spread = 0.5 * (spread + spread[:, ::-1])
-    rms = np.sqrt(np.einsum("txkk->t", block) + spread.sum(axis=1))
     n = geometry.displacement_rest_dimension(dimension)
     own = np.linalg.eigvalsh(block / group_weights[None, :, None, None])
     eigenvalues = np.concatenate([np.maximum(own, 0.0), (spread / group_weights / n)[..., None]], axis=-1)
     multiplicities = np.concatenate([np.ones(own.shape[-1]), [float(n)]])
-    mean = gaussian_norm_mean(eigenvalues, multiplicities) @ group_weights
-    if not quantiles:
-        return rms, mean, None
-    levels = mixture_norm_quantiles(np.array(QUANTILES), group_weights, eigenvalues, multiplicities)
-    return rms, mean, levels
+    return mixture_norm_limits(group_weights, eigenvalues, multiplicities, QUANTILES if quantiles else None)
 
 
 def atom_responses(model: SphereHermiteModel, features: "_FrameFeatures", base: np.ndarray,

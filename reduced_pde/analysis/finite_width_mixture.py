@@ -42,7 +42,7 @@ from scipy.special import comb, roots_jacobi, roots_legendre
 
 from reduced_pde.analysis.finite_width import COMMON_CHAOS_KEYS, QUANTILES, Cost, CoupledRuns, FiniteWidth, \
     FluctuationPrediction, _check_int, _check_positive, _check_times, _constant_schedule, finite_width_of, march
-from reduced_pde.analysis.gaussian_norms import gaussian_norm_mean, mixture_norm_quantiles
+from reduced_pde.analysis.gaussian_norms import mixture_norm_limits
 from reduced_pde.hermite import cosine_moments
 from reduced_pde.problem import NoFiniteWidth
 
@@ -334,11 +334,7 @@ def coupling_limits(along: np.ndarray, across: np.ndarray, radius_weights: np.nd
     Σ_r w_r Law(|Z_r|) (:mod:`reduced_pde.analysis.gaussian_norms`: C_t has the eigenvalue α once and λ
     d − 1 times); zero where the response vanishes (t = 0)."""
     eigenvalues = np.stack([along, across / (dimension - 1)], axis=-1)  # (T, R, 2)
-    multiplicities = np.array([1.0, dimension - 1.0])
-    rms = np.sqrt((along + across) @ radius_weights)
-    mean = gaussian_norm_mean(eigenvalues, multiplicities) @ radius_weights
-    quantiles = mixture_norm_quantiles(np.asarray(QUANTILES), radius_weights, eigenvalues, multiplicities)
-    return rms, mean, quantiles
+    return mixture_norm_limits(radius_weights, eigenvalues, np.array([1.0, dimension - 1.0]), QUANTILES)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gaussian_norm_mean", "generalised_chi_square_cdf", "mixture_norm_quantiles"]
+__all__ = ["gaussian_norm_mean", "generalised_chi_square_cdf", "mixture_norm_quantiles", "mixture_norm_limits"]
 
 #: trapezoid in y = log(u s) on [−80, 80] (module doc): step and range
 _MEAN_STEP = 0.1
@@ -152,3 +152,17 @@ def mixture_norm_quantiles(levels: np.ndarray, weights: np.ndarray, eigenvalues:
         side = np.where(left, -1.0, 1.0)
     result = np.where(degenerate[:, None], 0.0, np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi))
     return result if batched else result[0]
+
+
+def mixture_norm_limits(weights: np.ndarray, eigenvalues: np.ndarray, multiplicities: np.ndarray,
+                        levels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """For ``|Z|`` under the mixture ``Σ_x weights[x] N(0, C_x)`` (C_x with ``eigenvalues[..., x, k]`` of
+    multiplicity ``multiplicities[k]``; a leading batch axis, e.g. time, allowed): ``(E|Z|²)^{1/2} =
+    (Σ_x w_x tr C_x)^{1/2}``, ``E|Z| = Σ_x w_x E|Z_x|`` (:func:`gaussian_norm_mean`) and the quantiles at
+    ``levels`` (:func:`mixture_norm_quantiles`; None when ``levels`` is None) — the coupling gap's limits of
+    the finite-width predictions."""
+    a, h = _check(eigenvalues, multiplicities)
+    w = np.asarray(weights, dtype=float)
+    rms = np.sqrt((a @ h) @ w)
+    mean = gaussian_norm_mean(a, h) @ w
+    return rms, mean, None if levels is None else mixture_norm_quantiles(np.asarray(levels, dtype=float), w, a, h)
