@@ -757,8 +757,9 @@ def coupled_runs(problem: Any, widths: Sequence[int], seeds: Sequence[int], time
         state = (w, flow.nodes.copy(), s0.ravel().copy())
 
         def rhs(t: float, y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            v_network = network.velocity(flow.schedule(t), y[0])  # on a GPU: queued, runs beside the next line
             v_nodes, v_twins = flow.velocity(t, y[1], y[2])
-            return network.velocity(flow.schedule(t), y[0]), v_nodes, v_twins
+            return v_network, v_nodes, v_twins
 
         def project(y: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
             _check_step(y[1], y[2], dt)

@@ -128,6 +128,11 @@ class TorchNetwork:
     def velocity(self, xi: float, w: Any) -> Any:
         """``−2ξ P_w [∇V(w_i) + (1/m) Σ_j κ'(G_ij) w_j]`` for W (S, m, d) (module doc)."""
         seeds, m = w.shape[:2]
+        # ∇V first, on a host copy of W: the copy waits only for W itself, and the Gram products queued
+        # after it run on a GPU while the caller goes on (the mean-field flow and twins of coupled_runs)
+        host = self.host(w)
+        potential = np.zeros_like(host)
+        self.model.geometry.add_potential_gradient(self.model, host, potential)
         w_transposed = w.transpose(1, 2)
         grad = self.torch.empty_like(w)
         for rows in gram_row_tiles(seeds, m, self.tile_entries):
@@ -135,9 +140,6 @@ class TorchNetwork:
             grad[:, rows] = self.torch.matmul(self._horner(gram, self.kernel_derivative), w)
             del gram
         grad /= m
-        host = self.host(w)
-        potential = np.zeros_like(host)
-        self.model.geometry.add_potential_gradient(self.model, host, potential)
         grad += self.torch.as_tensor(potential, dtype=self.dtype, device=self._device)
         radial = (grad * w).sum(dim=-1, keepdim=True)
         return (grad - radial * w) * (-2.0 * xi)
