@@ -677,8 +677,12 @@ class SingleIndexProblem(ReducedProblem):
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``f_kj = sqrt(C(k,j)) α_k ρ^{k−j} ϱ^j`` and its derivatives in s and r (ball) or the
         derivative of the restriction in s (sphere; second array, third is zeros)."""
-        alpha = self.activation.hermite_coefficients(n, top)
-        d_alpha = self.activation.hermite_coefficients_derivative(n, top) if derivatives else alpha
+        if self.sphere:  # n = |w| = 1 at every point: α_k(1) once, broadcast over the points (α[ks] is (R, 1))
+            alpha = self.activation.hermite_coefficients(n[:1], top)
+            d_alpha = alpha
+        else:
+            alpha = self.activation.hermite_coefficients(n, top)
+            d_alpha = self.activation.hermite_coefficients_derivative(n, top) if derivatives else alpha
         P = self._powers(rho, top + 2)
         Q = self._powers(vrho, top + 2)
         root_binom = np.exp(0.5 * _log_binomial(ks.astype(float), js.astype(float)))[:, None]
