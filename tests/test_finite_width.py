@@ -397,8 +397,8 @@ def test_coupling_gap_prediction_matches_coupled_runs(name):
     values adds a bias of its own), so its term is the conservative |X_{m₁} − X_{m₂}| (the error of X_{m₂} at
     the rate m^{−1/2}).  The 0.9 and 0.99 quantiles are listed in the README, not asserted: per-network
     quantiles of m = 64–256 values in the tail converge non-monotonically or slowly (0.99: the top one or two
-    order statistics).  d = 32 to t = 0.06 only: beyond, the measured mean sits 3–6% below the limit at m = 128
-    and 512 alike (README; open).  The q-rule must integrate |g|² (degree 2K in c₂ at small t, K the kernel's
+    order statistics).  d = 32 to t = 0.06 here (m = 32, 128; beyond, m = 128 and 512 sit 3–6% below the limit
+    while m = 2048 is on it to t = 0.12: README, 21 minutes of runs, not in this test).  The q-rule must integrate |g|² (degree 2K in c₂ at small t, K the kernel's
     degree): >= K + 1 nodes, so 6 → 8 (4, enough for e and c with He_4, leaves 1.5% in the mean at small t);
     the Circle's angles likewise > 2K = 8 (16).  0.5–1.5 min per case on 2 cores at load 2–5 (the Misspecified
     4.8 min): 8 minutes for the four."""
