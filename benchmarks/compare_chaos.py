@@ -20,11 +20,12 @@ import numpy as np
 
 from reduced_pde.running.chaos import read_chaos
 
-QUANTITIES = (  # (label, the runs' value per (m, seed, t) from (runs, m), the prediction's array)
-    ("m E_t^2", lambda runs, m: m * runs.function_gap_squared, "function_gap"),
-    ("m(L_m - L) ctrl", lambda runs, m: m * runs.risk_excess_controlled, "risk_excess"),
-    ("sqrt(m) mean gap", lambda runs, m: np.sqrt(m) * runs.coupling_mean, "coupling_mean"),
-    ("m rms gap^2", lambda runs, m: m * runs.coupling_rms ** 2, "coupling_rms"),
+QUANTITIES = (  # (label, the runs' value per (m, seed, t) from (runs, m), its limit from the prediction)
+    ("m E_t^2", lambda runs, m: m * runs.function_gap_squared, lambda p: p.function_gap),
+    ("m(L_m - L) ctrl", lambda runs, m: m * runs.risk_excess_controlled, lambda p: p.risk_excess),
+    ("sqrt(m) mean gap", lambda runs, m: np.sqrt(m) * runs.coupling_mean, lambda p: p.coupling_mean),
+    ("m rms gap^2", lambda runs, m: m * runs.coupling_rms ** 2,
+     lambda p: None if p.coupling_rms is None else p.coupling_rms ** 2),
 )
 
 
@@ -44,22 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     if prediction is not None and not np.allclose(prediction.time, time, rtol=1e-12, atol=0):
         print("compare_chaos: the prediction's output times differ from the runs'", file=sys.stderr)
         return 2
+    nan = np.full(time.shape, np.nan)
+    limits = [nan if prediction is None or limit(prediction) is None else np.asarray(limit(prediction))
+              for _, _, limit in QUANTITIES]
     for path, d in zip(args.runs, data):
         runs = d["runs"]
+        # seed means and standard errors, (W, T) each, per quantity
+        stats = [runs.seed_mean(value(runs, runs.widths[:, None, None].astype(float))) for _, value, _ in QUANTITIES]
         for iw, width in enumerate(runs.widths):
-            m = float(width)
             print(f"\n{path.name}: m = {width}, {runs.seeds.size} seeds (mean ± s.e.; limit; (mean - limit)/s.e.)")
             print(f"{'t':>8} | " + " | ".join(f"{label:>34}" for label, _, _ in QUANTITIES))
             for k, t in enumerate(time):
                 cells = []
-                for label, value, name in QUANTITIES:
-                    mean, se = runs.seed_mean(value(runs, m)[iw:iw + 1])
-                    mean, se = float(mean[0, k]), float(se[0, k])
-                    limit = np.nan
-                    if prediction is not None and getattr(prediction, name) is not None:
-                        limit = float(getattr(prediction, name)[k]) ** (2 if name == "coupling_rms" else 1)
-                    z = (mean - limit) / se if se > 0 else np.nan
-                    cells.append(f"{mean:9.4g} ± {se:7.2g}; {limit:8.4g}; {z:+5.1f}")
+                for (mean, se), limit in zip(stats, limits):
+                    mu, sigma = float(mean[iw, k]), float(se[iw, k])
+                    z = (mu - limit[k]) / sigma if sigma > 0 else np.nan
+                    cells.append(f"{mu:9.4g} ± {sigma:7.2g}; {limit[k]:8.4g}; {z:+5.1f}")
                 print(f"{t:8.4f} | " + " | ".join(f"{c:>34}" for c in cells))
     return 0
 

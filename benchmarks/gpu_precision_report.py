@@ -16,20 +16,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from reduced_pde.running.chaos import read_chaos
+
 
 def load(path: Path) -> dict | None:
+    """The runs of a chaos file (:func:`~reduced_pde.running.chaos.read_chaos`), its wall time, device and
+    precision; None (and the file named) when its run did not finish."""
     if not path.exists():
         print(f"{path.name}: missing (its run did not finish)")
         return None
+    runs = read_chaos(path)["runs"]
     with h5py.File(path, "r") as file:
-        data = {name: file[name][()] for name in ("time", "width", "function_gap_squared", "network_risk",
-                                                  "mean_field_risk", "coupling_mean")}
-        data["wall_time"] = float(file.attrs["diagnostics.wall_time"])
-        data["device"] = str(file.attrs["derived.device"])
-        data["precision"] = str(file.attrs["derived.precision"])
-    data["m"] = int(data["width"][0])
-    data["excess"] = data["network_risk"][0, 0] - data["mean_field_risk"]
-    return data
+        attrs = {key: file.attrs[key] for key in ("diagnostics.wall_time", "derived.device", "derived.precision")}
+    return {"time": runs.time, "m": int(runs.widths[0]), "function_gap_squared": runs.function_gap_squared,
+            "coupling_mean": runs.coupling_mean, "excess": runs.risk_excess[0, 0],
+            "wall_time": float(attrs["diagnostics.wall_time"]), "device": str(attrs["derived.device"]),
+            "precision": str(attrs["derived.precision"])}
 
 
 def compare(out: Path, name: str) -> None:
